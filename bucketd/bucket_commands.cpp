@@ -1,0 +1,143 @@
+#include "bucket_commands.h"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <csignal>
+
+#include "command_table.h"
+
+namespace kv {
+
+namespace {
+
+using Handler = void (*)(BucketContext&, const resp::Request&, std::string&);
+
+struct BucketCommand {
+    std::string_view name;
+    int arity;
+    Handler run;
+};
+
+void get(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    if (auto value = context.map.get(request[1]))
+        resp::append_bulk(out, *value);
+    else
+        resp::append_null(out);
+}
+
+void set(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    if (context.map.set(request[1], request[2]) == BucketMap::SetResult::stored)
+        resp::append_simple(out, "OK");
+    else
+        resp::append_error(out, "FULL bucket is full: its segment of "
+            + std::to_string(context.map.size()) + " keys has no room for this value");
+}
+
+void del(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    long long removed = 0;
+    for (std::size_t i = 1; i < request.size(); ++i)
+        removed += context.map.erase(request[i]);
+    resp::append_integer(out, removed);
+}
+
+void exists(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    long long found = 0;
+    for (std::size_t i = 1; i < request.size(); ++i)
+        found += context.map.contains(request[i]);
+    resp::append_integer(out, found);
+}
+
+void dbsize(BucketContext& context, const resp::Request&, std::string& out)
+{
+    resp::append_integer(out, static_cast<long long>(context.map.size()));
+}
+
+void keys(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    std::string body;
+    std::size_t count = 0;
+    context.map.for_each_key([&](std::string_view key) {
+        if (glob_match(request[1], key)) {
+            resp::append_bulk(body, key);
+            ++count;
+        }
+    });
+    resp::append_array_header(out, count);
+    out += body;
+}
+
+void ping(BucketContext&, const resp::Request& request, std::string& out)
+{
+    if (request.size() == 2)
+        resp::append_bulk(out, request[1]);
+    else
+        resp::append_simple(out, "PONG");
+}
+
+// redis-benchmark asks for CONFIG GET save / appendonly before it starts; a
+// bucket has no configuration to show, so every pattern matches nothing.
+void config(BucketContext&, const resp::Request& request, std::string& out)
+{
+    std::string sub = request[1];
+    for (auto& c : sub)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (sub == "GET")
+        resp::append_array_header(out, 0);
+    else
+        resp::append_error(out, "ERR CONFIG supports only GET here");
+}
+
+void debug(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    if (!context.debug_command_enabled) {
+        resp::append_error(out, "ERR DEBUG is disabled; start registryd with --enable-debug-command");
+        return;
+    }
+    std::string sub = request[1];
+    for (auto& c : sub)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (sub == "SEGFAULT") {
+        std::signal(SIGSEGV, SIG_DFL);
+        *static_cast<volatile int*>(nullptr) = 0;
+    }
+    if (sub == "EXIT" && request.size() == 3) {
+        int code = 0;
+        auto [end, error] = std::from_chars(request[2].data(), request[2].data() + request[2].size(), code);
+        if (error == std::errc() && end == request[2].data() + request[2].size() && code >= 0 && code <= 255)
+            ::_exit(code);
+    }
+    resp::append_error(out, "ERR DEBUG supports SEGFAULT and EXIT <0-255>");
+}
+
+const BucketCommand commands[] = {
+    { "GET", 2, get },
+    { "SET", 3, set },
+    { "DEL", -2, del },
+    { "EXISTS", -2, exists },
+    { "DBSIZE", 1, dbsize },
+    { "KEYS", 2, keys },
+    { "PING", -1, ping },
+    { "CONFIG", -2, config },
+    { "DEBUG", -2, debug },
+};
+
+} // namespace
+
+void run_bucket_command(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    const BucketCommand* command = find_command(commands, request, out);
+    if (!command)
+        return;
+    if (command->name == "PING" && request.size() > 2) {
+        resp::append_error(out, "ERR wrong number of arguments for 'PING' command");
+        return;
+    }
+    command->run(context, request, out);
+}
+
+} // namespace kv

@@ -1,0 +1,90 @@
+// bucketd: one process per bucket, shown by ps as "bucketd <name>".
+//
+// Started only by registryd, which passes the name as the one argument and
+// the rest in the environment (so ps shows the name and nothing else):
+//   KV_SEGMENT       shared-memory segment to create (named from ids, never the name)
+//   KV_SOCKET        Unix socket to serve RESP on
+//   KV_NOTIFY_FD     descriptor to write "\n" to once segment and socket exist
+//   KV_BUCKET_SIZE   segment size in bytes
+//   KV_DEBUG_COMMAND "1" to accept DEBUG SEGFAULT / DEBUG EXIT (tests)
+// SIGTERM (also the parent-death signal): remove segment and socket, exit 0.
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <exception>
+#include <string>
+
+#include <sys/stat.h>
+
+#include "asio.h"
+#include "bucket_commands.h"
+#include "bucket_map.h"
+#include "bucket_name.h"
+#include "log.h"
+#include "resp_server.h"
+#include "system_error.h"
+#include "unique_fd.h"
+
+namespace {
+
+std::string require_environment(const char* variable)
+{
+    const char* value = std::getenv(variable);
+    if (!value || !*value)
+        throw std::invalid_argument(std::string("missing ") + variable + " (bucketd is started by registryd)");
+    return value;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    kv::set_log_program("bucketd");
+    std::signal(SIGPIPE, SIG_IGN);
+    ::umask(077);
+
+    if (argc != 2 || kv::bucket_name_error(argv[1])) {
+        kv::log_line("usage: bucketd NAME (started by registryd, not by hand)");
+        return 2;
+    }
+    std::string name = argv[1];
+
+    try {
+        std::string segment_name = require_environment("KV_SEGMENT");
+        std::string socket_path = require_environment("KV_SOCKET");
+        int notify_fd = std::stoi(require_environment("KV_NOTIFY_FD"));
+        std::size_t size = std::stoull(require_environment("KV_BUCKET_SIZE"));
+        const char* debug = std::getenv("KV_DEBUG_COMMAND");
+        kv::UniqueFd notify(notify_fd);
+
+        kv::asio::io_context io;
+        kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+
+        kv::BucketMap map(segment_name, size);
+        kv::BucketContext context { map, debug && std::string(debug) == "1" };
+        kv::RespServer server(io, socket_path, [&context](kv::resp::Request& request, const kv::Responder& responder) {
+            std::string reply;
+            kv::run_bucket_command(context, request, reply);
+            responder.send(std::move(reply));
+        });
+
+        stop_signals.async_wait([&](const boost::system::error_code& error, int) {
+            if (error)
+                return;
+            server.close();
+            io.stop();
+        });
+
+        // Readiness, s6-style: one newline once the segment and the socket exist.
+        if (::write(notify.get(), "\n", 1) != 1)
+            throw kv::SystemError("unable to notify registryd through descriptor", std::to_string(notify_fd), errno);
+        notify.reset();
+
+        io.run();
+        return 0;
+    } catch (const std::exception& error) {
+        kv::log_line("bucket " + kv::printable(name) + ": " + error.what());
+        return 1;
+    }
+}

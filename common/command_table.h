@@ -1,0 +1,39 @@
+// The one place where a request's verb and arity are checked, for every
+// command table in kv (registryd's and bucketd's), as in Redis's command
+// table: an entry is {NAME, arity, handler}; a positive arity is exact, a
+// negative one means "at least -arity"; both count the verb itself.
+#pragma once
+
+#include <algorithm>
+#include <cctype>
+#include <string>
+
+#include "bucket_name.h"
+#include "resp.h"
+
+namespace kv {
+
+// Finds the entry for request[0] (case-insensitive). If there is none, or the
+// arity is wrong, appends the error reply to `out` and returns nullptr: the
+// guide's catch-all clause, answered and forgotten.
+template <typename Entry, std::size_t N>
+const Entry* find_command(const Entry (&table)[N], const resp::Request& request, std::string& out)
+{
+    std::string verb = request.empty() ? std::string() : request[0];
+    std::transform(verb.begin(), verb.end(), verb.begin(), [](unsigned char c) { return std::toupper(c); });
+    for (const Entry& entry : table) {
+        if (entry.name != verb)
+            continue;
+        auto count = static_cast<long>(request.size());
+        if ((entry.arity > 0 && count != entry.arity) || (entry.arity < 0 && count < -entry.arity)) {
+            resp::append_error(out, "ERR wrong number of arguments for '" + verb + "' command");
+            return nullptr;
+        }
+        return &entry;
+    }
+    std::string shown = request.empty() ? std::string() : printable(request[0].substr(0, 64));
+    resp::append_error(out, "ERR unknown command '" + shown + "'");
+    return nullptr;
+}
+
+} // namespace kv

@@ -1,0 +1,359 @@
+#include "resp.h"
+
+#include <charconv>
+#include <cstring>
+
+namespace kv::resp {
+
+namespace {
+
+bool parse_integer(std::string_view text, long long& value)
+{
+    if (text.empty())
+        return false;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    return error == std::errc() && end == text.data() + text.size();
+}
+
+int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+} // namespace
+
+void RequestParser::feed(const char* data, std::size_t size)
+{
+    compact();
+    buffer_.append(data, size);
+}
+
+void RequestParser::compact()
+{
+    if (position_ == buffer_.size()) {
+        buffer_.clear();
+        position_ = 0;
+    } else if (position_ > 4096 && position_ * 2 > buffer_.size()) {
+        buffer_.erase(0, position_);
+        position_ = 0;
+    }
+}
+
+RequestParser::Status RequestParser::fail(std::string& error, std::string_view why)
+{
+    failed_ = true;
+    error = "Protocol error: ";
+    error += why;
+    return Status::protocol_error;
+}
+
+bool RequestParser::read_header_line(std::string_view& line)
+{
+    auto end = buffer_.find("\r\n", position_);
+    if (end == std::string::npos)
+        return false;
+    line = std::string_view(buffer_).substr(position_ + 1, end - position_ - 1);
+    position_ = end + 2;
+    return true;
+}
+
+RequestParser::Status RequestParser::next(Request& out, std::string& error)
+{
+    if (failed_)
+        return fail(error, "connection already failed");
+    for (;;) {
+        if (!in_multibulk_) {
+            if (position_ >= buffer_.size())
+                return Status::need_more;
+            if (buffer_[position_] != '*') {
+                auto status = parse_inline(out, error);
+                if (status == Status::request && out.empty())
+                    continue; // an empty line is no request
+                return status;
+            }
+            std::string_view line;
+            if (!read_header_line(line)) {
+                if (buffered() > limits_.max_inline_length)
+                    return fail(error, "too big multibulk count string");
+                return Status::need_more;
+            }
+            long long count;
+            if (!parse_integer(line, count) || count > static_cast<long long>(limits_.max_array_length))
+                return fail(error, "invalid multibulk length");
+            if (count <= 0)
+                continue; // "*0" and "*-1" are empty requests, skipped as Redis does
+            in_multibulk_ = true;
+            multibulk_remaining_ = count;
+            arguments_.clear();
+            arguments_.reserve(static_cast<std::size_t>(std::min<long long>(count, 1024)));
+        }
+        while (multibulk_remaining_ > 0) {
+            if (bulk_length_ < 0) {
+                if (position_ >= buffer_.size())
+                    return Status::need_more;
+                if (buffer_[position_] != '$')
+                    return fail(error, std::string("expected '$', got '") + buffer_[position_] + "'");
+                std::string_view line;
+                if (!read_header_line(line)) {
+                    if (buffered() > limits_.max_inline_length)
+                        return fail(error, "too big bulk count string");
+                    return Status::need_more;
+                }
+                long long length;
+                if (!parse_integer(line, length) || length < 0
+                    || length > static_cast<long long>(limits_.max_bulk_length))
+                    return fail(error, "invalid bulk length");
+                bulk_length_ = length;
+            }
+            auto needed = static_cast<std::size_t>(bulk_length_) + 2;
+            if (buffered() < needed)
+                return Status::need_more;
+            if (buffer_[position_ + needed - 2] != '\r' || buffer_[position_ + needed - 1] != '\n')
+                return fail(error, "bulk string not terminated by CRLF");
+            arguments_.emplace_back(buffer_.data() + position_, static_cast<std::size_t>(bulk_length_));
+            position_ += needed;
+            bulk_length_ = -1;
+            --multibulk_remaining_;
+        }
+        in_multibulk_ = false;
+        out = std::move(arguments_);
+        arguments_.clear();
+        return Status::request;
+    }
+}
+
+RequestParser::Status RequestParser::parse_inline(Request& out, std::string& error)
+{
+    auto end = buffer_.find('\n', position_);
+    if (end == std::string::npos) {
+        if (buffered() > limits_.max_inline_length)
+            return fail(error, "too big inline request");
+        return Status::need_more;
+    }
+    std::string_view line = std::string_view(buffer_).substr(position_, end - position_);
+    if (line.size() > limits_.max_inline_length)
+        return fail(error, "too big inline request");
+    position_ = end + 1;
+    out.clear();
+    if (!split_inline(line, out))
+        return fail(error, "unbalanced quotes in request");
+    return Status::request;
+}
+
+bool split_inline(std::string_view line, Request& out)
+{
+    std::size_t i = 0;
+    for (;;) {
+        while (i < line.size() && is_space(line[i]))
+            ++i;
+        if (i == line.size())
+            return true;
+        std::string argument;
+        if (line[i] == '"') {
+            ++i;
+            for (;; ++i) {
+                if (i >= line.size())
+                    return false;
+                char c = line[i];
+                if (c == '"') {
+                    ++i;
+                    break;
+                }
+                if (c == '\\' && i + 1 < line.size()) {
+                    char e = line[++i];
+                    if (e == 'x' && i + 2 < line.size() && hex_digit(line[i + 1]) >= 0 && hex_digit(line[i + 2]) >= 0) {
+                        argument += static_cast<char>(hex_digit(line[i + 1]) * 16 + hex_digit(line[i + 2]));
+                        i += 2;
+                    } else {
+                        switch (e) {
+                        case 'n': argument += '\n'; break;
+                        case 'r': argument += '\r'; break;
+                        case 't': argument += '\t'; break;
+                        case 'b': argument += '\b'; break;
+                        case 'a': argument += '\a'; break;
+                        default: argument += e; break;
+                        }
+                    }
+                } else {
+                    argument += c;
+                }
+            }
+            // A closing quote must be followed by a space or the end.
+            if (i < line.size() && !is_space(line[i]))
+                return false;
+        } else if (line[i] == '\'') {
+            ++i;
+            for (;; ++i) {
+                if (i >= line.size())
+                    return false;
+                char c = line[i];
+                if (c == '\'') {
+                    ++i;
+                    break;
+                }
+                if (c == '\\' && i + 1 < line.size() && line[i + 1] == '\'') {
+                    argument += '\'';
+                    ++i;
+                } else {
+                    argument += c;
+                }
+            }
+            if (i < line.size() && !is_space(line[i]))
+                return false;
+        } else {
+            while (i < line.size() && !is_space(line[i]))
+                argument += line[i++];
+        }
+        out.push_back(std::move(argument));
+    }
+}
+
+void append_simple(std::string& out, std::string_view text)
+{
+    out += '+';
+    out += text;
+    out += "\r\n";
+}
+
+void append_error(std::string& out, std::string_view text)
+{
+    out += '-';
+    // An error line cannot carry CR or LF: fold them so the reply stays one line.
+    for (char c : text)
+        out += (c == '\r' || c == '\n') ? ' ' : c;
+    out += "\r\n";
+}
+
+void append_integer(std::string& out, long long value)
+{
+    out += ':';
+    out += std::to_string(value);
+    out += "\r\n";
+}
+
+void append_bulk(std::string& out, std::string_view value)
+{
+    out += '$';
+    out += std::to_string(value.size());
+    out += "\r\n";
+    out += value;
+    out += "\r\n";
+}
+
+void append_null(std::string& out) { out += "$-1\r\n"; }
+
+void append_array_header(std::string& out, std::size_t count)
+{
+    out += '*';
+    out += std::to_string(count);
+    out += "\r\n";
+}
+
+std::string encode_command(const std::vector<std::string>& arguments)
+{
+    std::string out;
+    append_array_header(out, arguments.size());
+    for (const auto& argument : arguments)
+        append_bulk(out, argument);
+    return out;
+}
+
+const Value* Value::field(std::string_view name) const
+{
+    if (type != Type::array)
+        return nullptr;
+    for (std::size_t i = 0; i + 1 < elements.size(); i += 2) {
+        if (elements[i].text == name)
+            return &elements[i + 1];
+    }
+    return nullptr;
+}
+
+namespace {
+
+ParseResult parse_at(std::string_view buffer, std::size_t& position, Value& out, const Limits& limits, int depth)
+{
+    if (depth > 8)
+        return ParseResult::invalid;
+    if (position >= buffer.size())
+        return ParseResult::incomplete;
+    auto end = buffer.find("\r\n", position);
+    if (end == std::string_view::npos)
+        return buffer.size() - position > limits.max_inline_length ? ParseResult::invalid : ParseResult::incomplete;
+    char kind = buffer[position];
+    std::string_view line = buffer.substr(position + 1, end - position - 1);
+    position = end + 2;
+    switch (kind) {
+    case '+':
+        out.type = Value::Type::simple;
+        out.text = line;
+        return ParseResult::complete;
+    case '-':
+        out.type = Value::Type::error;
+        out.text = line;
+        return ParseResult::complete;
+    case ':':
+        out.type = Value::Type::integer;
+        return parse_integer(line, out.integer) ? ParseResult::complete : ParseResult::invalid;
+    case '$': {
+        long long length;
+        if (!parse_integer(line, length) || length > static_cast<long long>(limits.max_bulk_length))
+            return ParseResult::invalid;
+        if (length < 0) {
+            out.type = Value::Type::null;
+            return ParseResult::complete;
+        }
+        auto size = static_cast<std::size_t>(length);
+        if (buffer.size() - position < size + 2)
+            return ParseResult::incomplete;
+        if (buffer.substr(position + size, 2) != "\r\n")
+            return ParseResult::invalid;
+        out.type = Value::Type::bulk;
+        out.text = buffer.substr(position, size);
+        position += size + 2;
+        return ParseResult::complete;
+    }
+    case '*': {
+        long long count;
+        if (!parse_integer(line, count) || count > static_cast<long long>(limits.max_array_length))
+            return ParseResult::invalid;
+        if (count < 0) {
+            out.type = Value::Type::null;
+            return ParseResult::complete;
+        }
+        out.type = Value::Type::array;
+        out.elements.clear();
+        for (long long i = 0; i < count; ++i) {
+            Value element;
+            auto result = parse_at(buffer, position, element, limits, depth + 1);
+            if (result != ParseResult::complete)
+                return result;
+            out.elements.push_back(std::move(element));
+        }
+        return ParseResult::complete;
+    }
+    default:
+        return ParseResult::invalid;
+    }
+}
+
+} // namespace
+
+ParseResult parse_value(std::string_view buffer, std::size_t& consumed, Value& out, const Limits& limits)
+{
+    std::size_t position = 0;
+    auto result = parse_at(buffer, position, out, limits, 0);
+    if (result == ParseResult::complete)
+        consumed = position;
+    return result;
+}
+
+} // namespace kv::resp

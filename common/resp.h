@@ -1,0 +1,94 @@
+// RESP2, the Redis serialization protocol: every kv socket speaks it, so
+// redis-cli and redis-benchmark work against registryd and every bucketd.
+//
+// The server side is RequestParser: bytes in, argument vectors out, with hard
+// limits so that no client can make a process allocate what it claims. The
+// client side is parse_value(), for replies. The append_* functions write
+// replies; encode_command() writes a request.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kv::resp {
+
+struct Limits {
+    std::size_t max_bulk_length = 64 * 1024 * 1024;  // one argument or value
+    std::size_t max_array_length = 1024 * 1024;      // arguments in one request
+    std::size_t max_inline_length = 64 * 1024;       // inline command or header line
+};
+
+using Request = std::vector<std::string>;
+
+// Incremental request parser. Accepts multibulk requests (`*2\r\n$3\r\nGET\r\n...`)
+// and inline commands (`GET milk\r\n`, with Redis-style quoting). Keeps its
+// position across feeds, so a large bulk string is scanned once, not per read.
+class RequestParser {
+public:
+    enum class Status { need_more, request, protocol_error };
+
+    explicit RequestParser(Limits limits = {}) : limits_(limits) {}
+
+    void feed(const char* data, std::size_t size);
+
+    // On `request`, `out` holds the next request; on `protocol_error`, `error`
+    // says why ("Protocol error: invalid bulk length") and the parser is dead:
+    // the connection must be answered and closed, as Redis does.
+    Status next(Request& out, std::string& error);
+
+    // Bytes received but not yet returned as a request.
+    std::size_t buffered() const { return buffer_.size() - position_; }
+
+private:
+    Status fail(std::string& error, std::string_view why);
+    Status parse_inline(Request& out, std::string& error);
+    // Reads a header line "<prefix><integer>\r\n"; false if incomplete.
+    bool read_header_line(std::string_view& line);
+    void compact();
+
+    Limits limits_;
+    std::string buffer_;
+    std::size_t position_ = 0;
+    bool in_multibulk_ = false;
+    long long multibulk_remaining_ = 0;
+    long long bulk_length_ = -1;
+    Request arguments_;
+    bool failed_ = false;
+};
+
+// Splits an inline command line into arguments, honouring "double" and
+// 'single' quotes and the escapes redis-cli uses. False on unbalanced quotes.
+bool split_inline(std::string_view line, Request& out);
+
+void append_simple(std::string& out, std::string_view text);
+void append_error(std::string& out, std::string_view text);
+void append_integer(std::string& out, long long value);
+void append_bulk(std::string& out, std::string_view value);
+void append_null(std::string& out);
+void append_array_header(std::string& out, std::size_t count);
+
+std::string encode_command(const std::vector<std::string>& arguments);
+
+// A reply as the client sees it.
+struct Value {
+    enum class Type { simple, error, integer, bulk, null, array };
+    Type type = Type::null;
+    std::string text;      // simple, error, bulk
+    long long integer = 0; // integer
+    std::vector<Value> elements;
+
+    bool is_error() const { return type == Type::error; }
+    // For a flat field/value array (LOOKUP, LIST entries): the value after `field`.
+    const Value* field(std::string_view field) const;
+};
+
+enum class ParseResult { complete, incomplete, invalid };
+
+// Parses one reply from the front of `buffer`; on `complete`, `consumed` is its size.
+ParseResult parse_value(std::string_view buffer, std::size_t& consumed, Value& out,
+    const Limits& limits = {});
+
+} // namespace kv::resp

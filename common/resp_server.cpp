@@ -1,0 +1,220 @@
+#include "resp_server.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+
+#include "log.h"
+#include "run_dir.h"
+#include "system_error.h"
+
+namespace kv {
+
+namespace {
+
+// Asio creates descriptors without FD_CLOEXEC. Spawning happens only on the
+// loop's own thread, so marking them right after creation closes the window.
+void set_close_on_exec(int fd)
+{
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+} // namespace
+
+class RespConnection : public std::enable_shared_from_this<RespConnection> {
+public:
+    RespConnection(asio::local::stream_protocol::socket socket, const RequestHandler& handler,
+        const ServerLimits& limits, std::shared_ptr<std::size_t> count)
+        : socket_(std::move(socket))
+        , handler_(handler)
+        , limits_(limits)
+        , parser_(limits.protocol)
+        , count_(std::move(count))
+    {
+        ++*count_;
+    }
+    ~RespConnection() { --*count_; }
+
+    void start() { process(); }
+
+    void deliver(std::string reply)
+    {
+        output_ += reply;
+        awaiting_reply_ = false;
+        process();
+    }
+
+    void close()
+    {
+        if (closed_)
+            return;
+        closed_ = true;
+        boost::system::error_code ignored;
+        socket_.close(ignored);
+    }
+
+private:
+    // Answers every complete request until one must wait for its reply, then
+    // writes what was answered and reads more if there is room.
+    void process()
+    {
+        if (in_process_ || closed_)
+            return;
+        in_process_ = true;
+        while (!awaiting_reply_ && !close_after_write_ && output_.size() < limits_.max_pending_output) {
+            resp::Request request;
+            std::string error;
+            auto status = parser_.next(request, error);
+            if (status == resp::RequestParser::Status::need_more)
+                break;
+            if (status == resp::RequestParser::Status::protocol_error) {
+                resp::append_error(output_, "ERR " + error);
+                close_after_write_ = true;
+                break;
+            }
+            awaiting_reply_ = true;
+            handler_(request, Responder(weak_from_this()));
+        }
+        in_process_ = false;
+        flush();
+        if (!reading_ && !closed_ && !close_after_write_ && parser_.buffered() < limits_.max_pending_output
+            && output_.size() < limits_.max_pending_output)
+            read_more();
+    }
+
+    void read_more()
+    {
+        reading_ = true;
+        socket_.async_read_some(asio::buffer(read_buffer_),
+            [self = shared_from_this()](const boost::system::error_code& error, std::size_t size) {
+                self->reading_ = false;
+                if (error) {
+                    // The client hung up or the socket failed: forget it. A
+                    // reply still owed to it is dropped when it arrives.
+                    self->close();
+                    return;
+                }
+                self->parser_.feed(self->read_buffer_.data(), size);
+                self->process();
+            });
+    }
+
+    void flush()
+    {
+        if (writing_ || output_.empty() || closed_)
+            return;
+        writing_ = true;
+        in_flight_.swap(output_);
+        output_.clear();
+        asio::async_write(socket_, asio::buffer(in_flight_),
+            [self = shared_from_this()](const boost::system::error_code& error, std::size_t) {
+                self->writing_ = false;
+                self->in_flight_.clear();
+                if (error || (self->close_after_write_ && self->output_.empty())) {
+                    self->close();
+                    return;
+                }
+                self->process();
+            });
+    }
+
+    asio::local::stream_protocol::socket socket_;
+    const RequestHandler& handler_;
+    const ServerLimits& limits_;
+    resp::RequestParser parser_;
+    std::shared_ptr<std::size_t> count_;
+    std::array<char, 16 * 1024> read_buffer_;
+    std::string output_;
+    std::string in_flight_;
+    bool reading_ = false;
+    bool writing_ = false;
+    bool awaiting_reply_ = false;
+    bool close_after_write_ = false;
+    bool in_process_ = false;
+    bool closed_ = false;
+};
+
+void Responder::send(std::string reply) const
+{
+    if (auto connection = connection_.lock())
+        connection->deliver(std::move(reply));
+}
+
+RespServer::RespServer(asio::io_context& io, std::string path, RequestHandler handler, ServerLimits limits)
+    : io_(io)
+    , path_(std::move(path))
+    , handler_(std::move(handler))
+    , limits_(limits)
+    , acceptor_(io)
+{
+    check_socket_path_length(path_);
+    if (::unlink(path_.c_str()) == -1 && errno != ENOENT)
+        throw SystemError("unable to remove stale socket", path_, errno);
+    boost::system::error_code error;
+    acceptor_.open(asio::local::stream_protocol(), error);
+    if (error)
+        throw SystemError("unable to create socket", path_, error.value());
+    set_close_on_exec(acceptor_.native_handle());
+    acceptor_.bind(asio::local::stream_protocol::endpoint(path_), error);
+    if (error)
+        throw SystemError("unable to bind socket", path_, error.value());
+    check(::chmod(path_.c_str(), 0600), "unable to make socket private", path_);
+    acceptor_.listen(SOMAXCONN, error);
+    if (error)
+        throw SystemError("unable to listen on socket", path_, error.value());
+    accept_next();
+}
+
+RespServer::~RespServer() { close(); }
+
+void RespServer::close()
+{
+    if (closed_)
+        return;
+    closed_ = true;
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    ::unlink(path_.c_str());
+    for (auto& weak : connections_) {
+        if (auto connection = weak.lock())
+            connection->close();
+    }
+    connections_.clear();
+}
+
+void RespServer::accept_next()
+{
+    acceptor_.async_accept([this](const boost::system::error_code& error, asio::local::stream_protocol::socket socket) {
+        if (closed_ || error == asio::error::operation_aborted)
+            return;
+        if (error) {
+            // Out of descriptors (EMFILE/ENFILE) or a transient failure: keep
+            // serving the clients we have and try again shortly, rather than
+            // spinning on an accept that cannot succeed.
+            log_line("unable to accept a client on " + path_ + ": " + error.message());
+            auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(50));
+            timer->async_wait([this, timer](const boost::system::error_code& wait_error) {
+                if (!wait_error && !closed_)
+                    accept_next();
+            });
+            return;
+        }
+        set_close_on_exec(socket.native_handle());
+        if (*connection_count_ >= limits_.max_connections) {
+            static const char refusal[] = "-ERR max connections reached\r\n";
+            ::send(socket.native_handle(), refusal, sizeof refusal - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        } else {
+            auto connection = std::make_shared<RespConnection>(std::move(socket), handler_, limits_, connection_count_);
+            // Forget connections that have gone, so the list stays as long as the live ones.
+            std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
+            connections_.push_back(connection);
+            connection->start();
+        }
+        accept_next();
+    });
+}
+
+} // namespace kv

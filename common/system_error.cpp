@@ -1,0 +1,37 @@
+#include "system_error.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "unique_fd.h"
+
+namespace kv {
+
+static std::string describe(std::string_view action, std::string_view object, int error)
+{
+    std::string text(action);
+    if (!object.empty()) {
+        text += ' ';
+        text += object;
+    }
+    text += ": ";
+    text += std::strerror(error);
+    return text;
+}
+
+SystemError::SystemError(std::string_view action, std::string_view object, int error)
+    : std::runtime_error(describe(action, object, error))
+    , error_(error)
+{
+}
+
+Pipe make_pipe(const char* what)
+{
+    int fds[2];
+    check(::pipe2(fds, O_CLOEXEC), "unable to create pipe for", what);
+    return Pipe { UniqueFd(fds[0]), UniqueFd(fds[1]) };
+}
+
+} // namespace kv

@@ -1,0 +1,243 @@
+// kvctl: the command-line client for registryd and its buckets.
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+
+#include "bucket_name.h"
+#include "client.h"
+#include "run_dir.h"
+#include "system_error.h"
+
+namespace {
+
+// Exit codes, as documented in --help and the README.
+enum ExitCode {
+    exit_ok = 0,
+    exit_not_found = 1,
+    exit_usage = 2,
+    exit_unreachable = 3,
+    exit_refused = 4,
+    exit_failed = 5,
+};
+
+constexpr const char* exit_code_help = "Exit codes: 0 ok; 1 not found (bucket or key, or the bucket is gone); "
+                                       "2 usage; 3 registryd not reachable; 4 refused (invalid name, limit "
+                                       "reached, bucket full); 5 failed (e.g. a bucket could not start).";
+
+// A failure to report: one line on stderr, then this exit code.
+struct Failure {
+    ExitCode code;
+    std::string message;
+};
+
+// The error replies registryd and bucketd send start with a code word.
+ExitCode exit_code_for(const std::string& error)
+{
+    auto word = error.substr(0, error.find(' '));
+    if (word == "NOTFOUND")
+        return exit_not_found;
+    if (word == "INVALID" || word == "LIMIT" || word == "FULL")
+        return exit_refused;
+    return exit_failed;
+}
+
+std::string without_code_word(const std::string& error)
+{
+    auto space = error.find(' ');
+    return space == std::string::npos ? error : error.substr(space + 1);
+}
+
+kv::resp::Value checked(const kv::resp::Value& reply, const std::string& what)
+{
+    if (reply.is_error()) {
+        auto code = exit_code_for(reply.text);
+        // "no bucket named shopping" reads best alone; other errors say what failed first.
+        throw Failure { code, code == exit_not_found ? without_code_word(reply.text) : what + ": " + without_code_word(reply.text) };
+    }
+    return reply;
+}
+
+class Session {
+public:
+    explicit Session(std::string run_dir) : run_dir_(std::move(run_dir)) {}
+
+    kv::resp::Value registry_call(const std::vector<std::string>& request, const std::string& what)
+    {
+        std::string path = kv::registry_socket_path(run_dir_);
+        try {
+            if (!registry_)
+                registry_.emplace(kv::Client::connect(path));
+            return checked(registry_->call(request), what);
+        } catch (const kv::SystemError& error) {
+            throw Failure { exit_unreachable, "unable to reach registryd at " + path + ": "
+                    + std::strerror(error.error()) + " (is registryd running with this run dir?)" };
+        } catch (const kv::ConnectionClosed&) {
+            throw Failure { exit_unreachable, what + ": registryd closed the connection before replying" };
+        }
+    }
+
+    // LOOKUP, then one call to the bucket's own socket.
+    kv::resp::Value bucket_call(const std::string& name, const std::vector<std::string>& request, const std::string& what)
+    {
+        auto bucket = registry_call({ "LOOKUP", name }, what);
+        const auto* socket = bucket.field("socket");
+        if (!socket)
+            throw Failure { exit_failed, what + ": registryd sent a LOOKUP reply without a socket" };
+        try {
+            auto client = kv::Client::connect(socket->text);
+            return checked(client.call(request), what);
+        } catch (const kv::SystemError&) {
+            throw Failure { exit_not_found, what + ": bucket " + kv::printable(name) + " is gone (its process exited)" };
+        } catch (const kv::ConnectionClosed&) {
+            throw Failure { exit_not_found, what + ": bucket " + kv::printable(name) + " exited before replying" };
+        }
+    }
+
+private:
+    std::string run_dir_;
+    std::optional<kv::Client> registry_;
+};
+
+std::string json_string(const std::string& bytes)
+{
+    std::string out = "\"";
+    for (unsigned char c : bytes) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20 || c == 0x7f) {
+            char escaped[8];
+            std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+            out += escaped;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
+long long integer_field(const kv::resp::Value& entry, std::string_view name)
+{
+    const auto* value = entry.field(name);
+    return value ? value->integer : 0;
+}
+
+std::string text_field(const kv::resp::Value& entry, std::string_view name)
+{
+    const auto* value = entry.field(name);
+    return value ? value->text : std::string();
+}
+
+void print_list(const kv::resp::Value& reply, bool json)
+{
+    if (json) {
+        std::cout << "[";
+        bool first = true;
+        for (const auto& entry : reply.elements) {
+            std::cout << (first ? "" : ",") << "\n  {\"name\": " << json_string(text_field(entry, "name"))
+                      << ", \"pid\": " << integer_field(entry, "pid") << ", \"id\": " << integer_field(entry, "id")
+                      << ", \"state\": " << json_string(text_field(entry, "state"))
+                      << ", \"socket\": " << json_string(text_field(entry, "socket"))
+                      << ", \"uptime_ms\": " << integer_field(entry, "uptime_ms")
+                      << ", \"keys\": " << integer_field(entry, "keys") << ", \"bytes\": " << integer_field(entry, "bytes") << "}";
+            first = false;
+        }
+        std::cout << (first ? "]\n" : "\n]\n");
+        return;
+    }
+    std::printf("%-20s %8s %6s %-8s %10s %8s %10s %s\n", "NAME", "PID", "ID", "STATE", "UPTIME_S", "KEYS", "BYTES", "SOCKET");
+    for (const auto& entry : reply.elements) {
+        std::printf("%-20s %8lld %6lld %-8s %10.1f %8lld %10lld %s\n", kv::printable(text_field(entry, "name")).c_str(),
+            integer_field(entry, "pid"), integer_field(entry, "id"), text_field(entry, "state").c_str(),
+            integer_field(entry, "uptime_ms") / 1000.0, integer_field(entry, "keys"), integer_field(entry, "bytes"),
+            text_field(entry, "socket").c_str());
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App app { "kvctl: talk to registryd and its buckets.", "kvctl" };
+    app.footer(exit_code_help);
+    app.require_subcommand(1);
+    std::string run_dir_flag;
+    app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv or /tmp/kv-UID)")
+;
+    app.fallthrough(); // lets --run-dir come after the subcommand too (subcommands inherit this)
+    std::string name, key, value;
+    bool json = false;
+
+    auto* create = app.add_subcommand("create", "Create a bucket (or find the existing one); prints its pid");
+    create->add_option("NAME", name)->required();
+    auto* lookup = app.add_subcommand("lookup", "Print the pid of a bucket");
+    lookup->add_option("NAME", name)->required();
+    auto* list = app.add_subcommand("list", "List every bucket");
+    list->add_flag("--json", json, "Print JSON");
+    auto* stop = app.add_subcommand("stop", "Stop a bucket (SIGTERM, then SIGKILL after the grace period)");
+    stop->add_option("NAME", name)->required();
+    auto* monitor = app.add_subcommand("monitor", "Wait until a bucket exits and print why");
+    monitor->add_option("NAME", name)->required();
+    auto* put = app.add_subcommand("put", "Set KEY to VALUE in a bucket");
+    put->add_option("NAME", name)->required();
+    put->add_option("KEY", key)->required();
+    put->add_option("VALUE", value)->required();
+    auto* get = app.add_subcommand("get", "Print the value of KEY in a bucket");
+    get->add_option("NAME", name)->required();
+    get->add_option("KEY", key)->required();
+    auto* remove = app.add_subcommand("delete", "Delete KEY from a bucket");
+    remove->add_option("NAME", name)->required();
+    remove->add_option("KEY", key)->required();
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& help) {
+        return app.exit(help);
+    } catch (const CLI::CallForAllHelp& help) {
+        return app.exit(help);
+    } catch (const CLI::ParseError& error) {
+        std::cerr << "kvctl: " << error.what() << " (see kvctl --help)\n";
+        return exit_usage;
+    }
+
+    Session session(kv::resolve_run_dir(run_dir_flag));
+    const std::string shown = kv::printable(name);
+    try {
+        if (*create) {
+            auto reply = session.registry_call({ "CREATE", name }, "unable to create bucket " + shown);
+            std::cout << integer_field(reply, "pid") << "\n";
+        } else if (*lookup) {
+            auto reply = session.registry_call({ "LOOKUP", name }, "unable to look up bucket " + shown);
+            std::cout << integer_field(reply, "pid") << "\n";
+        } else if (*list) {
+            print_list(session.registry_call({ "LIST" }, "unable to list buckets"), json);
+        } else if (*stop) {
+            session.registry_call({ "STOP", name }, "unable to stop bucket " + shown);
+        } else if (*monitor) {
+            auto reply = session.registry_call({ "MONITOR", name }, "unable to monitor bucket " + shown);
+            std::cout << "bucket " << shown << " " << reply.text << "\n";
+        } else if (*put) {
+            session.bucket_call(name, { "SET", key, value }, "unable to put " + kv::printable(key) + " in bucket " + shown);
+        } else if (*get) {
+            std::string what = "unable to get " + kv::printable(key) + " from bucket " + shown;
+            auto reply = session.bucket_call(name, { "GET", key }, what);
+            if (reply.type == kv::resp::Value::Type::null)
+                throw Failure { exit_not_found, "no key " + kv::printable(key) + " in bucket " + shown };
+            std::cout << reply.text << "\n";
+        } else if (*remove) {
+            auto reply = session.bucket_call(name, { "DEL", key }, "unable to delete " + kv::printable(key) + " from bucket " + shown);
+            if (reply.integer == 0)
+                throw Failure { exit_not_found, "no key " + kv::printable(key) + " in bucket " + shown };
+        }
+        return exit_ok;
+    } catch (const Failure& failure) {
+        std::cerr << "kvctl: " << failure.message << "\n";
+        return failure.code;
+    } catch (const std::exception& error) {
+        std::cerr << "kvctl: " << error.what() << "\n";
+        return exit_failed;
+    }
+}

@@ -1,0 +1,117 @@
+// registryd: the registry daemon. Spawns one bucketd per bucket name,
+// watches each through a pidfd, and removes a name the moment its bucket
+// exits. Runs in the foreground and logs one line per event to stderr.
+//
+// Exit codes: 0 stopped by SIGTERM/SIGINT after stopping every bucket;
+// 1 unable to start (run dir, lock, socket); 2 usage.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <climits>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "asio.h"
+#include "log.h"
+#include "registry.h"
+#include "registry_commands.h"
+#include "resp_server.h"
+#include "run_dir.h"
+#include "run_dir_lock.h"
+#include "system_error.h"
+
+namespace {
+
+std::string default_bucketd_path()
+{
+    std::error_code error;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", error);
+    return error ? std::string("bucketd") : (self.parent_path() / "bucketd").string();
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    kv::set_log_program("registryd");
+
+    CLI::App app { "registryd: supervises one bucketd process per bucket name.\n"
+                   "Exit codes: 0 stopped cleanly, 1 unable to start, 2 usage." };
+    std::string run_dir_flag;
+    kv::RegistryOptions options;
+    options.bucketd_path = default_bucketd_path();
+    long ready_timeout_ms = 5000;
+    long stop_grace_ms = 2000;
+    std::size_t max_connections = 1024;
+    int notify_fd = -1;
+    app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv or /tmp/kv-UID)");
+    app.add_option("--bucketd", options.bucketd_path, "bucketd executable")->capture_default_str();
+    app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
+    app.add_option("--bucket-size", options.bucket_size, "Bytes of shared memory per bucket")->capture_default_str()->check(CLI::Range(std::size_t(1) << 17, std::size_t(1) << 40));
+    app.add_option("--max-connections", max_connections, "Clients served at once on the registry socket")->capture_default_str()->check(CLI::Range(1, 1000000));
+    app.add_option("--ready-timeout-ms", ready_timeout_ms, "Kill a bucket not ready after this long")->capture_default_str()->check(CLI::Range(1L, 3600000L));
+    app.add_option("--stop-grace-ms", stop_grace_ms, "SIGKILL a bucket this long after SIGTERM")->capture_default_str()->check(CLI::Range(0L, 3600000L));
+    app.add_flag("--enable-debug-command", options.debug_command_enabled, "Let buckets accept DEBUG SEGFAULT / DEBUG EXIT (for tests)");
+    app.add_option("--notify-fd", notify_fd, "Write a newline to this descriptor once the socket is listening");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& help) {
+        return app.exit(help);
+    } catch (const CLI::ParseError& error) {
+        std::cerr << "registryd: " << error.what() << " (see registryd --help)\n";
+        return 2;
+    }
+    options.ready_timeout = std::chrono::milliseconds(ready_timeout_ms);
+    options.stop_grace = std::chrono::milliseconds(stop_grace_ms);
+
+    // Reaping is ours alone, through pidfds: SIGCHLD must not be ignored
+    // (it may be inherited that way), and a client hanging up must not kill us.
+    std::signal(SIGCHLD, SIG_DFL);
+    std::signal(SIGPIPE, SIG_IGN);
+    ::umask(077);
+
+    try {
+        options.run_dir = kv::resolve_run_dir(run_dir_flag);
+        kv::prepare_run_dir(options.run_dir);
+        kv::RunDirLock lock(options.run_dir);
+        if (auto removed = kv::remove_leftovers(options.run_dir))
+            kv::log_line("removed " + std::to_string(removed) + " segments and sockets left by an earlier registryd");
+        if (::access(options.bucketd_path.c_str(), X_OK) == -1)
+            throw kv::SystemError("unable to use bucketd executable", options.bucketd_path, errno);
+
+        kv::asio::io_context io;
+        kv::Registry registry(io, options);
+        kv::ServerLimits limits;
+        limits.max_connections = max_connections;
+        kv::RespServer server(io, kv::registry_socket_path(options.run_dir),
+            [&registry](kv::resp::Request& request, const kv::Responder& responder) {
+                kv::run_registry_command(registry, request, responder);
+            },
+            limits);
+
+        kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+        stop_signals.async_wait([&](const boost::system::error_code& error, int signal) {
+            if (error)
+                return;
+            kv::log_line(std::string("received ") + (signal == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping "
+                + std::to_string(registry.size()) + " buckets");
+            server.close();
+            registry.shutdown([&io] { io.stop(); });
+        });
+
+        kv::log_line("listening on " + kv::registry_socket_path(options.run_dir));
+        if (notify_fd >= 0) {
+            [[maybe_unused]] auto written = ::write(notify_fd, "\n", 1);
+            ::close(notify_fd);
+        }
+        io.run();
+        kv::log_line("stopped");
+        return 0;
+    } catch (const std::exception& error) {
+        kv::log_line(error.what());
+        return 1;
+    }
+}

@@ -1,0 +1,80 @@
+// Registry: the GenServer of the guide. It owns every bucketd child and is
+// the only source of truth about them, in exactly two indexes changed
+// together: name -> bucket, and pidfd -> name (the guide's monitor refs).
+//
+// It monitors its buckets and is not linked to them: a bucket's exit is an
+// event (pidfd readable), handled by reaping it with waitid(P_PIDFD),
+// removing its name and whatever it left behind. Nothing here blocks.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <unordered_map>
+
+#include "asio.h"
+#include "bucket.h"
+#include "resp_server.h"
+
+namespace kv {
+
+struct RegistryOptions {
+    std::string run_dir;
+    std::string bucketd_path;
+    std::size_t max_buckets = 1024;
+    std::size_t bucket_size = 64 * 1024 * 1024;
+    std::chrono::milliseconds ready_timeout { 5000 };
+    std::chrono::milliseconds stop_grace { 2000 };
+    bool debug_command_enabled = false;
+};
+
+class Registry {
+public:
+    Registry(asio::io_context& io, RegistryOptions options);
+    ~Registry();
+    Registry(const Registry&) = delete;
+    Registry& operator=(const Registry&) = delete;
+
+    // Each call answers through `responder` exactly once, now or later.
+    // CREATE replies once the bucket is ready (or with why it never was);
+    // an existing name gets the existing bucket.
+    void create(const std::string& name, const Responder& responder);
+    // Replies with the bucket, waiting for it if it is still starting.
+    void lookup(const std::string& name, const Responder& responder);
+    void list(const Responder& responder) const;
+    // SIGTERM now, SIGKILL after the grace period; replies once the name is gone.
+    void stop(const std::string& name, const Responder& responder);
+    // Replies when the bucket exits, with the reason.
+    void monitor(const std::string& name, const Responder& responder);
+
+    // Stops every bucket and calls `done` once all are reaped.
+    void shutdown(std::function<void()> done);
+
+    std::size_t size() const { return buckets_.size(); }
+
+private:
+    void watch_exit(Bucket& bucket);
+    void watch_ready(Bucket& bucket);
+    void on_ready(const std::string& name, unsigned long long id, const boost::system::error_code& error, std::size_t size);
+    void on_ready_timeout(const std::string& name, unsigned long long id);
+    void on_grace_expired(const std::string& name, unsigned long long id);
+    void on_bucket_exit(int pidfd, unsigned long long id);
+    void begin_stop(Bucket& bucket);
+    void send_signal(Bucket& bucket, int signal);
+    // Removes the bucket from both indexes, its segment and socket from the
+    // system, and answers everyone waiting on it.
+    void remove(Bucket& bucket, const ExitReason& reason);
+    Bucket* find(const std::string& name);
+
+    asio::io_context& io_;
+    RegistryOptions options_;
+    unsigned long long next_id_ = 1;
+    std::map<std::string, Bucket> buckets_;           // name -> bucket
+    std::unordered_map<int, std::string> by_pidfd_;   // pidfd -> name
+    std::function<void()> on_empty_;
+};
+
+} // namespace kv
