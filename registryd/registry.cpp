@@ -224,9 +224,12 @@ void Registry::on_ready(const std::string& name, unsigned long long id, const bo
     }
     if (error || size != 1 || bucket->ready_byte != '\n') {
         // It closed its readiness pipe without saying it was ready: it is
-        // failing. Its exit, seen on the pidfd, will answer the callers.
-        bucket->kill_reason = "closed its readiness pipe before it was ready";
-        send_signal(*bucket, SIGKILL);
+        // failing (or we already killed it). Its exit, seen on the pidfd,
+        // will answer the callers.
+        if (bucket->kill_reason.empty()) {
+            bucket->kill_reason = "closed its readiness pipe without writing a newline";
+            send_signal(*bucket, SIGKILL);
+        }
         return;
     }
     bucket->timer.cancel();

@@ -1,1 +1,281 @@
+#include "daemon_fixture.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "run_dir.h"
+#include "system_error.h"
+
+extern char** environ;
+
+namespace kv::test {
+
+std::string binary(const std::string& name) { return std::string(KV_BIN_DIR) + "/" + name; }
+
+namespace {
+
+std::vector<char*> c_strings(std::vector<std::string>& strings)
+{
+    std::vector<char*> pointers;
+    for (auto& s : strings)
+        pointers.push_back(s.data());
+    pointers.push_back(nullptr);
+    return pointers;
+}
+
+std::vector<std::string> environment_with(const std::vector<std::string>& extra)
+{
+    std::vector<std::string> environment;
+    for (char** entry = environ; *entry; ++entry) {
+        std::string text = *entry;
+        bool overridden = false;
+        for (const auto& e : extra)
+            overridden |= text.substr(0, text.find('=') + 1) == e.substr(0, e.find('=') + 1);
+        if (!overridden)
+            environment.push_back(text);
+    }
+    environment.insert(environment.end(), extra.begin(), extra.end());
+    return environment;
+}
+
+ProcessExit wait_exit(int pidfd)
+{
+    siginfo_t info {};
+    check(::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED), "unable to wait for", "child");
+    return ProcessExit { info.si_code, info.si_status };
+}
+
+} // namespace
+
+UniqueFd open_pidfd(pid_t pid)
+{
+    return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+}
+
+bool wait_readable(int fd, std::chrono::milliseconds timeout)
+{
+    pollfd entry { fd, POLLIN, 0 };
+    for (;;) {
+        int ready = ::poll(&entry, 1, static_cast<int>(timeout.count()));
+        if (ready == -1 && errno == EINTR)
+            continue;
+        return ready == 1;
+    }
+}
+
+ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& environment)
+{
+    Pipe out = make_pipe("program stdout");
+    Pipe err = make_pipe("program stderr");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out.write_end.get(), 1);
+    posix_spawn_file_actions_adddup2(&actions, err.write_end.get(), 2);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    auto arguments = argv;
+    auto environment_strings = environment_with(environment);
+    auto c_arguments = c_strings(arguments);
+    auto c_environment = c_strings(environment_strings);
+    pid_t pid;
+    int error = ::posix_spawn(&pid, arguments[0].c_str(), &actions, nullptr, c_arguments.data(), c_environment.data());
+    posix_spawn_file_actions_destroy(&actions);
+    if (error)
+        throw SystemError("unable to spawn", arguments[0], error);
+    out.write_end.reset();
+    err.write_end.reset();
+    ProgramResult result;
+    pollfd fds[2] = { { out.read_end.get(), POLLIN, 0 }, { err.read_end.get(), POLLIN, 0 } };
+    int open_count = 2;
+    while (open_count > 0) {
+        if (::poll(fds, 2, 30000) <= 0)
+            break;
+        for (int i = 0; i < 2; ++i) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP)))
+                continue;
+            char buffer[4096];
+            auto n = ::read(fds[i].fd, buffer, sizeof buffer);
+            if (n <= 0) {
+                fds[i].fd = -1;
+                --open_count;
+            } else {
+                (i == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(n));
+            }
+        }
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return result;
+}
+
+TemporaryDirectory::TemporaryDirectory()
+{
+    char pattern[] = "/tmp/kvt-XXXXXX";
+    if (!::mkdtemp(pattern))
+        throw SystemError("unable to create temporary directory", pattern, errno);
+    path_ = pattern;
+}
+
+TemporaryDirectory::~TemporaryDirectory()
+{
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+}
+
+std::vector<ChildProcess> children_of(pid_t parent)
+{
+    std::vector<ChildProcess> children;
+    DIR* proc = ::opendir("/proc");
+    if (!proc)
+        return children;
+    while (dirent* entry = ::readdir(proc)) {
+        char* end;
+        long pid = std::strtol(entry->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
+        std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+        auto close = text.rfind(')');
+        if (close == std::string::npos)
+            continue;
+        std::istringstream rest(text.substr(close + 2));
+        char state;
+        long ppid;
+        rest >> state >> ppid;
+        if (ppid != parent)
+            continue;
+        std::ifstream cmdline_file("/proc/" + std::string(entry->d_name) + "/cmdline");
+        std::string cmdline((std::istreambuf_iterator<char>(cmdline_file)), std::istreambuf_iterator<char>());
+        if (!cmdline.empty() && cmdline.back() == '\0')
+            cmdline.pop_back();
+        for (auto& c : cmdline)
+            c = c == '\0' ? ' ' : c;
+        children.push_back(ChildProcess { static_cast<pid_t>(pid), state, cmdline });
+    }
+    ::closedir(proc);
+    return children;
+}
+
+std::vector<std::string> segments_with_prefix(const std::string& prefix)
+{
+    std::vector<std::string> found;
+    for (const auto& name : files_in("/dev/shm")) {
+        if (("/" + name).rfind(prefix, 0) == 0)
+            found.push_back(name);
+    }
+    return found;
+}
+
+std::vector<std::string> files_in(const std::string& directory)
+{
+    std::vector<std::string> names;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(directory, error))
+        names.push_back(entry.path().filename().string());
+    return names;
+}
+
+std::size_t open_descriptor_count(pid_t pid) { return files_in("/proc/" + std::to_string(pid) + "/fd").size(); }
+
+void set_receive_timeout(const Client& client, std::chrono::milliseconds timeout)
+{
+    timeval value { static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000) };
+    ::setsockopt(client.fd(), SOL_SOCKET, SO_RCVTIMEO, &value, sizeof value);
+}
+
+RegistryDaemon::RegistryDaemon(std::vector<std::string> extra_arguments, std::optional<std::string> run_dir)
+{
+    if (run_dir) {
+        run_dir_ = *run_dir;
+    } else {
+        own_directory_.emplace();
+        run_dir_ = own_directory_->path();
+    }
+    log_path_ = run_dir_ + ".log";
+    Pipe ready = make_pipe("registryd readiness");
+    constexpr int notify_fd = 100;
+    std::vector<std::string> arguments { binary("registryd"), "--run-dir", run_dir_, "--enable-debug-command",
+        "--notify-fd", std::to_string(notify_fd) };
+    arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
+    auto c_arguments = c_strings(arguments);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&actions, 2, 1);
+    posix_spawn_file_actions_adddup2(&actions, ready.write_end.get(), notify_fd);
+    int error = ::posix_spawn(&pid_, arguments[0].c_str(), &actions, nullptr, c_arguments.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (error)
+        throw SystemError("unable to spawn", arguments[0], error);
+    pidfd_ = open_pidfd(pid_);
+    ready.write_end.reset();
+    char byte = 0;
+    if (!wait_readable(ready.read_end.get(), 10s) || ::read(ready.read_end.get(), &byte, 1) != 1) {
+        ::kill(pid_, SIGKILL);
+        wait_exit(pidfd_.get());
+        pid_ = -1;
+        throw std::runtime_error("registryd did not start; its log:\n" + log());
+    }
+}
+
+RegistryDaemon::~RegistryDaemon()
+{
+    if (running()) {
+        ::kill(pid_, SIGTERM);
+        if (!wait_readable(pidfd_.get(), 10s))
+            ::kill(pid_, SIGKILL);
+        wait_exit(pidfd_.get());
+    }
+    for (const auto& name : segments_with_prefix(segment_prefix(run_dir_)))
+        ::shm_unlink(("/" + name).c_str());
+    ::unlink(log_path_.c_str());
+}
+
+std::string RegistryDaemon::log() const
+{
+    std::ifstream file(log_path_);
+    return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+}
+
+Client RegistryDaemon::connect() const
+{
+    auto client = Client::connect(registry_socket_path(run_dir_));
+    set_receive_timeout(client, 20s);
+    return client;
+}
+
+resp::Value RegistryDaemon::call(const std::vector<std::string>& request) const { return connect().call(request); }
+
+resp::Value RegistryDaemon::create(const std::string& name) const
+{
+    auto reply = call({ "CREATE", name });
+    if (reply.is_error())
+        throw std::runtime_error("CREATE " + name + " failed: " + reply.text);
+    return reply;
+}
+
+ProcessExit RegistryDaemon::stop(int signal)
+{
+    ::kill(pid_, signal);
+    if (!wait_readable(pidfd_.get(), 20s))
+        throw std::runtime_error("registryd did not exit within 20 s of signal " + std::to_string(signal));
+    auto exit = wait_exit(pidfd_.get());
+    pid_ = -1;
+    return exit;
+}
+
+} // namespace kv::test

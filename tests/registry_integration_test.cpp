@@ -1,1 +1,360 @@
+// The guide's registry tests, ported to processes: a real registryd in a
+// temporary run dir, real bucketd children, checked the way a user would
+// check them (replies, ps, /dev/shm, the socket folder).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+
 #include <gtest/gtest.h>
+
+#include "daemon_fixture.h"
+#include "run_dir.h"
+#include "system_error.h"
+
+using namespace kv::test;
+using kv::resp::Value;
+
+namespace {
+
+long long pid_of(const Value& bucket) { return bucket.field("pid")->integer; }
+
+void expect_no_zombie(pid_t registry)
+{
+    for (const auto& child : children_of(registry))
+        EXPECT_NE(child.state, 'Z') << "zombie child " << child.pid << " (" << child.cmdline << ")";
+}
+
+void expect_nothing_left_of(const RegistryDaemon& daemon, const Value& bucket)
+{
+    auto id = bucket.field("id")->integer;
+    auto segment = kv::segment_name(daemon.run_dir(), daemon.pid(), static_cast<unsigned long long>(id));
+    EXPECT_EQ(::shm_unlink(segment.c_str()), -1) << "segment " << segment << " was left behind";
+    struct stat info;
+    EXPECT_EQ(::stat(bucket.field("socket")->text.c_str(), &info), -1) << "socket was left behind";
+}
+
+// Sends MONITOR on its own connection and returns it: the reply comes when the bucket exits.
+kv::Client monitor(const RegistryDaemon& daemon, const std::string& name)
+{
+    auto client = daemon.connect();
+    client.send_raw(kv::resp::encode_command({ "MONITOR", name }));
+    // A PING behind it on a second connection proves MONITOR was registered:
+    // registryd handles requests in the order it reads them, on one thread.
+    EXPECT_EQ(daemon.call({ "PING" }).text, "PONG");
+    return client;
+}
+
+} // namespace
+
+TEST(Registry, SpawnsBucketsAsChildProcessesNamedInPs)
+{
+    RegistryDaemon daemon;
+    EXPECT_EQ(daemon.call({ "LOOKUP", "shopping" }).text, "NOTFOUND no bucket named shopping");
+    auto bucket = daemon.create("shopping");
+    auto children = children_of(daemon.pid());
+    ASSERT_EQ(children.size(), 1u);
+    EXPECT_EQ(children[0].pid, pid_of(bucket));
+    EXPECT_EQ(children[0].cmdline, "bucketd shopping");
+    auto lookup = daemon.call({ "LOOKUP", "shopping" });
+    EXPECT_EQ(pid_of(lookup), pid_of(bucket));
+    EXPECT_EQ(lookup.field("socket")->text, daemon.run_dir() + "/buckets/1.sock");
+}
+
+TEST(Registry, BucketAnswersImmediatelyAfterCreateReplied)
+{
+    RegistryDaemon daemon;
+    for (int i = 0; i < 20; ++i) {
+        auto bucket = daemon.create("b" + std::to_string(i));
+        auto client = kv::Client::connect(bucket.field("socket")->text);
+        EXPECT_EQ(client.call({ "SET", "k", "v" }).text, "OK");
+        EXPECT_EQ(client.call({ "GET", "k" }).text, "v");
+    }
+}
+
+TEST(Registry, CreateOfExistingNameReturnsTheExistingBucket)
+{
+    RegistryDaemon daemon;
+    auto first = daemon.create("shopping");
+    auto second = daemon.create("shopping");
+    EXPECT_EQ(pid_of(first), pid_of(second));
+    EXPECT_EQ(children_of(daemon.pid()).size(), 1u);
+}
+
+TEST(Registry, StopRemovesBucketAndRepliesAfterTheNameIsGone)
+{
+    RegistryDaemon daemon;
+    auto bucket = daemon.create("shopping");
+    auto watcher = monitor(daemon, "shopping");
+    EXPECT_EQ(daemon.call({ "STOP", "shopping" }).text, "OK");
+    EXPECT_EQ(daemon.call({ "LOOKUP", "shopping" }).text, "NOTFOUND no bucket named shopping");
+    EXPECT_EQ(watcher.read_reply().text, "exited with status 0");
+    EXPECT_TRUE(children_of(daemon.pid()).empty());
+    expect_nothing_left_of(daemon, bucket);
+}
+
+struct Crash {
+    const char* label;
+    std::vector<std::string> debug_command; // empty: SIGKILL from outside
+    std::string expected_reason_prefix;
+};
+
+class RegistryCrash : public ::testing::TestWithParam<Crash> {};
+
+TEST_P(RegistryCrash, RemovesBucketOnCrashAndReportsTheReason)
+{
+    const Crash& crash = GetParam();
+    RegistryDaemon daemon;
+    auto bucket = daemon.create("shopping");
+    auto bucket_client = kv::Client::connect(bucket.field("socket")->text);
+    set_receive_timeout(bucket_client, 20s);
+    EXPECT_EQ(bucket_client.call({ "SET", "milk", "1" }).text, "OK");
+    auto watcher = monitor(daemon, "shopping");
+
+    if (crash.debug_command.empty()) {
+        ASSERT_EQ(::kill(static_cast<pid_t>(pid_of(bucket)), SIGKILL), 0);
+    } else {
+        // The bucket dies mid-request: its client gets a clear error, not a hang.
+        EXPECT_THROW(bucket_client.call(crash.debug_command), kv::ConnectionClosed);
+    }
+    auto reason = watcher.read_reply();
+    EXPECT_EQ(reason.text.rfind(crash.expected_reason_prefix, 0), 0u) << reason.text;
+
+    // Once registryd reported the exit, nobody sees the name, and nothing is left.
+    EXPECT_EQ(daemon.call({ "LOOKUP", "shopping" }).text, "NOTFOUND no bucket named shopping");
+    expect_no_zombie(daemon.pid());
+    EXPECT_TRUE(children_of(daemon.pid()).empty());
+    expect_nothing_left_of(daemon, bucket);
+    EXPECT_THROW(kv::Client::connect(bucket.field("socket")->text), kv::SystemError);
+    EXPECT_NE(daemon.log().find("bucket shopping (pid " + std::to_string(pid_of(bucket)) + ", id 1) " + crash.expected_reason_prefix),
+        std::string::npos) << daemon.log();
+
+    // And the registry carries on: the name can be created again.
+    auto again = daemon.create("shopping");
+    EXPECT_NE(pid_of(again), pid_of(bucket));
+}
+
+void PrintTo(const Crash& crash, std::ostream* out) { *out << crash.label; }
+
+INSTANTIATE_TEST_SUITE_P(Reasons, RegistryCrash,
+    ::testing::Values(Crash { "SIGKILL", {}, "killed by SIGKILL" },
+        Crash { "SIGSEGV", { "DEBUG", "SEGFAULT" }, "killed by SIGSEGV" },
+        Crash { "exit3", { "DEBUG", "EXIT", "3" }, "exited with status 3" }),
+    [](const auto& info) { return std::string(info.param.label); });
+
+TEST(Registry, ClientOfKilledBucketGetsAnErrorNotAHang)
+{
+    RegistryDaemon daemon;
+    auto bucket = daemon.create("shopping");
+    auto client = kv::Client::connect(bucket.field("socket")->text);
+    set_receive_timeout(client, 20s);
+    EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+    auto watcher = monitor(daemon, "shopping");
+    ASSERT_EQ(::kill(static_cast<pid_t>(pid_of(bucket)), SIGKILL), 0);
+    watcher.read_reply();
+    EXPECT_THROW(client.call({ "GET", "milk" }), kv::ConnectionClosed);
+}
+
+TEST(Registry, SurvivesHundredBucketCrashesInARow)
+{
+    RegistryDaemon daemon;
+    // Two round trips on one connection: registryd handles every event it had
+    // read before the first PING (such as earlier clients hanging up) before
+    // it reads the second, so the count below is settled.
+    auto control = daemon.connect();
+    auto settle = [&] {
+        control.call({ "PING" });
+        control.call({ "PING" });
+    };
+    settle();
+    auto baseline = open_descriptor_count(daemon.pid());
+    for (int i = 0; i < 100; ++i) {
+        std::string name = "crash" + std::to_string(i);
+        auto bucket = daemon.create(name);
+        auto watcher = monitor(daemon, name);
+        ASSERT_EQ(::kill(static_cast<pid_t>(pid_of(bucket)), SIGKILL), 0);
+        ASSERT_EQ(watcher.read_reply().text, "killed by SIGKILL");
+    }
+    EXPECT_EQ(daemon.call({ "PING" }).text, "PONG");
+    EXPECT_TRUE(daemon.call({ "LIST" }).elements.empty());
+    EXPECT_TRUE(children_of(daemon.pid()).empty());
+    EXPECT_TRUE(files_in(daemon.run_dir() + "/buckets").empty());
+    EXPECT_TRUE(segments_with_prefix(kv::segment_prefix(daemon.run_dir())).empty());
+    settle();
+    EXPECT_EQ(open_descriptor_count(daemon.pid()), baseline);
+}
+
+TEST(Registry, ShutdownStopsEveryBucketAndLeavesNothing)
+{
+    RegistryDaemon daemon;
+    std::vector<kv::UniqueFd> bucket_pidfds;
+    for (int i = 0; i < 5; ++i) {
+        auto bucket = daemon.create("b" + std::to_string(i));
+        kv::Client::connect(bucket.field("socket")->text).call({ "SET", "k", "v" });
+        bucket_pidfds.push_back(open_pidfd(static_cast<pid_t>(pid_of(bucket))));
+    }
+    auto run_dir = daemon.run_dir();
+    auto exit = daemon.stop(SIGTERM);
+    EXPECT_EQ(exit.code, CLD_EXITED);
+    EXPECT_EQ(exit.status, 0);
+    for (auto& pidfd : bucket_pidfds)
+        EXPECT_TRUE(wait_readable(pidfd.get(), 0ms)) << "a bucket outlived registryd";
+    EXPECT_TRUE(segments_with_prefix(kv::segment_prefix(run_dir)).empty());
+    EXPECT_TRUE(files_in(run_dir + "/buckets").empty());
+    struct stat info;
+    EXPECT_EQ(::stat(kv::registry_socket_path(run_dir).c_str(), &info), -1);
+}
+
+TEST(Registry, KillingRegistrydTakesItsBucketsDownAndTheNextOneCleansUp)
+{
+    TemporaryDirectory directory;
+    std::vector<kv::UniqueFd> bucket_pidfds;
+    {
+        RegistryDaemon daemon({}, directory.path());
+        for (int i = 0; i < 3; ++i)
+            bucket_pidfds.push_back(open_pidfd(static_cast<pid_t>(pid_of(daemon.create("b" + std::to_string(i))))));
+        daemon.stop(SIGKILL);
+    }
+    for (auto& pidfd : bucket_pidfds)
+        EXPECT_TRUE(wait_readable(pidfd.get(), 5s)) << "a bucket outlived its registryd";
+
+    // Leftovers as a crash could leave them: a segment and a socket file.
+    auto stale_segment = kv::segment_prefix(directory.path()) + "99999.7";
+    int fd = ::shm_open(stale_segment.c_str(), O_CREAT | O_RDWR, 0600);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    std::ofstream(directory.path() + "/buckets/7.sock") << "";
+
+    RegistryDaemon next({}, directory.path());
+    EXPECT_TRUE(segments_with_prefix(kv::segment_prefix(directory.path())).empty());
+    EXPECT_TRUE(files_in(directory.path() + "/buckets").empty());
+    EXPECT_EQ(next.call({ "PING" }).text, "PONG");
+    EXPECT_TRUE(next.call({ "LIST" }).elements.empty());
+}
+
+TEST(Registry, SecondRegistrydOnTheSameRunDirRefuses)
+{
+    RegistryDaemon daemon;
+    auto result = run_program({ binary("registryd"), "--run-dir", daemon.run_dir() });
+    EXPECT_EQ(result.exit_code, 1);
+    EXPECT_NE(result.err.find("another registryd (pid " + std::to_string(daemon.pid()) + ") is running there"), std::string::npos)
+        << result.err;
+    EXPECT_EQ(daemon.call({ "PING" }).text, "PONG");
+}
+
+TEST(Registry, ListShowsEveryBucketWithItsFigures)
+{
+    RegistryDaemon daemon;
+    auto a = daemon.create("a");
+    daemon.create("b");
+    kv::Client::connect(a.field("socket")->text).call({ "SET", "key", "value" });
+    auto list = daemon.call({ "LIST" });
+    ASSERT_EQ(list.elements.size(), 2u);
+    const auto& first = list.elements[0];
+    EXPECT_EQ(first.field("name")->text, "a");
+    EXPECT_EQ(first.field("pid")->integer, pid_of(a));
+    EXPECT_EQ(first.field("keys")->integer, 1);
+    EXPECT_EQ(first.field("bytes")->integer, 8);
+    EXPECT_EQ(first.field("state")->text, "ready");
+    EXPECT_GE(first.field("uptime_ms")->integer, 0);
+    EXPECT_EQ(list.elements[1].field("keys")->integer, 0);
+}
+
+TEST(Registry, UnknownVerbAndWrongArityGetAnErrorAndTheConnectionStays)
+{
+    RegistryDaemon daemon;
+    auto client = daemon.connect();
+    EXPECT_EQ(client.call({ "FROBNICATE" }).text, "ERR unknown command 'FROBNICATE'");
+    EXPECT_EQ(client.call({ "CREATE" }).text, "ERR wrong number of arguments for 'CREATE' command");
+    EXPECT_EQ(client.call({ "lookup", "a", "b" }).text, "ERR wrong number of arguments for 'LOOKUP' command");
+    client.send_raw("PING\r\n");
+    EXPECT_EQ(client.read_reply().text, "PONG");
+}
+
+TEST(Registry, RefusesInvalidNamesAndKeepsOddOnesAsData)
+{
+    RegistryDaemon daemon;
+    for (const std::string& name : { std::string(), std::string(256, 'x'), std::string("a\0b", 3), std::string("a\nb") }) {
+        auto reply = daemon.call({ "CREATE", name });
+        EXPECT_TRUE(reply.is_error());
+        EXPECT_EQ(reply.text.rfind("INVALID invalid bucket name: ", 0), 0u) << reply.text;
+    }
+    auto odd = daemon.create("../../etc/passwd");
+    EXPECT_EQ(odd.field("socket")->text, daemon.run_dir() + "/buckets/1.sock");
+    auto children = children_of(daemon.pid());
+    ASSERT_EQ(children.size(), 1u);
+    EXPECT_EQ(children[0].cmdline, "bucketd ../../etc/passwd");
+    auto longest = daemon.create(std::string(255, 'n'));
+    EXPECT_EQ(longest.field("name")->text, std::string(255, 'n'));
+}
+
+TEST(Registry, RefusesCreatePastMaxBuckets)
+{
+    RegistryDaemon daemon({ "--max-buckets", "2" });
+    daemon.create("a");
+    daemon.create("b");
+    auto reply = daemon.call({ "CREATE", "c" });
+    EXPECT_EQ(reply.text, "LIMIT unable to create bucket c: limit of 2 buckets reached (--max-buckets)");
+    EXPECT_EQ(children_of(daemon.pid()).size(), 2u);
+    daemon.call({ "STOP", "a" });
+    daemon.create("c");
+}
+
+TEST(Registry, MonitorOfUnknownBucketIsNotFound)
+{
+    RegistryDaemon daemon;
+    EXPECT_EQ(daemon.call({ "MONITOR", "nope" }).text, "NOTFOUND no bucket named nope");
+    EXPECT_EQ(daemon.call({ "STOP", "nope" }).text, "NOTFOUND no bucket named nope");
+}
+
+namespace {
+
+std::string write_script(const TemporaryDirectory& directory, const std::string& name, const std::string& body)
+{
+    std::string path = directory.path() + "/" + name;
+    std::ofstream(path) << body;
+    ::chmod(path.c_str(), 0700);
+    return path;
+}
+
+} // namespace
+
+TEST(Registry, ExecFailureIsACreateErrorAndLeavesNoZombie)
+{
+    TemporaryDirectory scripts;
+    auto broken = write_script(scripts, "bucketd", "#!/nonexistent/interpreter\n");
+    RegistryDaemon daemon({ "--bucketd", broken });
+    auto reply = daemon.call({ "CREATE", "a" });
+    ASSERT_TRUE(reply.is_error());
+    EXPECT_EQ(reply.text.rfind("ERR unable to create bucket a: unable to start " + broken, 0), 0u) << reply.text;
+    EXPECT_TRUE(children_of(daemon.pid()).empty());
+    EXPECT_EQ(daemon.call({ "LOOKUP", "a" }).text, "NOTFOUND no bucket named a");
+}
+
+TEST(Registry, BucketThatNeverBecomesReadyIsKilledAndCreateSaysSo)
+{
+    TemporaryDirectory scripts;
+    auto silent = write_script(scripts, "bucketd", "#!/bin/sh\nexec sleep 60\n");
+    RegistryDaemon daemon({ "--bucketd", silent, "--ready-timeout-ms", "200" });
+    auto reply = daemon.call({ "CREATE", "a" });
+    ASSERT_TRUE(reply.is_error());
+    EXPECT_EQ(reply.text, "ERR bucket a did not become ready within 200 ms; killed by SIGKILL before it was ready");
+    EXPECT_TRUE(children_of(daemon.pid()).empty());
+}
+
+TEST(Registry, BucketThatIgnoresSigtermIsKilledAfterTheGracePeriod)
+{
+    TemporaryDirectory scripts;
+    // Ignored signals survive exec: this "bucket" says it is ready, then ignores SIGTERM.
+    auto stubborn = write_script(scripts, "bucketd", "#!/bin/bash\ntrap '' TERM\necho >&$KV_NOTIFY_FD\nexec sleep 60\n");
+    RegistryDaemon daemon({ "--bucketd", stubborn, "--stop-grace-ms", "100" });
+    daemon.create("a");
+    auto watcher = monitor(daemon, "a");
+    EXPECT_EQ(daemon.call({ "STOP", "a" }).text, "OK");
+    EXPECT_EQ(watcher.read_reply().text, "killed by SIGKILL");
+    EXPECT_TRUE(children_of(daemon.pid()).empty());
+}

@@ -1,0 +1,99 @@
+// Test support for black-box tests: a real registryd in its own temporary
+// run dir, started as a child of the test and watched through a pidfd.
+// Nothing here sleeps to synchronise: it waits on the readiness pipe, on
+// replies and on pidfds, each with a deadline so a bug fails instead of hanging.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "client.h"
+#include "resp.h"
+#include "unique_fd.h"
+
+namespace kv::test {
+
+using namespace std::chrono_literals;
+
+std::string binary(const std::string& name); // path of a program built with the tests
+
+struct ProcessExit {
+    int code = 0;   // CLD_EXITED, CLD_KILLED, CLD_DUMPED
+    int status = 0; // exit status or signal
+};
+
+struct ProgramResult {
+    int exit_code = -1;
+    std::string out;
+    std::string err;
+};
+
+// Runs a program to completion with extra environment entries; output captured.
+ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& environment = {});
+
+// A fresh directory under /tmp (short, for socket paths), removed with its contents.
+class TemporaryDirectory {
+public:
+    TemporaryDirectory();
+    ~TemporaryDirectory();
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// True once the process behind `pidfd` has exited (any process, not only
+// children), false if `timeout` passed first.
+bool wait_readable(int fd, std::chrono::milliseconds timeout);
+UniqueFd open_pidfd(pid_t pid);
+
+// Every process whose parent is `parent`, with its state letter from /proc.
+struct ChildProcess {
+    pid_t pid;
+    char state;
+    std::string cmdline; // arguments joined by spaces
+};
+std::vector<ChildProcess> children_of(pid_t parent);
+
+// Entries in /dev/shm whose name starts with `prefix` (given with its '/').
+std::vector<std::string> segments_with_prefix(const std::string& prefix);
+std::vector<std::string> files_in(const std::string& directory);
+std::size_t open_descriptor_count(pid_t pid);
+
+class RegistryDaemon {
+public:
+    // Starts registryd --run-dir <temp> --enable-debug-command <extra...> and
+    // waits until it listens. `run_dir` reuses a directory instead of a new one.
+    explicit RegistryDaemon(std::vector<std::string> extra_arguments = {}, std::optional<std::string> run_dir = {});
+    ~RegistryDaemon();
+
+    const std::string& run_dir() const { return run_dir_; }
+    pid_t pid() const { return pid_; }
+    std::string log() const;
+
+    // One call on a new connection to the registry socket.
+    resp::Value call(const std::vector<std::string>& request) const;
+    Client connect() const;
+    // CREATE, asserting success; returns the bucket's reply (name, pid, id, socket).
+    resp::Value create(const std::string& name) const;
+
+    // SIGTERM (or another signal) and wait for the exit.
+    ProcessExit stop(int signal = 15);
+    bool running() const { return pid_ > 0; }
+
+private:
+    std::optional<TemporaryDirectory> own_directory_;
+    std::string run_dir_;
+    std::string log_path_;
+    pid_t pid_ = -1;
+    UniqueFd pidfd_;
+};
+
+// Sets a receive timeout so a test waiting on a reply fails instead of hanging.
+void set_receive_timeout(const Client& client, std::chrono::milliseconds timeout);
+
+} // namespace kv::test
