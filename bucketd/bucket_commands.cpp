@@ -32,8 +32,8 @@ void set(BucketContext& context, const resp::Request& request, std::string& out)
     if (context.map.set(request[1], request[2]) == BucketMap::SetResult::stored)
         resp::append_simple(out, "OK");
     else
-        resp::append_error(out, "FULL bucket is full: its segment of "
-            + std::to_string(context.map.size()) + " keys has no room for this value");
+        resp::append_error(out, "FULL bucket is full: no room for " + std::to_string(request[1].size() + request[2].size())
+            + " more bytes (registryd --bucket-size sets the room per bucket)");
 }
 
 void del(BucketContext& context, const resp::Request& request, std::string& out)

@@ -115,6 +115,10 @@ BucketMap::SetResult BucketMap::set(std::string_view key, std::string_view value
         return SetResult::stored;
     } catch (const bip::bad_alloc&) {
         return SetResult::full;
+    } catch (const std::length_error&) {
+        // A value larger than the whole free space fails the size check
+        // before any allocation is tried: the segment is just as full.
+        return SetResult::full;
     }
 }
 

@@ -76,7 +76,16 @@ private:
                 break;
             }
             awaiting_reply_ = true;
-            handler_(request, Responder(weak_from_this()));
+            try {
+                handler_(request, Responder(weak_from_this()));
+            } catch (const std::exception& error) {
+                // The catch-all clause: a request that makes a handler throw
+                // gets an error reply and is forgotten; the process goes on.
+                if (awaiting_reply_) {
+                    resp::append_error(output_, std::string("ERR internal error: ") + error.what());
+                    awaiting_reply_ = false;
+                }
+            }
         }
         in_process_ = false;
         flush();

@@ -1,1 +1,165 @@
+// A bucket as its clients see it: a RESP server on its own socket, started
+// by a real registryd, that redis-cli and redis-benchmark can talk to.
 #include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include "daemon_fixture.h"
+
+using namespace kv::test;
+using kv::resp::Value;
+
+namespace {
+
+class BucketTest : public ::testing::Test {
+protected:
+    explicit BucketTest(std::vector<std::string> arguments = {}) : daemon_(std::move(arguments)) {}
+
+    kv::Client connect_bucket(const std::string& name = "shopping")
+    {
+        auto bucket = daemon_.create(name);
+        socket_ = bucket.field("socket")->text;
+        auto client = kv::Client::connect(socket_);
+        set_receive_timeout(client, 20s);
+        return client;
+    }
+
+    RegistryDaemon daemon_;
+    std::string socket_;
+};
+
+bool have_program(const char* path) { return ::access(path, X_OK) == 0; }
+
+} // namespace
+
+TEST_F(BucketTest, SetGetDelExistsDbsize)
+{
+    auto client = connect_bucket();
+    EXPECT_EQ(client.call({ "GET", "milk" }).type, Value::Type::null);
+    EXPECT_EQ(client.call({ "SET", "milk", "1" }).text, "OK");
+    EXPECT_EQ(client.call({ "SET", "eggs", "12" }).text, "OK");
+    EXPECT_EQ(client.call({ "get", "milk" }).text, "1");
+    EXPECT_EQ(client.call({ "EXISTS", "milk", "eggs", "bread" }).integer, 2);
+    EXPECT_EQ(client.call({ "DBSIZE" }).integer, 2);
+    EXPECT_EQ(client.call({ "DEL", "milk", "bread" }).integer, 1);
+    EXPECT_EQ(client.call({ "DBSIZE" }).integer, 1);
+    EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+    EXPECT_EQ(client.call({ "PING", "hello" }).text, "hello");
+}
+
+TEST_F(BucketTest, KeysMatchesGlobPatterns)
+{
+    auto client = connect_bucket();
+    for (const char* key : { "user:1", "user:2", "order:1" })
+        client.call({ "SET", key, "x" });
+    auto keys = client.call({ "KEYS", "user:*" });
+    ASSERT_EQ(keys.elements.size(), 2u);
+    EXPECT_EQ(keys.elements[0].text, "user:1");
+    EXPECT_EQ(keys.elements[1].text, "user:2");
+    EXPECT_EQ(client.call({ "KEYS", "*" }).elements.size(), 3u);
+}
+
+TEST_F(BucketTest, KeysAndValuesAreBinarySafe)
+{
+    auto client = connect_bucket();
+    std::string key("k\0\r\n\xff", 5);
+    std::string value(1 << 20, '\0');
+    for (std::size_t i = 0; i < value.size(); ++i)
+        value[i] = static_cast<char>(i * 7);
+    EXPECT_EQ(client.call({ "SET", key, value }).text, "OK");
+    EXPECT_EQ(client.call({ "GET", key }).text, value);
+}
+
+TEST_F(BucketTest, PipelinedRequestsAreAnsweredInOrder)
+{
+    auto client = connect_bucket();
+    std::string batch;
+    for (int i = 0; i < 1000; ++i)
+        batch += kv::resp::encode_command({ "SET", "k" + std::to_string(i), std::to_string(i) });
+    for (int i = 0; i < 1000; ++i)
+        batch += kv::resp::encode_command({ "GET", "k" + std::to_string(i) });
+    client.send_raw(batch);
+    for (int i = 0; i < 1000; ++i)
+        ASSERT_EQ(client.read_reply().text, "OK");
+    for (int i = 0; i < 1000; ++i)
+        ASSERT_EQ(client.read_reply().text, std::to_string(i));
+}
+
+TEST_F(BucketTest, InlineCommandsWork)
+{
+    auto client = connect_bucket();
+    client.send_raw("SET greeting \"hello world\"\r\nGET greeting\r\n");
+    EXPECT_EQ(client.read_reply().text, "OK");
+    EXPECT_EQ(client.read_reply().text, "hello world");
+}
+
+TEST_F(BucketTest, UnknownVerbAndWrongArityKeepTheConnectionOpen)
+{
+    auto client = connect_bucket();
+    EXPECT_EQ(client.call({ "FLUSHALL" }).text, "ERR unknown command 'FLUSHALL'");
+    EXPECT_EQ(client.call({ "GET" }).text, "ERR wrong number of arguments for 'GET' command");
+    EXPECT_EQ(client.call({ "SET", "a" }).text, "ERR wrong number of arguments for 'SET' command");
+    EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+}
+
+TEST_F(BucketTest, ProtocolErrorIsAnsweredThenTheConnectionClosed)
+{
+    auto client = connect_bucket();
+    client.send_raw("*1\r\n$99999999999\r\n");
+    EXPECT_EQ(client.read_reply().text, "ERR Protocol error: invalid bulk length");
+    EXPECT_THROW(client.read_reply(), kv::ConnectionClosed);
+    // The bucket itself is unharmed.
+    auto other = kv::Client::connect(socket_);
+    EXPECT_EQ(other.call({ "PING" }).text, "PONG");
+}
+
+class SmallBucketTest : public BucketTest {
+protected:
+    SmallBucketTest() : BucketTest({ "--bucket-size", "262144" }) {}
+};
+
+TEST_F(SmallBucketTest, FullBucketRefusesSetAndKeepsItsData)
+{
+    auto client = connect_bucket();
+    std::string value(1000, 'v');
+    int stored = 0;
+    Value reply;
+    while ((reply = client.call({ "SET", "key" + std::to_string(stored), value })).text == "OK")
+        ++stored;
+    ASSERT_TRUE(reply.is_error());
+    EXPECT_EQ(reply.text.rfind("FULL bucket is full", 0), 0u) << reply.text;
+    EXPECT_GT(stored, 50);
+    EXPECT_EQ(client.call({ "DBSIZE" }).integer, stored);
+    for (int i = 0; i < stored; ++i)
+        ASSERT_EQ(client.call({ "GET", "key" + std::to_string(i) }).text, value);
+    // Deleting makes room again.
+    EXPECT_EQ(client.call({ "DEL", "key0" }).integer, 1);
+    EXPECT_EQ(client.call({ "SET", "again", value }).text, "OK");
+}
+
+TEST_F(BucketTest, RedisCliWorksAgainstRegistryAndBucket)
+{
+    if (!have_program("/usr/bin/redis-cli"))
+        GTEST_SKIP() << "redis-cli not installed (the quick start installs redis-tools)";
+    auto client = connect_bucket();
+    auto set = run_program({ "/usr/bin/redis-cli", "-s", socket_, "SET", "milk", "1" });
+    EXPECT_EQ(set.out, "OK\n");
+    EXPECT_EQ(client.call({ "GET", "milk" }).text, "1");
+    auto lookup = run_program({ "/usr/bin/redis-cli", "-s", daemon_.run_dir() + "/registry.sock", "LOOKUP", "shopping" });
+    EXPECT_NE(lookup.out.find(socket_), std::string::npos) << lookup.out;
+}
+
+TEST_F(BucketTest, RedisBenchmarkCanLoadABucketPlainAndPipelined)
+{
+    if (!have_program("/usr/bin/redis-benchmark"))
+        GTEST_SKIP() << "redis-benchmark not installed (the quick start installs redis-tools)";
+    auto client = connect_bucket();
+    for (const char* pipeline : { "1", "64" }) {
+        auto result = run_program({ "/usr/bin/redis-benchmark", "-s", socket_, "-t", "set,get", "-n", "2000", "-P",
+            pipeline, "-q" });
+        EXPECT_EQ(result.exit_code, 0) << result.err;
+        EXPECT_NE(result.out.find("SET: "), std::string::npos) << result.out << result.err;
+        EXPECT_NE(result.out.find("GET: "), std::string::npos) << result.out << result.err;
+    }
+    EXPECT_EQ(client.call({ "EXISTS", "key:__rand_int__" }).integer, 1);
+}

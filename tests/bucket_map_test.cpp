@@ -81,6 +81,8 @@ TEST(BucketMap, FullSegmentRefusesAndKeepsEveryKey)
     EXPECT_EQ(map.size(), static_cast<std::uint64_t>(stored));
     // Growing an existing value fails too, and leaves the old one in place.
     EXPECT_EQ(map.set("key0", std::string(200000, 'x')), kv::BucketMap::SetResult::full);
+    // A value larger than the whole segment is refused the same way.
+    EXPECT_EQ(map.set("huge", std::string(300000, 'x')), kv::BucketMap::SetResult::full);
     for (int i = 0; i < stored; ++i)
         ASSERT_EQ(*map.get("key" + std::to_string(i)), value) << i;
 }

@@ -1,1 +1,148 @@
+// kvctl as a user runs it: the README walkthrough, its output and its exit codes.
+#include <signal.h>
+
 #include <gtest/gtest.h>
+
+#include "daemon_fixture.h"
+
+using namespace kv::test;
+
+namespace {
+
+class Kvctl : public ::testing::Test {
+protected:
+    explicit Kvctl(std::vector<std::string> arguments = {}) : daemon_(std::move(arguments)) {}
+
+    ProgramResult kvctl(std::vector<std::string> arguments)
+    {
+        arguments.insert(arguments.begin(), binary("kvctl"));
+        // The run dir comes from the environment, as a user would set it.
+        return run_program(arguments, { "KV_RUN_DIR=" + daemon_.run_dir() });
+    }
+
+    RegistryDaemon daemon_;
+};
+
+} // namespace
+
+TEST_F(Kvctl, WalkthroughFromTheReadme)
+{
+    auto create = kvctl({ "create", "shopping" });
+    ASSERT_EQ(create.exit_code, 0) << create.err;
+    auto pid = std::stoi(create.out);
+    auto children = children_of(daemon_.pid());
+    ASSERT_EQ(children.size(), 1u);
+    EXPECT_EQ(children[0].pid, pid);
+    EXPECT_EQ(children[0].cmdline, "bucketd shopping");
+
+    EXPECT_EQ(kvctl({ "put", "shopping", "milk", "1" }).exit_code, 0);
+    auto get = kvctl({ "get", "shopping", "milk" });
+    EXPECT_EQ(get.exit_code, 0);
+    EXPECT_EQ(get.out, "1\n");
+    EXPECT_EQ(kvctl({ "lookup", "shopping" }).out, create.out);
+
+    // kill -9, and MONITOR tells us once registryd has handled the exit.
+    auto pidfd = open_pidfd(pid);
+    auto watcher = daemon_.connect();
+    watcher.send_raw(kv::resp::encode_command({ "MONITOR", "shopping" }));
+    daemon_.call({ "PING" });
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    EXPECT_EQ(watcher.read_reply().text, "killed by SIGKILL");
+    EXPECT_NE(daemon_.log().find("bucket shopping (pid " + std::to_string(pid) + ", id 1) killed by SIGKILL"), std::string::npos);
+
+    auto lookup = kvctl({ "lookup", "shopping" });
+    EXPECT_EQ(lookup.exit_code, 1);
+    EXPECT_EQ(lookup.err, "kvctl: no bucket named shopping\n");
+    EXPECT_TRUE(children_of(daemon_.pid()).empty()); // no zombie, no bucketd left
+}
+
+TEST_F(Kvctl, ExitCodesAndOneLineErrors)
+{
+    kvctl({ "create", "shopping" });
+    auto missing_key = kvctl({ "get", "shopping", "eggs" });
+    EXPECT_EQ(missing_key.exit_code, 1);
+    EXPECT_EQ(missing_key.err, "kvctl: no key eggs in bucket shopping\n");
+
+    auto missing_bucket = kvctl({ "get", "nope", "eggs" });
+    EXPECT_EQ(missing_bucket.exit_code, 1);
+    EXPECT_EQ(missing_bucket.err, "kvctl: no bucket named nope\n");
+
+    auto usage = kvctl({ "put", "shopping" });
+    EXPECT_EQ(usage.exit_code, 2);
+    EXPECT_EQ(std::count(usage.err.begin(), usage.err.end(), '\n'), 1);
+    EXPECT_EQ(kvctl({ "frobnicate" }).exit_code, 2);
+    EXPECT_EQ(kvctl({}).exit_code, 2);
+
+    auto invalid = kvctl({ "create", std::string(256, 'x') });
+    EXPECT_EQ(invalid.exit_code, 4);
+    EXPECT_EQ(invalid.err.rfind("kvctl: unable to create bucket ", 0), 0u);
+    EXPECT_NE(invalid.err.find("a bucket name is at most 255 bytes, this one has 256"), std::string::npos) << invalid.err;
+
+    auto unreachable = run_program({ binary("kvctl"), "--run-dir", "/nonexistent/kv", "lookup", "a" });
+    EXPECT_EQ(unreachable.exit_code, 3);
+    EXPECT_EQ(unreachable.err,
+        "kvctl: unable to reach registryd at /nonexistent/kv/registry.sock: No such file or directory "
+        "(is registryd running with this run dir?)\n");
+
+    auto help = kvctl({ "--help" });
+    EXPECT_EQ(help.exit_code, 0);
+    EXPECT_NE(help.out.find("Exit codes: 0 ok; 1 not found"), std::string::npos);
+}
+
+TEST_F(Kvctl, RunDirFlagWorksAfterTheSubcommandToo)
+{
+    auto result = run_program({ binary("kvctl"), "create", "a", "--run-dir", daemon_.run_dir() });
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+TEST_F(Kvctl, DeleteStopMonitorAndList)
+{
+    kvctl({ "create", "a" });
+    kvctl({ "create", "b" });
+    kvctl({ "put", "a", "k", "value" });
+    auto list = kvctl({ "list" });
+    EXPECT_NE(list.out.find("NAME"), std::string::npos);
+    EXPECT_NE(list.out.find("a "), std::string::npos);
+    auto json = kvctl({ "list", "--json" });
+    EXPECT_NE(json.out.find("{\"name\": \"a\", \"pid\": "), std::string::npos) << json.out;
+    EXPECT_NE(json.out.find("\"keys\": 1, \"bytes\": 6}"), std::string::npos) << json.out;
+
+    EXPECT_EQ(kvctl({ "delete", "a", "k" }).exit_code, 0);
+    EXPECT_EQ(kvctl({ "delete", "a", "k" }).exit_code, 1);
+
+    auto watcher = daemon_.connect();
+    watcher.send_raw(kv::resp::encode_command({ "MONITOR", "b" }));
+    daemon_.call({ "PING" });
+    EXPECT_EQ(kvctl({ "stop", "b" }).exit_code, 0);
+    EXPECT_EQ(watcher.read_reply().text, "exited with status 0");
+    EXPECT_EQ(kvctl({ "lookup", "b" }).exit_code, 1);
+    EXPECT_EQ(kvctl({ "stop", "b" }).exit_code, 1);
+}
+
+TEST_F(Kvctl, MonitorPrintsTheReason)
+{
+    auto pid = std::stoi(kvctl({ "create", "a" }).out);
+    // kvctl monitor blocks until the exit; run it while the test kills the bucket
+    // from a second connection once registryd has the monitor (PING after it).
+    auto client = daemon_.connect();
+    client.send_raw(kv::resp::encode_command({ "MONITOR", "a" }));
+    daemon_.call({ "PING" });
+    ::kill(pid, SIGKILL);
+    client.read_reply();
+    auto after = kvctl({ "monitor", "a" });
+    EXPECT_EQ(after.exit_code, 1);
+    EXPECT_EQ(after.err, "kvctl: no bucket named a\n");
+}
+
+class FullKvctl : public Kvctl {
+protected:
+    FullKvctl() : Kvctl({ "--bucket-size", "131072" }) {}
+};
+
+TEST_F(FullKvctl, FullBucketIsRefused)
+{
+    kvctl({ "create", "a" });
+    auto result = kvctl({ "put", "a", "k", std::string(130000, 'x') });
+    EXPECT_EQ(result.exit_code, 4);
+    EXPECT_EQ(result.err.rfind("kvctl: unable to put k in bucket a: bucket is full", 0), 0u) << result.err;
+}
