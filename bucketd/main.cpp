@@ -6,6 +6,7 @@
 //   KV_SOCKET        Unix socket to serve RESP on
 //   KV_NOTIFY_FD     descriptor to write "\n" to once segment and socket exist
 //   KV_BUCKET_SIZE   segment size in bytes
+//   KV_SERVER_CONFIG limits and access policy for the socket (ServerConfig::encode)
 //   KV_DEBUG_COMMAND "1" to accept DEBUG SEGFAULT / DEBUG EXIT (tests)
 // SIGTERM (also the parent-death signal): remove segment and socket, exit 0.
 #include <unistd.h>
@@ -56,6 +57,7 @@ int main(int argc, char** argv)
         int notify_fd = std::stoi(require_environment("KV_NOTIFY_FD"));
         std::size_t size = std::stoull(require_environment("KV_BUCKET_SIZE"));
         const char* debug = std::getenv("KV_DEBUG_COMMAND");
+        auto server_config = kv::ServerConfig::decode(require_environment("KV_SERVER_CONFIG"));
         kv::UniqueFd notify(notify_fd);
 
         kv::asio::io_context io;
@@ -67,7 +69,7 @@ int main(int argc, char** argv)
             std::string reply;
             kv::run_bucket_command(context, request, reply);
             responder.send(std::move(reply));
-        });
+        }, server_config);
 
         stop_signals.async_wait([&](const boost::system::error_code& error, int) {
             if (error)

@@ -16,7 +16,7 @@
 namespace kv::resp {
 
 struct Limits {
-    std::size_t max_bulk_length = 64 * 1024 * 1024;  // one argument or value
+    std::size_t max_bulk_length = 32 * 1024 * 1024;  // one argument or value
     std::size_t max_array_length = 1024 * 1024;      // arguments in one request
     std::size_t max_inline_length = 64 * 1024;       // inline command or header line
 };

@@ -24,15 +24,21 @@ void set_close_on_exec(int fd)
 
 } // namespace
 
+// Replies queued past this make the connection stop reading and running
+// requests until the client has taken them: backpressure, not a limit.
+constexpr std::size_t output_soft_limit = 1024 * 1024;
+
 class RespConnection : public std::enable_shared_from_this<RespConnection> {
 public:
     RespConnection(asio::local::stream_protocol::socket socket, const RequestHandler& handler,
-        const ServerLimits& limits, std::shared_ptr<std::size_t> count)
+        const ServerConfig& config, std::shared_ptr<std::size_t> count, const std::string& where)
         : socket_(std::move(socket))
         , handler_(handler)
-        , limits_(limits)
-        , parser_(limits.protocol)
+        , config_(config)
+        , parser_(config.protocol)
         , count_(std::move(count))
+        , stall_timer_(socket_.get_executor())
+        , where_(where)
     {
         ++*count_;
     }
@@ -53,6 +59,7 @@ public:
             return;
         closed_ = true;
         boost::system::error_code ignored;
+        stall_timer_.cancel();
         socket_.close(ignored);
     }
 
@@ -64,7 +71,7 @@ private:
         if (in_process_ || closed_)
             return;
         in_process_ = true;
-        while (!awaiting_reply_ && !close_after_write_ && output_.size() < limits_.max_pending_output) {
+        while (!awaiting_reply_ && !close_after_write_ && output_.size() < output_soft_limit) {
             resp::Request request;
             std::string error;
             auto status = parser_.next(request, error);
@@ -88,10 +95,19 @@ private:
             }
         }
         in_process_ = false;
+        if (parser_.buffered() > config_.max_client_buffer && !close_after_write_) {
+            resp::append_error(output_, "ERR request larger than the client buffer limit of "
+                + std::to_string(config_.max_client_buffer) + " bytes");
+            close_after_write_ = true;
+        }
+        if (output_.size() + in_flight_.size() > config_.max_client_buffer) {
+            drop("its unread replies passed the client buffer limit");
+            return;
+        }
         flush();
-        if (!reading_ && !closed_ && !close_after_write_ && parser_.buffered() < limits_.max_pending_output
-            && output_.size() < limits_.max_pending_output)
+        if (!reading_ && !closed_ && !close_after_write_ && output_.size() < output_soft_limit)
             read_more();
+        watch_for_stall();
     }
 
     void read_more()
@@ -106,6 +122,7 @@ private:
                     self->close();
                     return;
                 }
+                self->progress_ = true;
                 self->parser_.feed(self->read_buffer_.data(), size);
                 self->process();
             });
@@ -122,6 +139,7 @@ private:
             [self = shared_from_this()](const boost::system::error_code& error, std::size_t) {
                 self->writing_ = false;
                 self->in_flight_.clear();
+                self->progress_ = true;
                 if (error || (self->close_after_write_ && self->output_.empty())) {
                     self->close();
                     return;
@@ -130,11 +148,44 @@ private:
             });
     }
 
+    // The client owes us something: the rest of a request, or reading its replies.
+    bool waiting_on_client() const
+    {
+        return writing_ || (!awaiting_reply_ && parser_.buffered() > 0);
+    }
+
+    void watch_for_stall()
+    {
+        if (closed_ || stall_timer_armed_ || !waiting_on_client())
+            return;
+        stall_timer_armed_ = true;
+        progress_ = false;
+        stall_timer_.expires_after(config_.stall_timeout);
+        stall_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
+            self->stall_timer_armed_ = false;
+            if (error || self->closed_)
+                return;
+            if (!self->progress_ && self->waiting_on_client()) {
+                self->drop(self->writing_ ? "it stopped reading its replies" : "it stopped in the middle of a request");
+                return;
+            }
+            self->watch_for_stall();
+        });
+    }
+
+    void drop(const std::string& why)
+    {
+        log_line("dropped a client of " + where_ + ": " + why);
+        close();
+    }
+
     asio::local::stream_protocol::socket socket_;
     const RequestHandler& handler_;
-    const ServerLimits& limits_;
+    const ServerConfig& config_;
     resp::RequestParser parser_;
     std::shared_ptr<std::size_t> count_;
+    asio::steady_timer stall_timer_;
+    std::string where_;
     std::array<char, 16 * 1024> read_buffer_;
     std::string output_;
     std::string in_flight_;
@@ -144,6 +195,8 @@ private:
     bool close_after_write_ = false;
     bool in_process_ = false;
     bool closed_ = false;
+    bool stall_timer_armed_ = false;
+    bool progress_ = false;
 };
 
 void Responder::send(std::string reply) const
@@ -152,11 +205,11 @@ void Responder::send(std::string reply) const
         connection->deliver(std::move(reply));
 }
 
-RespServer::RespServer(asio::io_context& io, std::string path, RequestHandler handler, ServerLimits limits)
+RespServer::RespServer(asio::io_context& io, std::string path, RequestHandler handler, ServerConfig config)
     : io_(io)
     , path_(std::move(path))
     , handler_(std::move(handler))
-    , limits_(limits)
+    , config_(std::move(config))
     , acceptor_(io)
 {
     check_socket_path_length(path_);
@@ -170,7 +223,7 @@ RespServer::RespServer(asio::io_context& io, std::string path, RequestHandler ha
     acceptor_.bind(asio::local::stream_protocol::endpoint(path_), error);
     if (error)
         throw SystemError("unable to bind socket", path_, error.value());
-    check(::chmod(path_.c_str(), 0600), "unable to make socket private", path_);
+    check(::chmod(path_.c_str(), config_.admits_others() ? 0666 : 0600), "unable to set the mode of socket", path_);
     acceptor_.listen(SOMAXCONN, error);
     if (error)
         throw SystemError("unable to listen on socket", path_, error.value());
@@ -194,6 +247,15 @@ void RespServer::close()
     connections_.clear();
 }
 
+void RespServer::refuse(asio::local::stream_protocol::socket& socket, const std::string& reason)
+{
+    // One line, best effort and never blocking; then the socket closes.
+    log_line("refused a client of " + path_ + ": " + reason);
+    std::string reply;
+    resp::append_error(reply, "ERR " + reason);
+    [[maybe_unused]] auto sent = ::send(socket.native_handle(), reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 void RespServer::accept_next()
 {
     acceptor_.async_accept([this](const boost::system::error_code& error, asio::local::stream_protocol::socket socket) {
@@ -212,11 +274,12 @@ void RespServer::accept_next()
             return;
         }
         set_close_on_exec(socket.native_handle());
-        if (*connection_count_ >= limits_.max_connections) {
-            static const char refusal[] = "-ERR max connections reached\r\n";
-            ::send(socket.native_handle(), refusal, sizeof refusal - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (auto refusal = config_.refusal_for_peer(socket.native_handle())) {
+            refuse(socket, *refusal);
+        } else if (*connection_count_ >= config_.max_connections) {
+            refuse(socket, "max connections reached (" + std::to_string(config_.max_connections) + "); try again later");
         } else {
-            auto connection = std::make_shared<RespConnection>(std::move(socket), handler_, limits_, connection_count_);
+            auto connection = std::make_shared<RespConnection>(std::move(socket), handler_, config_, connection_count_, path_);
             // Forget connections that have gone, so the list stays as long as the live ones.
             std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
             connections_.push_back(connection);

@@ -14,6 +14,7 @@
 
 #include "asio.h"
 #include "resp.h"
+#include "server_config.h"
 #include "unique_fd.h"
 
 namespace kv {
@@ -34,19 +35,12 @@ private:
 
 using RequestHandler = std::function<void(resp::Request& request, const Responder& responder)>;
 
-struct ServerLimits {
-    resp::Limits protocol;
-    std::size_t max_connections = 1024;
-    // Bytes of replies queued for a client that does not read them before
-    // the server stops reading that client's requests.
-    std::size_t max_pending_output = 4 * 1024 * 1024;
-};
-
 class RespServer {
 public:
-    // Binds `path` (removing a stale socket file first), mode 0600, and starts
-    // accepting. Throws SystemError naming the path on failure.
-    RespServer(asio::io_context& io, std::string path, RequestHandler handler, ServerLimits limits = {});
+    // Binds `path` (removing a stale socket file first), mode 0600 (0666 if
+    // the config admits other users: SO_PEERCRED is then the gate), and
+    // starts accepting. Throws SystemError naming the path on failure.
+    RespServer(asio::io_context& io, std::string path, RequestHandler handler, ServerConfig config = {});
     ~RespServer();
 
     // Stops accepting, closes every connection and removes the socket file.
@@ -56,11 +50,12 @@ public:
 
 private:
     void accept_next();
+    void refuse(asio::local::stream_protocol::socket& socket, const std::string& reason);
 
     asio::io_context& io_;
     std::string path_;
     RequestHandler handler_;
-    ServerLimits limits_;
+    ServerConfig config_;
     asio::local::stream_protocol::acceptor acceptor_;
     std::shared_ptr<std::size_t> connection_count_ = std::make_shared<std::size_t>(0);
     std::vector<std::weak_ptr<RespConnection>> connections_;

@@ -25,7 +25,7 @@ std::string resolve_run_dir(const std::string& flag)
     return "/tmp/kv-" + std::to_string(::geteuid());
 }
 
-static void make_private_directory(const std::string& path)
+static void make_private_directory(const std::string& path, mode_t mode)
 {
     if (::mkdir(path.c_str(), 0700) == -1 && errno != EEXIST)
         throw SystemError("unable to create run directory", path, errno);
@@ -36,14 +36,15 @@ static void make_private_directory(const std::string& path)
     if (info.st_uid != ::geteuid())
         throw std::runtime_error("unable to use run directory " + path + ": owned by uid "
             + std::to_string(info.st_uid) + ", not by us");
-    if ((info.st_mode & 0777) != 0700)
-        check(::chmod(path.c_str(), 0700), "unable to make run directory private", path);
+    if ((info.st_mode & 0777) != mode)
+        check(::chmod(path.c_str(), mode), "unable to set the mode of run directory", path);
 }
 
-void prepare_run_dir(const std::string& run_dir)
+void prepare_run_dir(const std::string& run_dir, RunDirAccess access)
 {
-    make_private_directory(run_dir);
-    make_private_directory(run_dir + "/buckets");
+    mode_t mode = access == RunDirAccess::owner_only ? 0700 : 0711;
+    make_private_directory(run_dir, mode);
+    make_private_directory(run_dir + "/buckets", mode);
     check_socket_path_length(bucket_socket_path(run_dir, ~0ULL));
 }
 

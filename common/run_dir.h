@@ -11,10 +11,13 @@ namespace kv {
 // root and /tmp/kv-<uid> otherwise. `flag` is the --run-dir value or empty.
 std::string resolve_run_dir(const std::string& flag);
 
-// Creates the run directory (mode 0700) and its buckets/ folder if missing;
-// refuses one owned by another user or open to others. Throws SystemError or
-// std::runtime_error with a one-line message.
-void prepare_run_dir(const std::string& run_dir);
+enum class RunDirAccess { owner_only, traversable_by_others };
+
+// Creates the run directory and its buckets/ folder if missing, mode 0700
+// (0711 when other users are admitted: they may reach the sockets by name,
+// and SO_PEERCRED decides who is served); refuses one owned by another user.
+// Throws SystemError or std::runtime_error with a one-line message.
+void prepare_run_dir(const std::string& run_dir, RunDirAccess access = RunDirAccess::owner_only);
 
 std::string registry_socket_path(const std::string& run_dir);
 std::string lock_file_path(const std::string& run_dir);

@@ -45,13 +45,21 @@ int main(int argc, char** argv)
     options.bucketd_path = default_bucketd_path();
     long ready_timeout_ms = 5000;
     long stop_grace_ms = 2000;
-    std::size_t max_connections = 1024;
     int notify_fd = -1;
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv or /tmp/kv-UID)");
     app.add_option("--bucketd", options.bucketd_path, "bucketd executable")->capture_default_str();
     app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
     app.add_option("--bucket-size", options.bucket_size, "Bytes of shared memory per bucket")->capture_default_str()->check(CLI::Range(std::size_t(1) << 17, std::size_t(1) << 40));
-    app.add_option("--max-connections", max_connections, "Clients served at once on the registry socket")->capture_default_str()->check(CLI::Range(1, 1000000));
+    kv::ServerConfig& server_config = options.server;
+    long stall_timeout_ms = server_config.stall_timeout.count();
+    app.add_option("--max-connections", server_config.max_connections, "Clients served at once on each socket (registry and every bucket)")->capture_default_str()->check(CLI::Range(1, 1000000));
+    app.add_option("--max-bulk-length", server_config.protocol.max_bulk_length, "Longest RESP bulk string (one key, value or name) in bytes")->capture_default_str()->check(CLI::Range(1, 1 << 30));
+    app.add_option("--max-array-length", server_config.protocol.max_array_length, "Most arguments in one request")->capture_default_str()->check(CLI::Range(1, 1 << 24));
+    app.add_option("--max-inline-length", server_config.protocol.max_inline_length, "Longest inline command or header line in bytes")->capture_default_str()->check(CLI::Range(16, 1 << 30));
+    app.add_option("--max-client-buffer", server_config.max_client_buffer, "Bytes one connection may hold (unparsed input plus unread replies) before it is dropped")->capture_default_str()->check(CLI::Range(std::size_t(1024), std::size_t(1) << 40));
+    app.add_option("--stall-timeout-ms", stall_timeout_ms, "Drop a client stuck mid-request or not reading its replies for this long")->capture_default_str()->check(CLI::Range(1L, 86400000L));
+    app.add_option("--allow-uid", server_config.allowed_uids, "Also serve this uid (repeatable); root and our own uid always are");
+    app.add_option("--allow-gid", server_config.allowed_gids, "Also serve members of this gid (repeatable)");
     app.add_option("--ready-timeout-ms", ready_timeout_ms, "Kill a bucket not ready after this long")->capture_default_str()->check(CLI::Range(1L, 3600000L));
     app.add_option("--stop-grace-ms", stop_grace_ms, "SIGKILL a bucket this long after SIGTERM")->capture_default_str()->check(CLI::Range(0L, 3600000L));
     app.add_flag("--enable-debug-command", options.debug_command_enabled, "Let buckets accept DEBUG SEGFAULT / DEBUG EXIT (for tests)");
@@ -66,6 +74,7 @@ int main(int argc, char** argv)
     }
     options.ready_timeout = std::chrono::milliseconds(ready_timeout_ms);
     options.stop_grace = std::chrono::milliseconds(stop_grace_ms);
+    server_config.stall_timeout = std::chrono::milliseconds(stall_timeout_ms);
 
     // Reaping is ours alone, through pidfds: SIGCHLD must not be ignored
     // (it may be inherited that way), and a client hanging up must not kill us.
@@ -75,7 +84,8 @@ int main(int argc, char** argv)
 
     try {
         options.run_dir = kv::resolve_run_dir(run_dir_flag);
-        kv::prepare_run_dir(options.run_dir);
+        kv::prepare_run_dir(options.run_dir,
+            server_config.admits_others() ? kv::RunDirAccess::traversable_by_others : kv::RunDirAccess::owner_only);
         kv::RunDirLock lock(options.run_dir);
         if (auto removed = kv::remove_leftovers(options.run_dir))
             kv::log_line("removed " + std::to_string(removed) + " segments and sockets left by an earlier registryd");
@@ -84,13 +94,11 @@ int main(int argc, char** argv)
 
         kv::asio::io_context io;
         kv::Registry registry(io, options);
-        kv::ServerLimits limits;
-        limits.max_connections = max_connections;
         kv::RespServer server(io, kv::registry_socket_path(options.run_dir),
             [&registry](kv::resp::Request& request, const kv::Responder& responder) {
                 kv::run_registry_command(registry, request, responder);
             },
-            limits);
+            server_config);
 
         kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
         stop_signals.async_wait([&](const boost::system::error_code& error, int signal) {

@@ -149,6 +149,7 @@ void Registry::create(const std::string& name, const Responder& responder)
     launch.socket_path = bucket_socket_path(options_.run_dir, id);
     launch.bucket_size = options_.bucket_size;
     launch.debug_command_enabled = options_.debug_command_enabled;
+    launch.server_config = options_.server.encode();
 
     SpawnedBucket spawned;
     try {

@@ -18,6 +18,7 @@
 #include "asio.h"
 #include "bucket.h"
 #include "resp_server.h"
+#include "server_config.h"
 
 namespace kv {
 
@@ -29,6 +30,7 @@ struct RegistryOptions {
     std::chrono::milliseconds ready_timeout { 5000 };
     std::chrono::milliseconds stop_grace { 2000 };
     bool debug_command_enabled = false;
+    ServerConfig server; // for every bucket's socket
 };
 
 class Registry {

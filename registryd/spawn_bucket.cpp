@@ -36,6 +36,7 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
     environment["KV_SOCKET"] = launch.socket_path;
     environment["KV_NOTIFY_FD"] = std::to_string(ready_fd);
     environment["KV_BUCKET_SIZE"] = std::to_string(launch.bucket_size);
+    environment["KV_SERVER_CONFIG"] = launch.server_config;
     environment["KV_DEBUG_COMMAND"] = launch.debug_command_enabled ? "1" : "0";
 
     // argv is exactly {"bucketd", name}: Boost.Process would put the full

@@ -16,6 +16,7 @@ struct BucketLaunch {
     std::string socket_path;
     std::size_t bucket_size = 0;
     bool debug_command_enabled = false;
+    std::string server_config; // ServerConfig::encode(), for KV_SERVER_CONFIG
 };
 
 struct SpawnedBucket {

@@ -1,0 +1,84 @@
+#include "server_config.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+namespace kv {
+
+std::optional<std::string> ServerConfig::refusal_for_peer(int fd) const
+{
+    ucred peer {};
+    socklen_t size = sizeof peer;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &size) == -1)
+        return std::string("unable to identify the peer (SO_PEERCRED failed)");
+    if (peer.uid == 0 || peer.uid == ::geteuid())
+        return std::nullopt;
+    if (std::find(allowed_uids.begin(), allowed_uids.end(), peer.uid) != allowed_uids.end())
+        return std::nullopt;
+    if (!allowed_gids.empty()) {
+        std::vector<gid_t> groups(64);
+        socklen_t groups_size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &groups_size) == 0)
+            groups.resize(groups_size / sizeof(gid_t));
+        else
+            groups.clear();
+        groups.push_back(peer.gid);
+        for (gid_t gid : groups) {
+            if (std::find(allowed_gids.begin(), allowed_gids.end(), gid) != allowed_gids.end())
+                return std::nullopt;
+        }
+    }
+    return "permission denied: uid " + std::to_string(peer.uid) + " is not allowed here (see registryd --allow-uid, --allow-gid)";
+}
+
+std::string ServerConfig::encode() const
+{
+    std::ostringstream out;
+    out << "bulk=" << protocol.max_bulk_length << " array=" << protocol.max_array_length
+        << " inline=" << protocol.max_inline_length << " connections=" << max_connections
+        << " buffer=" << max_client_buffer << " stall_ms=" << stall_timeout.count();
+    for (uid_t uid : allowed_uids)
+        out << " uid=" << uid;
+    for (gid_t gid : allowed_gids)
+        out << " gid=" << gid;
+    return out.str();
+}
+
+ServerConfig ServerConfig::decode(const std::string& text)
+{
+    ServerConfig config;
+    std::istringstream in(text);
+    std::string item;
+    while (in >> item) {
+        auto equals = item.find('=');
+        if (equals == std::string::npos)
+            throw std::invalid_argument("bad server configuration item '" + item + "'");
+        std::string key = item.substr(0, equals);
+        unsigned long long value = std::stoull(item.substr(equals + 1));
+        if (key == "bulk")
+            config.protocol.max_bulk_length = value;
+        else if (key == "array")
+            config.protocol.max_array_length = value;
+        else if (key == "inline")
+            config.protocol.max_inline_length = value;
+        else if (key == "connections")
+            config.max_connections = value;
+        else if (key == "buffer")
+            config.max_client_buffer = value;
+        else if (key == "stall_ms")
+            config.stall_timeout = std::chrono::milliseconds(value);
+        else if (key == "uid")
+            config.allowed_uids.push_back(static_cast<uid_t>(value));
+        else if (key == "gid")
+            config.allowed_gids.push_back(static_cast<gid_t>(value));
+        else
+            throw std::invalid_argument("unknown server configuration key '" + key + "'");
+    }
+    return config;
+}
+
+} // namespace kv
