@@ -1,5 +1,6 @@
 #include "bucket_map.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -16,6 +17,8 @@
 namespace kv {
 
 namespace bip = boost::interprocess;
+
+constexpr std::size_t reserved_at_creation = 64 * 1024;
 
 namespace {
 
@@ -59,10 +62,29 @@ BucketMap::BucketMap(std::string segment_name, std::size_t size)
         bip::permissions owner_only(0600);
         segment->object = bip::shared_memory_object(bip::create_only, segment_name_.c_str(), bip::read_write, owner_only);
         segment->object.truncate(static_cast<bip::offset_t>(size));
-        segment->region = bip::mapped_region(segment->object, bip::read_write);
     } catch (const bip::interprocess_exception& error) {
         bip::shared_memory_object::remove(segment_name_.c_str());
         throw std::runtime_error("unable to create segment " + segment_name_ + ": " + error.what());
+    }
+    // The segment is sparse: /dev/shm pages are taken only when touched, and
+    // touching one when /dev/shm is full is a SIGBUS. Reserve the pages that
+    // creation touches (header, Boost's bookkeeping, the map's root, the end
+    // marker) so a full
+    // /dev/shm is a clean error here rather than a crash.
+    // Boost's allocator also writes an end marker in the last page.
+    const int shm_fd = segment->object.get_mapping_handle().handle;
+    int reserve_error = ::posix_fallocate(shm_fd, 0, static_cast<off_t>(reserved_at_creation));
+    if (reserve_error == 0)
+        reserve_error = ::posix_fallocate(shm_fd, static_cast<off_t>(size - 4096), 4096);
+    if (reserve_error != 0) {
+        bip::shared_memory_object::remove(segment_name_.c_str());
+        throw SystemError("unable to reserve segment", segment_name_, reserve_error);
+    }
+    try {
+        segment->region = bip::mapped_region(segment->object, bip::read_write);
+    } catch (const bip::interprocess_exception& error) {
+        bip::shared_memory_object::remove(segment_name_.c_str());
+        throw std::runtime_error("unable to map segment " + segment_name_ + ": " + error.what());
     }
     auto* base = static_cast<char*>(segment->region.get_address());
     segment->header = new (base) SegmentHeader {};

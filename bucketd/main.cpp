@@ -50,15 +50,18 @@ int main(int argc, char** argv)
         return 2;
     }
     std::string name = argv[1];
+    // Outlives the try block: a failure is also told to registryd on the
+    // readiness pipe, as one line, so CREATE can say why the bucket could not start.
+    kv::UniqueFd notify;
 
     try {
         std::string segment_name = require_environment("KV_SEGMENT");
         std::string socket_path = require_environment("KV_SOCKET");
         int notify_fd = std::stoi(require_environment("KV_NOTIFY_FD"));
+        notify = kv::UniqueFd(notify_fd);
         std::size_t size = std::stoull(require_environment("KV_BUCKET_SIZE"));
         const char* debug = std::getenv("KV_DEBUG_COMMAND");
         auto server_config = kv::ServerConfig::decode(require_environment("KV_SERVER_CONFIG"));
-        kv::UniqueFd notify(notify_fd);
 
         kv::asio::io_context io;
         kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
@@ -87,6 +90,10 @@ int main(int argc, char** argv)
         return 0;
     } catch (const std::exception& error) {
         kv::log_line("bucket " + kv::printable(name) + ": " + error.what());
+        if (notify) {
+            std::string line = std::string(error.what()) + "\n";
+            [[maybe_unused]] auto written = ::write(notify.get(), line.data(), line.size());
+        }
         return 1;
     }
 }

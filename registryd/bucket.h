@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -44,13 +45,16 @@ struct Bucket {
 
     // Owns the pidfd; readable when the child exits.
     std::unique_ptr<asio::posix::stream_descriptor> pidfd;
-    // Owns the readiness pipe while starting.
+    // Owns the readiness pipe while starting. The bucket writes "\n" when
+    // ready, or one line saying why it could not start.
     std::unique_ptr<asio::posix::stream_descriptor> ready_pipe;
-    char ready_byte = 0;
+    std::array<char, 128> ready_buffer {};
+    std::string ready_text;
     // Ready timeout while starting; SIGTERM grace period while stopping.
     asio::steady_timer timer;
-    // Why registryd killed it, if it did ("did not become ready within 5 s").
-    std::string kill_reason;
+    // Why it failed, if registryd knows: "did not become ready within 5000 ms",
+    // "could not start: unable to reserve segment ...: No space left on device".
+    std::string failure;
 
     std::vector<Responder> waiting_for_ready; // CREATE and LOOKUP calls made while starting
     std::vector<Responder> waiting_for_stop;  // STOP calls

@@ -201,11 +201,7 @@ void Registry::watch_ready(Bucket& bucket)
 {
     const std::string name = bucket.name;
     const unsigned long long id = bucket.id;
-    bucket.ready_pipe->async_read_some(asio::buffer(&bucket.ready_byte, 1),
-        [this, name, id](const boost::system::error_code& error, std::size_t size) {
-            if (error != asio::error::operation_aborted)
-                on_ready(name, id, error, size);
-        });
+    read_readiness(bucket);
     bucket.timer.expires_after(options_.ready_timeout);
     bucket.timer.async_wait([this, name, id](const boost::system::error_code& error) {
         if (!error)
@@ -213,23 +209,45 @@ void Registry::watch_ready(Bucket& bucket)
     });
 }
 
+void Registry::read_readiness(Bucket& bucket)
+{
+    const std::string name = bucket.name;
+    const unsigned long long id = bucket.id;
+    bucket.ready_pipe->async_read_some(asio::buffer(bucket.ready_buffer),
+        [this, name, id](const boost::system::error_code& error, std::size_t size) {
+            if (error != asio::error::operation_aborted)
+                on_ready(name, id, error, size);
+        });
+}
+
 void Registry::on_ready(const std::string& name, unsigned long long id, const boost::system::error_code& error, std::size_t size)
 {
     Bucket* bucket = find(name);
     if (!bucket || bucket->id != id)
         return;
+    bucket->ready_text.append(bucket->ready_buffer.data(), error ? 0 : size);
+    auto newline = bucket->ready_text.find('\n');
+    if (!error && newline == std::string::npos && bucket->ready_text.size() < 512) {
+        read_readiness(*bucket);
+        return;
+    }
     bucket->ready_pipe.reset();
     if (bucket->state != BucketState::starting) {
         log_line(describe(*bucket) + ": readiness reported while " + to_string(bucket->state) + "; ignored");
         return;
     }
-    if (error || size != 1 || bucket->ready_byte != '\n') {
-        // It closed its readiness pipe without saying it was ready: it is
-        // failing (or we already killed it). Its exit, seen on the pidfd,
-        // will answer the callers.
-        if (bucket->kill_reason.empty()) {
-            bucket->kill_reason = "closed its readiness pipe without writing a newline";
-            send_signal(*bucket, SIGKILL);
+    if (newline != 0) {
+        // Not ready. A bucket that could not start says why on the pipe and
+        // exits; one that closed the pipe silently is killed. Either way its
+        // exit, seen on the pidfd, answers the callers.
+        if (bucket->failure.empty()) {
+            std::string message = printable(bucket->ready_text.substr(0, newline));
+            if (message.empty()) {
+                bucket->failure = "closed its readiness pipe without writing a newline";
+                send_signal(*bucket, SIGKILL);
+            } else {
+                bucket->failure = "could not start: " + message;
+            }
         }
         return;
     }
@@ -246,9 +264,9 @@ void Registry::on_ready_timeout(const std::string& name, unsigned long long id)
     Bucket* bucket = find(name);
     if (!bucket || bucket->id != id || bucket->state != BucketState::starting)
         return;
-    bucket->kill_reason = "did not become ready within "
+    bucket->failure = "did not become ready within "
         + std::to_string(options_.ready_timeout.count()) + " ms";
-    log_line(describe(*bucket) + " " + bucket->kill_reason + "; killing it");
+    log_line(describe(*bucket) + " " + bucket->failure + "; killing it");
     send_signal(*bucket, SIGKILL);
 }
 
@@ -314,8 +332,8 @@ void Registry::on_grace_expired(const std::string& name, unsigned long long id)
     Bucket* bucket = find(name);
     if (!bucket || bucket->id != id)
         return;
-    bucket->kill_reason = "did not stop within " + std::to_string(options_.stop_grace.count()) + " ms of SIGTERM";
-    log_line(describe(*bucket) + " " + bucket->kill_reason + "; killing it");
+    bucket->failure = "did not stop within " + std::to_string(options_.stop_grace.count()) + " ms of SIGTERM";
+    log_line(describe(*bucket) + " " + bucket->failure + "; killing it");
     send_signal(*bucket, SIGKILL);
 }
 
@@ -356,7 +374,7 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
 {
     std::string why = reason.describe();
     const std::string name = bucket.name;
-    log_line(describe(bucket) + " " + why + (bucket.kill_reason.empty() ? "" : " (" + bucket.kill_reason + ")"));
+    log_line(describe(bucket) + " " + why + (bucket.failure.empty() ? "" : " (" + bucket.failure + ")"));
 
     // A bucket that crashed left its segment and socket: remove them, by the
     // names registryd chose, so nothing of it outlives it.
@@ -364,7 +382,7 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     ::unlink(bucket.socket_path.c_str());
 
     std::string create_error = error_reply("ERR bucket " + printable(bucket.name) + " "
-        + (bucket.kill_reason.empty() ? why : bucket.kill_reason + "; " + why) + " before it was ready");
+        + (bucket.failure.empty() ? why : bucket.failure + "; " + why) + " before it was ready");
     std::string stopped = "+OK\r\n";
     std::string monitor_reply;
     resp::append_simple(monitor_reply, why);

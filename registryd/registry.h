@@ -60,6 +60,7 @@ public:
 private:
     void watch_exit(Bucket& bucket);
     void watch_ready(Bucket& bucket);
+    void read_readiness(Bucket& bucket);
     void on_ready(const std::string& name, unsigned long long id, const boost::system::error_code& error, std::size_t size);
     void on_ready_timeout(const std::string& name, unsigned long long id);
     void on_grace_expired(const std::string& name, unsigned long long id);
