@@ -190,6 +190,69 @@ std::vector<std::string> files_in(const std::string& directory)
 
 std::size_t open_descriptor_count(pid_t pid) { return files_in("/proc/" + std::to_string(pid) + "/fd").size(); }
 
+std::size_t resident_kib(pid_t pid)
+{
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("VmRSS:", 0) == 0)
+            return std::stoul(line.substr(6));
+    }
+    return 0;
+}
+
+bool wait_peer_closed(int fd, std::chrono::milliseconds timeout)
+{
+    pollfd entry { fd, POLLRDHUP, 0 };
+    for (;;) {
+        int ready = ::poll(&entry, 1, static_cast<int>(timeout.count()));
+        if (ready == -1 && errno == EINTR)
+            continue;
+        return ready == 1 && (entry.revents & (POLLRDHUP | POLLHUP));
+    }
+}
+
+std::string exchange_raw(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout)
+{
+    auto client = Client::connect(socket_path);
+    // Send in a separate pass from reading only as far as the socket takes it
+    // without blocking; a server that stops reading must not wedge the test.
+    std::size_t sent = 0;
+    std::string received;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    bool write_closed = false;
+    while (std::chrono::steady_clock::now() < deadline) {
+        pollfd entry { client.fd(), POLLIN, 0 };
+        if (!write_closed)
+            entry.events |= POLLOUT;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (::poll(&entry, 1, static_cast<int>(std::max<long>(left.count(), 0))) <= 0)
+            break;
+        if (entry.revents & POLLOUT) {
+            auto n = ::send(client.fd(), bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0)
+                sent += static_cast<std::size_t>(n);
+            if (n < 0 && errno != EAGAIN) {
+                ::shutdown(client.fd(), SHUT_WR);
+                write_closed = true;
+            }
+            if (sent == bytes.size() && !write_closed) {
+                ::shutdown(client.fd(), SHUT_WR);
+                write_closed = true;
+            }
+        }
+        if (entry.revents & (POLLIN | POLLHUP | POLLERR)) {
+            char buffer[65536];
+            auto n = ::recv(client.fd(), buffer, sizeof buffer, MSG_DONTWAIT);
+            if (n <= 0 && !(n < 0 && errno == EAGAIN))
+                break;
+            if (n > 0)
+                received.append(buffer, static_cast<std::size_t>(n));
+        }
+    }
+    return received;
+}
+
 void set_receive_timeout(const Client& client, std::chrono::milliseconds timeout)
 {
     timeval value { static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000) };
@@ -197,9 +260,19 @@ void set_receive_timeout(const Client& client, std::chrono::milliseconds timeout
 }
 
 RegistryDaemon::RegistryDaemon(std::vector<std::string> extra_arguments, std::optional<std::string> run_dir)
+    : RegistryDaemon([&] {
+        DaemonOptions options;
+        options.arguments = std::move(extra_arguments);
+        options.run_dir = std::move(run_dir);
+        return options;
+    }())
 {
-    if (run_dir) {
-        run_dir_ = *run_dir;
+}
+
+RegistryDaemon::RegistryDaemon(DaemonOptions options)
+{
+    if (options.run_dir) {
+        run_dir_ = *options.run_dir;
     } else {
         own_directory_.emplace();
         run_dir_ = own_directory_->path();
@@ -207,9 +280,13 @@ RegistryDaemon::RegistryDaemon(std::vector<std::string> extra_arguments, std::op
     log_path_ = run_dir_ + ".log";
     Pipe ready = make_pipe("registryd readiness");
     constexpr int notify_fd = 100;
-    std::vector<std::string> arguments { binary("registryd"), "--run-dir", run_dir_, "--enable-debug-command",
-        "--notify-fd", std::to_string(notify_fd) };
-    arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
+    std::vector<std::string> arguments = options.wrapper;
+    for (const auto& argument : { options.binary_dir + "/registryd", std::string("--run-dir"), run_dir_,
+             std::string("--notify-fd"), std::to_string(notify_fd) })
+        arguments.push_back(argument);
+    if (options.debug_command)
+        arguments.push_back("--enable-debug-command");
+    arguments.insert(arguments.end(), options.arguments.begin(), options.arguments.end());
     auto c_arguments = c_strings(arguments);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
@@ -217,7 +294,7 @@ RegistryDaemon::RegistryDaemon(std::vector<std::string> extra_arguments, std::op
     posix_spawn_file_actions_addopen(&actions, 2, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&actions, 2, 1);
     posix_spawn_file_actions_adddup2(&actions, ready.write_end.get(), notify_fd);
-    int error = ::posix_spawn(&pid_, arguments[0].c_str(), &actions, nullptr, c_arguments.data(), environ);
+    int error = ::posix_spawnp(&pid_, arguments[0].c_str(), &actions, nullptr, c_arguments.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
     if (error)
         throw SystemError("unable to spawn", arguments[0], error);

@@ -63,12 +63,29 @@ std::vector<ChildProcess> children_of(pid_t parent);
 std::vector<std::string> segments_with_prefix(const std::string& prefix);
 std::vector<std::string> files_in(const std::string& directory);
 std::size_t open_descriptor_count(pid_t pid);
+std::size_t resident_kib(pid_t pid); // VmRSS
+
+// True once the peer has closed the connection (POLLRDHUP), even with unread data.
+bool wait_peer_closed(int fd, std::chrono::milliseconds timeout);
+
+// Sends bytes, half-closes, and reads everything the server says until it
+// closes or `timeout` passes. For malformed input, where no reply can be parsed.
+std::string exchange_raw(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout = 10s);
+
+struct DaemonOptions {
+    std::vector<std::string> arguments;   // extra registryd arguments
+    std::optional<std::string> run_dir;   // reuse this directory instead of a new one
+    std::vector<std::string> wrapper;     // run through this (prlimit, setpriv, unshare ...), which must exec
+    bool debug_command = true;            // pass --enable-debug-command
+    std::string binary_dir = KV_BIN_DIR;  // where registryd (and so bucketd) are
+};
 
 class RegistryDaemon {
 public:
     // Starts registryd --run-dir <temp> --enable-debug-command <extra...> and
     // waits until it listens. `run_dir` reuses a directory instead of a new one.
     explicit RegistryDaemon(std::vector<std::string> extra_arguments = {}, std::optional<std::string> run_dir = {});
+    explicit RegistryDaemon(DaemonOptions options);
     ~RegistryDaemon();
 
     const std::string& run_dir() const { return run_dir_; }

@@ -1,0 +1,240 @@
+// Hostile input on every socket: oversized claims, malformed and random
+// byte streams, stalled clients, odd names and keys, connection limits.
+// Each test checks that the process stays up, keeps serving others, and
+// loses nothing it acknowledged.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "bucket_name.h"
+#include "daemon_fixture.h"
+#include "run_dir.h"
+
+using namespace kv::test;
+using kv::resp::Value;
+
+namespace {
+
+DaemonOptions without_debug(std::vector<std::string> arguments = {})
+{
+    DaemonOptions options;
+    options.arguments = std::move(arguments);
+    options.debug_command = false;
+    return options;
+}
+
+struct Target {
+    std::string path;
+    pid_t pid;
+};
+
+// The registry socket and one bucket's socket, with the pid behind each.
+std::vector<Target> targets(const RegistryDaemon& daemon, const std::string& bucket = "victim")
+{
+    auto created = daemon.create(bucket);
+    return { { kv::registry_socket_path(daemon.run_dir()), daemon.pid() },
+        { created.field("socket")->text, static_cast<pid_t>(created.field("pid")->integer) } };
+}
+
+} // namespace
+
+TEST(HostileInput, HundredGigabyteBulkClaimIsRefusedWithoutAllocatingIt)
+{
+    RegistryDaemon daemon(without_debug());
+    for (const auto& target : targets(daemon)) {
+        auto before = resident_kib(target.pid);
+        auto reply = exchange_raw(target.path, "*2\r\n$3\r\nGET\r\n$100000000000\r\n");
+        EXPECT_EQ(reply, "-ERR Protocol error: invalid bulk length\r\n") << target.path;
+        EXPECT_LT(resident_kib(target.pid), before + 10 * 1024) << target.path;
+        EXPECT_EQ(kv::Client::connect(target.path).call({ "PING" }).text, "PONG");
+    }
+}
+
+TEST(HostileInput, EveryProtocolLimitIsAFlag)
+{
+    RegistryDaemon daemon(without_debug({ "--max-bulk-length", "100", "--max-array-length", "4",
+        "--max-inline-length", "64" }));
+    for (const auto& target : targets(daemon)) {
+        EXPECT_EQ(exchange_raw(target.path, kv::resp::encode_command({ "PING", std::string(101, 'x') })),
+            "-ERR Protocol error: invalid bulk length\r\n");
+        EXPECT_EQ(exchange_raw(target.path, "*5\r\n"), "-ERR Protocol error: invalid multibulk length\r\n");
+        EXPECT_EQ(exchange_raw(target.path, "PING " + std::string(100, 'x') + "\r\n"),
+            "-ERR Protocol error: too big inline request\r\n");
+        // Just inside every limit is fine.
+        auto client = kv::Client::connect(target.path);
+        EXPECT_EQ(client.call({ "PING", std::string(100, 'x') }).text, std::string(100, 'x'));
+    }
+}
+
+TEST(HostileInput, RandomAndMutatedByteStreamsLoseNothingAcknowledged)
+{
+    RegistryDaemon daemon(without_debug());
+    auto sockets = targets(daemon);
+    auto bucket = kv::Client::connect(sockets[1].path);
+    // Keys the streams below cannot name: acknowledged before, during and after.
+    std::mt19937_64 random(20261126);
+    std::vector<std::pair<std::string, std::string>> acknowledged;
+    auto store = [&](int i) {
+        std::string key = "acked:" + std::to_string(i) + ":" + std::to_string(random());
+        std::string value = std::to_string(random());
+        ASSERT_EQ(bucket.call({ "SET", key, value }).text, "OK");
+        acknowledged.emplace_back(key, value);
+    };
+
+    const std::vector<std::string> seeds = {
+        kv::resp::encode_command({ "SET", "k", "v" }), kv::resp::encode_command({ "GET", "k" }),
+        kv::resp::encode_command({ "LOOKUP", "victim" }), kv::resp::encode_command({ "KEYS", "*" }),
+        kv::resp::encode_command({ "LIST" }), "PING\r\n", "SET \"a b\" 'c'\r\n", "*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n",
+    };
+    std::size_t streams = 0;
+    for (int round = 0; round < 300; ++round) {
+        store(round);
+        std::string bytes;
+        if (round % 3 == 0) {
+            bytes.resize(random() % 4096);
+            for (auto& c : bytes)
+                c = static_cast<char>(random());
+        } else {
+            for (int piece = 0; piece < 8; ++piece)
+                bytes += seeds[random() % seeds.size()];
+            for (int flip = 0; flip < 1 + round % 8; ++flip) {
+                auto at = random() % bytes.size();
+                switch (random() % 4) {
+                case 0: bytes[at] = static_cast<char>(random()); break;
+                case 1: bytes.insert(at, 1, "*$\r\n:-0123456789"[random() % 16]); break;
+                case 2: bytes.erase(at, 1); break;
+                case 3: bytes.insert(at, std::to_string(random() % 100000000000ULL)); break;
+                }
+            }
+        }
+        exchange_raw(sockets[round % 2].path, bytes, 5s);
+        ++streams;
+    }
+    EXPECT_EQ(streams, 300u);
+    for (const auto& target : sockets)
+        EXPECT_EQ(kv::Client::connect(target.path).call({ "PING" }).text, "PONG") << target.path;
+    for (const auto& [key, value] : acknowledged)
+        ASSERT_EQ(bucket.call({ "GET", key }).text, value) << key;
+    EXPECT_EQ(daemon.call({ "LOOKUP", "victim" }).field("pid")->integer, sockets[1].pid);
+}
+
+TEST(HostileInput, HalfWrittenRequestBlocksNobodyAndIsDroppedWhenStalled)
+{
+    RegistryDaemon daemon(without_debug({ "--stall-timeout-ms", "300" }));
+    for (const auto& target : targets(daemon)) {
+        auto stalled = kv::Client::connect(target.path);
+        stalled.send_raw("*2\r\n$3\r\nGET\r\n$5\r\nab");
+        // Everyone else is served while it dawdles.
+        auto other = kv::Client::connect(target.path);
+        EXPECT_EQ(other.call({ "PING" }).text, "PONG");
+        EXPECT_TRUE(wait_peer_closed(stalled.fd(), 10s)) << target.path;
+        EXPECT_EQ(other.call({ "PING" }).text, "PONG");
+    }
+    EXPECT_NE(daemon.log().find("it stopped in the middle of a request"), std::string::npos) << daemon.log();
+}
+
+TEST(HostileInput, ClientThatNeverReadsRepliesBlocksNobodyAndIsDropped)
+{
+    RegistryDaemon daemon(without_debug({ "--stall-timeout-ms", "300" }));
+    auto sockets = targets(daemon);
+    auto writer = kv::Client::connect(sockets[1].path);
+    ASSERT_EQ(writer.call({ "SET", "big", std::string(1 << 20, 'x') }).text, "OK");
+
+    auto greedy = kv::Client::connect(sockets[1].path);
+    int small = 4096;
+    ::setsockopt(greedy.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    // 200 MiB of replies asked for, none read. Send without blocking: once the
+    // bucket stops reading us, our own send buffer fills and we stop too.
+    std::string request = kv::resp::encode_command({ "GET", "big" });
+    std::string batch;
+    for (int i = 0; i < 200; ++i)
+        batch += request;
+    std::size_t sent = 0;
+    while (sent < batch.size()) {
+        auto n = ::send(greedy.fd(), batch.data() + sent, batch.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        sent += static_cast<std::size_t>(n);
+    }
+    EXPECT_EQ(writer.call({ "GET", "big" }).text.size(), 1u << 20);
+    EXPECT_TRUE(wait_peer_closed(greedy.fd(), 10s));
+    EXPECT_EQ(writer.call({ "PING" }).text, "PONG");
+    EXPECT_LT(resident_kib(sockets[1].pid), 64u * 1024) << "the bucket buffered what the client would not read";
+    EXPECT_NE(daemon.log().find("it stopped reading its replies"), std::string::npos) << daemon.log();
+}
+
+TEST(HostileInput, OddNamesAndKeysAreDataNeverPaths)
+{
+    RegistryDaemon daemon(without_debug());
+    const std::vector<std::string> refused = { "", std::string(256, 'n'), std::string("a\0b", 3), "tab\there",
+        "new\nline", std::string("\x1b[31mred", 8), "del\x7f" };
+    for (const auto& name : refused) {
+        auto reply = daemon.call({ "CREATE", name });
+        EXPECT_EQ(reply.text.rfind("INVALID invalid bucket name: ", 0), 0u) << kv::printable(name) << ": " << reply.text;
+    }
+    const std::vector<std::string> odd = { "../../etc/passwd", "/", ".", "..", "buckets/1.sock", "\xff\xfe invalid utf-8",
+        "-rf", "$(reboot)", std::string(255, '/') };
+    auto bucket = daemon.create("keys");
+    auto client = kv::Client::connect(bucket.field("socket")->text);
+    std::string long_value(4 << 20, 'v'); // nine of them fit the default 64 MiB segment
+    for (std::size_t i = 0; i < odd.size(); ++i) {
+        auto created = daemon.create(odd[i]);
+        EXPECT_EQ(created.field("name")->text, odd[i]);
+        EXPECT_EQ(created.field("socket")->text, kv::bucket_socket_path(daemon.run_dir(), created.field("id")->integer));
+        EXPECT_EQ(client.call({ "SET", odd[i], long_value }).text, "OK");
+    }
+    for (const auto& key : refused) {
+        if (!key.empty()) {
+            EXPECT_EQ(client.call({ "SET", key, key }).text, "OK");
+        }
+    }
+    for (const auto& key : odd)
+        EXPECT_TRUE(client.call({ "GET", key }).text == long_value) << kv::printable(key);
+    for (const auto& key : refused) {
+        if (!key.empty()) {
+            EXPECT_EQ(client.call({ "GET", key }).text, key);
+        }
+    }
+    // Everything lives where registryd puts it, named by ids.
+    auto sockets = files_in(daemon.run_dir() + "/buckets");
+    EXPECT_EQ(sockets.size(), odd.size() + 1);
+    for (const auto& name : sockets)
+        EXPECT_EQ(name.find_first_not_of("0123456789"), name.size() - 5) << name;
+    EXPECT_EQ(segments_with_prefix(kv::segment_prefix(daemon.run_dir())).size(), odd.size() + 1);
+    EXPECT_EQ(children_of(daemon.pid()).size(), odd.size() + 1);
+}
+
+TEST(HostileInput, ConnectionLimitOnEveryListener)
+{
+    RegistryDaemon daemon(without_debug({ "--max-connections", "3" }));
+    for (const auto& target : targets(daemon)) {
+        std::vector<kv::Client> held;
+        for (int i = 0; i < 3; ++i) {
+            held.push_back(kv::Client::connect(target.path));
+            ASSERT_EQ(held.back().call({ "PING" }).text, "PONG");
+        }
+        auto refused = kv::Client::connect(target.path);
+        EXPECT_EQ(refused.read_reply().text, "ERR max connections reached (3); try again later");
+        EXPECT_THROW(refused.read_reply(), kv::ConnectionClosed);
+        for (auto& client : held)
+            EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+        // One leaves: once the server has seen it go, a newcomer is served.
+        held.pop_back();
+        held[0].call({ "PING" });
+        held[0].call({ "PING" });
+        EXPECT_EQ(kv::Client::connect(target.path).call({ "PING" }).text, "PONG");
+    }
+}
+
+TEST(HostileInput, RequestBiggerThanTheClientBufferIsRefused)
+{
+    RegistryDaemon daemon(without_debug({ "--max-client-buffer", "65536" }));
+    for (const auto& target : targets(daemon)) {
+        auto reply = exchange_raw(target.path, kv::resp::encode_command({ "PING", std::string(100000, 'x') }));
+        EXPECT_EQ(reply, "-ERR request larger than the client buffer limit of 65536 bytes\r\n");
+        EXPECT_EQ(kv::Client::connect(target.path).call({ "PING" }).text, "PONG");
+    }
+}
