@@ -65,7 +65,14 @@ resp::Value Client::read_reply()
 
 resp::Value Client::call(const std::vector<std::string>& arguments)
 {
-    send_raw(resp::encode_command(arguments));
+    try {
+        send_raw(resp::encode_command(arguments));
+    } catch (const ConnectionClosed&) {
+        // A server that refuses a client (permission, connection limit) says
+        // why in one line and closes, possibly before our request got there:
+        // the reason is still waiting in our receive buffer.
+        return read_reply();
+    }
     return read_reply();
 }
 

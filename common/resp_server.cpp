@@ -247,13 +247,79 @@ void RespServer::close()
     connections_.clear();
 }
 
+namespace {
+
+// A refused client: it is told why in one line, then its socket is drained
+// until it hangs up (or the stall timeout passes) before it is closed, so a
+// client that sent its request first reads the reason instead of a reset.
+class Refusal : public std::enable_shared_from_this<Refusal> {
+public:
+    Refusal(asio::local::stream_protocol::socket socket, std::string reply, std::shared_ptr<std::size_t> count)
+        : socket_(std::move(socket))
+        , reply_(std::move(reply))
+        , timer_(socket_.get_executor())
+        , count_(std::move(count))
+    {
+        ++*count_;
+    }
+    ~Refusal() { --*count_; }
+
+    void start(std::chrono::milliseconds timeout)
+    {
+        timer_.expires_after(timeout);
+        timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
+            if (!error)
+                self->close();
+        });
+        asio::async_write(socket_, asio::buffer(reply_),
+            [self = shared_from_this()](const boost::system::error_code& error, std::size_t) {
+                boost::system::error_code ignored;
+                if (error)
+                    return self->close();
+                self->socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+                self->discard();
+            });
+    }
+
+private:
+    void discard()
+    {
+        socket_.async_read_some(asio::buffer(sink_), [self = shared_from_this()](const boost::system::error_code& error, std::size_t) {
+            if (error)
+                return self->close();
+            self->discard();
+        });
+    }
+
+    void close()
+    {
+        boost::system::error_code ignored;
+        timer_.cancel();
+        socket_.close(ignored);
+    }
+
+    asio::local::stream_protocol::socket socket_;
+    std::string reply_;
+    asio::steady_timer timer_;
+    std::shared_ptr<std::size_t> count_;
+    std::array<char, 4096> sink_;
+};
+
+// Refused clients drained at once; past this they are closed straight away.
+constexpr std::size_t max_lingering_refusals = 64;
+
+} // namespace
+
 void RespServer::refuse(asio::local::stream_protocol::socket& socket, const std::string& reason)
 {
-    // One line, best effort and never blocking; then the socket closes.
     log_line("refused a client of " + path_ + ": " + reason);
     std::string reply;
-    resp::append_error(reply, "ERR " + reason);
-    [[maybe_unused]] auto sent = ::send(socket.native_handle(), reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    resp::append_error(reply, reason);
+    if (*refusal_count_ >= max_lingering_refusals) {
+        [[maybe_unused]] auto sent = ::send(socket.native_handle(), reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        return;
+    }
+    std::make_shared<Refusal>(std::move(socket), std::move(reply), refusal_count_)->start(config_.stall_timeout);
 }
 
 void RespServer::accept_next()
@@ -277,7 +343,7 @@ void RespServer::accept_next()
         if (auto refusal = config_.refusal_for_peer(socket.native_handle())) {
             refuse(socket, *refusal);
         } else if (*connection_count_ >= config_.max_connections) {
-            refuse(socket, "max connections reached (" + std::to_string(config_.max_connections) + "); try again later");
+            refuse(socket, "ERR max connections reached (" + std::to_string(config_.max_connections) + "); try again later");
         } else {
             auto connection = std::make_shared<RespConnection>(std::move(socket), handler_, config_, connection_count_, path_);
             // Forget connections that have gone, so the list stays as long as the live ones.

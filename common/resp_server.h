@@ -58,6 +58,7 @@ private:
     ServerConfig config_;
     asio::local::stream_protocol::acceptor acceptor_;
     std::shared_ptr<std::size_t> connection_count_ = std::make_shared<std::size_t>(0);
+    std::shared_ptr<std::size_t> refusal_count_ = std::make_shared<std::size_t>(0);
     std::vector<std::weak_ptr<RespConnection>> connections_;
     bool closed_ = false;
 };

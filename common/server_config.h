@@ -32,7 +32,7 @@ struct ServerConfig {
     bool admits_others() const { return !allowed_uids.empty() || !allowed_gids.empty(); }
 
     // Empty if the peer on connected socket `fd` may be served, else the
-    // one-line reason it may not ("uid 1000 is not allowed ...").
+    // one-line error reply text ("DENIED permission denied: uid 1000 ...").
     std::optional<std::string> refusal_for_peer(int fd) const;
 
     // One line of "key=value ..." for KV_SERVER_CONFIG, and back. Throws

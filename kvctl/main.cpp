@@ -25,7 +25,8 @@ enum ExitCode {
 
 constexpr const char* exit_code_help = "Exit codes: 0 ok; 1 not found (bucket or key, or the bucket is gone); "
                                        "2 usage; 3 registryd not reachable; 4 refused (invalid name, limit "
-                                       "reached, bucket full); 5 failed (e.g. a bucket could not start).";
+                                       "reached, bucket full, permission denied); 5 failed (e.g. a bucket could "
+                                       "not start).";
 
 // A failure to report: one line on stderr, then this exit code.
 struct Failure {
@@ -39,7 +40,7 @@ ExitCode exit_code_for(const std::string& error)
     auto word = error.substr(0, error.find(' '));
     if (word == "NOTFOUND")
         return exit_not_found;
-    if (word == "INVALID" || word == "LIMIT" || word == "FULL")
+    if (word == "INVALID" || word == "LIMIT" || word == "FULL" || word == "DENIED")
         return exit_refused;
     return exit_failed;
 }

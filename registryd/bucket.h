@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,9 @@ struct Bucket {
     // Why it failed, if registryd knows: "did not become ready within 5000 ms",
     // "could not start: unable to reserve segment ...: No space left on device".
     std::string failure;
+    // Set when it was reaped while its readiness pipe was still open; the
+    // removal then completes once the pipe has been read to its end.
+    std::optional<ExitReason> exit_reason;
 
     std::vector<Responder> waiting_for_ready; // CREATE and LOOKUP calls made while starting
     std::vector<Responder> waiting_for_stop;  // STOP calls

@@ -232,23 +232,28 @@ void Registry::on_ready(const std::string& name, unsigned long long id, const bo
         return;
     }
     bucket->ready_pipe.reset();
-    if (bucket->state != BucketState::starting) {
-        log_line(describe(*bucket) + ": readiness reported while " + to_string(bucket->state) + "; ignored");
-        return;
-    }
-    if (newline != 0) {
+    if (newline != 0 && bucket->failure.empty()) {
         // Not ready. A bucket that could not start says why on the pipe and
         // exits; one that closed the pipe silently is killed. Either way its
         // exit, seen on the pidfd, answers the callers.
-        if (bucket->failure.empty()) {
-            std::string message = printable(bucket->ready_text.substr(0, newline));
-            if (message.empty()) {
-                bucket->failure = "closed its readiness pipe without writing a newline";
-                send_signal(*bucket, SIGKILL);
-            } else {
-                bucket->failure = "could not start: " + message;
-            }
+        std::string message = printable(bucket->ready_text.substr(0, newline));
+        if (!message.empty()) {
+            bucket->failure = "could not start: " + message;
+        } else if (!bucket->exit_reason) {
+            bucket->failure = "closed its readiness pipe without writing a newline";
+            send_signal(*bucket, SIGKILL);
         }
+    }
+    if (bucket->exit_reason) {
+        // It has exited and been reaped already (see on_bucket_exit); now
+        // that its last words are read, finish the removal.
+        remove(*bucket, *bucket->exit_reason);
+        return;
+    }
+    if (newline != 0)
+        return;
+    if (bucket->state != BucketState::starting) {
+        log_line(describe(*bucket) + ": readiness reported while " + to_string(bucket->state) + "; ignored");
         return;
     }
     bucket->timer.cancel();
@@ -367,7 +372,16 @@ void Registry::on_bucket_exit(int pidfd, unsigned long long id)
         watch_exit(*bucket);
         return;
     }
-    remove(*bucket, ExitReason { info.si_code, info.si_status });
+    ExitReason reason { info.si_code, info.si_status };
+    if (bucket->ready_pipe) {
+        // Reaped, but its readiness pipe is still open: the line it wrote on
+        // its way out (why it could not start) may not be read yet. The pipe
+        // is at EOF now that the process is gone; on_ready finishes the removal.
+        by_pidfd_.erase(pidfd);
+        bucket->exit_reason = reason;
+        return;
+    }
+    remove(*bucket, reason);
 }
 
 void Registry::remove(Bucket& bucket, const ExitReason& reason)
@@ -392,7 +406,8 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
 
     // Both indexes change together, and before anyone is answered: once a
     // caller hears of the exit, no request can find the name.
-    by_pidfd_.erase(bucket.pidfd->native_handle());
+    if (!bucket.exit_reason)
+        by_pidfd_.erase(bucket.pidfd->native_handle());
     buckets_.erase(name); // closes the pidfd and the readiness pipe, cancels the timer
 
     for (const auto& waiter : waiting_for_ready)

@@ -70,10 +70,18 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
             if (executor.pid > 0)
                 ::waitpid(executor.pid, nullptr, 0);
         });
+    const int spawn_errno = errno;
     if (error)
         throw std::runtime_error("unable to start " + launch.bucketd_path + ": " + error.message());
     child.detach(); // an attached child's destructor would reap it behind our back
     const pid_t pid = child.id();
+    if (pid <= 0) {
+        // Boost 1.74 returns an empty child without setting `error` when the
+        // pipe(2) for its exec-error channel fails (EMFILE): no fork happened,
+        // and errno still says why. Never let this pid reach kill(): -1 means
+        // every process we may signal.
+        throw SystemError("unable to start", launch.bucketd_path, spawn_errno ? spawn_errno : EAGAIN);
+    }
 
     int pidfd = ::pidfd_open(pid, 0);
     if (pidfd == -1) {
@@ -82,6 +90,8 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
         ::waitpid(pid, nullptr, 0);
         throw SystemError("unable to open pidfd for bucketd pid", std::to_string(pid), saved);
     }
+    // Non-blocking, so registryd can drain it at the exit without waiting.
+    ::fcntl(ready.read_end.get(), F_SETFL, O_NONBLOCK);
     return SpawnedBucket { pid, UniqueFd(pidfd), std::move(ready.read_end) };
 }
 

@@ -60,6 +60,13 @@ ProcessExit wait_exit(int pidfd)
 
 } // namespace
 
+int kill_process(long long pid, int signal)
+{
+    if (pid < 2)
+        throw std::logic_error("refusing to kill pid " + std::to_string(pid));
+    return ::kill(static_cast<pid_t>(pid), signal);
+}
+
 UniqueFd open_pidfd(pid_t pid)
 {
     return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
@@ -188,7 +195,13 @@ std::vector<std::string> files_in(const std::string& directory)
     return names;
 }
 
-std::size_t open_descriptor_count(pid_t pid) { return files_in("/proc/" + std::to_string(pid) + "/fd").size(); }
+std::size_t open_descriptor_count(pid_t pid, int below)
+{
+    std::size_t count = 0;
+    for (const auto& name : files_in("/proc/" + std::to_string(pid) + "/fd"))
+        count += std::stoi(name) < below;
+    return count;
+}
 
 std::size_t resident_kib(pid_t pid)
 {
@@ -345,9 +358,25 @@ resp::Value RegistryDaemon::create(const std::string& name) const
     return reply;
 }
 
+Client RegistryDaemon::monitor(const std::string& name) const
+{
+    // Accepted and being read: a PING on it has been answered.
+    auto watcher = connect();
+    if (watcher.call({ "PING" }).text != "PONG")
+        throw std::runtime_error("registryd did not answer PING");
+    watcher.send_raw(resp::encode_command({ "MONITOR", name }));
+    // registryd handles, before it waits again, every event that was ready
+    // when it last waited. The MONITOR was sent before the first PING below,
+    // so it has been read by the time the second PING is answered.
+    auto control = connect();
+    control.call({ "PING" });
+    control.call({ "PING" });
+    return watcher;
+}
+
 ProcessExit RegistryDaemon::stop(int signal)
 {
-    ::kill(pid_, signal);
+    kill_process(pid_, signal);
     if (!wait_readable(pidfd_.get(), 20s))
         throw std::runtime_error("registryd did not exit within 20 s of signal " + std::to_string(signal));
     auto exit = wait_exit(pidfd_.get());

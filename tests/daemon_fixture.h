@@ -51,6 +51,10 @@ private:
 bool wait_readable(int fd, std::chrono::milliseconds timeout);
 UniqueFd open_pidfd(pid_t pid);
 
+// kill(2) that refuses pids under 2: a bug that yields 0 or -1 must not
+// signal the test's process group or every process on the machine.
+int kill_process(long long pid, int signal);
+
 // Every process whose parent is `parent`, with its state letter from /proc.
 struct ChildProcess {
     pid_t pid;
@@ -62,7 +66,9 @@ std::vector<ChildProcess> children_of(pid_t parent);
 // Entries in /dev/shm whose name starts with `prefix` (given with its '/').
 std::vector<std::string> segments_with_prefix(const std::string& prefix);
 std::vector<std::string> files_in(const std::string& directory);
-std::size_t open_descriptor_count(pid_t pid);
+// Open descriptors of `pid`; with `below`, only those numbered under it
+// (what counts against an RLIMIT_NOFILE of that value).
+std::size_t open_descriptor_count(pid_t pid, int below = 1 << 30);
 std::size_t resident_kib(pid_t pid); // VmRSS
 
 // True once the peer has closed the connection (POLLRDHUP), even with unread data.
@@ -97,6 +103,10 @@ public:
     Client connect() const;
     // CREATE, asserting success; returns the bucket's reply (name, pid, id, socket).
     resp::Value create(const std::string& name) const;
+    // A connection with MONITOR `name` registered: its reply comes when the
+    // bucket exits. Returns only once registryd has read the MONITOR, so a
+    // kill that follows is sure to be reported on it.
+    Client monitor(const std::string& name) const;
 
     // SIGTERM (or another signal) and wait for the exit.
     ProcessExit stop(int signal = 15);

@@ -43,10 +43,8 @@ TEST_F(Kvctl, WalkthroughFromTheReadme)
 
     // kill -9, and MONITOR tells us once registryd has handled the exit.
     auto pidfd = open_pidfd(pid);
-    auto watcher = daemon_.connect();
-    watcher.send_raw(kv::resp::encode_command({ "MONITOR", "shopping" }));
-    daemon_.call({ "PING" });
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    auto watcher = daemon_.monitor("shopping");
+    ASSERT_EQ(kill_process(pid, SIGKILL), 0);
     EXPECT_EQ(watcher.read_reply().text, "killed by SIGKILL");
     EXPECT_NE(daemon_.log().find("bucket shopping (pid " + std::to_string(pid) + ", id 1) killed by SIGKILL"), std::string::npos);
 
@@ -110,9 +108,7 @@ TEST_F(Kvctl, DeleteStopMonitorAndList)
     EXPECT_EQ(kvctl({ "delete", "a", "k" }).exit_code, 0);
     EXPECT_EQ(kvctl({ "delete", "a", "k" }).exit_code, 1);
 
-    auto watcher = daemon_.connect();
-    watcher.send_raw(kv::resp::encode_command({ "MONITOR", "b" }));
-    daemon_.call({ "PING" });
+    auto watcher = daemon_.monitor("b");
     EXPECT_EQ(kvctl({ "stop", "b" }).exit_code, 0);
     EXPECT_EQ(watcher.read_reply().text, "exited with status 0");
     EXPECT_EQ(kvctl({ "lookup", "b" }).exit_code, 1);
@@ -122,13 +118,9 @@ TEST_F(Kvctl, DeleteStopMonitorAndList)
 TEST_F(Kvctl, MonitorPrintsTheReason)
 {
     auto pid = std::stoi(kvctl({ "create", "a" }).out);
-    // kvctl monitor blocks until the exit; run it while the test kills the bucket
-    // from a second connection once registryd has the monitor (PING after it).
-    auto client = daemon_.connect();
-    client.send_raw(kv::resp::encode_command({ "MONITOR", "a" }));
-    daemon_.call({ "PING" });
-    ::kill(pid, SIGKILL);
-    client.read_reply();
+    auto client = daemon_.monitor("a");
+    kill_process(pid, SIGKILL);
+    EXPECT_EQ(client.read_reply().text, "killed by SIGKILL");
     auto after = kvctl({ "monitor", "a" });
     EXPECT_EQ(after.exit_code, 1);
     EXPECT_EQ(after.err, "kvctl: no bucket named a\n");
