@@ -1,5 +1,6 @@
-// BucketMap: a bucket's key-value map, living in a Boost.Interprocess
-// shared-memory segment that this process creates, owns and removes.
+// BucketMap: a bucket's key-value map, living in a shared-memory segment
+// (a SharedTable) that this process creates, owns and removes, and that
+// clients on this machine read directly (common/table_reader).
 //
 // Only the bucketd that owns the segment allocates in it (Boost 1.74 has no
 // robust mutexes: a process killed inside the allocator would wedge every
@@ -13,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "shared_table.h"
 
 namespace kv {
 
@@ -40,14 +43,15 @@ public:
 
     std::uint64_t size() const;
     std::uint64_t bytes() const;
-    const std::string& segment_name() const { return segment_name_; }
+    const std::string& segment_name() const { return table_.segment_name(); }
 
     void for_each_key(const std::function<void(std::string_view)>& visit) const;
 
+    // Tells direct readers the bucket is serving (once it is ready).
+    void publish_alive() { table_.publish_alive(); }
+
 private:
-    struct Segment;
-    std::string segment_name_;
-    std::unique_ptr<Segment> segment_;
+    SharedTableWriter table_;
 };
 
 // Redis glob-style matching for KEYS: *, ?, [abc], [a-z], [^a], \x.

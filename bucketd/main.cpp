@@ -81,7 +81,9 @@ int main(int argc, char** argv)
             io.stop();
         });
 
-        // Readiness, s6-style: one newline once the segment and the socket exist.
+        // Readiness, s6-style: one newline once the segment and the socket
+        // exist; direct readers may trust the segment from now on too.
+        map.publish_alive();
         if (::write(notify.get(), "\n", 1) != 1)
             throw kv::SystemError("unable to notify registryd through descriptor", std::to_string(notify_fd), errno);
         notify.reset();

@@ -8,6 +8,8 @@
 
 #include "bucket_name.h"
 #include "client.h"
+#include "name_table.h"
+#include "shared_table.h"
 #include "run_dir.h"
 #include "system_error.h"
 
@@ -80,15 +82,41 @@ public:
         }
     }
 
-    // LOOKUP, then one call to the bucket's own socket.
+    // Where a bucket is: from the name table registryd publishes in shared
+    // memory when it can answer (no round trip), else LOOKUP on the socket.
+    kv::BucketRecord lookup(const std::string& name, const std::string& what)
+    {
+        if (!names_tried_) {
+            names_tried_ = true;
+            names_ = kv::NameTableReader::open(run_dir_);
+        }
+        kv::BucketRecord record;
+        if (names_) {
+            switch (names_->lookup(name, record)) {
+            case kv::NameTableReader::Result::found: return record;
+            case kv::NameTableReader::Result::missing:
+                throw Failure { exit_not_found, "no bucket named " + kv::printable(name) };
+            case kv::NameTableReader::Result::unavailable: break;
+            }
+        }
+        auto reply = registry_call({ "LOOKUP", name }, what);
+        const auto* pid = reply.field("pid");
+        const auto* socket = reply.field("socket");
+        const auto* segment = reply.field("segment");
+        if (!pid || !socket || !segment)
+            throw Failure { exit_failed, what + ": registryd sent a LOOKUP reply without pid, socket or segment" };
+        record.pid = static_cast<pid_t>(pid->integer);
+        record.socket = socket->text;
+        record.segment = segment->text;
+        return record;
+    }
+
+    // One call to the bucket's own socket.
     kv::resp::Value bucket_call(const std::string& name, const std::vector<std::string>& request, const std::string& what)
     {
-        auto bucket = registry_call({ "LOOKUP", name }, what);
-        const auto* socket = bucket.field("socket");
-        if (!socket)
-            throw Failure { exit_failed, what + ": registryd sent a LOOKUP reply without a socket" };
+        auto bucket = lookup(name, what);
         try {
-            auto client = kv::Client::connect(socket->text);
+            auto client = kv::Client::connect(bucket.socket);
             return checked(client.call(request), what);
         } catch (const kv::SystemError&) {
             throw Failure { exit_not_found, what + ": bucket " + kv::printable(name) + " is gone (its process exited)" };
@@ -97,9 +125,29 @@ public:
         }
     }
 
+    // GET straight from the bucket's segment when it can answer; else over its socket.
+    std::optional<std::string> get(const std::string& name, const std::string& key, const std::string& what)
+    {
+        auto bucket = lookup(name, what);
+        if (auto table = kv::SharedTableReader::open(bucket.segment, kv::TableKind::bucket)) {
+            std::string value;
+            switch (table->get(key, value)) {
+            case kv::SharedTableReader::Result::found: return value;
+            case kv::SharedTableReader::Result::missing: return std::nullopt;
+            default: break; // gone or busy: the socket will say
+            }
+        }
+        auto reply = bucket_call(name, { "GET", key }, what);
+        if (reply.type == kv::resp::Value::Type::null)
+            return std::nullopt;
+        return reply.text;
+    }
+
 private:
     std::string run_dir_;
     std::optional<kv::Client> registry_;
+    bool names_tried_ = false;
+    std::unique_ptr<kv::NameTableReader> names_;
 };
 
 std::string json_string(const std::string& bytes)
@@ -211,8 +259,7 @@ int main(int argc, char** argv)
             auto reply = session.registry_call({ "CREATE", name }, "unable to create bucket " + shown);
             std::cout << integer_field(reply, "pid") << "\n";
         } else if (*lookup) {
-            auto reply = session.registry_call({ "LOOKUP", name }, "unable to look up bucket " + shown);
-            std::cout << integer_field(reply, "pid") << "\n";
+            std::cout << session.lookup(name, "unable to look up bucket " + shown).pid << "\n";
         } else if (*list) {
             print_list(session.registry_call({ "LIST" }, "unable to list buckets"), json);
         } else if (*stop) {
@@ -223,11 +270,10 @@ int main(int argc, char** argv)
         } else if (*put) {
             session.bucket_call(name, { "SET", key, value }, "unable to put " + kv::printable(key) + " in bucket " + shown);
         } else if (*get) {
-            std::string what = "unable to get " + kv::printable(key) + " from bucket " + shown;
-            auto reply = session.bucket_call(name, { "GET", key }, what);
-            if (reply.type == kv::resp::Value::Type::null)
+            auto value = session.get(name, key, "unable to get " + kv::printable(key) + " from bucket " + shown);
+            if (!value)
                 throw Failure { exit_not_found, "no key " + kv::printable(key) + " in bucket " + shown };
-            std::cout << reply.text << "\n";
+            std::cout << *value << "\n";
         } else if (*remove) {
             auto reply = session.bucket_call(name, { "DEL", key }, "unable to delete " + kv::printable(key) + " from bucket " + shown);
             if (reply.integer == 0)

@@ -11,7 +11,7 @@
 #include "log.h"
 #include "pidfd.h"
 #include "run_dir.h"
-#include "segment_header.h"
+#include "shared_table.h"
 #include "spawn_bucket.h"
 
 namespace kv {
@@ -56,7 +56,7 @@ std::string describe(const Bucket& bucket)
 std::string bucket_reply(const Bucket& bucket, bool with_stats)
 {
     std::string out;
-    resp::append_array_header(out, with_stats ? 16 : 8);
+    resp::append_array_header(out, with_stats ? 18 : 10);
     resp::append_bulk(out, "name");
     resp::append_bulk(out, bucket.name);
     resp::append_bulk(out, "pid");
@@ -65,8 +65,10 @@ std::string bucket_reply(const Bucket& bucket, bool with_stats)
     resp::append_integer(out, static_cast<long long>(bucket.id));
     resp::append_bulk(out, "socket");
     resp::append_bulk(out, bucket.socket_path);
+    resp::append_bulk(out, "segment");
+    resp::append_bulk(out, bucket.segment_name);
     if (with_stats) {
-        auto stats = read_segment_stats(bucket.segment_name).value_or(SegmentStats {});
+        auto stats = read_table_stats(bucket.segment_name).value_or(TableStats {});
         auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - bucket.started);
         resp::append_bulk(out, "state");
         resp::append_bulk(out, to_string(bucket.state));
@@ -91,10 +93,22 @@ std::string not_found(const std::string& name) { return error_reply("NOTFOUND no
 
 } // namespace
 
+namespace {
+
+// Room for every bucket's entry (name, pid, id, two paths) and the index.
+std::size_t name_table_size(std::size_t max_buckets)
+{
+    return std::max<std::size_t>(16 << 20, max_buckets * 2048 + (1 << 20));
+}
+
+} // namespace
+
 Registry::Registry(asio::io_context& io, RegistryOptions options)
     : io_(io)
     , options_(std::move(options))
+    , names_(options_.run_dir, name_table_size(options_.max_buckets))
 {
+    names_.publish_alive();
 }
 
 Registry::~Registry()
@@ -256,6 +270,14 @@ void Registry::on_ready(const std::string& name, unsigned long long id, const bo
         log_line(describe(*bucket) + ": readiness reported while " + to_string(bucket->state) + "; ignored");
         return;
     }
+    // Published before anyone hears CREATE's reply, as the guide's registry
+    // inserts into ETS before it replies.
+    if (!names_.publish(bucket->name, BucketRecord { bucket->pid, bucket->id, 0, bucket->socket_path, bucket->segment_name })) {
+        bucket->failure = "could not be published: the name table is full";
+        log_line(describe(*bucket) + " " + bucket->failure + "; killing it");
+        send_signal(*bucket, SIGKILL);
+        return;
+    }
     bucket->timer.cancel();
     bucket->state = BucketState::ready;
     log_line(describe(*bucket) + " ready");
@@ -391,7 +413,9 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     log_line(describe(bucket) + " " + why + (bucket.failure.empty() ? "" : " (" + bucket.failure + ")"));
 
     // A bucket that crashed left its segment and socket: remove them, by the
-    // names registryd chose, so nothing of it outlives it.
+    // names registryd chose, so nothing of it outlives it. Readers that still
+    // have the segment mapped are told first that its data is no longer true.
+    mark_table_gone(bucket.segment_name);
     ::shm_unlink(bucket.segment_name.c_str());
     ::unlink(bucket.socket_path.c_str());
 
@@ -408,6 +432,7 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     // caller hears of the exit, no request can find the name.
     if (!bucket.exit_reason)
         by_pidfd_.erase(bucket.pidfd->native_handle());
+    names_.withdraw(name);
     buckets_.erase(name); // closes the pidfd and the readiness pipe, cancels the timer
 
     for (const auto& waiter : waiting_for_ready)

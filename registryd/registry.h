@@ -1,6 +1,8 @@
 // Registry: the GenServer of the guide. It owns every bucketd child and is
 // the only source of truth about them, in exactly two indexes changed
 // together: name -> bucket, and pidfd -> name (the guide's monitor refs).
+// Ready buckets are also published in the name table, a read-only copy for
+// clients that is changed in the same places.
 //
 // It monitors its buckets and is not linked to them: a bucket's exit is an
 // event (pidfd readable), handled by reaping it with waitid(P_PIDFD),
@@ -17,6 +19,7 @@
 
 #include "asio.h"
 #include "bucket.h"
+#include "name_table.h"
 #include "resp_server.h"
 #include "server_config.h"
 
@@ -77,6 +80,9 @@ private:
     unsigned long long next_id_ = 1;
     std::map<std::string, Bucket> buckets_;           // name -> bucket
     std::unordered_map<int, std::string> by_pidfd_;   // pidfd -> name
+    // name -> bucket again, published read-only for clients (the guide's ETS
+    // table): written only where buckets_ changes, just before callers hear.
+    NameTableWriter names_;
     std::function<void()> on_empty_;
 };
 

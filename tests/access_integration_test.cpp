@@ -62,7 +62,7 @@ TEST_F(Access, RunDirSocketsAndSegmentsArePrivate)
     EXPECT_EQ(mode_of(daemon.run_dir() + "/buckets"), 0700u);
     EXPECT_EQ(mode_of(kv::registry_socket_path(daemon.run_dir())), 0600u);
     EXPECT_EQ(mode_of(bucket.field("socket")->text), 0600u);
-    auto segments = segments_with_prefix(kv::segment_prefix(daemon.run_dir()));
+    auto segments = bucket_segments(daemon.run_dir());
     ASSERT_EQ(segments.size(), 1u);
     EXPECT_EQ(mode_of("/dev/shm/" + segments[0]), 0600u);
 
@@ -104,7 +104,7 @@ TEST_F(Access, AllowUidServesThatUserOnEverySocketButNotTheSegments)
     ASSERT_EQ(create.exit_code, 0) << create.err;
     EXPECT_EQ(kvctl_as_nobody(daemon, { "put", "shared", "milk", "1" }).exit_code, 0);
     EXPECT_EQ(kvctl_as_nobody(daemon, { "get", "shared", "milk" }).out, "1\n");
-    auto segments = segments_with_prefix(kv::segment_prefix(daemon.run_dir()));
+    auto segments = bucket_segments(daemon.run_dir());
     ASSERT_EQ(segments.size(), 1u);
     EXPECT_NE(as_nobody({ "/bin/cat", "/dev/shm/" + segments[0] }).exit_code, 0);
 }

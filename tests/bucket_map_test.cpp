@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "segment_header.h"
+#include "shared_table.h"
 
 namespace {
 
@@ -64,7 +64,7 @@ TEST(BucketMap, HeaderCountersAreReadableFromOutside)
     kv::BucketMap map(name, 1 << 20);
     map.set("a", "12345");
     map.set("b", "1");
-    auto stats = kv::read_segment_stats(name);
+    auto stats = kv::read_table_stats(name);
     ASSERT_TRUE(stats);
     EXPECT_EQ(stats->keys, 2u);
     EXPECT_EQ(stats->bytes, 8u);

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "name_table.h"
 #include "run_dir.h"
 #include "system_error.h"
 
@@ -183,6 +184,13 @@ std::vector<std::string> segments_with_prefix(const std::string& prefix)
         if (("/" + name).rfind(prefix, 0) == 0)
             found.push_back(name);
     }
+    return found;
+}
+
+std::vector<std::string> bucket_segments(const std::string& run_dir)
+{
+    auto found = segments_with_prefix(segment_prefix(run_dir));
+    std::erase(found, name_table_segment(run_dir).substr(1));
     return found;
 }
 

@@ -65,6 +65,8 @@ std::vector<ChildProcess> children_of(pid_t parent);
 
 // Entries in /dev/shm whose name starts with `prefix` (given with its '/').
 std::vector<std::string> segments_with_prefix(const std::string& prefix);
+// The bucket segments of the registryd on `run_dir` (not its name table).
+std::vector<std::string> bucket_segments(const std::string& run_dir);
 std::vector<std::string> files_in(const std::string& directory);
 // Open descriptors of `pid`; with `below`, only those numbered under it
 // (what counts against an RLIMIT_NOFILE of that value).

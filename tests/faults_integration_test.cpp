@@ -58,7 +58,7 @@ TEST(Faults, NewRegistrydNeverTouchesAnotherRunDirsSegments)
     RegistryDaemon other;
     auto other_bucket = other.create("theirs");
     kv::Client::connect(other_bucket.field("socket")->text).call({ "SET", "k", "v" });
-    auto other_segments = segments_with_prefix(kv::segment_prefix(other.run_dir()));
+    auto other_segments = bucket_segments(other.run_dir());
     ASSERT_EQ(other_segments.size(), 1u);
 
     TemporaryDirectory directory;
@@ -68,7 +68,7 @@ TEST(Faults, NewRegistrydNeverTouchesAnotherRunDirsSegments)
         first.stop(SIGKILL);
     }
     RegistryDaemon second({}, directory.path());
-    EXPECT_EQ(segments_with_prefix(kv::segment_prefix(other.run_dir())), other_segments);
+    EXPECT_EQ(bucket_segments(other.run_dir()), other_segments);
     EXPECT_EQ(kv::Client::connect(other_bucket.field("socket")->text).call({ "GET", "k" }).text, "v");
 }
 
@@ -174,9 +174,9 @@ TEST(Faults, FullDevShmIsACreateErrorAndLeavesNothing)
     EXPECT_NE(failure.find("No space left on device"), std::string::npos) << failure;
     EXPECT_EQ(daemon.call({ "LIST" }).elements.size(), static_cast<std::size_t>(created));
     expect_no_zombie(daemon.pid());
-    // Seen from registryd's side: one segment per live bucket, nothing more.
+    // Seen from registryd's side: one segment per live bucket and the name table, nothing more.
     auto shm = files_in("/proc/" + std::to_string(daemon.pid()) + "/root/dev/shm");
-    EXPECT_EQ(shm.size(), static_cast<std::size_t>(created));
+    EXPECT_EQ(shm.size(), static_cast<std::size_t>(created) + 1);
     EXPECT_EQ(files_in(daemon.run_dir() + "/buckets").size(), static_cast<std::size_t>(created));
 }
 
@@ -294,7 +294,7 @@ TEST(Faults, ChaosKillsAndClientsLoseNothingAcknowledged)
     EXPECT_GT(checked, 0u);
     expect_no_zombie(daemon.pid());
     EXPECT_EQ(children_of(daemon.pid()).size(), names.size());
-    EXPECT_EQ(segments_with_prefix(kv::segment_prefix(daemon.run_dir())).size(), names.size());
+    EXPECT_EQ(bucket_segments(daemon.run_dir()).size(), names.size());
     EXPECT_EQ(files_in(daemon.run_dir() + "/buckets").size(), names.size());
     for (const auto& name : names)
         control.call({ "STOP", name });

@@ -203,7 +203,7 @@ TEST(HostileInput, OddNamesAndKeysAreDataNeverPaths)
     EXPECT_EQ(sockets.size(), odd.size() + 1);
     for (const auto& name : sockets)
         EXPECT_EQ(name.find_first_not_of("0123456789"), name.size() - 5) << name;
-    EXPECT_EQ(segments_with_prefix(kv::segment_prefix(daemon.run_dir())).size(), odd.size() + 1);
+    EXPECT_EQ(bucket_segments(daemon.run_dir()).size(), odd.size() + 1);
     EXPECT_EQ(children_of(daemon.pid()).size(), odd.size() + 1);
 }
 

@@ -172,7 +172,7 @@ TEST(Registry, SurvivesHundredBucketCrashesInARow)
     EXPECT_TRUE(daemon.call({ "LIST" }).elements.empty());
     EXPECT_TRUE(children_of(daemon.pid()).empty());
     EXPECT_TRUE(files_in(daemon.run_dir() + "/buckets").empty());
-    EXPECT_TRUE(segments_with_prefix(kv::segment_prefix(daemon.run_dir())).empty());
+    EXPECT_TRUE(bucket_segments(daemon.run_dir()).empty());
     settle();
     EXPECT_EQ(open_descriptor_count(daemon.pid()), baseline);
 }
@@ -219,7 +219,7 @@ TEST(Registry, KillingRegistrydTakesItsBucketsDownAndTheNextOneCleansUp)
     std::ofstream(directory.path() + "/buckets/7.sock") << "";
 
     RegistryDaemon next({}, directory.path());
-    EXPECT_TRUE(segments_with_prefix(kv::segment_prefix(directory.path())).empty());
+    EXPECT_TRUE(bucket_segments(directory.path()).empty());
     EXPECT_TRUE(files_in(directory.path() + "/buckets").empty());
     EXPECT_EQ(next.call({ "PING" }).text, "PONG");
     EXPECT_TRUE(next.call({ "LIST" }).elements.empty());

@@ -1,0 +1,60 @@
+// The name table: registryd publishes name -> {pid, id, socket, segment,
+// generation} in a shared segment, as the guide's registry publishes its
+// names in an ETS table, so a LOOKUP needs no round trip to registryd.
+//
+// Same guarantee as the guide's: CREATE replies only after the table has the
+// entry; once registryd has handled an exit, the entry is gone.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "shared_table.h"
+
+namespace kv {
+
+struct BucketRecord {
+    pid_t pid = -1;
+    unsigned long long id = 0;
+    unsigned long long generation = 0; // the table's generation when it was published
+    std::string socket;
+    std::string segment;
+};
+
+std::string name_table_segment(const std::string& run_dir);
+
+// registryd's side.
+class NameTableWriter {
+public:
+    explicit NameTableWriter(const std::string& run_dir, std::size_t size = 64 * 1024 * 1024);
+    // False if the table is full (the bucket is then served through the socket only).
+    bool publish(const std::string& name, const BucketRecord& record);
+    void withdraw(const std::string& name);
+    void publish_alive() { table_.publish_alive(); }
+
+private:
+    SharedTableWriter table_;
+    unsigned long long generation_ = 0;
+};
+
+// A client's side.
+class NameTableReader {
+public:
+    // Empty if no registryd publishes a table for this run dir.
+    static std::unique_ptr<NameTableReader> open(const std::string& run_dir);
+
+    enum class Result { found, missing, unavailable };
+    // `unavailable`: the table cannot answer (registryd gone, or a write in
+    // progress for too long); ask registryd over its socket instead.
+    Result lookup(const std::string& name, BucketRecord& record) const;
+
+private:
+    explicit NameTableReader(std::unique_ptr<SharedTableReader> table) : table_(std::move(table)) {}
+    std::unique_ptr<SharedTableReader> table_;
+    mutable std::string scratch_;
+};
+
+} // namespace kv

@@ -1,0 +1,502 @@
+#include "shared_table.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include <boost/interprocess/managed_external_buffer.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+
+#include "system_error.h"
+#include "unique_fd.h"
+
+namespace kv {
+
+namespace bip = boost::interprocess;
+
+namespace {
+
+// Offsets 0 and 1 are never entries (they are inside the header page).
+constexpr std::uint64_t empty_slot = 0;
+constexpr std::uint64_t deleted_slot = 1;
+constexpr std::uint64_t initial_capacity = 64;
+// Pages creation touches are reserved, so a full /dev/shm is ENOSPC, not SIGBUS.
+constexpr std::size_t reserved_at_creation = 64 * 1024;
+// A reader that sees a write in progress this many times in a row gives up.
+constexpr int read_attempts = 100000;
+
+struct Slot {
+    std::atomic<std::uint64_t> tag;
+    std::atomic<std::uint64_t> entry;
+};
+static_assert(sizeof(Slot) == 16);
+
+struct Entry {
+    std::uint32_t key_size;
+    std::uint32_t value_size;
+    // key bytes, then value bytes
+};
+
+std::uint64_t mix(std::uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+} // namespace
+
+std::uint64_t hash_key(std::string_view key)
+{
+    std::uint64_t hash = 0x9e3779b97f4a7c15ULL ^ key.size();
+    std::size_t i = 0;
+    for (; i + 8 <= key.size(); i += 8) {
+        std::uint64_t word;
+        std::memcpy(&word, key.data() + i, 8);
+        hash = mix(hash ^ word);
+    }
+    std::uint64_t tail = 0;
+    std::memcpy(&tail, key.data() + i, key.size() - i);
+    return mix(hash ^ tail);
+}
+
+// ---- writer ----
+
+struct SharedTableWriter::Segment {
+    bip::shared_memory_object object;
+    bip::mapped_region region;
+    bip::managed_external_buffer heap;
+    char* base = nullptr;
+    TableHeader* header = nullptr;
+
+    Slot* slots() const { return reinterpret_cast<Slot*>(base + header->index_offset.load(std::memory_order_relaxed)); }
+    std::uint64_t capacity() const { return header->capacity.load(std::memory_order_relaxed); }
+    Entry* entry(std::uint64_t offset) const { return reinterpret_cast<Entry*>(base + offset); }
+    static std::string_view key_of(const Entry* e) { return { reinterpret_cast<const char*>(e + 1), e->key_size }; }
+    static std::string_view value_of(const Entry* e)
+    {
+        return { reinterpret_cast<const char*>(e + 1) + e->key_size, e->value_size };
+    }
+    std::uint64_t offset_of(const void* p) const { return static_cast<std::uint64_t>(static_cast<const char*>(p) - base); }
+
+    // Where `key` is, or the first free slot for it (npos if the index is full).
+    std::uint64_t find_slot(std::string_view key, std::uint64_t tag, bool& found) const
+    {
+        const std::uint64_t mask = capacity() - 1;
+        std::uint64_t free_slot = ~0ULL;
+        Slot* index = slots();
+        for (std::uint64_t probe = 0, i = tag & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
+            std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+            if (offset == empty_slot) {
+                found = false;
+                return free_slot != ~0ULL ? free_slot : i;
+            }
+            if (offset == deleted_slot) {
+                if (free_slot == ~0ULL)
+                    free_slot = i;
+                continue;
+            }
+            if (index[i].tag.load(std::memory_order_relaxed) == tag && key_of(entry(offset)) == key) {
+                found = true;
+                return i;
+            }
+        }
+        found = false;
+        return free_slot;
+    }
+
+    void begin_write()
+    {
+        header->sequence.store(header->sequence.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_release);
+    }
+    void end_write()
+    {
+        header->generation.fetch_add(1, std::memory_order_relaxed);
+        header->sequence.store(header->sequence.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    }
+
+    Entry* make_entry(std::string_view key, std::string_view value)
+    {
+        void* memory = heap.allocate(sizeof(Entry) + key.size() + value.size(), std::nothrow);
+        if (!memory)
+            return nullptr;
+        auto* e = static_cast<Entry*>(memory);
+        e->key_size = static_cast<std::uint32_t>(key.size());
+        e->value_size = static_cast<std::uint32_t>(value.size());
+        std::memcpy(reinterpret_cast<char*>(e + 1), key.data(), key.size());
+        std::memcpy(reinterpret_cast<char*>(e + 1) + key.size(), value.data(), value.size());
+        return e;
+    }
+
+    // Keeps the index at most 70% full (live entries plus tombstones) by
+    // building a new one and switching to it in one write. False if there is
+    // no room for the new index.
+    bool reserve_slot(std::uint64_t used_after)
+    {
+        if (used_after * 10 <= capacity() * 7)
+            return true;
+        std::uint64_t live = header->keys.load(std::memory_order_relaxed);
+        std::uint64_t new_capacity = capacity();
+        while ((live + 1) * 10 > new_capacity * 5)
+            new_capacity *= 2;
+        void* memory = heap.allocate(new_capacity * sizeof(Slot), std::nothrow);
+        if (!memory)
+            return false;
+        auto* fresh = static_cast<Slot*>(memory);
+        for (std::uint64_t i = 0; i < new_capacity; ++i) {
+            new (&fresh[i].tag) std::atomic<std::uint64_t>(0);
+            new (&fresh[i].entry) std::atomic<std::uint64_t>(empty_slot);
+        }
+        Slot* old = slots();
+        const std::uint64_t old_capacity = capacity();
+        for (std::uint64_t i = 0; i < old_capacity; ++i) {
+            std::uint64_t offset = old[i].entry.load(std::memory_order_relaxed);
+            if (offset == empty_slot || offset == deleted_slot)
+                continue;
+            std::uint64_t tag = old[i].tag.load(std::memory_order_relaxed);
+            std::uint64_t j = tag & (new_capacity - 1);
+            while (fresh[j].entry.load(std::memory_order_relaxed) != empty_slot)
+                j = (j + 1) & (new_capacity - 1);
+            fresh[j].tag.store(tag, std::memory_order_relaxed);
+            fresh[j].entry.store(offset, std::memory_order_relaxed);
+        }
+        begin_write();
+        header->index_offset.store(offset_of(fresh), std::memory_order_relaxed);
+        header->capacity.store(new_capacity, std::memory_order_relaxed);
+        end_write();
+        used_slots = live;
+        heap.deallocate(old);
+        return true;
+    }
+
+    std::uint64_t used_slots = 0; // live entries plus tombstones; the writer's own count
+};
+
+SharedTableWriter::SharedTableWriter(std::string segment_name, std::size_t size, TableKind kind)
+    : segment_name_(std::move(segment_name))
+{
+    if (size < table_header_size + reserved_at_creation)
+        throw std::runtime_error("unable to create segment " + segment_name_ + ": size " + std::to_string(size)
+            + " is below the " + std::to_string((table_header_size + reserved_at_creation) / 1024) + " KiB minimum");
+    bip::shared_memory_object::remove(segment_name_.c_str());
+    auto segment = std::make_unique<Segment>();
+    auto fail = [&](const std::string& what) {
+        bip::shared_memory_object::remove(segment_name_.c_str());
+        throw std::runtime_error("unable to " + what + " segment " + segment_name_);
+    };
+    try {
+        bip::permissions owner_only(0600);
+        segment->object = bip::shared_memory_object(bip::create_only, segment_name_.c_str(), bip::read_write, owner_only);
+        segment->object.truncate(static_cast<bip::offset_t>(size));
+    } catch (const bip::interprocess_exception& error) {
+        bip::shared_memory_object::remove(segment_name_.c_str());
+        throw std::runtime_error("unable to create segment " + segment_name_ + ": " + error.what());
+    }
+    // Sparse: /dev/shm pages are taken when touched, and touching one when
+    // /dev/shm is full is a SIGBUS. Reserve what creation touches (the header,
+    // Boost's bookkeeping, the first index, its end marker in the last page).
+    const int shm_fd = segment->object.get_mapping_handle().handle;
+    int reserve_error = ::posix_fallocate(shm_fd, 0, static_cast<off_t>(reserved_at_creation));
+    if (reserve_error == 0)
+        reserve_error = ::posix_fallocate(shm_fd, static_cast<off_t>(size - 4096), 4096);
+    if (reserve_error != 0) {
+        bip::shared_memory_object::remove(segment_name_.c_str());
+        throw SystemError("unable to reserve segment", segment_name_, reserve_error);
+    }
+    try {
+        segment->region = bip::mapped_region(segment->object, bip::read_write);
+    } catch (const bip::interprocess_exception& error) {
+        fail(std::string("map"));
+    }
+    segment->base = static_cast<char*>(segment->region.get_address());
+    segment->header = new (segment->base) TableHeader {};
+    TableHeader& header = *segment->header;
+    header.magic = TableHeader::expected_magic;
+    header.version = TableHeader::expected_version;
+    header.kind = kind;
+    header.owner_pid = ::getpid();
+    header.size = size;
+    try {
+        segment->heap = bip::managed_external_buffer(bip::create_only, segment->base + table_header_size, size - table_header_size);
+    } catch (const std::exception& error) {
+        fail("manage");
+    }
+    void* index = segment->heap.allocate(initial_capacity * sizeof(Slot), std::nothrow);
+    if (!index)
+        fail("index");
+    auto* slots = static_cast<Slot*>(index);
+    for (std::uint64_t i = 0; i < initial_capacity; ++i) {
+        new (&slots[i].tag) std::atomic<std::uint64_t>(0);
+        new (&slots[i].entry) std::atomic<std::uint64_t>(empty_slot);
+    }
+    header.index_offset.store(segment->offset_of(slots), std::memory_order_relaxed);
+    header.capacity.store(initial_capacity, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    segment_ = std::move(segment);
+}
+
+SharedTableWriter::~SharedTableWriter()
+{
+    segment_->header->alive.store(0, std::memory_order_release);
+    segment_.reset();
+    bip::shared_memory_object::remove(segment_name_.c_str());
+}
+
+void SharedTableWriter::publish_alive() { segment_->header->alive.store(1, std::memory_order_release); }
+
+std::optional<std::string_view> SharedTableWriter::get(std::string_view key) const
+{
+    bool found = false;
+    std::uint64_t slot = segment_->find_slot(key, hash_key(key), found);
+    if (!found)
+        return std::nullopt;
+    return Segment::value_of(segment_->entry(segment_->slots()[slot].entry.load(std::memory_order_relaxed)));
+}
+
+SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::string_view value)
+{
+    Segment& s = *segment_;
+    if (key.size() > UINT32_MAX || value.size() > UINT32_MAX)
+        return SetResult::full;
+    const std::uint64_t tag = hash_key(key);
+    bool found = false;
+    std::uint64_t slot = s.find_slot(key, tag, found);
+    if (!found) {
+        bool reuses_tombstone = slot != ~0ULL && s.slots()[slot].entry.load(std::memory_order_relaxed) == deleted_slot;
+        if (!reuses_tombstone) {
+            if (!s.reserve_slot(s.used_slots + 1))
+                return SetResult::full;
+            slot = s.find_slot(key, tag, found);
+        }
+    }
+    // Written completely before it becomes reachable.
+    Entry* fresh = s.make_entry(key, value);
+    if (!fresh)
+        return SetResult::full;
+    Slot& target = s.slots()[slot];
+    std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
+    s.begin_write();
+    target.tag.store(tag, std::memory_order_relaxed);
+    target.entry.store(s.offset_of(fresh), std::memory_order_relaxed);
+    if (found) {
+        const Entry* old = s.entry(old_offset);
+        s.header->bytes.fetch_add(value.size() - old->value_size, std::memory_order_relaxed);
+    } else {
+        if (old_offset == empty_slot)
+            ++s.used_slots;
+        s.header->keys.fetch_add(1, std::memory_order_relaxed);
+        s.header->bytes.fetch_add(key.size() + value.size(), std::memory_order_relaxed);
+    }
+    s.end_write();
+    // Unreachable now; a reader still looking at it will see the sequence move.
+    if (found)
+        s.heap.deallocate(s.entry(old_offset));
+    return SetResult::stored;
+}
+
+bool SharedTableWriter::erase(std::string_view key)
+{
+    Segment& s = *segment_;
+    bool found = false;
+    std::uint64_t slot = s.find_slot(key, hash_key(key), found);
+    if (!found)
+        return false;
+    Slot& target = s.slots()[slot];
+    std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
+    const Entry* old = s.entry(old_offset);
+    s.begin_write();
+    target.entry.store(deleted_slot, std::memory_order_relaxed);
+    s.header->keys.fetch_sub(1, std::memory_order_relaxed);
+    s.header->bytes.fetch_sub(old->key_size + old->value_size, std::memory_order_relaxed);
+    s.end_write();
+    s.heap.deallocate(s.entry(old_offset));
+    return true;
+}
+
+std::uint64_t SharedTableWriter::size() const { return segment_->header->keys.load(std::memory_order_relaxed); }
+
+std::uint64_t SharedTableWriter::bytes() const { return segment_->header->bytes.load(std::memory_order_relaxed); }
+
+void SharedTableWriter::for_each(const std::function<void(std::string_view, std::string_view)>& visit) const
+{
+    const Segment& s = *segment_;
+    const Slot* index = s.slots();
+    for (std::uint64_t i = 0; i < s.capacity(); ++i) {
+        std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+        if (offset != empty_slot && offset != deleted_slot) {
+            const Entry* e = s.entry(offset);
+            visit(Segment::key_of(e), Segment::value_of(e));
+        }
+    }
+}
+
+// ---- reader ----
+
+std::unique_ptr<SharedTableReader> SharedTableReader::open(const std::string& segment_name, TableKind kind)
+{
+    UniqueFd fd(::shm_open(segment_name.c_str(), O_RDONLY | O_CLOEXEC, 0));
+    if (!fd)
+        return nullptr;
+    struct stat info;
+    if (::fstat(fd.get(), &info) == -1 || static_cast<std::size_t>(info.st_size) < table_header_size)
+        return nullptr;
+    auto size = static_cast<std::size_t>(info.st_size);
+    void* base = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
+    if (base == MAP_FAILED)
+        return nullptr;
+    const auto* header = static_cast<const TableHeader*>(base);
+    // A table whose owner is dead (killed before it could clear `alive`) is
+    // not the truth: one check here, none per read.
+    bool owner_alive = ::kill(header->owner_pid, 0) == 0 || errno == EPERM;
+    if (header->magic != TableHeader::expected_magic || header->version != TableHeader::expected_version
+        || header->kind != kind || header->size != size || header->owner_pid <= 0 || !owner_alive) {
+        ::munmap(base, size);
+        return nullptr;
+    }
+    return std::unique_ptr<SharedTableReader>(new SharedTableReader(static_cast<const char*>(base), size));
+}
+
+SharedTableReader::SharedTableReader(const char* base, std::size_t size)
+    : base_(base)
+    , size_(size)
+{
+}
+
+SharedTableReader::~SharedTableReader() { ::munmap(const_cast<char*>(base_), size_); }
+
+pid_t SharedTableReader::owner_pid() const { return reinterpret_cast<const TableHeader*>(base_)->owner_pid; }
+
+bool SharedTableReader::alive() const
+{
+    return reinterpret_cast<const TableHeader*>(base_)->alive.load(std::memory_order_acquire) == 1;
+}
+
+SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::string* value) const
+{
+    const auto* header = reinterpret_cast<const TableHeader*>(base_);
+    const std::uint64_t tag = hash_key(key);
+    for (int attempt = 0; attempt < read_attempts; ++attempt) {
+        if (header->alive.load(std::memory_order_acquire) != 1)
+            return Result::gone;
+        const std::uint64_t before = header->sequence.load(std::memory_order_acquire);
+        if (before & 1)
+            continue; // a write is in progress
+        const std::uint64_t index_offset = header->index_offset.load(std::memory_order_relaxed);
+        const std::uint64_t capacity = header->capacity.load(std::memory_order_relaxed);
+        // Everything below is checked before it is followed: what we read may
+        // be a write in progress, and only the sequence check can tell.
+        if (capacity == 0 || (capacity & (capacity - 1)) || index_offset < table_header_size
+            || index_offset > size_ || capacity > (size_ - index_offset) / sizeof(Slot)) {
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (header->sequence.load(std::memory_order_relaxed) == before)
+                return Result::gone; // a consistent but corrupt table: not one of ours any more
+            continue;
+        }
+        const auto* index = reinterpret_cast<const Slot*>(base_ + index_offset);
+        const std::uint64_t mask = capacity - 1;
+        Result result = Result::missing;
+        for (std::uint64_t probe = 0, i = tag & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
+            const std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+            if (offset == empty_slot)
+                break;
+            if (offset == deleted_slot || index[i].tag.load(std::memory_order_relaxed) != tag)
+                continue;
+            if (offset < table_header_size || offset > size_ - sizeof(Entry))
+                break;
+            Entry e;
+            std::memcpy(&e, base_ + offset, sizeof e);
+            const std::uint64_t end = offset + sizeof(Entry) + std::uint64_t(e.key_size) + e.value_size;
+            if (end > size_)
+                break;
+            const char* bytes = base_ + offset + sizeof(Entry);
+            if (e.key_size != key.size() || std::memcmp(bytes, key.data(), key.size()) != 0)
+                continue;
+            if (value)
+                value->assign(bytes + e.key_size, e.value_size);
+            result = Result::found;
+            break;
+        }
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (header->sequence.load(std::memory_order_relaxed) == before)
+            return header->alive.load(std::memory_order_relaxed) == 1 ? result : Result::gone;
+    }
+    return alive() ? Result::busy : Result::gone;
+}
+
+SharedTableReader::Result SharedTableReader::get(std::string_view key, std::string& value) const
+{
+    return lookup(key, &value);
+}
+
+SharedTableReader::Result SharedTableReader::exists(std::string_view key) const { return lookup(key, nullptr); }
+
+SharedTableReader::Result SharedTableReader::size(std::uint64_t& keys) const
+{
+    const auto* header = reinterpret_cast<const TableHeader*>(base_);
+    for (int attempt = 0; attempt < read_attempts; ++attempt) {
+        if (header->alive.load(std::memory_order_acquire) != 1)
+            return Result::gone;
+        const std::uint64_t before = header->sequence.load(std::memory_order_acquire);
+        if (before & 1)
+            continue;
+        keys = header->keys.load(std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (header->sequence.load(std::memory_order_relaxed) == before)
+            return Result::found;
+    }
+    return alive() ? Result::busy : Result::gone;
+}
+
+// ---- header-page helpers for registryd ----
+
+namespace {
+
+template <typename Visit>
+bool with_header(const std::string& segment_name, int open_flags, int protection, Visit visit)
+{
+    UniqueFd fd(::shm_open(segment_name.c_str(), open_flags | O_CLOEXEC, 0));
+    if (!fd)
+        return false;
+    struct stat info;
+    if (::fstat(fd.get(), &info) == -1 || static_cast<std::size_t>(info.st_size) < table_header_size)
+        return false;
+    void* page = ::mmap(nullptr, table_header_size, protection, MAP_SHARED, fd.get(), 0);
+    if (page == MAP_FAILED)
+        return false;
+    auto* header = static_cast<TableHeader*>(page);
+    bool ours = header->magic == TableHeader::expected_magic && header->version == TableHeader::expected_version;
+    if (ours)
+        visit(*header);
+    ::munmap(page, table_header_size);
+    return ours;
+}
+
+} // namespace
+
+std::optional<TableStats> read_table_stats(const std::string& segment_name)
+{
+    TableStats stats;
+    if (!with_header(segment_name, O_RDONLY, PROT_READ, [&](const TableHeader& header) {
+            stats.keys = header.keys.load(std::memory_order_relaxed);
+            stats.bytes = header.bytes.load(std::memory_order_relaxed);
+        }))
+        return std::nullopt;
+    return stats;
+}
+
+bool mark_table_gone(const std::string& segment_name)
+{
+    return with_header(segment_name, O_RDWR, PROT_READ | PROT_WRITE,
+        [](TableHeader& header) { header.alive.store(0, std::memory_order_release); });
+}
+
+} // namespace kv
