@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sched.h>
+
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -28,8 +31,29 @@ constexpr std::uint64_t deleted_slot = 1;
 constexpr std::uint64_t initial_capacity = 64;
 // Pages creation touches are reserved, so a full /dev/shm is ENOSPC, not SIGBUS.
 constexpr std::size_t reserved_at_creation = 64 * 1024;
-// A reader that sees a write in progress this many times in a row gives up.
-constexpr int read_attempts = 100000;
+// A reader that keeps meeting writes in progress gives up after this long
+// (the writer may have been preempted mid-write, or have died there).
+constexpr auto read_patience = std::chrono::milliseconds(200);
+
+// Paces a reader's retries: spins at first, then yields the CPU (a writer
+// preempted mid-write needs it), and says when patience has run out. Costs
+// nothing, not even a clock read, on the first attempts.
+class Retry {
+public:
+    bool again()
+    {
+        if (++attempts_ < 64)
+            return true;
+        if (attempts_ == 64)
+            deadline_ = std::chrono::steady_clock::now() + read_patience;
+        ::sched_yield();
+        return std::chrono::steady_clock::now() < deadline_;
+    }
+
+private:
+    unsigned attempts_ = 0;
+    std::chrono::steady_clock::time_point deadline_;
+};
 
 struct Slot {
     std::atomic<std::uint64_t> tag;
@@ -384,7 +408,7 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
 {
     const auto* header = reinterpret_cast<const TableHeader*>(base_);
     const std::uint64_t tag = hash_key(key);
-    for (int attempt = 0; attempt < read_attempts; ++attempt) {
+    for (Retry retry; retry.again();) {
         if (header->alive.load(std::memory_order_acquire) != 1)
             return Result::gone;
         const std::uint64_t before = header->sequence.load(std::memory_order_acquire);
@@ -442,7 +466,7 @@ SharedTableReader::Result SharedTableReader::exists(std::string_view key) const 
 SharedTableReader::Result SharedTableReader::size(std::uint64_t& keys) const
 {
     const auto* header = reinterpret_cast<const TableHeader*>(base_);
-    for (int attempt = 0; attempt < read_attempts; ++attempt) {
+    for (Retry retry; retry.again();) {
         if (header->alive.load(std::memory_order_acquire) != 1)
             return Result::gone;
         const std::uint64_t before = header->sequence.load(std::memory_order_acquire);

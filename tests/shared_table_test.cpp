@@ -120,7 +120,7 @@ TEST(SharedTable, ConcurrentReaderNeverSeesATornOrOlderValue)
             ++reads;
             std::uint64_t counter = 0;
             if (floor > 0 && result != Result::found) {
-                failure = "hot missing after acknowledgement";
+                failure = "hot not found after acknowledgement: result " + std::to_string(static_cast<int>(result));
             } else if (result == Result::found && !is_whole(value, counter)) {
                 failure = "torn value: " + value.substr(0, 40);
             } else if (result == Result::found && (counter < floor || counter < last)) {
