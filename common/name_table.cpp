@@ -35,8 +35,9 @@ bool decode(std::string_view text, BucketRecord& record)
     if (!parse(pid) || !parse(record.id) || !parse(record.generation))
         return false;
     record.pid = static_cast<pid_t>(pid);
-    record.socket = text.substr(first + 1, second - first - 1);
-    record.segment = text.substr(second + 1);
+    // assign() reuses the strings' storage: a reader that looks up in a loop allocates nothing.
+    record.socket.assign(text.substr(first + 1, second - first - 1));
+    record.segment.assign(text.substr(second + 1));
     return true;
 }
 

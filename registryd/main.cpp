@@ -5,6 +5,7 @@
 // Exit codes: 0 stopped by SIGTERM/SIGINT after stopping every bucket;
 // 1 unable to start (run dir, lock, socket); 2 usage.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <climits>
@@ -81,6 +82,12 @@ int main(int argc, char** argv)
     std::signal(SIGCHLD, SIG_DFL);
     std::signal(SIGPIPE, SIG_IGN);
     ::umask(077);
+    // Each bucket holds a pidfd open here: let --max-buckets be reachable.
+    rlimit files {};
+    if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &files);
+    }
 
     try {
         options.run_dir = kv::resolve_run_dir(run_dir_flag);

@@ -408,13 +408,18 @@ void Registry::on_bucket_exit(int pidfd, unsigned long long id)
 
 void Registry::remove(Bucket& bucket, const ExitReason& reason)
 {
-    std::string why = reason.describe();
+    // First the name: the published copy is what clients on this machine
+    // look at, so it goes before any slower cleanup. Nobody is answered until
+    // the end, so for callers of registryd the order inside is invisible.
     const std::string name = bucket.name;
+    names_.withdraw(name);
+
+    std::string why = reason.describe();
     log_line(describe(bucket) + " " + why + (bucket.failure.empty() ? "" : " (" + bucket.failure + ")"));
 
     // A bucket that crashed left its segment and socket: remove them, by the
     // names registryd chose, so nothing of it outlives it. Readers that still
-    // have the segment mapped are told first that its data is no longer true.
+    // have the segment mapped are told that its data is no longer true.
     mark_table_gone(bucket.segment_name);
     ::shm_unlink(bucket.segment_name.c_str());
     ::unlink(bucket.socket_path.c_str());
@@ -432,7 +437,6 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     // caller hears of the exit, no request can find the name.
     if (!bucket.exit_reason)
         by_pidfd_.erase(bucket.pidfd->native_handle());
-    names_.withdraw(name);
     buckets_.erase(name); // closes the pidfd and the readiness pipe, cancels the timer
 
     for (const auto& waiter : waiting_for_ready)

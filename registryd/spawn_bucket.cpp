@@ -1,5 +1,9 @@
 #include "spawn_bucket.h"
 
+// Boost 1.74 compiles its vfork path only under old _XOPEN_SOURCE settings,
+// not with _GNU_SOURCE, although glibc has vfork either way.
+#define BOOST_POSIX_HAS_VFORK 1
+
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <sys/prctl.h>
@@ -16,7 +20,7 @@
 #include <boost/process/environment.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
-#include <boost/process/io.hpp>
+#include <boost/process/posix.hpp>
 
 #include "pidfd.h"
 #include "system_error.h"
@@ -45,14 +49,30 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
     std::string name = launch.name;
     std::vector<char*> argv { program.data(), name.data(), nullptr };
 
+    // Our own /dev/null: Boost's bp::null ignores a failed open (EMFILE) and
+    // then fails in the child after the point where it can still say so.
+    UniqueFd null_input(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!null_input)
+        throw SystemError("unable to open /dev/null for", launch.bucketd_path, errno);
+    const int null_fd = null_input.get();
+
+    // With vfork the child writes this in our memory if its set-up fails.
+    volatile int setup_errno = 0;
     std::error_code error;
+    // vfork: the child borrows registryd's memory until it execs, so a spawn
+    // costs neither a copy of registryd's page tables nor, afterwards,
+    // copy-on-write faults in registryd (which grew with every live bucket).
     bp::child child(bp::exe = launch.bucketd_path, bp::args = std::vector<std::string> { launch.name },
-        bp::env = environment, bp::std_in < bp::null, error,
+        bp::env = environment, error, bp::posix::use_vfork,
         bp::extend::on_setup = [&](auto& executor) { executor.cmd_line = argv.data(); },
         bp::extend::on_exec_setup = [&](auto&) {
-            // In the child, after fork: only async-signal-safe calls here.
+            // In the child, before exec: system calls only, no allocation.
+            auto fail = [&] {
+                setup_errno = errno ? errno : EINVAL;
+                ::_exit(127);
+            };
             if (::prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || ::getppid() != parent)
-                ::_exit(127); // the registry is already gone: so is this bucket
+                fail(); // the registry is already gone: so is this bucket
             struct sigaction default_action {};
             default_action.sa_handler = SIG_DFL;
             for (int signal : { SIGPIPE, SIGTERM, SIGINT, SIGCHLD })
@@ -60,15 +80,21 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
             sigset_t none;
             sigemptyset(&none);
             ::sigprocmask(SIG_SETMASK, &none, nullptr);
-            // Mark (not close) every inherited descriptor close-on-exec, so
-            // Boost's exec-error pipe still works; then let the readiness pipe through.
+            if (::dup2(null_fd, STDIN_FILENO) == -1)
+                fail();
+            // Mark (not close) every inherited descriptor close-on-exec; then
+            // let the readiness pipe through.
             if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == -1 || ::fcntl(ready_fd, F_SETFD, 0) == -1)
-                ::_exit(127);
+                fail();
         },
         bp::extend::on_error = [&](auto& executor, const std::error_code&) {
-            // A failed exec leaves a zombie in Boost 1.74 (upstream issue 285).
-            if (executor.pid > 0)
+            // A child that failed leaves a zombie in Boost 1.74 (upstream
+            // issue 285), and with vfork Boost can report an error for a child
+            // that went on to exec: kill it (harmless on a zombie), then reap.
+            if (executor.pid > 0) {
+                ::kill(executor.pid, SIGKILL);
                 ::waitpid(executor.pid, nullptr, 0);
+            }
         });
     const int spawn_errno = errno;
     if (error)
@@ -76,11 +102,14 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
     child.detach(); // an attached child's destructor would reap it behind our back
     const pid_t pid = child.id();
     if (pid <= 0) {
-        // Boost 1.74 returns an empty child without setting `error` when the
-        // pipe(2) for its exec-error channel fails (EMFILE): no fork happened,
-        // and errno still says why. Never let this pid reach kill(): -1 means
-        // every process we may signal.
+        // Boost 1.74 can return an empty child without setting `error` (when
+        // pipe(2) for its exec-error channel fails, in fork mode). Never let
+        // this pid reach kill(): -1 means every process we may signal.
         throw SystemError("unable to start", launch.bucketd_path, spawn_errno ? spawn_errno : EAGAIN);
+    }
+    if (setup_errno != 0) {
+        ::waitpid(pid, nullptr, 0); // it has exited: vfork let us run only after that
+        throw SystemError("unable to prepare the process for", launch.bucketd_path, setup_errno);
     }
 
     int pidfd = ::pidfd_open(pid, 0);

@@ -1,0 +1,375 @@
+// kvbench: the measurements of BENCHMARKS.md that redis-benchmark cannot
+// make, each next to the reference it is compared with. Run by bench/run.sh.
+//
+//   kvbench direct-get  --run-dir D --keys N --threads T --seconds S
+//   kvbench lookup      --run-dir D --buckets N --seconds S
+//   kvbench create      --run-dir D --count N
+//   kvbench kill        --run-dir D --count N      (kill-to-gone, and the bare pidfd floor)
+//   kvbench scale       --run-dir D --count N
+// Each prints one JSON object per line, for run.sh to tabulate.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "client.h"
+#include "name_table.h"
+#include "run_dir.h"
+#include "shared_table.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double microseconds(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+struct Percentiles {
+    double median;
+    double p99;
+    double max;
+};
+
+Percentiles percentiles(std::vector<double> samples)
+{
+    std::sort(samples.begin(), samples.end());
+    auto at = [&](double q) { return samples[std::min(samples.size() - 1, static_cast<std::size_t>(q * samples.size()))]; };
+    return { at(0.5), at(0.99), samples.back() };
+}
+
+[[noreturn]] void fail(const std::string& why)
+{
+    std::fprintf(stderr, "kvbench: %s\n", why.c_str());
+    std::exit(1);
+}
+
+kv::resp::Value call(kv::Client& client, const std::vector<std::string>& request)
+{
+    auto reply = client.call(request);
+    if (reply.is_error())
+        fail(request[0] + " failed: " + reply.text);
+    return reply;
+}
+
+// 16-byte keys and values, as the targets are stated.
+std::string fixed_key(std::uint64_t i)
+{
+    char text[17];
+    std::snprintf(text, sizeof text, "key:%012llu", static_cast<unsigned long long>(i));
+    return text;
+}
+
+// Fills bucket `name` with `keys` 16-byte keys and values, pipelined.
+kv::BucketRecord fill_bucket(const std::string& run_dir, const std::string& name, std::uint64_t keys)
+{
+    auto registry = kv::Client::connect(kv::registry_socket_path(run_dir));
+    auto created = call(registry, { "CREATE", name });
+    kv::BucketRecord record;
+    record.pid = static_cast<pid_t>(created.field("pid")->integer);
+    record.socket = created.field("socket")->text;
+    record.segment = created.field("segment")->text;
+    auto bucket = kv::Client::connect(record.socket);
+    const std::uint64_t batch = 1000;
+    for (std::uint64_t start = 0; start < keys; start += batch) {
+        std::string requests;
+        std::uint64_t end = std::min(keys, start + batch);
+        for (std::uint64_t i = start; i < end; ++i)
+            requests += kv::resp::encode_command({ "SET", fixed_key(i), "value:" + fixed_key(i).substr(6) });
+        bucket.send_raw(requests);
+        for (std::uint64_t i = start; i < end; ++i) {
+            if (bucket.read_reply().text != "OK")
+                fail("SET refused while filling " + name);
+        }
+    }
+    return record;
+}
+
+void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, double seconds)
+{
+    auto record = fill_bucket(run_dir, "bench-direct-" + std::to_string(keys), keys);
+    std::vector<std::string> names;
+    names.reserve(keys);
+    for (std::uint64_t i = 0; i < keys; ++i)
+        names.push_back(fixed_key(i));
+    std::atomic<bool> stop { false };
+    std::vector<std::uint64_t> counts(threads);
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+        workers.emplace_back([&, t] {
+            auto reader = kv::SharedTableReader::open(record.segment, kv::TableKind::bucket);
+            if (!reader)
+                fail("unable to map " + record.segment);
+            std::mt19937_64 random(t + 1);
+            std::string value;
+            std::uint64_t done = 0;
+            while (!stop.load(std::memory_order_relaxed)) {
+                for (int i = 0; i < 1024; ++i) {
+                    if (reader->get(names[random() % keys], value) != kv::SharedTableReader::Result::found)
+                        fail("direct GET missed a key");
+                }
+                done += 1024;
+            }
+            counts[t] = done;
+        });
+    }
+    auto start = Clock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); // the measuring window, not synchronisation
+    stop = true;
+    for (auto& worker : workers)
+        worker.join();
+    double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    std::uint64_t total = 0;
+    for (auto c : counts)
+        total += c;
+    std::printf("{\"bench\":\"direct-get\",\"keys\":%llu,\"threads\":%d,\"ops_per_s\":%.0f}\n",
+        static_cast<unsigned long long>(keys), threads, total / elapsed);
+}
+
+void lookup(const std::string& run_dir, int buckets, double seconds)
+{
+    auto registry = kv::Client::connect(kv::registry_socket_path(run_dir));
+    std::vector<std::string> names;
+    for (int i = 0; i < buckets; ++i) {
+        names.push_back("bench-lookup-" + std::to_string(i));
+        call(registry, { "CREATE", names.back() });
+    }
+    auto table = kv::NameTableReader::open(run_dir);
+    if (!table)
+        fail("no name table for " + run_dir);
+    std::mt19937 random(1);
+    kv::BucketRecord record;
+    std::uint64_t done = 0;
+    auto start = Clock::now();
+    auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    while (Clock::now() < deadline) {
+        for (int i = 0; i < 4096; ++i) {
+            if (table->lookup(names[random() % names.size()], record) != kv::NameTableReader::Result::found)
+                fail("name table missed a bucket");
+        }
+        done += 4096;
+    }
+    double table_rate = done / std::chrono::duration<double>(Clock::now() - start).count();
+    // The same through the socket: one request, one reply, as a plain client does.
+    done = 0;
+    std::vector<double> latencies;
+    start = Clock::now();
+    deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    while (Clock::now() < deadline) {
+        auto before = Clock::now();
+        call(registry, { "LOOKUP", names[random() % names.size()] });
+        latencies.push_back(microseconds(Clock::now() - before));
+        ++done;
+    }
+    double socket_rate = done / std::chrono::duration<double>(Clock::now() - start).count();
+    auto p = percentiles(latencies);
+    std::printf("{\"bench\":\"lookup\",\"buckets\":%d,\"table_ops_per_s\":%.0f,\"socket_ops_per_s\":%.0f,"
+                "\"socket_median_us\":%.1f,\"socket_p99_us\":%.1f}\n",
+        buckets, table_rate, socket_rate, p.median, p.p99);
+    for (const auto& name : names)
+        call(registry, { "STOP", name });
+}
+
+void create(const std::string& run_dir, int count)
+{
+    auto registry = kv::Client::connect(kv::registry_socket_path(run_dir));
+    std::vector<double> latencies;
+    for (int i = 0; i < count; ++i) {
+        std::string name = "bench-create-" + std::to_string(i);
+        auto before = Clock::now();
+        call(registry, { "CREATE", name });
+        latencies.push_back(microseconds(Clock::now() - before));
+    }
+    for (int i = 0; i < count; ++i)
+        call(registry, { "STOP", "bench-create-" + std::to_string(i) });
+    auto p = percentiles(latencies);
+    std::printf("{\"bench\":\"create\",\"count\":%d,\"median_us\":%.1f,\"p99_us\":%.1f}\n", count, p.median, p.p99);
+}
+
+// The floor: in one bare process, fork a child that waits, SIGKILL it, wait
+// for its pidfd to turn readable, reap it. No registry, no socket.
+Percentiles bare_pidfd_floor(int count)
+{
+    std::vector<double> latencies;
+    for (int i = 0; i < count; ++i) {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            for (;;)
+                ::pause();
+        }
+        int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+        auto before = Clock::now();
+        ::kill(pid, SIGKILL);
+        pollfd entry { pidfd, POLLIN, 0 };
+        ::poll(&entry, 1, -1);
+        siginfo_t info {};
+        ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED);
+        latencies.push_back(microseconds(Clock::now() - before));
+        ::close(pidfd);
+    }
+    return percentiles(latencies);
+}
+
+void kill_to_gone(const std::string& run_dir, int count)
+{
+    auto registry = kv::Client::connect(kv::registry_socket_path(run_dir));
+    auto table = kv::NameTableReader::open(run_dir);
+    if (!table)
+        fail("no name table for " + run_dir);
+    std::vector<double> latencies, exits;
+    kv::BucketRecord record;
+    for (int i = 0; i < count; ++i) {
+        std::string name = "bench-kill-" + std::to_string(i % 8);
+        auto created = call(registry, { "CREATE", name });
+        pid_t pid = static_cast<pid_t>(created.field("pid")->integer);
+        if (pid < 2)
+            fail("CREATE returned pid " + std::to_string(pid));
+        // Our own pidfd on the bucket: when its exit is visible at all (the
+        // kernel's share of the latency; registryd's is the rest).
+        int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+        auto before = Clock::now();
+        ::kill(pid, SIGKILL);
+        pollfd entry { pidfd, POLLIN, 0 };
+        ::poll(&entry, 1, -1);
+        exits.push_back(microseconds(Clock::now() - before));
+        ::close(pidfd);
+        // Gone: a LOOKUP (here through the name table, which changes in the
+        // same place as the registry's own index) no longer finds it.
+        // Yielding between looks leaves the CPU to registryd and to the dying
+        // process when they share a core with us (this machine has two).
+        while (table->lookup(name, record) == kv::NameTableReader::Result::found && record.pid == pid)
+            std::this_thread::yield();
+        latencies.push_back(microseconds(Clock::now() - before));
+    }
+    auto p = percentiles(latencies);
+    auto exit_seen = percentiles(exits);
+    auto floor = bare_pidfd_floor(count);
+    std::printf("{\"bench\":\"kill\",\"count\":%d,\"median_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,"
+                "\"exit_seen_median_us\":%.1f,\"floor_median_us\":%.1f,\"floor_p99_us\":%.1f}\n",
+        count, p.median, p.p99, p.max, exit_seen.median, floor.median, floor.p99);
+}
+
+std::uint64_t status_kib(pid_t pid, const char* file, const char* field)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/" + file);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind(field, 0) == 0)
+            return std::stoull(line.substr(std::string(field).size()));
+    }
+    return 0;
+}
+
+void scale(const std::string& run_dir, int count, int clients)
+{
+    auto registry = kv::Client::connect(kv::registry_socket_path(run_dir));
+    auto registry_pid = static_cast<pid_t>(std::stol([&] {
+        std::ifstream lock(kv::lock_file_path(run_dir));
+        std::string pid;
+        lock >> pid;
+        return pid;
+    }()));
+    auto rss_before = status_kib(registry_pid, "status", "VmRSS:");
+    // Several clients at once, as a real load would come: registryd spawns
+    // one bucket at a time, and the ones already spawned start up meanwhile.
+    std::vector<std::vector<pid_t>> created(clients);
+    auto start = Clock::now();
+    std::vector<std::thread> workers;
+    for (int c = 0; c < clients; ++c) {
+        workers.emplace_back([&, c] {
+            auto connection = kv::Client::connect(kv::registry_socket_path(run_dir));
+            for (int j = c; j < count; j += clients) {
+                auto reply = connection.call({ "CREATE", "bench-scale-" + std::to_string(j) });
+                if (reply.is_error())
+                    fail("CREATE " + std::to_string(j) + " failed: " + reply.text);
+                created[c].push_back(static_cast<pid_t>(reply.field("pid")->integer));
+            }
+        });
+    }
+    for (auto& worker : workers)
+        worker.join();
+    std::vector<pid_t> pids;
+    for (const auto& some : created)
+        pids.insert(pids.end(), some.begin(), some.end());
+    double create_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    auto rss = status_kib(registry_pid, "status", "VmRSS:");
+    // PSS of a sample of buckets (reading smaps_rollup of all 10,000 takes a while).
+    std::vector<double> pss;
+    for (std::size_t i = 0; i < pids.size(); i += std::max<std::size_t>(1, pids.size() / 200))
+        pss.push_back(static_cast<double>(status_kib(pids[i], "smaps_rollup", "Pss:")));
+    auto pss_p = percentiles(pss);
+    double pss_max = *std::max_element(pss.begin(), pss.end());
+
+    auto table = kv::NameTableReader::open(run_dir);
+    auto names_reader = kv::SharedTableReader::open(kv::name_table_segment(run_dir), kv::TableKind::names);
+    auto kill_start = Clock::now();
+    for (pid_t pid : pids) {
+        if (pid > 1)
+            ::kill(pid, SIGKILL);
+    }
+    std::uint64_t left = 1;
+    while (names_reader->size(left) == kv::SharedTableReader::Result::found && left > 0)
+        std::this_thread::yield();
+    double empty_seconds = std::chrono::duration<double>(Clock::now() - kill_start).count();
+    auto list = registry.call({ "LIST" });
+    std::printf("{\"bench\":\"scale\",\"count\":%d,\"clients\":%d,\"create_s\":%.2f,\"registry_rss_kib\":%llu,"
+                "\"registry_rss_before_kib\":%llu,\"bucket_pss_median_kib\":%.0f,\"bucket_pss_max_kib\":%.0f,"
+                "\"kill_all_to_empty_s\":%.3f,\"list_after\":%zu}\n",
+        count, clients, create_seconds, static_cast<unsigned long long>(rss), static_cast<unsigned long long>(rss_before),
+        pss_p.median, pss_max, empty_seconds, list.elements.size());
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App app { "kvbench: measurements for BENCHMARKS.md (run by bench/run.sh)" };
+    app.require_subcommand(1);
+    std::string run_dir;
+    app.add_option("--run-dir", run_dir, "run dir of a running registryd")->required();
+    app.fallthrough();
+    std::uint64_t keys = 1000;
+    int threads = 1, buckets = 100, count = 1000;
+    double seconds = 2;
+    auto* direct = app.add_subcommand("direct-get", "GET ops/s straight from a bucket's segment");
+    direct->add_option("--keys", keys);
+    direct->add_option("--threads", threads);
+    direct->add_option("--seconds", seconds);
+    auto* lookups = app.add_subcommand("lookup", "LOOKUP ops/s through the name table and through the socket");
+    lookups->add_option("--buckets", buckets);
+    lookups->add_option("--seconds", seconds);
+    auto* creates = app.add_subcommand("create", "CREATE latency, spawn to ready");
+    creates->add_option("--count", count);
+    auto* kills = app.add_subcommand("kill", "kill-to-gone latency, beside the bare pidfd floor");
+    kills->add_option("--count", count);
+    auto* scales = app.add_subcommand("scale", "many live buckets: time, memory, kill-all-to-empty");
+    scales->add_option("--count", count);
+    int clients = 4;
+    scales->add_option("--clients", clients, "CREATE from this many connections at once");
+    CLI11_PARSE(app, argc, argv);
+    std::signal(SIGPIPE, SIG_IGN);
+    if (*direct)
+        direct_get(run_dir, keys, threads, seconds);
+    else if (*lookups)
+        lookup(run_dir, buckets, seconds);
+    else if (*creates)
+        create(run_dir, count);
+    else if (*kills)
+        kill_to_gone(run_dir, count);
+    else if (*scales)
+        scale(run_dir, count, clients);
+    return 0;
+}
