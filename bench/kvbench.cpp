@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <string>
@@ -101,10 +102,11 @@ kv::BucketRecord fill_bucket(const std::string& run_dir, const std::string& name
 void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, double seconds)
 {
     auto record = fill_bucket(run_dir, "bench-direct-" + std::to_string(keys), keys);
-    std::vector<std::string> names;
-    names.reserve(keys);
+    // Keys side by side in one array: the harness should not add cache misses
+    // of its own (16-byte std::strings would each live on the heap).
+    std::vector<char> flat(keys * 16);
     for (std::uint64_t i = 0; i < keys; ++i)
-        names.push_back(fixed_key(i));
+        std::memcpy(flat.data() + i * 16, fixed_key(i).data(), 16);
     std::atomic<bool> stop { false };
     std::vector<std::uint64_t> counts(threads);
     std::vector<std::thread> workers;
@@ -118,7 +120,8 @@ void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, dou
             std::uint64_t done = 0;
             while (!stop.load(std::memory_order_relaxed)) {
                 for (int i = 0; i < 1024; ++i) {
-                    if (reader->get(names[random() % keys], value) != kv::SharedTableReader::Result::found)
+                    std::string_view key(flat.data() + (random() % keys) * 16, 16);
+                    if (reader->get(key, value) != kv::SharedTableReader::Result::found)
                         fail("direct GET missed a key");
                 }
                 done += 1024;
@@ -283,6 +286,11 @@ void scale(const std::string& run_dir, int count, int clients)
         return pid;
     }()));
     auto rss_before = status_kib(registry_pid, "status", "VmRSS:");
+    auto names_reader = kv::SharedTableReader::open(kv::name_table_segment(run_dir), kv::TableKind::names);
+    if (!names_reader)
+        fail("no name table for " + run_dir);
+    std::uint64_t baseline = 0; // buckets that were there before (other benchmarks')
+    names_reader->size(baseline);
     // Several clients at once, as a real load would come: registryd spawns
     // one bucket at a time, and the ones already spawned start up meanwhile.
     std::vector<std::vector<pid_t>> created(clients);
@@ -313,23 +321,21 @@ void scale(const std::string& run_dir, int count, int clients)
     auto pss_p = percentiles(pss);
     double pss_max = *std::max_element(pss.begin(), pss.end());
 
-    auto table = kv::NameTableReader::open(run_dir);
-    auto names_reader = kv::SharedTableReader::open(kv::name_table_segment(run_dir), kv::TableKind::names);
     auto kill_start = Clock::now();
     for (pid_t pid : pids) {
         if (pid > 1)
             ::kill(pid, SIGKILL);
     }
     std::uint64_t left = 1;
-    while (names_reader->size(left) == kv::SharedTableReader::Result::found && left > 0)
+    while (names_reader->size(left) == kv::SharedTableReader::Result::found && left > baseline)
         std::this_thread::yield();
     double empty_seconds = std::chrono::duration<double>(Clock::now() - kill_start).count();
     auto list = registry.call({ "LIST" });
     std::printf("{\"bench\":\"scale\",\"count\":%d,\"clients\":%d,\"create_s\":%.2f,\"registry_rss_kib\":%llu,"
                 "\"registry_rss_before_kib\":%llu,\"bucket_pss_median_kib\":%.0f,\"bucket_pss_max_kib\":%.0f,"
-                "\"kill_all_to_empty_s\":%.3f,\"list_after\":%zu}\n",
+                "\"kill_all_to_empty_s\":%.3f,\"list_after\":%zu,\"list_before\":%llu}\n",
         count, clients, create_seconds, static_cast<unsigned long long>(rss), static_cast<unsigned long long>(rss_before),
-        pss_p.median, pss_max, empty_seconds, list.elements.size());
+        pss_p.median, pss_max, empty_seconds, list.elements.size(), static_cast<unsigned long long>(baseline));
 }
 
 } // namespace

@@ -79,17 +79,29 @@ void ping(BucketContext&, const resp::Request& request, std::string& out)
         resp::append_simple(out, "PONG");
 }
 
-// redis-benchmark asks for CONFIG GET save / appendonly before it starts; a
-// bucket has no configuration to show, so every pattern matches nothing.
+// redis-benchmark asks for CONFIG GET save / appendonly before it starts.
+// A bucket persists nothing, and says so in Redis's words.
 void config(BucketContext&, const resp::Request& request, std::string& out)
 {
     std::string sub = request[1];
     for (auto& c : sub)
         c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (sub == "GET")
-        resp::append_array_header(out, 0);
-    else
-        resp::append_error(out, "ERR CONFIG supports only GET here");
+    if (sub != "GET" || request.size() != 3) {
+        resp::append_error(out, "ERR CONFIG supports only GET <pattern> here");
+        return;
+    }
+    static const std::pair<std::string_view, std::string_view> settings[] = { { "save", "" }, { "appendonly", "no" } };
+    std::string body;
+    std::size_t count = 0;
+    for (const auto& [name, value] : settings) {
+        if (glob_match(request[2], name)) {
+            resp::append_bulk(body, name);
+            resp::append_bulk(body, value);
+            count += 2;
+        }
+    }
+    resp::append_array_header(out, count);
+    out += body;
 }
 
 void debug(BucketContext& context, const resp::Request& request, std::string& out)
