@@ -63,15 +63,14 @@ int main(int argc, char** argv)
         const char* debug = std::getenv("KV_DEBUG_COMMAND");
         auto server_config = kv::ServerConfig::decode(require_environment("KV_SERVER_CONFIG"));
 
-        kv::asio::io_context io;
+        // One thread, and nothing touches the loop from another: no locks.
+        kv::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
         kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
 
         kv::BucketMap map(segment_name, size);
         kv::BucketContext context { map, debug && std::string(debug) == "1" };
-        kv::RespServer server(io, socket_path, [&context](kv::resp::Request& request, const kv::Responder& responder) {
-            std::string reply;
-            kv::run_bucket_command(context, request, reply);
-            responder.send(std::move(reply));
+        kv::RespServer server(io, socket_path, [&context](kv::resp::Request& request, kv::ReplySink& reply) {
+            kv::run_bucket_command(context, request, reply.now());
         }, server_config);
 
         stop_signals.async_wait([&](const boost::system::error_code& error, int) {

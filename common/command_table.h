@@ -4,9 +4,10 @@
 // negative one means "at least -arity"; both count the verb itself.
 #pragma once
 
-#include <algorithm>
-#include <cctype>
+#include <strings.h>
+
 #include <string>
+#include <string_view>
 
 #include "bucket_name.h"
 #include "resp.h"
@@ -19,14 +20,13 @@ namespace kv {
 template <typename Entry, std::size_t N>
 const Entry* find_command(const Entry (&table)[N], const resp::Request& request, std::string& out)
 {
-    std::string verb = request.empty() ? std::string() : request[0];
-    std::transform(verb.begin(), verb.end(), verb.begin(), [](unsigned char c) { return std::toupper(c); });
+    std::string_view verb = request.empty() ? std::string_view() : std::string_view(request[0]);
     for (const Entry& entry : table) {
-        if (entry.name != verb)
+        if (entry.name.size() != verb.size() || ::strncasecmp(entry.name.data(), verb.data(), verb.size()) != 0)
             continue;
         auto count = static_cast<long>(request.size());
         if ((entry.arity > 0 && count != entry.arity) || (entry.arity < 0 && count < -entry.arity)) {
-            resp::append_error(out, "ERR wrong number of arguments for '" + verb + "' command");
+            resp::append_error(out, "ERR wrong number of arguments for '" + std::string(entry.name) + "' command");
             return nullptr;
         }
         return &entry;

@@ -9,6 +9,17 @@ namespace {
 
 bool parse_integer(std::string_view text, long long& value)
 {
+    // The common case, a short non-negative length, without from_chars' generality.
+    if (!text.empty() && text.size() <= 18 && text[0] != '-') {
+        long long result = 0;
+        for (char c : text) {
+            if (c < '0' || c > '9')
+                return false;
+            result = result * 10 + (c - '0');
+        }
+        value = result;
+        return true;
+    }
     if (text.empty())
         return false;
     auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -92,8 +103,7 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
                 continue; // "*0" and "*-1" are empty requests, skipped as Redis does
             in_multibulk_ = true;
             multibulk_remaining_ = count;
-            arguments_.clear();
-            arguments_.reserve(static_cast<std::size_t>(std::min<long long>(count, 1024)));
+            argument_count_ = 0;
         }
         while (multibulk_remaining_ > 0) {
             if (bulk_length_ < 0) {
@@ -118,14 +128,20 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
                 return Status::need_more;
             if (buffer_[position_ + needed - 2] != '\r' || buffer_[position_ + needed - 1] != '\n')
                 return fail(error, "bulk string not terminated by CRLF");
-            arguments_.emplace_back(buffer_.data() + position_, static_cast<std::size_t>(bulk_length_));
+            // Strings left from an earlier request are reused: their storage
+            // is kept, so a steady stream of requests allocates nothing.
+            if (argument_count_ < arguments_.size())
+                arguments_[argument_count_].assign(buffer_.data() + position_, static_cast<std::size_t>(bulk_length_));
+            else
+                arguments_.emplace_back(buffer_.data() + position_, static_cast<std::size_t>(bulk_length_));
+            ++argument_count_;
             position_ += needed;
             bulk_length_ = -1;
             --multibulk_remaining_;
         }
         in_multibulk_ = false;
-        out = std::move(arguments_);
-        arguments_.clear();
+        arguments_.resize(argument_count_);
+        out.swap(arguments_); // `out`'s old strings come back to be reused
         return Status::request;
     }
 }

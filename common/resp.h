@@ -56,6 +56,7 @@ private:
     long long multibulk_remaining_ = 0;
     long long bulk_length_ = -1;
     Request arguments_;
+    std::size_t argument_count_ = 0;
     bool failed_ = false;
 };
 

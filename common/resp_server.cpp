@@ -72,9 +72,8 @@ private:
             return;
         in_process_ = true;
         while (!awaiting_reply_ && !close_after_write_ && output_.size() < output_soft_limit) {
-            resp::Request request;
             std::string error;
-            auto status = parser_.next(request, error);
+            auto status = parser_.next(request_, error);
             if (status == resp::RequestParser::Status::need_more)
                 break;
             if (status == resp::RequestParser::Status::protocol_error) {
@@ -83,12 +82,17 @@ private:
                 break;
             }
             awaiting_reply_ = true;
+            const std::size_t before = output_.size();
+            ReplySink reply(output_, weak_from_this());
             try {
-                handler_(request, Responder(weak_from_this()));
+                handler_(request_, reply);
+                if (!reply.deferred())
+                    awaiting_reply_ = false;
             } catch (const std::exception& error) {
                 // The catch-all clause: a request that makes a handler throw
                 // gets an error reply and is forgotten; the process goes on.
-                if (awaiting_reply_) {
+                if (!reply.deferred() || awaiting_reply_) {
+                    output_.resize(before);
                     resp::append_error(output_, std::string("ERR internal error: ") + error.what());
                     awaiting_reply_ = false;
                 }
@@ -183,6 +187,7 @@ private:
     const RequestHandler& handler_;
     const ServerConfig& config_;
     resp::RequestParser parser_;
+    resp::Request request_; // reused: its storage outlives each request
     std::shared_ptr<std::size_t> count_;
     asio::steady_timer stall_timer_;
     std::string where_;

@@ -21,9 +21,8 @@ namespace kv {
 
 class RespConnection;
 
-// Given to a handler with each request; exactly one reply must be sent
-// through it, now or later. Copyable; a reply to a closed connection is
-// dropped.
+// A reply owed for later: exactly one must be sent through it. Copyable; a
+// reply to a closed connection is dropped.
 class Responder {
 public:
     explicit Responder(std::weak_ptr<RespConnection> connection) : connection_(std::move(connection)) {}
@@ -33,7 +32,31 @@ private:
     std::weak_ptr<RespConnection> connection_;
 };
 
-using RequestHandler = std::function<void(resp::Request& request, const Responder& responder)>;
+// Given to a handler with each request: answer now by appending one reply
+// to now(), or take defer() and answer through the Responder later. The
+// immediate path costs no allocation of its own: it is how buckets answer.
+class ReplySink {
+public:
+    ReplySink(std::string& output, std::weak_ptr<RespConnection> connection)
+        : output_(output)
+        , connection_(std::move(connection))
+    {
+    }
+    std::string& now() { return output_; }
+    Responder defer()
+    {
+        deferred_ = true;
+        return Responder(connection_);
+    }
+    bool deferred() const { return deferred_; }
+
+private:
+    std::string& output_;
+    std::weak_ptr<RespConnection> connection_;
+    bool deferred_ = false;
+};
+
+using RequestHandler = std::function<void(resp::Request& request, ReplySink& reply)>;
 
 class RespServer {
 public:

@@ -99,11 +99,12 @@ int main(int argc, char** argv)
         if (::access(options.bucketd_path.c_str(), X_OK) == -1)
             throw kv::SystemError("unable to use bucketd executable", options.bucketd_path, errno);
 
-        kv::asio::io_context io;
+        // One thread, and nothing touches the loop from another: no locks.
+        kv::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
         kv::Registry registry(io, options);
         kv::RespServer server(io, kv::registry_socket_path(options.run_dir),
-            [&registry](kv::resp::Request& request, const kv::Responder& responder) {
-                kv::run_registry_command(registry, request, responder);
+            [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
+                kv::run_registry_command(registry, request, reply.defer());
             },
             server_config);
 
