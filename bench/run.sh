@@ -38,7 +38,7 @@ redis-server --port 0 --unixsocket "$work/redis.sock" --unixsocketperm 700 --sav
   --daemonize no --logfile "$work/redis.log" &
 redis_pid=$!
 # registryd, with room for 10,000 buckets and for a bucket of 1,000,000 keys.
-"$bin/registryd" --run-dir "$work/run" --max-buckets 12000 --bucket-size 268435456 2>"$work/registryd.log" &
+"$bin/registryd" --run-dir "$work/run" --max-buckets 12000 --bucket-size 536870912 2>"$work/registryd.log" &
 registry_pid=$!
 wait_for_socket "$work/redis.sock"
 wait_for_socket "$work/run/registry.sock"

@@ -55,11 +55,21 @@ private:
     std::chrono::steady_clock::time_point deadline_;
 };
 
-struct Slot {
+// Offset 2 in a slot means "the pair is inline, in the slot itself".
+constexpr std::uint64_t inline_slot = 2;
+constexpr std::size_t inline_capacity = 46;
+
+// One cache line. A small pair (key plus value up to 46 bytes) lives in the
+// slot itself, so a direct read of it costs one cache miss, not two; a
+// larger one lives in an Entry in the heap.
+struct alignas(64) Slot {
     std::atomic<std::uint64_t> tag;
-    std::atomic<std::uint64_t> entry;
+    std::atomic<std::uint64_t> entry; // empty, deleted, inline, or an Entry's offset
+    std::uint8_t key_size;            // inline pairs only
+    std::uint8_t value_size;
+    char bytes[inline_capacity];
 };
-static_assert(sizeof(Slot) == 16);
+static_assert(sizeof(Slot) == 64);
 
 struct Entry {
     std::uint32_t key_size;
@@ -104,6 +114,29 @@ struct SharedTableWriter::Segment {
     Slot* slots() const { return reinterpret_cast<Slot*>(base + header->index_offset.load(std::memory_order_relaxed)); }
     std::uint64_t capacity() const { return header->capacity.load(std::memory_order_relaxed); }
     Entry* entry(std::uint64_t offset) const { return reinterpret_cast<Entry*>(base + offset); }
+    std::string_view slot_key(const Slot& slot) const
+    {
+        std::uint64_t offset = slot.entry.load(std::memory_order_relaxed);
+        if (offset == inline_slot)
+            return { slot.bytes, slot.key_size };
+        return key_of(entry(offset));
+    }
+    std::string_view slot_value(const Slot& slot) const
+    {
+        std::uint64_t offset = slot.entry.load(std::memory_order_relaxed);
+        if (offset == inline_slot)
+            return { slot.bytes + slot.key_size, slot.value_size };
+        return value_of(entry(offset));
+    }
+    static bool holds_entry(std::uint64_t offset) { return offset > inline_slot; }
+    // A fresh index: every slot empty (all-zero bytes).
+    Slot* make_index(std::uint64_t capacity)
+    {
+        void* memory = heap.allocate_aligned(capacity * sizeof(Slot), alignof(Slot), std::nothrow);
+        if (memory)
+            std::memset(memory, 0, capacity * sizeof(Slot));
+        return static_cast<Slot*>(memory);
+    }
     static std::string_view key_of(const Entry* e) { return { reinterpret_cast<const char*>(e + 1), e->key_size }; }
     static std::string_view value_of(const Entry* e)
     {
@@ -128,7 +161,7 @@ struct SharedTableWriter::Segment {
                     free_slot = i;
                 continue;
             }
-            if (index[i].tag.load(std::memory_order_relaxed) == tag && key_of(entry(offset)) == key) {
+            if (index[i].tag.load(std::memory_order_relaxed) == tag && slot_key(index[i]) == key) {
                 found = true;
                 return i;
             }
@@ -172,14 +205,9 @@ struct SharedTableWriter::Segment {
         std::uint64_t new_capacity = capacity();
         while ((live + 1) * 10 > new_capacity * 5)
             new_capacity *= 2;
-        void* memory = heap.allocate(new_capacity * sizeof(Slot), std::nothrow);
-        if (!memory)
+        Slot* fresh = make_index(new_capacity);
+        if (!fresh)
             return false;
-        auto* fresh = static_cast<Slot*>(memory);
-        for (std::uint64_t i = 0; i < new_capacity; ++i) {
-            new (&fresh[i].tag) std::atomic<std::uint64_t>(0);
-            new (&fresh[i].entry) std::atomic<std::uint64_t>(empty_slot);
-        }
         Slot* old = slots();
         const std::uint64_t old_capacity = capacity();
         for (std::uint64_t i = 0; i < old_capacity; ++i) {
@@ -190,8 +218,8 @@ struct SharedTableWriter::Segment {
             std::uint64_t j = tag & (new_capacity - 1);
             while (fresh[j].entry.load(std::memory_order_relaxed) != empty_slot)
                 j = (j + 1) & (new_capacity - 1);
-            fresh[j].tag.store(tag, std::memory_order_relaxed);
-            fresh[j].entry.store(offset, std::memory_order_relaxed);
+            // Nobody reads the new index yet: a plain copy of the line will do.
+            std::memcpy(static_cast<void*>(&fresh[j]), static_cast<const void*>(&old[i]), sizeof(Slot));
         }
         begin_write();
         header->index_offset.store(offset_of(fresh), std::memory_order_relaxed);
@@ -254,14 +282,9 @@ SharedTableWriter::SharedTableWriter(std::string segment_name, std::size_t size,
     } catch (const std::exception& error) {
         fail("manage");
     }
-    void* index = segment->heap.allocate(initial_capacity * sizeof(Slot), std::nothrow);
-    if (!index)
+    Slot* slots = segment->make_index(initial_capacity);
+    if (!slots)
         fail("index");
-    auto* slots = static_cast<Slot*>(index);
-    for (std::uint64_t i = 0; i < initial_capacity; ++i) {
-        new (&slots[i].tag) std::atomic<std::uint64_t>(0);
-        new (&slots[i].entry) std::atomic<std::uint64_t>(empty_slot);
-    }
     header.index_offset.store(segment->offset_of(slots), std::memory_order_relaxed);
     header.capacity.store(initial_capacity, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
@@ -283,7 +306,7 @@ std::optional<std::string_view> SharedTableWriter::get(std::string_view key) con
     std::uint64_t slot = segment_->find_slot(key, hash_key(key), found);
     if (!found)
         return std::nullopt;
-    return Segment::value_of(segment_->entry(segment_->slots()[slot].entry.load(std::memory_order_relaxed)));
+    return segment_->slot_value(segment_->slots()[slot]);
 }
 
 SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::string_view value)
@@ -302,18 +325,30 @@ SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::s
             slot = s.find_slot(key, tag, found);
         }
     }
-    // Written completely before it becomes reachable.
-    Entry* fresh = s.make_entry(key, value);
-    if (!fresh)
-        return SetResult::full;
+    // A large pair is written completely in the heap before it becomes reachable.
+    const bool fits_inline = key.size() + value.size() <= inline_capacity;
+    Entry* fresh = nullptr;
+    if (!fits_inline) {
+        fresh = s.make_entry(key, value);
+        if (!fresh)
+            return SetResult::full;
+    }
     Slot& target = s.slots()[slot];
-    std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
+    const std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
+    const std::size_t old_value_size = found ? s.slot_value(target).size() : 0;
     s.begin_write();
     target.tag.store(tag, std::memory_order_relaxed);
-    target.entry.store(s.offset_of(fresh), std::memory_order_relaxed);
+    if (fits_inline) {
+        target.key_size = static_cast<std::uint8_t>(key.size());
+        target.value_size = static_cast<std::uint8_t>(value.size());
+        std::memcpy(target.bytes, key.data(), key.size());
+        std::memcpy(target.bytes + key.size(), value.data(), value.size());
+        target.entry.store(inline_slot, std::memory_order_relaxed);
+    } else {
+        target.entry.store(s.offset_of(fresh), std::memory_order_relaxed);
+    }
     if (found) {
-        const Entry* old = s.entry(old_offset);
-        s.header->bytes.fetch_add(value.size() - old->value_size, std::memory_order_relaxed);
+        s.header->bytes.fetch_add(value.size() - old_value_size, std::memory_order_relaxed);
     } else {
         if (old_offset == empty_slot)
             ++s.used_slots;
@@ -322,7 +357,7 @@ SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::s
     }
     s.end_write();
     // Unreachable now; a reader still looking at it will see the sequence move.
-    if (found)
+    if (found && Segment::holds_entry(old_offset))
         s.heap.deallocate(s.entry(old_offset));
     return SetResult::stored;
 }
@@ -335,14 +370,15 @@ bool SharedTableWriter::erase(std::string_view key)
     if (!found)
         return false;
     Slot& target = s.slots()[slot];
-    std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
-    const Entry* old = s.entry(old_offset);
+    const std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
+    const std::size_t old_bytes = s.slot_key(target).size() + s.slot_value(target).size();
     s.begin_write();
     target.entry.store(deleted_slot, std::memory_order_relaxed);
     s.header->keys.fetch_sub(1, std::memory_order_relaxed);
-    s.header->bytes.fetch_sub(old->key_size + old->value_size, std::memory_order_relaxed);
+    s.header->bytes.fetch_sub(old_bytes, std::memory_order_relaxed);
     s.end_write();
-    s.heap.deallocate(s.entry(old_offset));
+    if (Segment::holds_entry(old_offset))
+        s.heap.deallocate(s.entry(old_offset));
     return true;
 }
 
@@ -356,10 +392,8 @@ void SharedTableWriter::for_each(const std::function<void(std::string_view, std:
     const Slot* index = s.slots();
     for (std::uint64_t i = 0; i < s.capacity(); ++i) {
         std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
-        if (offset != empty_slot && offset != deleted_slot) {
-            const Entry* e = s.entry(offset);
-            visit(Segment::key_of(e), Segment::value_of(e));
-        }
+        if (offset != empty_slot && offset != deleted_slot)
+            visit(s.slot_key(index[i]), s.slot_value(index[i]));
     }
 }
 
@@ -434,6 +468,19 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
                 break;
             if (offset == deleted_slot || index[i].tag.load(std::memory_order_relaxed) != tag)
                 continue;
+            if (offset == inline_slot) {
+                const Slot& slot = index[i];
+                const std::size_t key_size = slot.key_size;
+                const std::size_t value_size = slot.value_size;
+                if (key_size + value_size > inline_capacity)
+                    break; // a write in progress: the sequence check will say so
+                if (key_size != key.size() || std::memcmp(slot.bytes, key.data(), key_size) != 0)
+                    continue;
+                if (value)
+                    value->assign(slot.bytes + key_size, value_size);
+                result = Result::found;
+                break;
+            }
             if (offset < table_header_size || offset > size_ - sizeof(Entry))
                 break;
             Entry e;

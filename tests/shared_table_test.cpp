@@ -61,6 +61,27 @@ TEST(SharedTable, ReaderSeesWhatTheWriterStoresWithoutAnySystemCall)
     EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::names)) << "a bucket table is not a name table";
 }
 
+TEST(SharedTable, PairsMoveBetweenTheSlotAndTheHeapAsTheyGrowAndShrink)
+{
+    auto name = unique_segment("inline");
+    kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket);
+    std::string value;
+    // 46 bytes of key plus value fit in the slot; 47 do not.
+    const std::string key(16, 'k');
+    for (std::size_t size : { 0, 30, 31, 200, 5, 4096, 30 }) {
+        std::string expected(size, static_cast<char>('a' + size % 26));
+        ASSERT_EQ(writer.set(key, expected), kv::SharedTableWriter::SetResult::stored);
+        ASSERT_EQ(reader->get(key, value), Result::found) << size;
+        EXPECT_EQ(value, expected) << size;
+        EXPECT_EQ(writer.bytes(), key.size() + size);
+    }
+    EXPECT_TRUE(writer.erase(key));
+    EXPECT_EQ(reader->get(key, value), Result::missing);
+    EXPECT_EQ(writer.bytes(), 0u);
+}
+
 TEST(SharedTable, GrowsItsIndexAndKeepsEveryKey)
 {
     auto name = unique_segment("grow");
