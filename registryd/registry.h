@@ -29,7 +29,7 @@ struct RegistryOptions {
     std::string run_dir;
     std::string bucketd_path;
     std::size_t max_buckets = 1024;
-    std::size_t bucket_size = 64 * 1024 * 1024;
+    std::size_t bucket_size = 256 * 1024 * 1024; // reserved, not used: pages are taken when touched
     std::chrono::milliseconds ready_timeout { 5000 };
     std::chrono::milliseconds stop_grace { 2000 };
     bool debug_command_enabled = false;

@@ -219,8 +219,15 @@ void chaos_client(const RegistryDaemon& daemon, int index, const std::vector<std
     }
 }
 
-// Stops and joins the client threads however the test leaves its scope.
+// The chaos clients: `count` threads of chaos_client, stopped and joined
+// however the test leaves its scope.
 struct ClientThreads {
+    void start(const RegistryDaemon& daemon, const std::vector<std::string>& names, int count)
+    {
+        for (int i = 0; i < count; ++i)
+            threads.emplace_back(chaos_client, std::cref(daemon), i, std::cref(names), std::cref(running),
+                std::ref(acknowledged), std::ref(operations));
+    }
     ~ClientThreads() { stop(); }
     void stop()
     {
@@ -231,6 +238,8 @@ struct ClientThreads {
         }
     }
     std::atomic<bool> running { true };
+    std::atomic<long> operations { 0 };
+    Acknowledged acknowledged;
     std::vector<std::thread> threads;
 };
 
@@ -249,12 +258,10 @@ TEST(Faults, ChaosKillsAndClientsLoseNothingAcknowledged)
         names.push_back("chaos" + std::to_string(i));
         daemon.create(names.back());
     }
-    std::atomic<long> operations { 0 };
-    Acknowledged acknowledged;
     ClientThreads clients;
-    for (int i = 0; i < 4; ++i)
-        clients.threads.emplace_back(chaos_client, std::cref(daemon), i, std::cref(names), std::cref(clients.running),
-            std::ref(acknowledged), std::ref(operations));
+    clients.start(daemon, names, 4);
+    auto& operations = clients.operations;
+    auto& acknowledged = clients.acknowledged;
 
     // The killer: SIGKILL a random bucket, wait for registryd to report it,
     // create it again. Bounded by count and by time.
@@ -315,12 +322,10 @@ TEST(Faults, ShutdownUnderLoadStopsAndCleansEverything)
         names.push_back("busy" + std::to_string(i));
         pidfds.push_back(open_pidfd(static_cast<pid_t>(daemon.create(names.back()).field("pid")->integer)));
     }
-    std::atomic<long> operations { 0 };
-    Acknowledged acknowledged;
     ClientThreads clients;
-    for (int i = 0; i < 4; ++i)
-        clients.threads.emplace_back(chaos_client, std::cref(daemon), i, std::cref(names), std::cref(clients.running),
-            std::ref(acknowledged), std::ref(operations));
+    clients.start(daemon, names, 4);
+    auto& operations = clients.operations;
+    auto& acknowledged = clients.acknowledged;
     // Let the load get going: wait until it has done real work, then SIGTERM.
     auto deadline = std::chrono::steady_clock::now() + 20s;
     while (operations < 200 && std::chrono::steady_clock::now() < deadline)
