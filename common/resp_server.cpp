@@ -41,6 +41,9 @@ public:
         , where_(where)
     {
         ++*count_;
+        // Our own writes must never block the loop (see flush()).
+        boost::system::error_code ignored;
+        socket_.non_blocking(true, ignored);
     }
     ~RespConnection() { --*count_; }
 
@@ -68,8 +71,26 @@ private:
     // writes what was answered and reads more if there is room.
     void process()
     {
-        if (in_process_ || closed_)
+        // Repeats while replies filled the output and all of them went out at once.
+        for (;;) {
+            const bool more_waiting = answer_requests();
+            const bool all_sent = flush();
+            if (closed_ || !more_waiting || !all_sent)
+                break;
+        }
+        if (closed_)
             return;
+        if (!reading_ && !close_after_write_ && output_.size() < output_soft_limit)
+            read_more();
+        watch_for_stall();
+    }
+
+    // Runs every complete request it may; true if it stopped only because
+    // the output reached its soft limit (more requests may be waiting).
+    bool answer_requests()
+    {
+        if (in_process_ || closed_)
+            return false;
         in_process_ = true;
         while (!awaiting_reply_ && !close_after_write_ && output_.size() < output_soft_limit) {
             std::string error;
@@ -99,6 +120,7 @@ private:
             }
         }
         in_process_ = false;
+        const bool output_full = output_.size() >= output_soft_limit;
         if (parser_.buffered() > config_.max_client_buffer && !close_after_write_) {
             resp::append_error(output_, "ERR request larger than the client buffer limit of "
                 + std::to_string(config_.max_client_buffer) + " bytes");
@@ -106,12 +128,9 @@ private:
         }
         if (output_.size() + in_flight_.size() > config_.max_client_buffer) {
             drop("its unread replies passed the client buffer limit");
-            return;
+            return false;
         }
-        flush();
-        if (!reading_ && !closed_ && !close_after_write_ && output_.size() < output_soft_limit)
-            read_more();
-        watch_for_stall();
+        return output_full && !close_after_write_;
     }
 
     void read_more()
@@ -132,10 +151,33 @@ private:
             });
     }
 
-    void flush()
+    // Sends what is queued. Most replies fit the socket's buffer: they are
+    // written at once, without a trip through Asio's completion queue; only
+    // what does not fit waits for an asynchronous write. True if everything
+    // queued went out now.
+    bool flush()
     {
-        if (writing_ || output_.empty() || closed_)
-            return;
+        if (writing_ || closed_)
+            return false;
+        if (output_.empty())
+            return true;
+        boost::system::error_code error;
+        std::size_t written = socket_.write_some(asio::buffer(output_), error); // non-blocking socket
+        if (error && error != asio::error::would_block && error != asio::error::try_again) {
+            close();
+            return false;
+        }
+        if (written > 0)
+            progress_ = true;
+        if (written == output_.size()) {
+            output_.clear();
+            if (close_after_write_) {
+                close();
+                return false;
+            }
+            return true;
+        }
+        output_.erase(0, written);
         writing_ = true;
         in_flight_.swap(output_);
         output_.clear();
@@ -150,6 +192,7 @@ private:
                 }
                 self->process();
             });
+        return false;
     }
 
     // The client owes us something: the rest of a request, or reading its replies.
