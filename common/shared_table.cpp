@@ -132,11 +132,42 @@ struct SharedTableWriter::Segment {
     // A fresh index: every slot empty (all-zero bytes).
     Slot* make_index(std::uint64_t capacity)
     {
+        if (!reserve_for(capacity * sizeof(Slot)))
+            return nullptr;
         void* memory = heap.allocate_aligned(capacity * sizeof(Slot), alignof(Slot), std::nothrow);
-        if (memory)
+        if (memory) {
+            note_block(memory, capacity * sizeof(Slot));
             std::memset(memory, 0, capacity * sizeof(Slot));
+        }
         return static_cast<Slot*>(memory);
     }
+
+    // The segment is sparse, and touching a page when /dev/shm is full is a
+    // SIGBUS. Before the heap may hand out `size` more bytes, the pages past
+    // the highest block handed out so far are backed with posix_fallocate, a
+    // MiB at a time: Boost's best fit carves new blocks from the start of the
+    // free space above that mark, and holes below it were backed already. A
+    // full /dev/shm is then a FULL reply, not a crash.
+    bool reserve_for(std::size_t size)
+    {
+        const std::uint64_t slack = 64 * 1024; // block headers and the split-off free block's header
+        const std::uint64_t needed = std::min<std::uint64_t>(header->size, high_water + size + slack);
+        if (needed <= reserved_until)
+            return true;
+        std::uint64_t target = std::min<std::uint64_t>(header->size, std::max<std::uint64_t>(needed, reserved_until + (1 << 20)));
+        if (::posix_fallocate(shm_fd, static_cast<off_t>(reserved_until), static_cast<off_t>(target - reserved_until)) != 0) {
+            target = needed;
+            if (::posix_fallocate(shm_fd, static_cast<off_t>(reserved_until), static_cast<off_t>(target - reserved_until)) != 0)
+                return false;
+        }
+        reserved_until = target;
+        return true;
+    }
+    void note_block(const void* block, std::size_t size) { high_water = std::max<std::uint64_t>(high_water, offset_of(block) + size); }
+
+    int shm_fd = -1;
+    std::uint64_t reserved_until = 0; // bytes from the start backed by /dev/shm pages
+    std::uint64_t high_water = 0;     // end of the highest block handed out
     static std::string_view key_of(const Entry* e) { return { reinterpret_cast<const char*>(e + 1), e->key_size }; }
     static std::string_view value_of(const Entry* e)
     {
@@ -183,9 +214,13 @@ struct SharedTableWriter::Segment {
 
     Entry* make_entry(std::string_view key, std::string_view value)
     {
-        void* memory = heap.allocate(sizeof(Entry) + key.size() + value.size(), std::nothrow);
+        const std::size_t size = sizeof(Entry) + key.size() + value.size();
+        if (!reserve_for(size))
+            return nullptr;
+        void* memory = heap.allocate(size, std::nothrow);
         if (!memory)
             return nullptr;
+        note_block(memory, size);
         auto* e = static_cast<Entry*>(memory);
         e->key_size = static_cast<std::uint32_t>(key.size());
         e->value_size = static_cast<std::uint32_t>(value.size());
@@ -282,6 +317,9 @@ SharedTableWriter::SharedTableWriter(std::string segment_name, std::size_t size,
     } catch (const std::exception& error) {
         fail("manage");
     }
+    segment->shm_fd = shm_fd;
+    segment->reserved_until = reserved_at_creation;
+    segment->high_water = table_header_size;
     Slot* slots = segment->make_index(initial_capacity);
     if (!slots)
         fail("index");

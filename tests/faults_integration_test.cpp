@@ -180,6 +180,32 @@ TEST(Faults, FullDevShmIsACreateErrorAndLeavesNothing)
     EXPECT_EQ(files_in(daemon.run_dir() + "/buckets").size(), static_cast<std::size_t>(created));
 }
 
+TEST(Faults, DevShmFillingWhileABucketGrowsIsFullNotACrash)
+{
+    if (::geteuid() != 0)
+        GTEST_SKIP() << "needs root to give registryd its own small /dev/shm";
+    DaemonOptions options;
+    options.wrapper = { "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        "mount -t tmpfs -o size=4m tmpfs /dev/shm && exec \"$0\" \"$@\"" };
+    RegistryDaemon daemon(options);
+    auto bucket = daemon.create("grows");
+    auto client = kv::Client::connect(bucket.field("socket")->text);
+    set_receive_timeout(client, 20s);
+    // The bucket's segment is 256 MiB, but /dev/shm holds 4 MiB: it fills first.
+    const std::string value(100 * 1024, 'v');
+    int stored = 0;
+    kv::resp::Value reply;
+    while ((reply = client.call({ "SET", "k" + std::to_string(stored), value })).text == "OK")
+        ++stored;
+    EXPECT_EQ(reply.text.rfind("FULL bucket is full", 0), 0u) << reply.text;
+    EXPECT_GT(stored, 10);
+    // Still alive, still serving, nothing lost.
+    EXPECT_EQ(daemon.call({ "LOOKUP", "grows" }).field("pid")->integer, bucket.field("pid")->integer);
+    for (int i = 0; i < stored; ++i)
+        ASSERT_TRUE(client.call({ "GET", "k" + std::to_string(i) }).text == value) << i;
+    EXPECT_EQ(client.call({ "DEL", "k0" }).integer, 1);
+}
+
 namespace {
 
 // One client of the chaos test: SETs its own keys into random buckets and
