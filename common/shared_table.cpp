@@ -8,6 +8,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -145,16 +146,18 @@ struct SharedTableWriter::Segment {
     // The segment is sparse, and touching a page when /dev/shm is full is a
     // SIGBUS. Before the heap may hand out `size` more bytes, the pages past
     // the highest block handed out so far are backed with posix_fallocate, a
-    // MiB at a time: Boost's best fit carves new blocks from the start of the
+    // little ahead: Boost's best fit carves new blocks from the start of the
     // free space above that mark, and holes below it were backed already. A
     // full /dev/shm is then a FULL reply, not a crash.
     bool reserve_for(std::size_t size)
     {
-        const std::uint64_t slack = 64 * 1024; // block headers and the split-off free block's header
+        const std::uint64_t slack = 4096; // block headers and the split-off free block's header
         const std::uint64_t needed = std::min<std::uint64_t>(header->size, high_water + size + slack);
         if (needed <= reserved_until)
             return true;
-        std::uint64_t target = std::min<std::uint64_t>(header->size, std::max<std::uint64_t>(needed, reserved_until + (1 << 20)));
+        // Ahead by a quarter of what is backed already, 64 KiB to 1 MiB at a time.
+        const std::uint64_t step = std::clamp<std::uint64_t>(reserved_until / 4, 64 * 1024, 1 << 20);
+        std::uint64_t target = std::min<std::uint64_t>(header->size, std::max<std::uint64_t>(needed, reserved_until + step));
         if (::posix_fallocate(shm_fd, static_cast<off_t>(reserved_until), static_cast<off_t>(target - reserved_until)) != 0) {
             target = needed;
             if (::posix_fallocate(shm_fd, static_cast<off_t>(reserved_until), static_cast<off_t>(target - reserved_until)) != 0)
