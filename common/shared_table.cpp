@@ -440,28 +440,52 @@ void SharedTableWriter::for_each(const std::function<void(std::string_view, std:
 
 // ---- reader ----
 
-std::unique_ptr<SharedTableReader> SharedTableReader::open(const std::string& segment_name, TableKind kind)
+namespace {
+
+struct Mapping {
+    void* base = nullptr;
+    std::size_t size = 0;
+};
+
+// Maps segment `name` (only its header page unless `whole`) if it holds a
+// table of this layout; else nothing, and nothing stays mapped.
+std::optional<Mapping> map_table(const std::string& name, int open_flags, int protection, bool whole)
 {
-    UniqueFd fd(::shm_open(segment_name.c_str(), O_RDONLY | O_CLOEXEC, 0));
+    UniqueFd fd(::shm_open(name.c_str(), open_flags | O_CLOEXEC, 0));
     if (!fd)
-        return nullptr;
+        return std::nullopt;
     struct stat info;
     if (::fstat(fd.get(), &info) == -1 || static_cast<std::size_t>(info.st_size) < table_header_size)
+        return std::nullopt;
+    Mapping mapping { nullptr, whole ? static_cast<std::size_t>(info.st_size) : table_header_size };
+    mapping.base = ::mmap(nullptr, mapping.size, protection, MAP_SHARED, fd.get(), 0);
+    if (mapping.base == MAP_FAILED)
+        return std::nullopt;
+    const auto* header = static_cast<const TableHeader*>(mapping.base);
+    if (header->magic != TableHeader::expected_magic || header->version != TableHeader::expected_version
+        || header->size != static_cast<std::uint64_t>(info.st_size)) {
+        ::munmap(mapping.base, mapping.size);
+        return std::nullopt;
+    }
+    return mapping;
+}
+
+} // namespace
+
+std::unique_ptr<SharedTableReader> SharedTableReader::open(const std::string& segment_name, TableKind kind)
+{
+    auto mapping = map_table(segment_name, O_RDONLY, PROT_READ, true);
+    if (!mapping)
         return nullptr;
-    auto size = static_cast<std::size_t>(info.st_size);
-    void* base = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
-    if (base == MAP_FAILED)
-        return nullptr;
-    const auto* header = static_cast<const TableHeader*>(base);
+    const auto* header = static_cast<const TableHeader*>(mapping->base);
     // A table whose owner is dead (killed before it could clear `alive`) is
     // not the truth: one check here, none per read.
-    bool owner_alive = ::kill(header->owner_pid, 0) == 0 || errno == EPERM;
-    if (header->magic != TableHeader::expected_magic || header->version != TableHeader::expected_version
-        || header->kind != kind || header->size != size || header->owner_pid <= 0 || !owner_alive) {
-        ::munmap(base, size);
+    const bool owner_alive = header->owner_pid > 0 && (::kill(header->owner_pid, 0) == 0 || errno == EPERM);
+    if (header->kind != kind || !owner_alive) {
+        ::munmap(mapping->base, mapping->size);
         return nullptr;
     }
-    return std::unique_ptr<SharedTableReader>(new SharedTableReader(static_cast<const char*>(base), size));
+    return std::unique_ptr<SharedTableReader>(new SharedTableReader(static_cast<const char*>(mapping->base), mapping->size));
 }
 
 SharedTableReader::SharedTableReader(const char* base, std::size_t size)
@@ -479,69 +503,74 @@ bool SharedTableReader::alive() const
     return reinterpret_cast<const TableHeader*>(base_)->alive.load(std::memory_order_acquire) == 1;
 }
 
-SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::string* value) const
+// The read side of the seqlock, in one place: `read` runs on what may be a
+// write in progress, and its answer counts only if no write began or ended
+// meanwhile and the owner is still serving.
+template <typename Read>
+SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
 {
     const auto* header = reinterpret_cast<const TableHeader*>(base_);
-    const std::uint64_t tag = hash_key(key);
     for (Retry retry; retry.again();) {
         if (header->alive.load(std::memory_order_acquire) != 1)
             return Result::gone;
         const std::uint64_t before = header->sequence.load(std::memory_order_acquire);
         if (before & 1)
             continue; // a write is in progress
-        const std::uint64_t index_offset = header->index_offset.load(std::memory_order_relaxed);
-        const std::uint64_t capacity = header->capacity.load(std::memory_order_relaxed);
+        const Result result = read(*header);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (header->sequence.load(std::memory_order_relaxed) == before)
+            return header->alive.load(std::memory_order_relaxed) == 1 ? result : Result::gone;
+    }
+    return alive() ? Result::busy : Result::gone;
+}
+
+SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::string* value) const
+{
+    const std::uint64_t tag = hash_key(key);
+    return consistent_read([&](const TableHeader& header) {
+        const std::uint64_t index_offset = header.index_offset.load(std::memory_order_relaxed);
+        const std::uint64_t capacity = header.capacity.load(std::memory_order_relaxed);
         // Everything below is checked before it is followed: what we read may
         // be a write in progress, and only the sequence check can tell.
         if (capacity == 0 || (capacity & (capacity - 1)) || index_offset < table_header_size
-            || index_offset > size_ || capacity > (size_ - index_offset) / sizeof(Slot)) {
-            std::atomic_thread_fence(std::memory_order_acquire);
-            if (header->sequence.load(std::memory_order_relaxed) == before)
-                return Result::gone; // a consistent but corrupt table: not one of ours any more
-            continue;
-        }
+            || index_offset > size_ || capacity > (size_ - index_offset) / sizeof(Slot))
+            return Result::gone; // if consistent, a corrupt table: not one of ours any more
         const auto* index = reinterpret_cast<const Slot*>(base_ + index_offset);
         const std::uint64_t mask = capacity - 1;
-        Result result = Result::missing;
         for (std::uint64_t probe = 0, i = tag & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
             const std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
             if (offset == empty_slot)
                 break;
             if (offset == deleted_slot || index[i].tag.load(std::memory_order_relaxed) != tag)
                 continue;
+            // The pair: in the slot itself, or in a heap entry.
+            const char* bytes;
+            std::size_t key_size, value_size;
             if (offset == inline_slot) {
-                const Slot& slot = index[i];
-                const std::size_t key_size = slot.key_size;
-                const std::size_t value_size = slot.value_size;
+                bytes = index[i].bytes;
+                key_size = index[i].key_size;
+                value_size = index[i].value_size;
                 if (key_size + value_size > inline_capacity)
-                    break; // a write in progress: the sequence check will say so
-                if (key_size != key.size() || std::memcmp(slot.bytes, key.data(), key_size) != 0)
-                    continue;
-                if (value)
-                    value->assign(slot.bytes + key_size, value_size);
-                result = Result::found;
-                break;
+                    break;
+            } else {
+                if (offset < table_header_size || offset > size_ - sizeof(Entry))
+                    break;
+                Entry e;
+                std::memcpy(&e, base_ + offset, sizeof e);
+                if (offset + sizeof(Entry) + std::uint64_t(e.key_size) + e.value_size > size_)
+                    break;
+                bytes = base_ + offset + sizeof(Entry);
+                key_size = e.key_size;
+                value_size = e.value_size;
             }
-            if (offset < table_header_size || offset > size_ - sizeof(Entry))
-                break;
-            Entry e;
-            std::memcpy(&e, base_ + offset, sizeof e);
-            const std::uint64_t end = offset + sizeof(Entry) + std::uint64_t(e.key_size) + e.value_size;
-            if (end > size_)
-                break;
-            const char* bytes = base_ + offset + sizeof(Entry);
-            if (e.key_size != key.size() || std::memcmp(bytes, key.data(), key.size()) != 0)
+            if (key_size != key.size() || std::memcmp(bytes, key.data(), key_size) != 0)
                 continue;
             if (value)
-                value->assign(bytes + e.key_size, e.value_size);
-            result = Result::found;
-            break;
+                value->assign(bytes + key_size, value_size);
+            return Result::found;
         }
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (header->sequence.load(std::memory_order_relaxed) == before)
-            return header->alive.load(std::memory_order_relaxed) == 1 ? result : Result::gone;
-    }
-    return alive() ? Result::busy : Result::gone;
+        return Result::missing;
+    });
 }
 
 SharedTableReader::Result SharedTableReader::get(std::string_view key, std::string& value) const
@@ -553,19 +582,10 @@ SharedTableReader::Result SharedTableReader::exists(std::string_view key) const 
 
 SharedTableReader::Result SharedTableReader::size(std::uint64_t& keys) const
 {
-    const auto* header = reinterpret_cast<const TableHeader*>(base_);
-    for (Retry retry; retry.again();) {
-        if (header->alive.load(std::memory_order_acquire) != 1)
-            return Result::gone;
-        const std::uint64_t before = header->sequence.load(std::memory_order_acquire);
-        if (before & 1)
-            continue;
-        keys = header->keys.load(std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (header->sequence.load(std::memory_order_relaxed) == before)
-            return Result::found;
-    }
-    return alive() ? Result::busy : Result::gone;
+    return consistent_read([&](const TableHeader& header) {
+        keys = header.keys.load(std::memory_order_relaxed);
+        return Result::found;
+    });
 }
 
 // ---- header-page helpers for registryd ----
@@ -575,21 +595,12 @@ namespace {
 template <typename Visit>
 bool with_header(const std::string& segment_name, int open_flags, int protection, Visit visit)
 {
-    UniqueFd fd(::shm_open(segment_name.c_str(), open_flags | O_CLOEXEC, 0));
-    if (!fd)
+    auto mapping = map_table(segment_name, open_flags, protection, false);
+    if (!mapping)
         return false;
-    struct stat info;
-    if (::fstat(fd.get(), &info) == -1 || static_cast<std::size_t>(info.st_size) < table_header_size)
-        return false;
-    void* page = ::mmap(nullptr, table_header_size, protection, MAP_SHARED, fd.get(), 0);
-    if (page == MAP_FAILED)
-        return false;
-    auto* header = static_cast<TableHeader*>(page);
-    bool ours = header->magic == TableHeader::expected_magic && header->version == TableHeader::expected_version;
-    if (ours)
-        visit(*header);
-    ::munmap(page, table_header_size);
-    return ours;
+    visit(*static_cast<TableHeader*>(mapping->base));
+    ::munmap(mapping->base, mapping->size);
+    return true;
 }
 
 } // namespace

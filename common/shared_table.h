@@ -122,6 +122,8 @@ public:
 private:
     SharedTableReader(const char* base, std::size_t size);
     Result lookup(std::string_view key, std::string* value) const;
+    template <typename Read>
+    Result consistent_read(Read read) const;
 
     const char* base_;
     std::size_t size_;
