@@ -17,6 +17,7 @@ struct BucketCommand {
     std::string_view name;
     int arity;
     Handler run;
+    int max_arity = 0;
 };
 
 void get(BucketContext& context, const resp::Request& request, std::string& out)
@@ -71,22 +72,13 @@ void keys(BucketContext& context, const resp::Request& request, std::string& out
     out += body;
 }
 
-void ping(BucketContext&, const resp::Request& request, std::string& out)
-{
-    if (request.size() == 2)
-        resp::append_bulk(out, request[1]);
-    else
-        resp::append_simple(out, "PONG");
-}
+void ping(BucketContext&, const resp::Request& request, std::string& out) { answer_ping(request, out); }
 
 // redis-benchmark asks for CONFIG GET save / appendonly before it starts.
 // A bucket persists nothing, and says so in Redis's words.
 void config(BucketContext&, const resp::Request& request, std::string& out)
 {
-    std::string sub = request[1];
-    for (auto& c : sub)
-        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (sub != "GET" || request.size() != 3) {
+    if (!same_word(request[1], "GET") || request.size() != 3) {
         resp::append_error(out, "ERR CONFIG supports only GET <pattern> here");
         return;
     }
@@ -110,14 +102,11 @@ void debug(BucketContext& context, const resp::Request& request, std::string& ou
         resp::append_error(out, "ERR DEBUG is disabled; start registryd with --enable-debug-command");
         return;
     }
-    std::string sub = request[1];
-    for (auto& c : sub)
-        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (sub == "SEGFAULT") {
+    if (same_word(request[1], "SEGFAULT")) {
         std::signal(SIGSEGV, SIG_DFL);
         *static_cast<volatile int*>(nullptr) = 0;
     }
-    if (sub == "EXIT" && request.size() == 3) {
+    if (same_word(request[1], "EXIT") && request.size() == 3) {
         int code = 0;
         auto [end, error] = std::from_chars(request[2].data(), request[2].data() + request[2].size(), code);
         if (error == std::errc() && end == request[2].data() + request[2].size() && code >= 0 && code <= 255)
@@ -133,7 +122,7 @@ const BucketCommand commands[] = {
     { "EXISTS", -2, exists },
     { "DBSIZE", 1, dbsize },
     { "KEYS", 2, keys },
-    { "PING", -1, ping },
+    { "PING", -1, ping, 2 },
     { "CONFIG", -2, config },
     { "DEBUG", -2, debug },
 };
@@ -143,13 +132,8 @@ const BucketCommand commands[] = {
 void run_bucket_command(BucketContext& context, const resp::Request& request, std::string& out)
 {
     const BucketCommand* command = find_command(commands, request, out);
-    if (!command)
-        return;
-    if (command->name == "PING" && request.size() > 2) {
-        resp::append_error(out, "ERR wrong number of arguments for 'PING' command");
-        return;
-    }
-    command->run(context, request, out);
+    if (command)
+        command->run(context, request, out);
 }
 
 } // namespace kv

@@ -1,7 +1,8 @@
 // The one place where a request's verb and arity are checked, for every
 // command table in kv (registryd's and bucketd's), as in Redis's command
-// table: an entry is {NAME, arity, handler}; a positive arity is exact, a
-// negative one means "at least -arity"; both count the verb itself.
+// table: an entry is {NAME, arity, handler[, max_arity]}; a positive arity is
+// exact, a negative one means "at least -arity", and max_arity, when set,
+// caps a variable one; all count the verb itself.
 #pragma once
 
 #include <strings.h>
@@ -14,6 +15,12 @@
 
 namespace kv {
 
+// Verbs and subcommands compare without regard to case, as in Redis.
+inline bool same_word(std::string_view a, std::string_view b)
+{
+    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
 // Finds the entry for request[0] (case-insensitive). If there is none, or the
 // arity is wrong, appends the error reply to `out` and returns nullptr: the
 // guide's catch-all clause, answered and forgotten.
@@ -22,10 +29,11 @@ const Entry* find_command(const Entry (&table)[N], const resp::Request& request,
 {
     std::string_view verb = request.empty() ? std::string_view() : std::string_view(request[0]);
     for (const Entry& entry : table) {
-        if (entry.name.size() != verb.size() || ::strncasecmp(entry.name.data(), verb.data(), verb.size()) != 0)
+        if (!same_word(entry.name, verb))
             continue;
         auto count = static_cast<long>(request.size());
-        if ((entry.arity > 0 && count != entry.arity) || (entry.arity < 0 && count < -entry.arity)) {
+        if ((entry.arity > 0 && count != entry.arity) || (entry.arity < 0 && count < -entry.arity)
+            || (entry.max_arity > 0 && count > entry.max_arity)) {
             resp::append_error(out, "ERR wrong number of arguments for '" + std::string(entry.name) + "' command");
             return nullptr;
         }
@@ -34,6 +42,15 @@ const Entry* find_command(const Entry (&table)[N], const resp::Request& request,
     std::string shown = request.empty() ? std::string() : printable(request[0].substr(0, 64));
     resp::append_error(out, "ERR unknown command '" + shown + "'");
     return nullptr;
+}
+
+// PING [message], the same on every socket: +PONG, or the message back.
+inline void answer_ping(const resp::Request& request, std::string& out)
+{
+    if (request.size() == 2)
+        resp::append_bulk(out, request[1]);
+    else
+        resp::append_simple(out, "PONG");
 }
 
 } // namespace kv

@@ -12,6 +12,7 @@ struct RegistryCommand {
     std::string_view name;
     int arity;
     Handler run;
+    int max_arity = 0;
 };
 
 const RegistryCommand commands[] = {
@@ -22,14 +23,9 @@ const RegistryCommand commands[] = {
     { "MONITOR", 2, [](Registry& r, const resp::Request& q, const Responder& a) { r.monitor(q[1], a); } },
     { "PING", -1, [](Registry&, const resp::Request& q, const Responder& a) {
          std::string out;
-         if (q.size() == 1)
-             resp::append_simple(out, "PONG");
-         else if (q.size() == 2)
-             resp::append_bulk(out, q[1]);
-         else
-             resp::append_error(out, "ERR wrong number of arguments for 'PING' command");
+         answer_ping(q, out);
          a.send(std::move(out));
-     } },
+     }, 2 },
 };
 
 } // namespace

@@ -102,6 +102,8 @@ TEST_F(BucketTest, UnknownVerbAndWrongArityKeepTheConnectionOpen)
     EXPECT_EQ(client.call({ "FLUSHALL" }).text, "ERR unknown command 'FLUSHALL'");
     EXPECT_EQ(client.call({ "GET" }).text, "ERR wrong number of arguments for 'GET' command");
     EXPECT_EQ(client.call({ "SET", "a" }).text, "ERR wrong number of arguments for 'SET' command");
+    EXPECT_EQ(client.call({ "PING", "a", "b" }).text, "ERR wrong number of arguments for 'PING' command");
+    EXPECT_EQ(client.call({ "config", "get", "save" }).elements.size(), 2u);
     EXPECT_EQ(client.call({ "PING" }).text, "PONG");
 }
 

@@ -260,6 +260,8 @@ TEST(Registry, UnknownVerbAndWrongArityGetAnErrorAndTheConnectionStays)
     EXPECT_EQ(client.call({ "FROBNICATE" }).text, "ERR unknown command 'FROBNICATE'");
     EXPECT_EQ(client.call({ "CREATE" }).text, "ERR wrong number of arguments for 'CREATE' command");
     EXPECT_EQ(client.call({ "lookup", "a", "b" }).text, "ERR wrong number of arguments for 'LOOKUP' command");
+    EXPECT_EQ(client.call({ "PING", "a", "b" }).text, "ERR wrong number of arguments for 'PING' command");
+    EXPECT_EQ(client.call({ "ping", "echo" }).text, "echo");
     client.send_raw("PING\r\n");
     EXPECT_EQ(client.read_reply().text, "PONG");
 }
