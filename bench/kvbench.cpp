@@ -69,7 +69,7 @@ kv::resp::Value call(kv::Client& client, const std::vector<std::string>& request
 // 16-byte keys and values, as the targets are stated.
 std::string fixed_key(std::uint64_t i)
 {
-    char text[17];
+    char text[32]; // 16 bytes for every i below 10^12
     std::snprintf(text, sizeof text, "key:%012llu", static_cast<unsigned long long>(i));
     return text;
 }

@@ -1,6 +1,7 @@
 // BucketMap: a bucket's key-value map, living in a shared-memory segment
 // (a SharedTable) that this process creates, owns and removes, and that
-// clients on this machine read directly (common/table_reader).
+// clients on this machine read directly (SharedTableReader, in
+// common/shared_table.h).
 //
 // Only the bucketd that owns the segment allocates in it (Boost 1.74 has no
 // robust mutexes: a process killed inside the allocator would wedge every

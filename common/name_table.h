@@ -9,7 +9,6 @@
 #include <sys/types.h>
 
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "shared_table.h"
@@ -30,7 +29,7 @@ std::string name_table_segment(const std::string& run_dir);
 class NameTableWriter {
 public:
     explicit NameTableWriter(const std::string& run_dir, std::size_t size = 64 * 1024 * 1024);
-    // False if the table is full (the bucket is then served through the socket only).
+    // False if the table is full (registryd then refuses the bucket).
     bool publish(const std::string& name, const BucketRecord& record);
     void withdraw(const std::string& name);
     void publish_alive() { table_.publish_alive(); }

@@ -91,10 +91,6 @@ std::string error_reply(const std::string& text)
 
 std::string not_found(const std::string& name) { return error_reply("NOTFOUND no bucket named " + printable(name)); }
 
-} // namespace
-
-namespace {
-
 // Room for every bucket's entry (name, pid, id, two paths) and the index.
 std::size_t name_table_size(std::size_t max_buckets)
 {
@@ -435,8 +431,7 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
 
     // Both indexes change together, and before anyone is answered: once a
     // caller hears of the exit, no request can find the name.
-    if (!bucket.exit_reason)
-        by_pidfd_.erase(bucket.pidfd->native_handle());
+    by_pidfd_.erase(bucket.pidfd->native_handle()); // already gone if on_bucket_exit deferred the removal
     buckets_.erase(name); // closes the pidfd and the readiness pipe, cancels the timer
 
     for (const auto& waiter : waiting_for_ready)

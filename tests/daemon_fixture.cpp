@@ -73,16 +73,23 @@ UniqueFd open_pidfd(pid_t pid)
     return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 }
 
-bool wait_readable(int fd, std::chrono::milliseconds timeout)
+namespace {
+
+// poll(2) on one descriptor, retried on EINTR; the events seen, 0 on timeout.
+short poll_one(int fd, short events, std::chrono::milliseconds timeout)
 {
-    pollfd entry { fd, POLLIN, 0 };
+    pollfd entry { fd, events, 0 };
     for (;;) {
         int ready = ::poll(&entry, 1, static_cast<int>(timeout.count()));
         if (ready == -1 && errno == EINTR)
             continue;
-        return ready == 1;
+        return ready == 1 ? entry.revents : 0;
     }
 }
+
+} // namespace
+
+bool wait_readable(int fd, std::chrono::milliseconds timeout) { return poll_one(fd, POLLIN, timeout) != 0; }
 
 ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& environment)
 {
@@ -224,20 +231,15 @@ std::size_t resident_kib(pid_t pid)
 
 bool wait_peer_closed(int fd, std::chrono::milliseconds timeout)
 {
-    pollfd entry { fd, POLLRDHUP, 0 };
-    for (;;) {
-        int ready = ::poll(&entry, 1, static_cast<int>(timeout.count()));
-        if (ready == -1 && errno == EINTR)
-            continue;
-        return ready == 1 && (entry.revents & (POLLRDHUP | POLLHUP));
-    }
+    return (poll_one(fd, POLLRDHUP, timeout) & (POLLRDHUP | POLLHUP)) != 0;
 }
 
 std::string exchange_raw(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout)
 {
     auto client = Client::connect(socket_path);
-    // Send in a separate pass from reading only as far as the socket takes it
-    // without blocking; a server that stops reading must not wedge the test.
+    // Sends only as much as the socket takes without blocking, and reads
+    // whatever arrives meanwhile: a server that stops reading must not wedge
+    // the test.
     std::size_t sent = 0;
     std::string received;
     auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -34,6 +34,15 @@ struct CopiedBinaries {
     TemporaryDirectory directory;
 };
 
+// registryd in its own mount namespace, with a /dev/shm of `size` (tmpfs syntax: "200k").
+DaemonOptions with_dev_shm_of(const std::string& size)
+{
+    DaemonOptions options;
+    options.wrapper = { "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        "mount -t tmpfs -o size=" + size + " tmpfs /dev/shm && exec \"$0\" \"$@\"" };
+    return options;
+}
+
 void expect_no_zombie(pid_t registry)
 {
     for (const auto& child : children_of(registry))
@@ -163,11 +172,7 @@ TEST(Faults, FullDevShmIsACreateErrorAndLeavesNothing)
 {
     if (::geteuid() != 0)
         GTEST_SKIP() << "needs root to give registryd its own small /dev/shm";
-    DaemonOptions options;
-    // registryd in its own mount namespace, with a /dev/shm of 200 KiB.
-    options.wrapper = { "unshare", "--mount", "--propagation", "private", "sh", "-c",
-        "mount -t tmpfs -o size=200k tmpfs /dev/shm && exec \"$0\" \"$@\"" };
-    RegistryDaemon daemon(options);
+    RegistryDaemon daemon(with_dev_shm_of("200k"));
     auto [created, failure] = create_until_refused(daemon, 10);
     EXPECT_GE(created, 1);
     EXPECT_LT(created, 10);
@@ -184,10 +189,7 @@ TEST(Faults, DevShmFillingWhileABucketGrowsIsFullNotACrash)
 {
     if (::geteuid() != 0)
         GTEST_SKIP() << "needs root to give registryd its own small /dev/shm";
-    DaemonOptions options;
-    options.wrapper = { "unshare", "--mount", "--propagation", "private", "sh", "-c",
-        "mount -t tmpfs -o size=4m tmpfs /dev/shm && exec \"$0\" \"$@\"" };
-    RegistryDaemon daemon(options);
+    RegistryDaemon daemon(with_dev_shm_of("4m"));
     auto bucket = daemon.create("grows");
     auto client = kv::Client::connect(bucket.field("socket")->text);
     set_receive_timeout(client, 20s);
@@ -351,7 +353,6 @@ TEST(Faults, ShutdownUnderLoadStopsAndCleansEverything)
     ClientThreads clients;
     clients.start(daemon, names, 4);
     auto& operations = clients.operations;
-    auto& acknowledged = clients.acknowledged;
     // Let the load get going: wait until it has done real work, then SIGTERM.
     auto deadline = std::chrono::steady_clock::now() + 20s;
     while (operations < 200 && std::chrono::steady_clock::now() < deadline)
