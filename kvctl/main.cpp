@@ -114,7 +114,12 @@ public:
     // One call to the bucket's own socket.
     kv::resp::Value bucket_call(const std::string& name, const std::vector<std::string>& request, const std::string& what)
     {
-        auto bucket = lookup(name, what);
+        return bucket_call(lookup(name, what), name, request, what);
+    }
+
+    kv::resp::Value bucket_call(const kv::BucketRecord& bucket, const std::string& name,
+        const std::vector<std::string>& request, const std::string& what)
+    {
         try {
             auto client = kv::Client::connect(bucket.socket);
             return checked(client.call(request), what);
@@ -137,7 +142,7 @@ public:
             default: break; // gone or busy: the socket will say
             }
         }
-        auto reply = bucket_call(name, { "GET", key }, what);
+        auto reply = bucket_call(bucket, name, { "GET", key }, what);
         if (reply.type == kv::resp::Value::Type::null)
             return std::nullopt;
         return reply.text;
