@@ -102,6 +102,7 @@ std::size_t name_table_size(std::size_t max_buckets)
 Registry::Registry(asio::io_context& io, RegistryOptions options)
     : io_(io)
     , options_(std::move(options))
+    , server_config_text_(options_.server.encode())
     , names_(options_.run_dir, name_table_size(options_.max_buckets))
 {
     names_.publish_alive();
@@ -159,7 +160,7 @@ void Registry::create(const std::string& name, const Responder& responder)
     launch.socket_path = bucket_socket_path(options_.run_dir, id);
     launch.bucket_size = options_.bucket_size;
     launch.debug_command_enabled = options_.debug_command_enabled;
-    launch.server_config = options_.server.encode();
+    launch.server_config = server_config_text_;
 
     SpawnedBucket spawned;
     try {

@@ -102,9 +102,10 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
     child.detach(); // an attached child's destructor would reap it behind our back
     const pid_t pid = child.id();
     if (pid <= 0) {
-        // Boost 1.74 can return an empty child without setting `error` (when
-        // pipe(2) for its exec-error channel fails, in fork mode). Never let
-        // this pid reach kill(): -1 means every process we may signal.
+        // Boost 1.74 can return an empty child without setting `error` (in
+        // fork mode, when pipe(2) for its exec-error channel fails); kept as
+        // a guard with vfork too. Never let this pid reach kill(): -1 means
+        // every process we may signal.
         throw SystemError("unable to start", launch.bucketd_path, spawn_errno ? spawn_errno : EAGAIN);
     }
     if (setup_errno != 0) {
@@ -119,8 +120,6 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
         ::waitpid(pid, nullptr, 0);
         throw SystemError("unable to open pidfd for bucketd pid", std::to_string(pid), saved);
     }
-    // Non-blocking, so registryd can drain it at the exit without waiting.
-    ::fcntl(ready.read_end.get(), F_SETFL, O_NONBLOCK);
     return SpawnedBucket { pid, UniqueFd(pidfd), std::move(ready.read_end) };
 }
 
