@@ -211,7 +211,6 @@ struct SharedTableWriter::Segment {
     }
     void end_write()
     {
-        header->generation.fetch_add(1, std::memory_order_relaxed);
         header->sequence.store(header->sequence.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
 

@@ -40,7 +40,7 @@ enum class TableKind : std::uint32_t { bucket = 1, names = 2 };
 
 struct TableHeader {
     static constexpr std::uint64_t expected_magic = 0x656c6261742d766bULL; // "kv-table"
-    static constexpr std::uint32_t expected_version = 3;
+    static constexpr std::uint32_t expected_version = 4;
 
     std::uint64_t magic;
     std::uint32_t version;
@@ -54,7 +54,6 @@ struct TableHeader {
     std::atomic<std::uint64_t> capacity;     // slots; a power of two
     std::atomic<std::uint64_t> keys;
     std::atomic<std::uint64_t> bytes;        // keys plus values
-    std::atomic<std::uint64_t> generation;   // bumped by every change
 };
 
 constexpr std::size_t table_header_size = 4096;
