@@ -26,6 +26,7 @@
 #include "resp_server.h"
 #include "system_error.h"
 #include "unique_fd.h"
+#include "unix_listener.h"
 
 namespace {
 
@@ -69,14 +70,17 @@ int main(int argc, char** argv)
 
         kv::BucketMap map(segment_name, size);
         kv::BucketContext context { map, debug && std::string(debug) == "1" };
-        kv::RespServer server(io, socket_path, [&context](kv::resp::Request& request, kv::ReplySink& reply) {
-            kv::run_bucket_command(context, request, reply.now());
-        }, server_config);
+        kv::RespServer server(io, kv::listen_at_path(socket_path, server_config.admits_others() ? 0666 : 0600),
+            socket_path, [&context](kv::resp::Request& request, kv::ReplySink& reply) {
+                kv::run_bucket_command(context, request, reply.now());
+            },
+            server_config);
 
         stop_signals.async_wait([&](const boost::system::error_code& error, int) {
             if (error)
                 return;
             server.close();
+            ::unlink(socket_path.c_str());
             io.stop();
         });
 

@@ -2,13 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
+#include <unordered_map>
 
 #include "log.h"
-#include "run_dir.h"
 #include "system_error.h"
 
 namespace kv {
@@ -22,51 +23,115 @@ void set_close_on_exec(int fd)
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
+// Connection ids of every server in the process: never reused, so a waiter
+// keyed by one cannot be mistaken for a later connection's.
+std::atomic<std::uint64_t> next_connection_id { 1 };
+
 } // namespace
 
 // Replies queued past this make the connection stop reading and running
 // requests until the client has taken them: backpressure, not a limit.
 constexpr std::size_t output_soft_limit = 1024 * 1024;
 
+// Unparsed input read ahead while a reply is pending. Enough to notice at
+// once that the client hung up (a read is outstanding while less than this
+// is buffered) and to hold the few requests a well-behaved client pipelines
+// behind a CREATE or MONITOR; small enough that 1024 connections doing it
+// cost 64 MiB at most. Past it we stop reading: the kernel's socket buffer
+// fills and the client's writes block, which is real backpressure instead
+// of our memory growing with what it sends.
+constexpr std::size_t read_ahead_while_pending = 64 * 1024;
+
+struct RespServer::Shared {
+    RequestHandler handler;
+    ServerConfig config;
+    std::string where;
+    // Exactly the open connections: each removes itself when it closes, so
+    // this never holds a dead entry and the count is exact.
+    std::unordered_map<std::uint64_t, std::weak_ptr<RespConnection>> open;
+};
+
+// One client. Owned by its outstanding operations (a read, a write, the stall
+// timer) through shared_ptr; a Responder holds only a weak_ptr. Connections
+// are created with shared_ptr<T>(new T), not make_shared, so such a weak_ptr
+// pins only the control block and never the object with its buffers.
 class RespConnection : public std::enable_shared_from_this<RespConnection> {
 public:
-    RespConnection(asio::local::stream_protocol::socket socket, const RequestHandler& handler,
-        const ServerConfig& config, std::shared_ptr<std::size_t> count, const std::string& where)
+    RespConnection(asio::local::stream_protocol::socket socket, std::shared_ptr<RespServer::Shared> server,
+        std::uint64_t id)
         : socket_(std::move(socket))
-        , handler_(handler)
-        , config_(config)
-        , parser_(config.protocol)
-        , count_(std::move(count))
+        , server_(std::move(server))
+        , id_(id)
+        , parser_(server_->config.protocol)
         , stall_timer_(socket_.get_executor())
-        , where_(where)
     {
-        ++*count_;
         // Our own writes must never block the loop (see flush()).
         boost::system::error_code ignored;
         socket_.non_blocking(true, ignored);
     }
-    ~RespConnection() { --*count_; }
+    ~RespConnection()
+    {
+        // Only reached without close() if the loop itself is torn down.
+        if (!closed_)
+            server_->open.erase(id_);
+    }
 
     void start() { process(); }
 
+    // The deferred reply. Ignored once closed, and when none is owed (a
+    // second send through the same Responder must not answer a later request).
     void deliver(std::string reply)
     {
+        if (closed_ || !awaiting_reply_)
+            return;
+        forget_on_hangup_ = nullptr;
         output_ += reply;
         awaiting_reply_ = false;
-        process();
+        progress_ = true; // input queued behind the reply can move again
+        if (in_process_)
+            return; // answered from inside our own handler: answer_requests() goes on and flushes
+        // Answered from elsewhere (another connection's request, an exit, a
+        // timer): write it and run what follows on a later turn of the loop,
+        // so that send() never re-enters its caller through our next request
+        // or a hangup callback while the caller may be walking its waiters.
+        asio::post(socket_.get_executor(), [self = shared_from_this()] { self->process(); });
     }
 
+    void on_hangup(std::function<void()> forget)
+    {
+        if (closed_) {
+            forget();
+            return;
+        }
+        if (awaiting_reply_)
+            forget_on_hangup_ = std::move(forget);
+    }
+
+    // Closes the socket, leaves the server's list and tells the owner of a
+    // pending reply to forget it. The object itself goes as soon as its
+    // cancelled operations complete, on the loop's next turn.
     void close()
     {
         if (closed_)
             return;
         closed_ = true;
+        server_->open.erase(id_);
         boost::system::error_code ignored;
         stall_timer_.cancel();
         socket_.close(ignored);
+        fire_forget();
     }
 
 private:
+    void fire_forget()
+    {
+        if (!forget_on_hangup_)
+            return;
+        auto forget = std::move(forget_on_hangup_);
+        forget_on_hangup_ = nullptr;
+        forget();
+    }
+
     // Answers every complete request until one must wait for its reply, then
     // writes what was answered and reads more if there is room.
     void process()
@@ -80,9 +145,22 @@ private:
         }
         if (closed_)
             return;
-        if (!reading_ && !close_after_write_ && output_.size() < output_soft_limit)
-            read_more();
+        const std::size_t room = read_room();
+        if (!reading_ && !close_after_write_ && output_.size() < output_soft_limit && room > 0)
+            read_more(room);
         watch_for_stall();
+    }
+
+    // How much the next read may take: a whole buffer, or while a reply is
+    // pending what is left of the read-ahead (never past the client buffer
+    // limit, so input queued behind a reply cannot reach that limit).
+    std::size_t read_room() const
+    {
+        if (!awaiting_reply_)
+            return read_buffer_.size();
+        const std::size_t bound = std::max<std::size_t>(1, std::min(read_ahead_while_pending, server_->config.max_client_buffer));
+        const std::size_t buffered = parser_.buffered();
+        return buffered >= bound ? 0 : std::min(bound - buffered, read_buffer_.size());
     }
 
     // Runs every complete request it may; true if it stopped only because
@@ -92,7 +170,7 @@ private:
         if (in_process_ || closed_)
             return false;
         in_process_ = true;
-        while (!awaiting_reply_ && !close_after_write_ && output_.size() < output_soft_limit) {
+        while (!closed_ && !awaiting_reply_ && !close_after_write_ && output_.size() < output_soft_limit) {
             std::string error;
             auto status = parser_.next(request_, error);
             if (status == resp::RequestParser::Status::need_more)
@@ -104,48 +182,73 @@ private:
             }
             awaiting_reply_ = true;
             const std::size_t before = output_.size();
-            ReplySink reply(output_, weak_from_this());
+            ReplySink reply(output_, weak_from_this(), id_);
             try {
-                handler_(request_, reply);
+                server_->handler(request_, reply);
                 if (!reply.deferred())
                     awaiting_reply_ = false;
             } catch (const std::exception& error) {
                 // The catch-all clause: a request that makes a handler throw
                 // gets an error reply and is forgotten; the process goes on.
-                if (!reply.deferred() || awaiting_reply_) {
+                if (!closed_ && (!reply.deferred() || awaiting_reply_)) {
                     output_.resize(before);
                     resp::append_error(output_, std::string("ERR internal error: ") + error.what());
                     awaiting_reply_ = false;
+                    // The request is answered: whoever stored its Responder must let go.
+                    fire_forget();
                 }
             }
         }
         in_process_ = false;
-        const bool output_full = output_.size() >= output_soft_limit;
-        if (parser_.buffered() > config_.max_client_buffer && !close_after_write_) {
+        if (closed_ || !enforce_buffer_limit())
+            return false;
+        return output_.size() >= output_soft_limit && !close_after_write_;
+    }
+
+    // max_client_buffer bounds what one connection holds: its unparsed input
+    // plus its unread replies. A request too large for it is answered with an
+    // error in its turn; past it otherwise the client is dropped. False if so.
+    bool enforce_buffer_limit()
+    {
+        const std::size_t limit = server_->config.max_client_buffer;
+        // Behind a pending reply an error cannot be answered in order; reading
+        // ahead there stops within the limit anyway (see read_room()).
+        if (!close_after_write_ && !awaiting_reply_ && parser_.buffered() > limit) {
             resp::append_error(output_, "ERR request larger than the client buffer limit of "
-                + std::to_string(config_.max_client_buffer) + " bytes");
+                + std::to_string(limit) + " bytes");
             close_after_write_ = true;
         }
-        if (output_.size() + in_flight_.size() > config_.max_client_buffer) {
+        const std::size_t input = close_after_write_ ? 0 : parser_.buffered(); // dead input once refused
+        const std::size_t replies = output_.size() + in_flight_.size();
+        if (replies > limit) {
             drop("its unread replies passed the client buffer limit");
             return false;
         }
-        return output_full && !close_after_write_;
+        if (input + replies > limit) {
+            drop("its unparsed requests and unread replies passed the client buffer limit");
+            return false;
+        }
+        return true;
     }
 
-    void read_more()
+    void read_more(std::size_t room)
     {
         reading_ = true;
-        socket_.async_read_some(asio::buffer(read_buffer_),
+        socket_.async_read_some(asio::buffer(read_buffer_.data(), room),
             [self = shared_from_this()](const boost::system::error_code& error, std::size_t size) {
                 self->reading_ = false;
+                if (self->closed_)
+                    return;
                 if (error) {
                     // The client hung up or the socket failed: forget it. A
-                    // reply still owed to it is dropped when it arrives.
+                    // reply still owed to it is dropped, and its owner told.
                     self->close();
                     return;
                 }
-                self->progress_ = true;
+                // Input that only queues behind a pending reply is no progress:
+                // it cannot be run until that reply is given.
+                if (!self->awaiting_reply_)
+                    self->progress_ = true;
                 self->parser_.feed(self->read_buffer_.data(), size);
                 self->process();
             });
@@ -185,6 +288,8 @@ private:
             [self = shared_from_this()](const boost::system::error_code& error, std::size_t) {
                 self->writing_ = false;
                 self->in_flight_.clear();
+                if (self->closed_)
+                    return;
                 self->progress_ = true;
                 if (error || (self->close_after_write_ && self->output_.empty())) {
                     self->close();
@@ -195,11 +300,9 @@ private:
         return false;
     }
 
-    // The client owes us something: the rest of a request, or reading its replies.
-    bool waiting_on_client() const
-    {
-        return writing_ || (!awaiting_reply_ && parser_.buffered() > 0);
-    }
+    // The client owes us something: reading its replies, the rest of a
+    // request, or patience with input it queued behind a pending reply.
+    bool waiting_on_client() const { return writing_ || parser_.buffered() > 0; }
 
     void watch_for_stall()
     {
@@ -207,13 +310,18 @@ private:
             return;
         stall_timer_armed_ = true;
         progress_ = false;
-        stall_timer_.expires_after(config_.stall_timeout);
+        stall_timer_.expires_after(server_->config.stall_timeout);
         stall_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
             self->stall_timer_armed_ = false;
             if (error || self->closed_)
                 return;
             if (!self->progress_ && self->waiting_on_client()) {
-                self->drop(self->writing_ ? "it stopped reading its replies" : "it stopped in the middle of a request");
+                if (self->writing_)
+                    self->drop("it stopped reading its replies");
+                else if (self->awaiting_reply_)
+                    self->drop("it kept sending requests behind a reply that is still pending");
+                else
+                    self->drop("it stopped in the middle of a request");
                 return;
             }
             self->watch_for_stall();
@@ -222,18 +330,17 @@ private:
 
     void drop(const std::string& why)
     {
-        log_line("dropped a client of " + where_ + ": " + why);
+        log_line("dropped a client of " + server_->where + ": " + why);
         close();
     }
 
     asio::local::stream_protocol::socket socket_;
-    const RequestHandler& handler_;
-    const ServerConfig& config_;
+    std::shared_ptr<RespServer::Shared> server_;
+    std::uint64_t id_;
     resp::RequestParser parser_;
     resp::Request request_; // reused: its storage outlives each request
-    std::shared_ptr<std::size_t> count_;
     asio::steady_timer stall_timer_;
-    std::string where_;
+    std::function<void()> forget_on_hangup_; // set only while a reply is pending
     std::array<char, 16 * 1024> read_buffer_;
     std::string output_;
     std::string in_flight_;
@@ -253,32 +360,34 @@ void Responder::send(std::string reply) const
         connection->deliver(std::move(reply));
 }
 
-RespServer::RespServer(asio::io_context& io, std::string path, RequestHandler handler, ServerConfig config)
+void Responder::on_hangup(std::function<void()> forget) const
+{
+    if (auto connection = connection_.lock())
+        connection->on_hangup(std::move(forget));
+    else
+        forget();
+}
+
+RespServer::RespServer(asio::io_context& io, UniqueFd listening_socket, std::string where, RequestHandler handler,
+    ServerConfig config)
     : io_(io)
-    , path_(std::move(path))
-    , handler_(std::move(handler))
-    , config_(std::move(config))
+    , shared_(std::make_shared<Shared>(Shared { std::move(handler), std::move(config), std::move(where), {} }))
     , acceptor_(io)
 {
-    check_socket_path_length(path_);
-    if (::unlink(path_.c_str()) == -1 && errno != ENOENT)
-        throw SystemError("unable to remove stale socket", path_, errno);
+    if (!listening_socket)
+        throw SystemError("unable to serve socket", shared_->where, EBADF);
+    set_close_on_exec(listening_socket.get());
     boost::system::error_code error;
-    acceptor_.open(asio::local::stream_protocol(), error);
+    acceptor_.assign(asio::local::stream_protocol(), listening_socket.get(), error);
     if (error)
-        throw SystemError("unable to create socket", path_, error.value());
-    set_close_on_exec(acceptor_.native_handle());
-    acceptor_.bind(asio::local::stream_protocol::endpoint(path_), error);
-    if (error)
-        throw SystemError("unable to bind socket", path_, error.value());
-    check(::chmod(path_.c_str(), config_.admits_others() ? 0666 : 0600), "unable to set the mode of socket", path_);
-    acceptor_.listen(SOMAXCONN, error);
-    if (error)
-        throw SystemError("unable to listen on socket", path_, error.value());
+        throw SystemError("unable to serve socket", shared_->where, error.value());
+    listening_socket.release(); // the acceptor closes it now
     accept_next();
 }
 
 RespServer::~RespServer() { close(); }
+
+std::size_t RespServer::connection_count() const { return shared_->open.size(); }
 
 void RespServer::close()
 {
@@ -287,12 +396,14 @@ void RespServer::close()
     closed_ = true;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
-    ::unlink(path_.c_str());
-    for (auto& weak : connections_) {
+    // Each close() below leaves shared_->open and may run an owner's callback:
+    // walk a list of our own.
+    auto open = std::move(shared_->open);
+    shared_->open.clear();
+    for (auto& [id, weak] : open) {
         if (auto connection = weak.lock())
             connection->close();
     }
-    connections_.clear();
 }
 
 namespace {
@@ -360,14 +471,14 @@ constexpr std::size_t max_lingering_refusals = 64;
 
 void RespServer::refuse(asio::local::stream_protocol::socket& socket, const std::string& reason)
 {
-    log_line("refused a client of " + path_ + ": " + reason);
+    log_line("refused a client of " + shared_->where + ": " + reason);
     std::string reply;
     resp::append_error(reply, reason);
     if (*refusal_count_ >= max_lingering_refusals) {
         [[maybe_unused]] auto sent = ::send(socket.native_handle(), reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         return;
     }
-    std::make_shared<Refusal>(std::move(socket), std::move(reply), refusal_count_)->start(config_.stall_timeout);
+    std::make_shared<Refusal>(std::move(socket), std::move(reply), refusal_count_)->start(shared_->config.stall_timeout);
 }
 
 void RespServer::accept_next()
@@ -379,7 +490,7 @@ void RespServer::accept_next()
             // Out of descriptors (EMFILE/ENFILE) or a transient failure: keep
             // serving the clients we have and try again shortly, rather than
             // spinning on an accept that cannot succeed.
-            log_line("unable to accept a client on " + path_ + ": " + error.message());
+            log_line("unable to accept a client on " + shared_->where + ": " + error.message());
             auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(50));
             timer->async_wait([this, timer](const boost::system::error_code& wait_error) {
                 if (!wait_error && !closed_)
@@ -388,15 +499,15 @@ void RespServer::accept_next()
             return;
         }
         set_close_on_exec(socket.native_handle());
-        if (auto refusal = config_.refusal_for_peer(socket.native_handle())) {
+        if (auto refusal = shared_->config.refusal_for_peer(socket.native_handle())) {
             refuse(socket, *refusal);
-        } else if (*connection_count_ >= config_.max_connections) {
-            refuse(socket, "ERR max connections reached (" + std::to_string(config_.max_connections) + "); try again later");
+        } else if (shared_->open.size() >= shared_->config.max_connections) {
+            refuse(socket, "ERR max connections reached (" + std::to_string(shared_->config.max_connections) + "); try again later");
         } else {
-            auto connection = std::make_shared<RespConnection>(std::move(socket), handler_, config_, connection_count_, path_);
-            // Forget connections that have gone, so the list stays as long as the live ones.
-            std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
-            connections_.push_back(connection);
+            const std::uint64_t id = next_connection_id++;
+            // Not make_shared: see RespConnection.
+            std::shared_ptr<RespConnection> connection(new RespConnection(std::move(socket), shared_, id));
+            shared_->open.emplace(id, connection);
             connection->start();
         }
         accept_next();

@@ -23,6 +23,7 @@
 #include "run_dir.h"
 #include "run_dir_lock.h"
 #include "system_error.h"
+#include "unix_listener.h"
 
 namespace {
 
@@ -102,8 +103,9 @@ int main(int argc, char** argv)
         // One thread, and nothing touches the loop from another: no locks.
         kv::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
         kv::Registry registry(io, options);
-        kv::RespServer server(io, kv::registry_socket_path(options.run_dir),
-            [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
+        const std::string socket_path = kv::registry_socket_path(options.run_dir);
+        kv::RespServer server(io, kv::listen_at_path(socket_path, server_config.admits_others() ? 0666 : 0600),
+            socket_path, [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
                 kv::run_registry_command(registry, request, reply.defer());
             },
             server_config);
@@ -115,10 +117,11 @@ int main(int argc, char** argv)
             kv::log_line(std::string("received ") + (signal == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping "
                 + std::to_string(registry.size()) + " buckets");
             server.close();
+            ::unlink(socket_path.c_str());
             registry.shutdown([&io] { io.stop(); });
         });
 
-        kv::log_line("listening on " + kv::registry_socket_path(options.run_dir));
+        kv::log_line("listening on " + socket_path);
         if (notify_fd >= 0) {
             [[maybe_unused]] auto written = ::write(notify_fd, "\n", 1);
             ::close(notify_fd);
