@@ -4,8 +4,10 @@
 
 #include <charconv>
 #include <csignal>
+#include <cstdint>
 
 #include "command_table.h"
+#include "glob.h"
 
 namespace kv {
 
@@ -58,16 +60,42 @@ void dbsize(BucketContext& context, const resp::Request&, std::string& out)
     resp::append_integer(out, static_cast<long long>(context.map.size()));
 }
 
+// What one KEYS may spend matching its pattern, in GlobBudget comparisons.
+// The costliest ones measured (a set token; a memmem call re-run at each
+// candidate) take about 1 ns on the 2-core EPYC of BENCHMARKS.md, so a KEYS
+// refused at this limit has held the bucket's one thread for about 0.2 s, and
+// would for under a second on a machine four times slower. Linear patterns
+// (`prefix*`, `*x*`, `a*b*c`) spend about one per key byte plus a few per
+// key: they are refused only past some 200 MB of keys.
+constexpr std::uint64_t keys_comparison_budget = 200'000'000;
+
 void keys(BucketContext& context, const resp::Request& request, std::string& out)
 {
+    const GlobPattern pattern(request[1]); // compiled once, matched against every key
+    GlobBudget budget(keys_comparison_budget);
     std::string body;
     std::size_t count = 0;
+    bool too_costly = false;
     context.map.for_each_key([&](std::string_view key) {
-        if (glob_match(request[1], key)) {
+        if (too_costly)
+            return;
+        switch (pattern.match(key, budget)) {
+        case GlobResult::match:
             resp::append_bulk(body, key);
             ++count;
+            break;
+        case GlobResult::no_match:
+            break;
+        case GlobResult::too_costly:
+            too_costly = true;
+            break;
         }
     });
+    if (too_costly) {
+        resp::append_error(out, "ERR KEYS pattern too costly for this bucket (more than "
+            + std::to_string(keys_comparison_budget) + " comparisons); use a simpler pattern");
+        return;
+    }
     resp::append_array_header(out, count);
     out += body;
 }

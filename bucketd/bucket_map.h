@@ -55,7 +55,4 @@ private:
     SharedTableWriter table_;
 };
 
-// Redis glob-style matching for KEYS: *, ?, [abc], [a-z], [^a], \x.
-bool glob_match(std::string_view pattern, std::string_view text);
-
 } // namespace kv

@@ -62,6 +62,38 @@ TEST_F(BucketTest, KeysMatchesGlobPatterns)
     EXPECT_EQ(client.call({ "KEYS", "*" }).elements.size(), 3u);
 }
 
+// The attack of Redis's CVE-2022-36021: a long key and a KEYS pattern that a
+// backtracking matcher needs seconds for, during which the bucket serves no
+// one and ignores SIGTERM. Here the pattern is answered at once, a pattern
+// that would still cost O(key x pattern) is refused, and the bucket goes on
+// serving and stops on STOP within the grace period.
+TEST_F(BucketTest, HostileKeysPatternsDoNotHoldTheBucket)
+{
+    auto client = connect_bucket();
+    const std::string run(80000, 'a');
+    ASSERT_EQ(client.call({ "SET", std::string(160000, 'a'), "v" }).text, "OK");
+
+    auto attack = client.call({ "KEYS", "*" + run + "b" });
+    ASSERT_EQ(attack.type, Value::Type::array) << attack.text;
+    EXPECT_TRUE(attack.elements.empty());
+
+    const std::string costly_pattern = "*" + run + "?b*"; // the run occurs at every offset, the `b` never
+    auto costly = client.call({ "KEYS", costly_pattern });
+    EXPECT_TRUE(costly.is_error());
+    EXPECT_EQ(costly.text.rfind("ERR KEYS pattern too costly for this bucket (more than ", 0), 0u) << costly.text;
+
+    EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+    auto other = kv::Client::connect(socket_);
+    set_receive_timeout(other, 20s);
+    EXPECT_EQ(other.call({ "KEYS", "a*" }).elements.size(), 1u);
+
+    // STOP while a costly KEYS is (most likely) in progress: SIGTERM waits
+    // for it, but not for the grace period.
+    client.send_raw(kv::resp::encode_command({ "KEYS", costly_pattern }));
+    EXPECT_EQ(daemon_.call({ "STOP", "shopping" }).text, "OK");
+    EXPECT_EQ(daemon_.log().find("did not stop within"), std::string::npos) << daemon_.log();
+}
+
 TEST_F(BucketTest, KeysAndValuesAreBinarySafe)
 {
     auto client = connect_bucket();

@@ -86,16 +86,3 @@ TEST(BucketMap, FullSegmentRefusesAndKeepsEveryKey)
     for (int i = 0; i < stored; ++i)
         ASSERT_EQ(*map.get("key" + std::to_string(i)), value) << i;
 }
-
-TEST(GlobMatch, MatchesRedisPatterns)
-{
-    EXPECT_TRUE(kv::glob_match("*", "anything"));
-    EXPECT_TRUE(kv::glob_match("h?llo", "hello"));
-    EXPECT_TRUE(kv::glob_match("h[ae]llo", "hallo"));
-    EXPECT_FALSE(kv::glob_match("h[^e]llo", "hello"));
-    EXPECT_TRUE(kv::glob_match("h[a-c]llo", "hbllo"));
-    EXPECT_TRUE(kv::glob_match("user:*:name", "user:42:name"));
-    EXPECT_FALSE(kv::glob_match("user:*:name", "user:42:mail"));
-    EXPECT_TRUE(kv::glob_match("a\\*", "a*"));
-    EXPECT_FALSE(kv::glob_match("a\\*", "ab"));
-}
