@@ -112,7 +112,7 @@ void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, dou
     std::vector<std::thread> workers;
     for (int t = 0; t < threads; ++t) {
         workers.emplace_back([&, t] {
-            auto reader = kv::SharedTableReader::open(record.segment, kv::TableKind::bucket);
+            auto reader = kv::SharedTableReader::open(record.segment, kv::TableKind::bucket, ::geteuid());
             if (!reader)
                 fail("unable to map " + record.segment);
             std::mt19937_64 random(t + 1);
@@ -286,7 +286,7 @@ void scale(const std::string& run_dir, int count, int clients)
         return pid;
     }()));
     auto rss_before = status_kib(registry_pid, "status", "VmRSS:");
-    auto names_reader = kv::SharedTableReader::open(kv::name_table_segment(run_dir), kv::TableKind::names);
+    auto names_reader = kv::SharedTableReader::open(kv::name_table_segment(run_dir), kv::TableKind::names, ::geteuid());
     if (!names_reader)
         fail("no name table for " + run_dir);
     std::uint64_t baseline = 0; // buckets that were there before (other benchmarks')

@@ -7,6 +7,11 @@ BucketMap::BucketMap(std::string segment_name, std::size_t size)
 {
 }
 
+BucketMap::BucketMap(UniqueFd segment_fd, std::string segment_name, std::size_t size)
+    : table_(std::move(segment_fd), std::move(segment_name), size, TableKind::bucket)
+{
+}
+
 BucketMap::~BucketMap() = default;
 
 std::optional<std::string_view> BucketMap::get(std::string_view key) const { return table_.get(key); }

@@ -1,7 +1,6 @@
 // BucketMap: a bucket's key-value map, living in a shared-memory segment
-// (a SharedTable) that this process creates, owns and removes, and that
-// clients on this machine read directly (SharedTableReader, in
-// common/shared_table.h).
+// (a SharedTable) that this process formats and writes, and that clients on
+// this machine read directly (SharedTableReader, in common/shared_table.h).
 //
 // Only the bucketd that owns the segment allocates in it (Boost 1.74 has no
 // robust mutexes: a process killed inside the allocator would wedge every
@@ -17,16 +16,22 @@
 #include <string_view>
 
 #include "shared_table.h"
+#include "unique_fd.h"
 
 namespace kv {
 
 class BucketMap {
 public:
-    // Creates segment `segment_name` (removing a stale one of that name)
-    // with mode 0600 and `size` bytes. Throws SystemError or
-    // std::runtime_error naming the segment.
+    // Creates segment `segment_name` with mode 0600 and `size` bytes, and
+    // removes it when it goes. A name that exists is an error: nothing is
+    // removed first. For tests; a bucketd adopts the segment registryd made.
+    // Throws SystemError or std::runtime_error naming the segment.
     BucketMap(std::string segment_name, std::size_t size);
-    // Removes the segment.
+    // Adopts `segment_fd`, the empty segment `segment_name` that registryd
+    // created, and formats it with `size` bytes; leaves the name to registryd.
+    // Throws likewise.
+    BucketMap(UniqueFd segment_fd, std::string segment_name, std::size_t size);
+    // Tells readers the table is gone; removes the segment if it created it.
     ~BucketMap();
     BucketMap(const BucketMap&) = delete;
     BucketMap& operator=(const BucketMap&) = delete;

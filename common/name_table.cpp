@@ -1,5 +1,7 @@
 #include "name_table.h"
 
+#include <unistd.h>
+
 #include <charconv>
 
 #include "run_dir.h"
@@ -61,7 +63,8 @@ void NameTableWriter::withdraw(const std::string& name) { table_.erase(name); }
 
 std::unique_ptr<NameTableReader> NameTableReader::open(const std::string& run_dir)
 {
-    auto table = SharedTableReader::open(name_table_segment(run_dir), TableKind::names);
+    // For now the table must be our own uid's; the run dir's owner will be expected instead.
+    auto table = SharedTableReader::open(name_table_segment(run_dir), TableKind::names, ::geteuid());
     if (!table)
         return nullptr;
     return std::unique_ptr<NameTableReader>(new NameTableReader(std::move(table)));

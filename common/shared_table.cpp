@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,11 +11,12 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include <boost/interprocess/managed_external_buffer.hpp>
-#include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
 
+#include "fault_guard.h"
+#include "process_identity.h"
 #include "system_error.h"
 #include "unique_fd.h"
 
@@ -103,14 +103,84 @@ std::uint64_t hash_key(std::string_view key)
     return mix(hash ^ tail);
 }
 
+namespace {
+
+// One shared mapping of a segment, unmapped when it goes. The descriptor it
+// was made from may be closed meanwhile.
+class Mapping {
+public:
+    Mapping() = default;
+    Mapping(int fd, std::size_t size, int protection)
+    {
+        void* base = ::mmap(nullptr, size, protection, MAP_SHARED, fd, 0);
+        if (base != MAP_FAILED) {
+            base_ = static_cast<char*>(base);
+            size_ = size;
+        }
+    }
+    Mapping(Mapping&& other) noexcept
+        : base_(std::exchange(other.base_, nullptr))
+        , size_(std::exchange(other.size_, 0))
+    {
+    }
+    Mapping& operator=(Mapping&& other) noexcept
+    {
+        if (this != &other) {
+            reset();
+            base_ = std::exchange(other.base_, nullptr);
+            size_ = std::exchange(other.size_, 0);
+        }
+        return *this;
+    }
+    ~Mapping() { reset(); }
+
+    char* base() const { return base_; }
+    std::size_t size() const { return size_; }
+    explicit operator bool() const { return base_ != nullptr; }
+    // The caller unmaps it now.
+    char* release()
+    {
+        size_ = 0;
+        return std::exchange(base_, nullptr);
+    }
+
+private:
+    void reset()
+    {
+        if (base_)
+            ::munmap(base_, size_);
+        base_ = nullptr;
+        size_ = 0;
+    }
+    char* base_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// The checks every user of a mapped table makes: a table of this layout and
+// version, whose recorded size is the segment's size. Reads the mapping: a
+// caller that does not own it calls this inside a guarded access.
+bool is_table(const TableHeader& header, std::uint64_t file_size)
+{
+    return header.magic == TableHeader::expected_magic && header.version == TableHeader::expected_version
+        && header.size == file_size;
+}
+
+} // namespace
+
 // ---- writer ----
 
 struct SharedTableWriter::Segment {
-    bip::shared_memory_object object;
-    bip::mapped_region region;
+    explicit Segment(UniqueFd segment_fd) : fd(std::move(segment_fd)) {}
+
+    // Members in this order: the heap goes before the mapping, the mapping
+    // before the descriptor.
+    UniqueFd fd;
+    Mapping mapping;
     bip::managed_external_buffer heap;
     char* base = nullptr;
     TableHeader* header = nullptr;
+
+    void format(const std::string& name, std::size_t size, TableKind kind);
 
     Slot* slots() const { return reinterpret_cast<Slot*>(base + header->index_offset.load(std::memory_order_relaxed)); }
     std::uint64_t capacity() const { return header->capacity.load(std::memory_order_relaxed); }
@@ -158,9 +228,9 @@ struct SharedTableWriter::Segment {
         // Ahead by a quarter of what is backed already, 64 KiB to 1 MiB at a time.
         const std::uint64_t step = std::clamp<std::uint64_t>(reserved_until / 4, 64 * 1024, 1 << 20);
         std::uint64_t target = std::min<std::uint64_t>(header->size, std::max<std::uint64_t>(needed, reserved_until + step));
-        if (::posix_fallocate(shm_fd, static_cast<off_t>(reserved_until), static_cast<off_t>(target - reserved_until)) != 0) {
+        if (::posix_fallocate(fd.get(), static_cast<off_t>(reserved_until), static_cast<off_t>(target - reserved_until)) != 0) {
             target = needed;
-            if (::posix_fallocate(shm_fd, static_cast<off_t>(reserved_until), static_cast<off_t>(target - reserved_until)) != 0)
+            if (::posix_fallocate(fd.get(), static_cast<off_t>(reserved_until), static_cast<off_t>(target - reserved_until)) != 0)
                 return false;
         }
         reserved_until = target;
@@ -168,7 +238,6 @@ struct SharedTableWriter::Segment {
     }
     void note_block(const void* block, std::size_t size) { high_water = std::max<std::uint64_t>(high_water, offset_of(block) + size); }
 
-    int shm_fd = -1;
     std::uint64_t reserved_until = 0; // bytes from the start backed by /dev/shm pages
     std::uint64_t high_water = 0;     // end of the highest block handed out
     static std::string_view key_of(const Entry* e) { return { reinterpret_cast<const char*>(e + 1), e->key_size }; }
@@ -270,72 +339,83 @@ struct SharedTableWriter::Segment {
     std::uint64_t used_slots = 0; // live entries plus tombstones; the writer's own count
 };
 
-SharedTableWriter::SharedTableWriter(std::string segment_name, std::size_t size, TableKind kind)
-    : segment_name_(std::move(segment_name))
+// Sizes, reserves and maps the empty object `fd` is open on, and lays a
+// table out in it, owned by this process.
+void SharedTableWriter::Segment::format(const std::string& name, std::size_t size, TableKind kind)
 {
     if (size < table_header_size + reserved_at_creation)
-        throw std::runtime_error("unable to create segment " + segment_name_ + ": size " + std::to_string(size)
+        throw std::runtime_error("unable to create segment " + name + ": size " + std::to_string(size)
             + " is below the " + std::to_string((table_header_size + reserved_at_creation) / 1024) + " KiB minimum");
-    bip::shared_memory_object::remove(segment_name_.c_str());
-    auto segment = std::make_unique<Segment>();
-    auto fail = [&](const std::string& what) {
-        bip::shared_memory_object::remove(segment_name_.c_str());
-        throw std::runtime_error("unable to " + what + " segment " + segment_name_);
-    };
-    try {
-        bip::permissions owner_only(0600);
-        segment->object = bip::shared_memory_object(bip::create_only, segment_name_.c_str(), bip::read_write, owner_only);
-        segment->object.truncate(static_cast<bip::offset_t>(size));
-    } catch (const bip::interprocess_exception& error) {
-        bip::shared_memory_object::remove(segment_name_.c_str());
-        throw std::runtime_error("unable to create segment " + segment_name_ + ": " + error.what());
-    }
+    struct stat info;
+    check(::fstat(fd.get(), &info), "unable to inspect segment", name);
+    if (!S_ISREG(info.st_mode) || info.st_size != 0)
+        throw std::runtime_error("unable to adopt segment " + name + ": it is not an empty shared-memory object");
+    check(::ftruncate(fd.get(), static_cast<off_t>(size)), "unable to size segment", name);
     // Sparse: /dev/shm pages are taken when touched, and touching one when
-    // /dev/shm is full is a SIGBUS. Reserve what creation touches (the header,
-    // Boost's bookkeeping, the first index, its end marker in the last page).
-    const int shm_fd = segment->object.get_mapping_handle().handle;
-    int reserve_error = ::posix_fallocate(shm_fd, 0, static_cast<off_t>(reserved_at_creation));
+    // /dev/shm is full is a SIGBUS. Reserve what formatting touches (the
+    // header, Boost's bookkeeping, the first index, its end marker in the last page).
+    int reserve_error = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(reserved_at_creation));
     if (reserve_error == 0)
-        reserve_error = ::posix_fallocate(shm_fd, static_cast<off_t>(size - 4096), 4096);
-    if (reserve_error != 0) {
-        bip::shared_memory_object::remove(segment_name_.c_str());
-        throw SystemError("unable to reserve segment", segment_name_, reserve_error);
-    }
+        reserve_error = ::posix_fallocate(fd.get(), static_cast<off_t>(size - 4096), 4096);
+    if (reserve_error != 0)
+        throw SystemError("unable to reserve segment", name, reserve_error);
+    mapping = Mapping(fd.get(), size, PROT_READ | PROT_WRITE);
+    if (!mapping)
+        throw SystemError("unable to map segment", name, errno);
+    base = mapping.base();
+    const ProcessIdentity owner = self_identity();
+    header = new (base) TableHeader {};
+    header->magic = TableHeader::expected_magic;
+    header->version = TableHeader::expected_version;
+    header->kind = kind;
+    header->owner_pid = owner.pid;
+    header->owner_start_time = owner.start_time;
+    header->size = size;
     try {
-        segment->region = bip::mapped_region(segment->object, bip::read_write);
-    } catch (const bip::interprocess_exception& error) {
-        fail(std::string("map"));
+        heap = bip::managed_external_buffer(bip::create_only, base + table_header_size, size - table_header_size);
+    } catch (const std::exception&) {
+        throw std::runtime_error("unable to manage segment " + name);
     }
-    segment->base = static_cast<char*>(segment->region.get_address());
-    segment->header = new (segment->base) TableHeader {};
-    TableHeader& header = *segment->header;
-    header.magic = TableHeader::expected_magic;
-    header.version = TableHeader::expected_version;
-    header.kind = kind;
-    header.owner_pid = ::getpid();
-    header.size = size;
-    try {
-        segment->heap = bip::managed_external_buffer(bip::create_only, segment->base + table_header_size, size - table_header_size);
-    } catch (const std::exception& error) {
-        fail("manage");
-    }
-    segment->shm_fd = shm_fd;
-    segment->reserved_until = reserved_at_creation;
-    segment->high_water = table_header_size;
-    Slot* slots = segment->make_index(initial_capacity);
+    reserved_until = reserved_at_creation;
+    high_water = table_header_size;
+    Slot* slots = make_index(initial_capacity);
     if (!slots)
-        fail("index");
-    header.index_offset.store(segment->offset_of(slots), std::memory_order_relaxed);
-    header.capacity.store(initial_capacity, std::memory_order_relaxed);
+        throw std::runtime_error("unable to index segment " + name);
+    header->index_offset.store(offset_of(slots), std::memory_order_relaxed);
+    header->capacity.store(initial_capacity, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
+}
+
+SharedTableWriter::SharedTableWriter(std::string segment_name, std::size_t size, TableKind kind)
+    : segment_name_(std::move(segment_name))
+    , owns_name_(true)
+{
+    auto segment = std::make_unique<Segment>(create_segment(segment_name_));
+    try {
+        segment->format(segment_name_, size, kind);
+    } catch (...) {
+        remove_segment_if_same(segment_name_, segment->fd.get());
+        throw;
+    }
+    segment_ = std::move(segment);
+}
+
+SharedTableWriter::SharedTableWriter(UniqueFd segment_fd, std::string segment_name, std::size_t size, TableKind kind)
+    : segment_name_(std::move(segment_name))
+    , owns_name_(false)
+{
+    // It may have been inherited across exec: close-on-exec from now on, like every descriptor kv holds.
+    check(::fcntl(segment_fd.get(), F_SETFD, FD_CLOEXEC), "unable to set close-on-exec on segment", segment_name_);
+    auto segment = std::make_unique<Segment>(std::move(segment_fd));
+    segment->format(segment_name_, size, kind);
     segment_ = std::move(segment);
 }
 
 SharedTableWriter::~SharedTableWriter()
 {
     segment_->header->alive.store(0, std::memory_order_release);
-    segment_.reset();
-    bip::shared_memory_object::remove(segment_name_.c_str());
+    if (owns_name_)
+        remove_segment_if_same(segment_name_, segment_->fd.get());
 }
 
 void SharedTableWriter::publish_alive() { segment_->header->alive.store(1, std::memory_order_release); }
@@ -437,90 +517,114 @@ void SharedTableWriter::for_each(const std::function<void(std::string_view, std:
     }
 }
 
+// ---- segments ----
+
+UniqueFd create_segment(const std::string& name)
+{
+    UniqueFd fd(::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600));
+    if (!fd)
+        throw SystemError("unable to create segment", name, errno);
+    return fd;
+}
+
+bool remove_segment_if_same(const std::string& name, int fd)
+{
+    struct stat ours, named;
+    if (::fstat(fd, &ours) == -1)
+        return false;
+    UniqueFd current(::shm_open(name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0));
+    if (!current || ::fstat(current.get(), &named) == -1)
+        return false;
+    if (named.st_dev != ours.st_dev || named.st_ino != ours.st_ino)
+        return false;
+    return ::shm_unlink(name.c_str()) == 0;
+}
+
 // ---- reader ----
 
-namespace {
-
-struct Mapping {
-    void* base = nullptr;
-    std::size_t size = 0;
-};
-
-// Maps segment `name` (only its header page unless `whole`) if it holds a
-// table of this layout; else nothing, and nothing stays mapped.
-std::optional<Mapping> map_table(const std::string& name, int open_flags, int protection, bool whole)
+std::unique_ptr<SharedTableReader> SharedTableReader::open(const std::string& segment_name, TableKind kind, uid_t expected_owner)
 {
-    UniqueFd fd(::shm_open(name.c_str(), open_flags | O_CLOEXEC, 0));
+    install_fault_handler();
+    // O_NOFOLLOW: a symlink planted under the name is not followed (glibc's
+    // shm_open adds it too; said here because trust depends on it).
+    // O_NONBLOCK: a FIFO planted under the name must not hang the open.
+    UniqueFd fd(::shm_open(segment_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0));
     if (!fd)
-        return std::nullopt;
+        return nullptr;
     struct stat info;
-    if (::fstat(fd.get(), &info) == -1 || static_cast<std::size_t>(info.st_size) < table_header_size)
-        return std::nullopt;
-    Mapping mapping { nullptr, whole ? static_cast<std::size_t>(info.st_size) : table_header_size };
-    mapping.base = ::mmap(nullptr, mapping.size, protection, MAP_SHARED, fd.get(), 0);
-    if (mapping.base == MAP_FAILED)
-        return std::nullopt;
-    const auto* header = static_cast<const TableHeader*>(mapping.base);
-    if (header->magic != TableHeader::expected_magic || header->version != TableHeader::expected_version
-        || header->size != static_cast<std::uint64_t>(info.st_size)) {
-        ::munmap(mapping.base, mapping.size);
-        return std::nullopt;
-    }
-    return mapping;
-}
-
-} // namespace
-
-std::unique_ptr<SharedTableReader> SharedTableReader::open(const std::string& segment_name, TableKind kind)
-{
-    auto mapping = map_table(segment_name, O_RDONLY, PROT_READ, true);
+    if (::fstat(fd.get(), &info) == -1 || !S_ISREG(info.st_mode) || info.st_uid != expected_owner
+        || (info.st_mode & (S_IRWXG | S_IRWXO)) != 0 || static_cast<std::uint64_t>(info.st_size) < table_header_size)
+        return nullptr;
+    Mapping mapping(fd.get(), static_cast<std::size_t>(info.st_size), PROT_READ);
     if (!mapping)
         return nullptr;
-    const auto* header = static_cast<const TableHeader*>(mapping->base);
-    // A table whose owner is dead (killed before it could clear `alive`) is
+    // The owner's uid may truncate the segment while we look at it.
+    bool trusted = false;
+    ProcessIdentity owner;
+    const bool whole = guarded_access(mapping.base(), mapping.size(), [&] {
+        const auto* header = reinterpret_cast<const TableHeader*>(mapping.base());
+        if (!is_table(*header, static_cast<std::uint64_t>(info.st_size)) || header->kind != kind || header->owner_pid <= 0)
+            return;
+        owner.pid = header->owner_pid;
+        owner.start_time = header->owner_start_time;
+        trusted = true;
+    });
+    // A table whose owner is not running (died before it could clear
+    // `alive`, even if its pid now names another process or a zombie) is
     // not the truth: one check here, none per read.
-    const bool owner_alive = header->owner_pid > 0 && (::kill(header->owner_pid, 0) == 0 || errno == EPERM);
-    if (header->kind != kind || !owner_alive) {
-        ::munmap(mapping->base, mapping->size);
+    if (!whole || !trusted || !is_running(owner))
         return nullptr;
-    }
-    return std::unique_ptr<SharedTableReader>(new SharedTableReader(static_cast<const char*>(mapping->base), mapping->size));
+    const std::size_t size = mapping.size();
+    return std::unique_ptr<SharedTableReader>(new SharedTableReader(mapping.release(), size, owner.pid));
 }
 
-SharedTableReader::SharedTableReader(const char* base, std::size_t size)
+SharedTableReader::SharedTableReader(const char* base, std::size_t size, pid_t owner_pid)
     : base_(base)
     , size_(size)
+    , owner_pid_(owner_pid)
 {
 }
 
 SharedTableReader::~SharedTableReader() { ::munmap(const_cast<char*>(base_), size_); }
 
-pid_t SharedTableReader::owner_pid() const { return reinterpret_cast<const TableHeader*>(base_)->owner_pid; }
-
 bool SharedTableReader::alive() const
 {
-    return reinterpret_cast<const TableHeader*>(base_)->alive.load(std::memory_order_acquire) == 1;
+    bool alive = false;
+    const bool whole = guarded_access(base_, size_, [&] {
+        alive = reinterpret_cast<const TableHeader*>(base_)->alive.load(std::memory_order_acquire) == 1;
+    });
+    return whole && alive;
 }
 
 // The read side of the seqlock, in one place: `read` runs on what may be a
 // write in progress, and its answer counts only if no write began or ended
-// meanwhile and the owner is still serving.
+// meanwhile and the owner is still serving. All of it runs guarded: a
+// segment that shrank under us is `gone`, and `read` must be abandonable
+// (see guarded_access).
 template <typename Read>
 SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
 {
-    const auto* header = reinterpret_cast<const TableHeader*>(base_);
-    for (Retry retry; retry.again();) {
-        if (header->alive.load(std::memory_order_acquire) != 1)
-            return Result::gone;
-        const std::uint64_t before = header->sequence.load(std::memory_order_acquire);
-        if (before & 1)
-            continue; // a write is in progress
-        const Result result = read(*header);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (header->sequence.load(std::memory_order_relaxed) == before)
-            return header->alive.load(std::memory_order_relaxed) == 1 ? result : Result::gone;
-    }
-    return alive() ? Result::busy : Result::gone;
+    Result result = Result::gone;
+    const bool whole = guarded_access(base_, size_, [&] {
+        const auto* header = reinterpret_cast<const TableHeader*>(base_);
+        for (Retry retry; retry.again();) {
+            if (header->alive.load(std::memory_order_acquire) != 1) {
+                result = Result::gone;
+                return;
+            }
+            const std::uint64_t before = header->sequence.load(std::memory_order_acquire);
+            if (before & 1)
+                continue; // a write is in progress
+            const Result attempt = read(*header);
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (header->sequence.load(std::memory_order_relaxed) == before) {
+                result = header->alive.load(std::memory_order_relaxed) == 1 ? attempt : Result::gone;
+                return;
+            }
+        }
+        result = header->alive.load(std::memory_order_relaxed) == 1 ? Result::busy : Result::gone;
+    });
+    return whole ? result : Result::gone;
 }
 
 SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::string* value) const
@@ -564,8 +668,12 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
             }
             if (key_size != key.size() || std::memcmp(bytes, key.data(), key_size) != 0)
                 continue;
-            if (value)
-                value->assign(bytes + key_size, value_size);
+            if (value) {
+                // Sized first, then filled: if the copy faults (the segment
+                // shrank), the string is whole, only its bytes are not.
+                value->resize(value_size);
+                std::memcpy(value->data(), bytes + key_size, value_size);
+            }
             return Result::found;
         }
         return Result::missing;
@@ -591,23 +699,36 @@ SharedTableReader::Result SharedTableReader::size(std::uint64_t& keys) const
 
 namespace {
 
+// Maps the header page of the table `fd` holds and visits it, guarded: the
+// bucket (the table's owner) can truncate the segment meanwhile. False if
+// `fd` holds no table of this layout or the page went away.
 template <typename Visit>
-bool with_header(const std::string& segment_name, int open_flags, int protection, Visit visit)
+bool with_header(int fd, int protection, Visit visit)
 {
-    auto mapping = map_table(segment_name, open_flags, protection, false);
+    install_fault_handler();
+    struct stat info;
+    if (::fstat(fd, &info) == -1 || !S_ISREG(info.st_mode) || static_cast<std::uint64_t>(info.st_size) < table_header_size)
+        return false;
+    Mapping mapping(fd, table_header_size, protection);
     if (!mapping)
         return false;
-    visit(*static_cast<TableHeader*>(mapping->base));
-    ::munmap(mapping->base, mapping->size);
-    return true;
+    bool visited = false;
+    const bool whole = guarded_access(mapping.base(), mapping.size(), [&] {
+        auto* header = reinterpret_cast<TableHeader*>(mapping.base());
+        if (!is_table(*header, static_cast<std::uint64_t>(info.st_size)))
+            return;
+        visit(*header);
+        visited = true;
+    });
+    return whole && visited;
 }
 
 } // namespace
 
-std::optional<TableStats> read_table_stats(const std::string& segment_name)
+std::optional<TableStats> read_table_stats(int fd)
 {
     TableStats stats;
-    if (!with_header(segment_name, O_RDONLY, PROT_READ, [&](const TableHeader& header) {
+    if (!with_header(fd, PROT_READ, [&](const TableHeader& header) {
             stats.keys = header.keys.load(std::memory_order_relaxed);
             stats.bytes = header.bytes.load(std::memory_order_relaxed);
         }))
@@ -615,9 +736,9 @@ std::optional<TableStats> read_table_stats(const std::string& segment_name)
     return stats;
 }
 
-bool mark_table_gone(const std::string& segment_name)
+bool mark_table_gone(int fd)
 {
-    return with_header(segment_name, O_RDWR, PROT_READ | PROT_WRITE,
+    return with_header(fd, PROT_READ | PROT_WRITE,
         [](TableHeader& header) { header.alive.store(0, std::memory_order_release); });
 }
 

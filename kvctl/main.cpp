@@ -1,4 +1,6 @@
 // kvctl: the command-line client for registryd and its buckets.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -134,7 +136,7 @@ public:
     std::optional<std::string> get(const std::string& name, const std::string& key, const std::string& what)
     {
         auto bucket = lookup(name, what);
-        if (auto table = kv::SharedTableReader::open(bucket.segment, kv::TableKind::bucket)) {
+        if (auto table = kv::SharedTableReader::open(bucket.segment, kv::TableKind::bucket, ::geteuid())) {
             std::string value;
             switch (table->get(key, value)) {
             case kv::SharedTableReader::Result::found: return value;

@@ -1,5 +1,6 @@
 #include "registry.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -45,6 +46,13 @@ std::string ExitReason::describe() const
 
 namespace {
 
+// Temporary, until registryd creates each segment and keeps its descriptor:
+// the table helpers take a descriptor, so open the name registryd chose.
+UniqueFd open_segment(const std::string& name, int flags)
+{
+    return UniqueFd(::shm_open(name.c_str(), flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0));
+}
+
 std::string describe(const Bucket& bucket)
 {
     return "bucket " + printable(bucket.name) + " (pid " + std::to_string(bucket.pid) + ", id "
@@ -68,7 +76,7 @@ std::string bucket_reply(const Bucket& bucket, bool with_stats)
     resp::append_bulk(out, "segment");
     resp::append_bulk(out, bucket.segment_name);
     if (with_stats) {
-        auto stats = read_table_stats(bucket.segment_name).value_or(TableStats {});
+        auto stats = read_table_stats(open_segment(bucket.segment_name, O_RDONLY).get()).value_or(TableStats {});
         auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - bucket.started);
         resp::append_bulk(out, "state");
         resp::append_bulk(out, to_string(bucket.state));
@@ -417,7 +425,7 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     // A bucket that crashed left its segment and socket: remove them, by the
     // names registryd chose, so nothing of it outlives it. Readers that still
     // have the segment mapped are told that its data is no longer true.
-    mark_table_gone(bucket.segment_name);
+    mark_table_gone(open_segment(bucket.segment_name, O_RDWR).get());
     ::shm_unlink(bucket.segment_name.c_str());
     ::unlink(bucket.socket_path.c_str());
 

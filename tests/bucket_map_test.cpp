@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include "shared_table.h"
+#include "system_error.h"
+#include "unique_fd.h"
 
 namespace {
 
@@ -58,13 +60,45 @@ TEST(BucketMap, SegmentIsPrivateAndRemovedWithTheMap)
     EXPECT_FALSE(segment_exists(name));
 }
 
+TEST(BucketMap, RefusesANameThatExistsAndLeavesItThere)
+{
+    auto name = unique_segment("taken");
+    kv::UniqueFd stale = kv::create_segment(name);
+    EXPECT_THROW(kv::BucketMap(name, 1 << 20), kv::SystemError);
+    EXPECT_TRUE(segment_exists(name));
+    EXPECT_TRUE(kv::remove_segment_if_same(name, stale.get()));
+}
+
+TEST(BucketMap, AdoptsTheSegmentItsCreatorMadeAndLeavesItsName)
+{
+    auto name = unique_segment("adopted");
+    kv::UniqueFd created = kv::create_segment(name);
+    {
+        kv::BucketMap map(kv::UniqueFd(fcntl(created.get(), F_DUPFD_CLOEXEC, 0)), name, 1 << 20);
+        EXPECT_EQ(map.segment_name(), name);
+        EXPECT_EQ(map.set("a", "1"), kv::BucketMap::SetResult::stored);
+        EXPECT_EQ(*map.get("a"), "1");
+        auto stats = kv::read_table_stats(created.get());
+        ASSERT_TRUE(stats);
+        EXPECT_EQ(stats->keys, 1u);
+        struct stat info;
+        ASSERT_EQ(fstat(created.get(), &info), 0);
+        EXPECT_EQ(info.st_mode & 0777, 0600u);
+        EXPECT_EQ(info.st_size, 1 << 20);
+    }
+    EXPECT_TRUE(segment_exists(name)) << "registryd, its creator, removes it";
+    EXPECT_TRUE(kv::remove_segment_if_same(name, created.get()));
+    EXPECT_FALSE(segment_exists(name));
+}
+
 TEST(BucketMap, HeaderCountersAreReadableFromOutside)
 {
     auto name = unique_segment("stats");
     kv::BucketMap map(name, 1 << 20);
     map.set("a", "12345");
     map.set("b", "1");
-    auto stats = kv::read_table_stats(name);
+    kv::UniqueFd segment(shm_open(name.c_str(), O_RDONLY | O_CLOEXEC, 0));
+    auto stats = kv::read_table_stats(segment.get());
     ASSERT_TRUE(stats);
     EXPECT_EQ(stats->keys, 2u);
     EXPECT_EQ(stats->bytes, 8u);

@@ -2,6 +2,7 @@
 // buckets: what a client on this machine reads without a round trip must
 // agree with what the sockets say, and must never outlive the truth.
 #include <signal.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -16,7 +17,7 @@ TEST(DirectRead, GetFromTheSegmentAgreesWithEveryAcknowledgedSet)
 {
     RegistryDaemon daemon;
     auto bucket = daemon.create("shopping");
-    auto reader = kv::SharedTableReader::open(bucket.field("segment")->text, kv::TableKind::bucket);
+    auto reader = kv::SharedTableReader::open(bucket.field("segment")->text, kv::TableKind::bucket, ::geteuid());
     ASSERT_TRUE(reader);
     EXPECT_EQ(reader->owner_pid(), bucket.field("pid")->integer);
     auto client = kv::Client::connect(bucket.field("socket")->text);
@@ -38,14 +39,14 @@ TEST(DirectRead, BucketThatDiesWhileMappedIsGoneNotStale)
     RegistryDaemon daemon;
     auto bucket = daemon.create("shopping");
     kv::Client::connect(bucket.field("socket")->text).call({ "SET", "milk", "1" });
-    auto reader = kv::SharedTableReader::open(bucket.field("segment")->text, kv::TableKind::bucket);
+    auto reader = kv::SharedTableReader::open(bucket.field("segment")->text, kv::TableKind::bucket, ::geteuid());
     ASSERT_TRUE(reader);
     auto watcher = daemon.monitor("shopping");
     ASSERT_EQ(kill_process(bucket.field("pid")->integer, SIGKILL), 0);
     ASSERT_EQ(watcher.read_reply().text, "killed by SIGKILL");
     std::string value;
     EXPECT_EQ(reader->get("milk", value), Result::gone);
-    EXPECT_FALSE(kv::SharedTableReader::open(bucket.field("segment")->text, kv::TableKind::bucket));
+    EXPECT_FALSE(kv::SharedTableReader::open(bucket.field("segment")->text, kv::TableKind::bucket, ::geteuid()));
 }
 
 TEST(NameTable, HasTheEntryWhenCreateRepliesAndLosesItWhenTheExitIsHandled)

@@ -2,21 +2,61 @@
 
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <random>
 #include <thread>
 
 #include <gtest/gtest.h>
+
+#include "fault_guard.h"
+#include "system_error.h"
+#include "unique_fd.h"
 
 namespace {
 
 std::string unique_segment(const char* test) { return "/kv.tabletest." + std::to_string(getpid()) + "." + test; }
 
 using Result = kv::SharedTableReader::Result;
+
+kv::UniqueFd open_segment(const std::string& name, int flags = O_RDWR)
+{
+    return kv::UniqueFd(shm_open(name.c_str(), flags | O_CLOEXEC, 0));
+}
+
+bool same_object(int a, int b)
+{
+    struct stat first, second;
+    return fstat(a, &first) == 0 && fstat(b, &second) == 0 && first.st_dev == second.st_dev && first.st_ino == second.st_ino;
+}
+
+// The header page of a segment, mapped read-write: what a process of the
+// owner's uid could do to it.
+struct HeaderPage {
+    explicit HeaderPage(int fd)
+        : header(static_cast<kv::TableHeader*>(mmap(nullptr, kv::table_header_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)))
+    {
+    }
+    ~HeaderPage()
+    {
+        if (header != MAP_FAILED)
+            munmap(header, kv::table_header_size);
+    }
+    kv::TableHeader* header;
+};
+
+// Death tests must not leave core files behind.
+void no_core_dump()
+{
+    struct rlimit none { 0, 0 };
+    setrlimit(RLIMIT_CORE, &none);
+}
 
 // A value that carries its own check: "<counter>:<counter repeated>", of a
 // length that depends on the counter, so a torn read cannot pass for whole.
@@ -44,7 +84,7 @@ TEST(SharedTable, ReaderSeesWhatTheWriterStoresWithoutAnySystemCall)
 {
     auto name = unique_segment("basic");
     kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
-    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
     ASSERT_TRUE(reader);
     std::string value;
     EXPECT_EQ(reader->get("milk", value), Result::gone) << "not alive until the owner says so";
@@ -58,7 +98,7 @@ TEST(SharedTable, ReaderSeesWhatTheWriterStoresWithoutAnySystemCall)
     EXPECT_EQ(value, "2");
     writer.erase("milk");
     EXPECT_EQ(reader->exists("milk"), Result::missing);
-    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::names)) << "a bucket table is not a name table";
+    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::names, geteuid())) << "a bucket table is not a name table";
 }
 
 TEST(SharedTable, PairsMoveBetweenTheSlotAndTheHeapAsTheyGrowAndShrink)
@@ -66,7 +106,7 @@ TEST(SharedTable, PairsMoveBetweenTheSlotAndTheHeapAsTheyGrowAndShrink)
     auto name = unique_segment("inline");
     kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
     writer.publish_alive();
-    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
     std::string value;
     // 46 bytes of key plus value fit in the slot; 47 do not.
     const std::string key(16, 'k');
@@ -87,7 +127,7 @@ TEST(SharedTable, GrowsItsIndexAndKeepsEveryKey)
     auto name = unique_segment("grow");
     kv::SharedTableWriter writer(name, 64 << 20, kv::TableKind::bucket);
     writer.publish_alive();
-    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
     for (int i = 0; i < 100000; ++i)
         ASSERT_EQ(writer.set("key" + std::to_string(i), std::to_string(i)), kv::SharedTableWriter::SetResult::stored);
     for (int i = 0; i < 100000; i += 2)
@@ -131,7 +171,7 @@ TEST(SharedTable, ConcurrentReaderNeverSeesATornOrOlderValue)
     std::string failure;
 
     std::thread reader_thread([&] {
-        auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket);
+        auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
         std::string value;
         std::uint64_t last = 0;
         while (!done) {
@@ -183,7 +223,7 @@ TEST(SharedTable, ReaderKilledAtAnyInstantBlocksNobody)
         pid_t pid = fork();
         ASSERT_GE(pid, 0);
         if (pid == 0) {
-            auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket);
+            auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
             std::string value;
             for (;;)
                 reader->get("k", value);
@@ -197,7 +237,7 @@ TEST(SharedTable, ReaderKilledAtAnyInstantBlocksNobody)
     }
     for (int i = 0; i < 10000; ++i)
         ASSERT_EQ(writer.set("k", std::to_string(i)), kv::SharedTableWriter::SetResult::stored);
-    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
     std::string value;
     EXPECT_EQ(reader->get("k", value), Result::found);
     EXPECT_EQ(value, "9999");
@@ -215,11 +255,12 @@ TEST(SharedTable, WriterThatDiedMidWriteMakesReadersGiveUpNotHang)
     auto* header = static_cast<kv::TableHeader*>(mmap(nullptr, kv::table_header_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
     close(fd);
     header->sequence.fetch_add(1);
-    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
     std::string value;
     EXPECT_EQ(reader->get("k", value), Result::busy);
     // registryd reaps the writer and says so: now it is "gone".
-    EXPECT_TRUE(kv::mark_table_gone(name));
+    kv::UniqueFd segment(shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0));
+    EXPECT_TRUE(kv::mark_table_gone(segment.get()));
     EXPECT_EQ(reader->get("k", value), Result::gone);
     header->sequence.fetch_add(1);
     munmap(header, kv::table_header_size);
@@ -231,11 +272,331 @@ TEST(SharedTable, OwnerExitIsGoneForReadersThatStillHaveItMapped)
     auto writer = std::make_unique<kv::SharedTableWriter>(name, 4 << 20, kv::TableKind::bucket);
     writer->publish_alive();
     writer->set("k", "v");
-    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
     writer.reset();
     std::string value;
     EXPECT_EQ(reader->get("k", value), Result::gone);
-    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::bucket)) << "the segment is removed";
+    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid())) << "the segment is removed";
+}
+
+// ---- trust: what a reader refuses ----
+
+TEST(SharedTableTrust, RefusesASegmentOwnedByAnotherUid)
+{
+    if (geteuid() != 0)
+        GTEST_SKIP() << "needs root to give a segment to another uid";
+    auto name = unique_segment("otheruid");
+    kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    ASSERT_TRUE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid()));
+    auto segment = open_segment(name);
+    ASSERT_EQ(fchown(segment.get(), 65534, 65534), 0);
+    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid())) << "planted by another uid";
+    EXPECT_TRUE(kv::SharedTableReader::open(name, kv::TableKind::bucket, 65534)) << "the uid is what was refused";
+}
+
+TEST(SharedTableTrust, RefusesASegmentWithAnyGroupOrOtherPermission)
+{
+    auto name = unique_segment("mode");
+    kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    auto segment = open_segment(name);
+    for (mode_t mode : { 0640, 0620, 0610, 0604, 0602, 0601, 0666 }) {
+        ASSERT_EQ(fchmod(segment.get(), mode), 0);
+        EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid())) << std::oct << mode;
+    }
+    ASSERT_EQ(fchmod(segment.get(), 0600), 0);
+    EXPECT_TRUE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid()));
+}
+
+TEST(SharedTableTrust, RefusesASymlinkPlantedUnderTheName)
+{
+    auto target = unique_segment("linktarget");
+    kv::SharedTableWriter writer(target, 4 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    auto link = unique_segment("link");
+    const std::string link_path = "/dev/shm" + link;
+    ASSERT_EQ(symlink(("/dev/shm" + target).c_str(), link_path.c_str()), 0) << strerror(errno);
+    // shm_open sees the link (glibc opens /dev/shm/NAME) and does not follow it.
+    errno = 0;
+    EXPECT_FALSE(open_segment(link, O_RDONLY));
+    EXPECT_EQ(errno, ELOOP);
+    EXPECT_FALSE(kv::SharedTableReader::open(link, kv::TableKind::bucket, geteuid()));
+    EXPECT_TRUE(kv::SharedTableReader::open(target, kv::TableKind::bucket, geteuid()));
+    unlink(link_path.c_str());
+}
+
+TEST(SharedTableTrust, RefusesAFifoPlantedUnderTheNameWithoutBlocking)
+{
+    auto name = unique_segment("fifo");
+    const std::string path = "/dev/shm" + name;
+    ASSERT_EQ(mkfifo(path.c_str(), 0600), 0) << strerror(errno);
+    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid()));
+    unlink(path.c_str());
+}
+
+TEST(SharedTableTrust, RefusesATableWhoseRecordedOwnerIsNotThisProcess)
+{
+    auto name = unique_segment("forged");
+    kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    auto segment = open_segment(name);
+    HeaderPage page(segment.get());
+    ASSERT_NE(page.header, MAP_FAILED);
+    // Our pid, another start time: what a reused pid looks like.
+    page.header->owner_start_time += 1;
+    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid()));
+    page.header->owner_start_time -= 1;
+    EXPECT_TRUE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid()));
+    page.header->version = kv::TableHeader::expected_version - 1;
+    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid())) << "an older layout";
+    page.header->version = kv::TableHeader::expected_version;
+}
+
+TEST(SharedTableTrust, RefusesATableWhoseOwnerExitedEvenWhileItIsAZombie)
+{
+    auto name = unique_segment("zombie");
+    kv::Pipe ready = kv::make_pipe("ready");
+    kv::Pipe go = kv::make_pipe("go");
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        try {
+            // Never destroyed: the owner dies as if killed, `alive` still 1.
+            auto* writer = new kv::SharedTableWriter(name, 4 << 20, kv::TableKind::bucket);
+            writer->publish_alive();
+            writer->set("k", "v");
+            char byte = 1;
+            if (write(ready.write_end.get(), &byte, 1) != 1)
+                _exit(2);
+            go.write_end.reset();
+            read(go.read_end.get(), &byte, 1); // until the parent closes its end
+            _exit(0);
+        } catch (...) {
+            _exit(3);
+        }
+    }
+    ready.write_end.reset();
+    go.read_end.reset();
+    char byte = 0;
+    ASSERT_EQ(read(ready.read_end.get(), &byte, 1), 1);
+    EXPECT_TRUE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid())) << "its owner is running";
+    go.write_end.reset();
+    // Exited, not reaped: a zombie, which kill(pid, 0) would call alive.
+    siginfo_t info {};
+    ASSERT_EQ(waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);
+    ASSERT_EQ(kill(child, 0), 0);
+    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid())) << "owner is a zombie";
+    ASSERT_EQ(waitpid(child, nullptr, 0), child);
+    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid())) << "owner is reaped";
+    shm_unlink(name.c_str());
+}
+
+// ---- the writer never takes or removes what is not its own ----
+
+TEST(SharedTableWriter, RefusesANameThatExistsAndLeavesItIntact)
+{
+    auto name = unique_segment("taken");
+    kv::UniqueFd theirs = kv::create_segment(name);
+    ASSERT_EQ(ftruncate(theirs.get(), 12345), 0);
+    try {
+        kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+        ADD_FAILURE() << "took over an existing segment";
+    } catch (const kv::SystemError& error) {
+        EXPECT_EQ(error.error(), EEXIST);
+        EXPECT_EQ(std::string(error.what()), "unable to create segment " + name + ": File exists");
+    }
+    auto named = open_segment(name, O_RDONLY);
+    ASSERT_TRUE(named);
+    EXPECT_TRUE(same_object(named.get(), theirs.get()));
+    struct stat info;
+    ASSERT_EQ(fstat(named.get(), &info), 0);
+    EXPECT_EQ(info.st_size, 12345);
+    EXPECT_THROW(kv::create_segment(name), kv::SystemError);
+    EXPECT_TRUE(kv::remove_segment_if_same(name, theirs.get()));
+}
+
+TEST(SharedTableWriter, DestructorLeavesASegmentThatReplacedItsName)
+{
+    auto name = unique_segment("replaced");
+    auto writer = std::make_unique<kv::SharedTableWriter>(name, 4 << 20, kv::TableKind::bucket);
+    ASSERT_EQ(shm_unlink(name.c_str()), 0);
+    kv::UniqueFd replacement = kv::create_segment(name);
+    writer.reset();
+    auto named = open_segment(name, O_RDONLY);
+    ASSERT_TRUE(named) << "the writer removed a segment that was not its own";
+    EXPECT_TRUE(same_object(named.get(), replacement.get()));
+    EXPECT_TRUE(kv::remove_segment_if_same(name, replacement.get()));
+}
+
+TEST(SharedTableWriter, AdoptsADescriptorAndLeavesTheNameToItsCreator)
+{
+    auto name = unique_segment("adopted");
+    kv::UniqueFd created = kv::create_segment(name);
+    auto writer = std::make_unique<kv::SharedTableWriter>(
+        kv::UniqueFd(fcntl(created.get(), F_DUPFD_CLOEXEC, 0)), name, 4 << 20, kv::TableKind::bucket);
+    writer->publish_alive();
+    writer->set("k", "v");
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    std::string value;
+    EXPECT_EQ(reader->get("k", value), Result::found);
+    EXPECT_EQ(value, "v");
+    auto stats = kv::read_table_stats(created.get());
+    ASSERT_TRUE(stats);
+    EXPECT_EQ(stats->keys, 1u);
+    writer.reset();
+    EXPECT_EQ(reader->get("k", value), Result::gone) << "alive is cleared";
+    auto named = open_segment(name, O_RDONLY);
+    ASSERT_TRUE(named) << "an adopting writer must not unlink";
+    EXPECT_TRUE(same_object(named.get(), created.get()));
+    EXPECT_TRUE(kv::remove_segment_if_same(name, created.get()));
+    EXPECT_FALSE(kv::remove_segment_if_same(name, created.get())) << "already gone";
+}
+
+TEST(SharedTableWriter, RefusesToAdoptASegmentThatIsNotEmpty)
+{
+    auto name = unique_segment("notempty");
+    kv::UniqueFd created = kv::create_segment(name);
+    ASSERT_EQ(ftruncate(created.get(), 8192), 0);
+    EXPECT_THROW(kv::SharedTableWriter(kv::UniqueFd(fcntl(created.get(), F_DUPFD_CLOEXEC, 0)), name, 4 << 20, kv::TableKind::bucket),
+        std::runtime_error);
+    auto named = open_segment(name, O_RDONLY);
+    EXPECT_TRUE(named && same_object(named.get(), created.get())) << "left to its creator";
+    EXPECT_TRUE(kv::remove_segment_if_same(name, created.get()));
+}
+
+TEST(SharedTableSegments, RemoveIfSameRemovesOnlyTheSameObject)
+{
+    auto name = unique_segment("same");
+    auto other = unique_segment("other");
+    kv::UniqueFd segment = kv::create_segment(name);
+    kv::UniqueFd stranger = kv::create_segment(other);
+    EXPECT_FALSE(kv::remove_segment_if_same(name, stranger.get()));
+    EXPECT_TRUE(open_segment(name, O_RDONLY));
+    EXPECT_TRUE(kv::remove_segment_if_same(name, segment.get()));
+    EXPECT_FALSE(open_segment(name, O_RDONLY));
+    EXPECT_TRUE(kv::remove_segment_if_same(other, stranger.get()));
+}
+
+TEST(SharedTableSegments, HeaderHelpersAnswerNothingForASegmentNotYetFormatted)
+{
+    auto name = unique_segment("unformatted");
+    kv::UniqueFd segment = kv::create_segment(name);
+    EXPECT_FALSE(kv::read_table_stats(segment.get()));
+    EXPECT_FALSE(kv::mark_table_gone(segment.get()));
+    ASSERT_EQ(ftruncate(segment.get(), 1 << 20), 0);
+    EXPECT_FALSE(kv::read_table_stats(segment.get())) << "zeros are not a table";
+    EXPECT_TRUE(kv::remove_segment_if_same(name, segment.get()));
+}
+
+// ---- a segment that shrinks under its reader ----
+
+TEST(SharedTableReader, SegmentTruncatedToNothingIsGoneNotSIGBUS)
+{
+    auto name = unique_segment("truncated");
+    const std::size_t size = 4 << 20;
+    kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
+    writer.publish_alive();
+    writer.set("k", "v");
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    std::string value;
+    ASSERT_EQ(reader->get("k", value), Result::found);
+    auto segment = open_segment(name);
+    ASSERT_EQ(ftruncate(segment.get(), 0), 0);
+    EXPECT_EQ(reader->get("k", value), Result::gone);
+    EXPECT_EQ(reader->exists("k"), Result::gone);
+    std::uint64_t keys = 0;
+    EXPECT_EQ(reader->size(keys), Result::gone);
+    EXPECT_FALSE(reader->alive());
+    EXPECT_FALSE(kv::read_table_stats(segment.get()));
+    EXPECT_FALSE(kv::mark_table_gone(segment.get()));
+    EXPECT_FALSE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid()));
+    // The writer trusts its own segment: give its pages back before it
+    // clears `alive` on its way out.
+    ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(size)), 0);
+}
+
+TEST(SharedTableReader, SegmentTruncatedInsideItsIndexIsGoneNotSIGBUS)
+{
+    auto name = unique_segment("cutindex");
+    const std::size_t size = 64 << 20;
+    kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
+    writer.publish_alive();
+    const int count = 20000;
+    for (int i = 0; i < count; ++i)
+        ASSERT_EQ(writer.set("key" + std::to_string(i), "v" + std::to_string(i)), kv::SharedTableWriter::SetResult::stored);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    auto segment = open_segment(name);
+    std::uint64_t cut = 0;
+    {
+        HeaderPage page(segment.get());
+        ASSERT_NE(page.header, MAP_FAILED);
+        const std::uint64_t index = page.header->index_offset.load();
+        const std::uint64_t index_bytes = page.header->capacity.load() * 64;
+        cut = (index + index_bytes / 2) & ~std::uint64_t(4095); // a page boundary halfway through the index
+        ASSERT_GT(cut, index);
+    }
+    ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(cut)), 0);
+    int found = 0, gone = 0;
+    std::string value;
+    for (int i = 0; i < count; ++i) {
+        auto result = reader->get("key" + std::to_string(i), value);
+        if (result == Result::found) {
+            ++found;
+            ASSERT_EQ(value, "v" + std::to_string(i));
+        } else {
+            ASSERT_EQ(result, Result::gone) << i;
+            ++gone;
+        }
+    }
+    EXPECT_GT(found, 0) << "slots before the cut still answer";
+    EXPECT_GT(gone, 0) << "slots past the cut are gone";
+    ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(size)), 0);
+}
+
+TEST(FaultGuardDeathTest, SigbusOutsideAGuardedReadStillKills)
+{
+    // A reader is open, so the handler is in place.
+    auto name = unique_segment("unguarded");
+    kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    EXPECT_EXIT(
+        {
+            no_core_dump();
+            kv::UniqueFd segment = kv::create_segment(name + ".victim");
+            shm_unlink((name + ".victim").c_str());
+            ftruncate(segment.get(), 4096);
+            auto* page = static_cast<volatile char*>(mmap(nullptr, 8192, PROT_READ, MAP_SHARED, segment.get(), 0));
+            (void)page[4096]; // past the end of the object: SIGBUS, outside any guard
+            _exit(0);
+        },
+        ::testing::KilledBySignal(SIGBUS), "");
+    EXPECT_EXIT(
+        {
+            no_core_dump();
+            kv::UniqueFd segment = kv::create_segment(name + ".victim2");
+            shm_unlink((name + ".victim2").c_str());
+            ftruncate(segment.get(), 4096);
+            auto* page = static_cast<volatile char*>(mmap(nullptr, 8192, PROT_READ, MAP_SHARED, segment.get(), 0));
+            // Inside a guard, but of another range: not the guard's to swallow.
+            char other[16] = {};
+            kv::guarded_access(other, sizeof other, [&] { (void)page[4096]; });
+            _exit(0);
+        },
+        ::testing::KilledBySignal(SIGBUS), "");
+    EXPECT_EXIT(
+        {
+            no_core_dump();
+            char other[16] = {};
+            // Sent, not a fault: the guard does not catch what kill sends.
+            kv::guarded_access(other, sizeof other, [] { raise(SIGBUS); });
+            _exit(0);
+        },
+        ::testing::KilledBySignal(SIGBUS), "");
 }
 
 TEST(SharedTable, HashSpreadsKeys)
