@@ -30,6 +30,7 @@
 
 #include "client.h"
 #include "name_table.h"
+#include "instance_record.h"
 #include "run_dir.h"
 #include "shared_table.h"
 
@@ -74,16 +75,42 @@ std::string fixed_key(std::uint64_t i)
     return text;
 }
 
+// The registryd under test is trusted as kvctl trusts one: its run dir must
+// be ours or root's, and every socket and segment must be its owner's.
+uid_t run_dir_owner = 0;
+
+kv::Client connect_to(const std::string& path)
+{
+    kv::ConnectOptions options;
+    options.expected_peer_uid = run_dir_owner;
+    return kv::Client::connect(path, options);
+}
+
+kv::Client connect_registry(const std::string& run_dir) { return connect_to(kv::registry_socket_path(run_dir)); }
+
+kv::InstanceRecord instance_record(const std::string& run_dir)
+{
+    auto record = kv::read_instance_record(kv::RunDir::open_trusted(run_dir));
+    if (!record)
+        fail("no registryd instance record in " + run_dir);
+    return *record;
+}
+
+std::unique_ptr<kv::NameTableReader> open_names(const std::string& run_dir)
+{
+    return kv::NameTableReader::open(instance_record(run_dir).names_segment, run_dir_owner);
+}
+
 // Fills bucket `name` with `keys` 16-byte keys and values, pipelined.
 kv::BucketRecord fill_bucket(const std::string& run_dir, const std::string& name, std::uint64_t keys)
 {
-    auto registry = kv::Client::connect(kv::registry_socket_path(run_dir));
+    auto registry = connect_registry(run_dir);
     auto created = call(registry, { "CREATE", name });
     kv::BucketRecord record;
     record.pid = static_cast<pid_t>(created.field("pid")->integer);
     record.socket = created.field("socket")->text;
     record.segment = created.field("segment")->text;
-    auto bucket = kv::Client::connect(record.socket);
+    auto bucket = connect_to(record.socket);
     const std::uint64_t batch = 1000;
     for (std::uint64_t start = 0; start < keys; start += batch) {
         std::string requests;
@@ -112,7 +139,7 @@ void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, dou
     std::vector<std::thread> workers;
     for (int t = 0; t < threads; ++t) {
         workers.emplace_back([&, t] {
-            auto reader = kv::SharedTableReader::open(record.segment, kv::TableKind::bucket, ::geteuid());
+            auto reader = kv::SharedTableReader::open(record.segment, kv::TableKind::bucket, run_dir_owner);
             if (!reader)
                 fail("unable to map " + record.segment);
             std::mt19937_64 random(t + 1);
@@ -144,13 +171,13 @@ void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, dou
 
 void lookup(const std::string& run_dir, int buckets, double seconds)
 {
-    auto registry = kv::Client::connect(kv::registry_socket_path(run_dir));
+    auto registry = connect_registry(run_dir);
     std::vector<std::string> names;
     for (int i = 0; i < buckets; ++i) {
         names.push_back("bench-lookup-" + std::to_string(i));
         call(registry, { "CREATE", names.back() });
     }
-    auto table = kv::NameTableReader::open(run_dir);
+    auto table = open_names(run_dir);
     if (!table)
         fail("no name table for " + run_dir);
     std::mt19937 random(1);
@@ -188,7 +215,7 @@ void lookup(const std::string& run_dir, int buckets, double seconds)
 
 void create(const std::string& run_dir, int count)
 {
-    auto registry = kv::Client::connect(kv::registry_socket_path(run_dir));
+    auto registry = connect_registry(run_dir);
     std::vector<double> latencies;
     for (int i = 0; i < count; ++i) {
         std::string name = "bench-create-" + std::to_string(i);
@@ -228,8 +255,8 @@ Percentiles bare_pidfd_floor(int count)
 
 void kill_to_gone(const std::string& run_dir, int count)
 {
-    auto registry = kv::Client::connect(kv::registry_socket_path(run_dir));
-    auto table = kv::NameTableReader::open(run_dir);
+    auto registry = connect_registry(run_dir);
+    auto table = open_names(run_dir);
     if (!table)
         fail("no name table for " + run_dir);
     std::vector<double> latencies, exits;
@@ -278,15 +305,11 @@ std::uint64_t status_kib(pid_t pid, const char* file, const char* field)
 
 void scale(const std::string& run_dir, int count, int clients)
 {
-    auto registry = kv::Client::connect(kv::registry_socket_path(run_dir));
-    auto registry_pid = static_cast<pid_t>(std::stol([&] {
-        std::ifstream lock(kv::lock_file_path(run_dir));
-        std::string pid;
-        lock >> pid;
-        return pid;
-    }()));
+    auto registry = connect_registry(run_dir);
+    auto record = instance_record(run_dir);
+    auto registry_pid = record.pid;
     auto rss_before = status_kib(registry_pid, "status", "VmRSS:");
-    auto names_reader = kv::SharedTableReader::open(kv::name_table_segment(run_dir), kv::TableKind::names, ::geteuid());
+    auto names_reader = kv::SharedTableReader::open(record.names_segment, kv::TableKind::names, run_dir_owner);
     if (!names_reader)
         fail("no name table for " + run_dir);
     std::uint64_t baseline = 0; // buckets that were there before (other benchmarks')
@@ -298,7 +321,7 @@ void scale(const std::string& run_dir, int count, int clients)
     std::vector<std::thread> workers;
     for (int c = 0; c < clients; ++c) {
         workers.emplace_back([&, c] {
-            auto connection = kv::Client::connect(kv::registry_socket_path(run_dir));
+            auto connection = connect_registry(run_dir);
             for (int j = c; j < count; j += clients) {
                 auto reply = connection.call({ "CREATE", "bench-scale-" + std::to_string(j) });
                 if (reply.is_error())
@@ -367,6 +390,11 @@ int main(int argc, char** argv)
     scales->add_option("--clients", clients, "CREATE from this many connections at once");
     CLI11_PARSE(app, argc, argv);
     std::signal(SIGPIPE, SIG_IGN);
+    try {
+        run_dir_owner = kv::RunDir::open_trusted(run_dir).owner();
+    } catch (const std::exception& error) {
+        fail(error.what());
+    }
     if (*direct)
         direct_get(run_dir, keys, threads, seconds);
     else if (*lookups)

@@ -2,13 +2,20 @@
 //
 // Started only by registryd, which passes the name as the one argument and
 // the rest in the environment (so ps shows the name and nothing else):
-//   KV_SEGMENT       shared-memory segment to create (named from ids, never the name)
-//   KV_SOCKET        Unix socket to serve RESP on
-//   KV_NOTIFY_FD     descriptor to write "\n" to once segment and socket exist
+//   KV_INSTANCE      the registryd instance this bucket belongs to (how a later
+//                    registryd finds the buckets of one that died)
+//   KV_SEGMENT_FD    an empty shared-memory object registryd created, to size and fill
+//   KV_SEGMENT       its name (for messages)
+//   KV_LISTEN_FD     a listening Unix socket registryd bound, to serve RESP on
+//   KV_SOCKET        its path (for messages)
+//   KV_NOTIFY_FD     descriptor to write "\n" to once the segment is ready
 //   KV_BUCKET_SIZE   segment size in bytes
 //   KV_SERVER_CONFIG limits and access policy for the socket (ServerConfig::encode)
 //   KV_DEBUG_COMMAND "1" to accept DEBUG SEGFAULT / DEBUG EXIT (tests)
-// SIGTERM (also the parent-death signal): remove segment and socket, exit 0.
+// SIGTERM (also the parent-death signal): stop serving, exit 0. A bucket
+// creates and removes no file: registryd made its segment and socket file and
+// removes them once it has reaped the bucket, so a bucket that outlives its
+// registryd can never remove what a later one made.
 #include <unistd.h>
 
 #include <csignal>
@@ -26,7 +33,6 @@
 #include "resp_server.h"
 #include "system_error.h"
 #include "unique_fd.h"
-#include "unix_listener.h"
 
 namespace {
 
@@ -56,10 +62,12 @@ int main(int argc, char** argv)
     kv::UniqueFd notify;
 
     try {
-        std::string segment_name = require_environment("KV_SEGMENT");
-        std::string socket_path = require_environment("KV_SOCKET");
         int notify_fd = std::stoi(require_environment("KV_NOTIFY_FD"));
         notify = kv::UniqueFd(notify_fd);
+        std::string segment_name = require_environment("KV_SEGMENT");
+        kv::UniqueFd segment(std::stoi(require_environment("KV_SEGMENT_FD")));
+        std::string socket_path = require_environment("KV_SOCKET");
+        kv::UniqueFd listener(std::stoi(require_environment("KV_LISTEN_FD")));
         std::size_t size = std::stoull(require_environment("KV_BUCKET_SIZE"));
         const char* debug = std::getenv("KV_DEBUG_COMMAND");
         auto server_config = kv::ServerConfig::decode(require_environment("KV_SERVER_CONFIG"));
@@ -68,24 +76,22 @@ int main(int argc, char** argv)
         kv::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
         kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
 
-        kv::BucketMap map(segment_name, size);
+        kv::BucketMap map(std::move(segment), segment_name, size);
         kv::BucketContext context { map, debug && std::string(debug) == "1" };
-        kv::RespServer server(io, kv::listen_at_path(socket_path, server_config.admits_others() ? 0666 : 0600),
-            socket_path, [&context](kv::resp::Request& request, kv::ReplySink& reply) {
-                kv::run_bucket_command(context, request, reply.now());
-            },
-            server_config);
+        kv::RespServer server(io, std::move(listener), socket_path, [&context](kv::resp::Request& request, kv::ReplySink& reply) {
+            kv::run_bucket_command(context, request, reply.now());
+        }, server_config);
 
         stop_signals.async_wait([&](const boost::system::error_code& error, int) {
             if (error)
                 return;
             server.close();
-            ::unlink(socket_path.c_str());
             io.stop();
         });
 
-        // Readiness, s6-style: one newline once the segment and the socket
-        // exist; direct readers may trust the segment from now on too.
+        // Readiness, s6-style: one newline once the segment is ready (the
+        // socket was listening before we started); direct readers may trust
+        // the segment from now on too.
         map.publish_alive();
         if (::write(notify.get(), "\n", 1) != 1)
             throw kv::SystemError("unable to notify registryd through descriptor", std::to_string(notify_fd), errno);

@@ -4,7 +4,6 @@
 
 #include <charconv>
 
-#include "run_dir.h"
 
 namespace kv {
 
@@ -45,10 +44,8 @@ bool decode(std::string_view text, BucketRecord& record)
 
 } // namespace
 
-std::string name_table_segment(const std::string& run_dir) { return segment_prefix(run_dir) + "names"; }
-
-NameTableWriter::NameTableWriter(const std::string& run_dir, std::size_t size)
-    : table_(name_table_segment(run_dir), size, TableKind::names)
+NameTableWriter::NameTableWriter(const std::string& segment_name, std::size_t size)
+    : table_(segment_name, size, TableKind::names)
 {
 }
 
@@ -61,10 +58,9 @@ bool NameTableWriter::publish(const std::string& name, const BucketRecord& recor
 
 void NameTableWriter::withdraw(const std::string& name) { table_.erase(name); }
 
-std::unique_ptr<NameTableReader> NameTableReader::open(const std::string& run_dir)
+std::unique_ptr<NameTableReader> NameTableReader::open(const std::string& segment_name, uid_t owner)
 {
-    // For now the table must be our own uid's; the run dir's owner will be expected instead.
-    auto table = SharedTableReader::open(name_table_segment(run_dir), TableKind::names, ::geteuid());
+    auto table = SharedTableReader::open(segment_name, TableKind::names, owner);
     if (!table)
         return nullptr;
     return std::unique_ptr<NameTableReader>(new NameTableReader(std::move(table)));

@@ -23,12 +23,12 @@ struct BucketRecord {
     std::string segment;
 };
 
-std::string name_table_segment(const std::string& run_dir);
-
 // registryd's side.
 class NameTableWriter {
 public:
-    explicit NameTableWriter(const std::string& run_dir, std::size_t size = 64 * 1024 * 1024);
+    // Creates the table at `segment_name`, which must not exist yet (see
+    // new_segment_name: a random name nobody else can have taken).
+    explicit NameTableWriter(const std::string& segment_name, std::size_t size = 64 * 1024 * 1024);
     // False if the table is full (registryd then refuses the bucket).
     bool publish(const std::string& name, const BucketRecord& record);
     void withdraw(const std::string& name);
@@ -42,8 +42,10 @@ private:
 // A client's side.
 class NameTableReader {
 public:
-    // Empty if no registryd publishes a table for this run dir.
-    static std::unique_ptr<NameTableReader> open(const std::string& run_dir);
+    // The table at `segment_name` (from the instance record), trusted only if
+    // `owner` (the run dir's owner) made it and its registryd still runs;
+    // else empty.
+    static std::unique_ptr<NameTableReader> open(const std::string& segment_name, uid_t owner);
 
     enum class Result { found, missing, unavailable };
     // `unavailable`: the table cannot answer (registryd gone, or a write in

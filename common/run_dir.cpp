@@ -1,5 +1,7 @@
 #include "run_dir.h"
 
+#include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -25,57 +27,129 @@ std::string resolve_run_dir(const std::string& flag)
     return "/tmp/kv-" + std::to_string(::geteuid());
 }
 
-static void make_private_directory(const std::string& path, mode_t mode)
+std::string registry_socket_path(const std::string& run_dir) { return run_dir + "/" + registry_socket_name; }
+
+std::string bucket_socket_name(const std::string& instance, unsigned long long id)
 {
+    return std::to_string(id) + "." + instance + ".sock";
+}
+
+namespace {
+
+std::runtime_error unusable(const std::string& path, const std::string& why)
+{
+    return std::runtime_error("unable to use run directory " + path + ": " + why);
+}
+
+// Opens `name` (relative to `at`) as a directory without following a final
+// symbolic link, O_PATH so that a directory we may only traverse can be used.
+UniqueFd open_directory(int at, const std::string& name, const std::string& shown)
+{
+    int fd = ::openat(at, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd == -1) {
+        if (errno == ENOTDIR || errno == ELOOP)
+            throw unusable(shown, "not a directory (a symbolic link or a file is in its place)");
+        throw SystemError("unable to open run directory", shown, errno);
+    }
+    return UniqueFd(fd);
+}
+
+struct stat status_of(int fd, const std::string& shown)
+{
+    struct stat info;
+    check(::fstat(fd, &info), "unable to inspect run directory", shown);
+    return info;
+}
+
+// registryd's own directory: ours, and exactly `mode`. fchmod through
+// /proc/self/fd, since an O_PATH descriptor cannot be fchmod'ed directly.
+void make_private(int fd, const struct stat& info, mode_t mode, const std::string& shown)
+{
+    if (info.st_uid != ::geteuid())
+        throw unusable(shown, "owned by uid " + std::to_string(info.st_uid) + ", not by us (uid "
+                + std::to_string(::geteuid()) + ")");
+    if ((info.st_mode & 07777) != mode) {
+        std::string self = "/proc/self/fd/" + std::to_string(fd);
+        check(::chmod(self.c_str(), mode), "unable to set the mode of run directory", shown);
+    }
+}
+
+} // namespace
+
+RunDir::RunDir(std::string path, UniqueFd fd, uid_t owner, dev_t device, ino_t inode)
+    : path_(std::move(path))
+    , fd_(std::move(fd))
+    , owner_(owner)
+    , device_(device)
+    , inode_(inode)
+{
+}
+
+RunDir RunDir::prepare(const std::string& path, RunDirAccess access)
+{
+    const mode_t mode = access == RunDirAccess::owner_only ? 0700 : 0711;
     if (::mkdir(path.c_str(), 0700) == -1 && errno != EEXIST)
         throw SystemError("unable to create run directory", path, errno);
-    struct stat info;
-    check(::lstat(path.c_str(), &info), "unable to inspect run directory", path);
-    if (!S_ISDIR(info.st_mode))
-        throw std::runtime_error("unable to use run directory " + path + ": not a directory");
-    if (info.st_uid != ::geteuid())
-        throw std::runtime_error("unable to use run directory " + path + ": owned by uid "
-            + std::to_string(info.st_uid) + ", not by us");
-    if ((info.st_mode & 0777) != mode)
-        check(::chmod(path.c_str(), mode), "unable to set the mode of run directory", path);
+    UniqueFd fd = open_directory(AT_FDCWD, path, path);
+    struct stat info = status_of(fd.get(), path);
+    make_private(fd.get(), info, mode, path);
+    RunDir dir(path, std::move(fd), info.st_uid, info.st_dev, info.st_ino);
+
+    const std::string buckets = path + "/" + buckets_directory_name;
+    if (::mkdirat(dir.fd(), buckets_directory_name, 0700) == -1 && errno != EEXIST)
+        throw SystemError("unable to create run directory", buckets, errno);
+    dir.buckets_fd_ = open_directory(dir.fd(), buckets_directory_name, buckets);
+    make_private(dir.buckets_fd(), status_of(dir.buckets_fd(), buckets), mode, buckets);
+    check_socket_path_length(buckets + "/" + bucket_socket_name(std::string(16, 'f'), ~0ULL));
+    return dir;
 }
 
-void prepare_run_dir(const std::string& run_dir, RunDirAccess access)
+RunDir RunDir::open_trusted(const std::string& path)
 {
-    mode_t mode = access == RunDirAccess::owner_only ? 0700 : 0711;
-    make_private_directory(run_dir, mode);
-    make_private_directory(run_dir + "/buckets", mode);
-    check_socket_path_length(bucket_socket_path(run_dir, ~0ULL));
+    UniqueFd fd = open_directory(AT_FDCWD, path, path);
+    struct stat info = status_of(fd.get(), path);
+    if (info.st_uid != ::geteuid() && info.st_uid != 0)
+        throw unusable(path, "owned by uid " + std::to_string(info.st_uid) + ", neither by us (uid "
+                + std::to_string(::geteuid()) + ") nor by root; another user may have made it");
+    if (info.st_mode & 022)
+        throw unusable(path, "writable by other users (mode " + [&] {
+            char text[8];
+            std::snprintf(text, sizeof text, "%04o", info.st_mode & 07777);
+            return std::string(text);
+        }() + ")");
+    return RunDir(path, std::move(fd), info.st_uid, info.st_dev, info.st_ino);
 }
 
-std::string registry_socket_path(const std::string& run_dir) { return run_dir + "/registry.sock"; }
-
-std::string lock_file_path(const std::string& run_dir) { return run_dir + "/registry.lock"; }
-
-std::string bucket_socket_path(const std::string& run_dir, unsigned long long id)
+std::optional<std::string> RunDir::lost() const
 {
-    return run_dir + "/buckets/" + std::to_string(id) + ".sock";
+    struct stat now;
+    if (::stat(path_.c_str(), &now) == -1)
+        return "was removed";
+    if (now.st_dev != device_ || now.st_ino != inode_)
+        return "was replaced by another directory";
+    struct stat mine;
+    if (::fstat(fd_.get(), &mine) == -1 || mine.st_nlink == 0)
+        return "was removed"; // and something else was made at its path
+    return std::nullopt;
 }
 
-std::string segment_prefix(const std::string& run_dir)
+std::string new_instance_id()
 {
-    // FNV-1a over the absolute path: stable across restarts, distinct per dir.
-    char* resolved = ::realpath(run_dir.c_str(), nullptr);
-    std::string path = resolved ? resolved : run_dir;
-    std::free(resolved);
-    unsigned long long hash = 14695981039346656037ULL;
-    for (unsigned char c : path) {
-        hash ^= c;
-        hash *= 1099511628211ULL;
-    }
-    char text[32];
-    std::snprintf(text, sizeof text, "/kv.%016llx.", hash);
+    unsigned long long bits = 0;
+    // getrandom never returns short for 8 bytes once the pool is ready; it
+    // blocks until it is (early boot only).
+    if (::getrandom(&bits, sizeof bits, 0) != static_cast<ssize_t>(sizeof bits))
+        throw SystemError("unable to read", "random bytes (getrandom)", errno);
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", bits);
     return text;
 }
 
-std::string segment_name(const std::string& run_dir, int registry_pid, unsigned long long id)
+std::string segment_prefix(const std::string& instance) { return "/kv." + instance + "."; }
+
+std::string new_segment_name(const std::string& instance, const std::string& role)
 {
-    return segment_prefix(run_dir) + std::to_string(registry_pid) + "." + std::to_string(id);
+    return segment_prefix(instance) + role + "." + new_instance_id();
 }
 
 void check_socket_path_length(const std::string& path)

@@ -1,6 +1,7 @@
 // kvctl: the command-line client for registryd and its buckets.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -10,6 +11,7 @@
 
 #include "bucket_name.h"
 #include "client.h"
+#include "instance_record.h"
 #include "name_table.h"
 #include "shared_table.h"
 #include "run_dir.h"
@@ -25,12 +27,14 @@ enum ExitCode {
     exit_unreachable = 3,
     exit_refused = 4,
     exit_failed = 5,
+    exit_timed_out = 6,
 };
 
 constexpr const char* exit_code_help = "Exit codes: 0 ok; 1 not found (bucket or key, or the bucket is gone); "
                                        "2 usage; 3 registryd not reachable; 4 refused (invalid name, limit "
                                        "reached, bucket full, permission denied); 5 failed (e.g. a bucket could "
-                                       "not start).";
+                                       "not start, or a bucket's socket is served by another user); 6 timed out "
+                                       "(--timeout).";
 
 // A failure to report: one line on stderr, then this exit code.
 struct Failure {
@@ -65,17 +69,30 @@ kv::resp::Value checked(const kv::resp::Value& reply, const std::string& what)
     return reply;
 }
 
+// What kvctl talks to, and how far it trusts it: the run directory must be
+// ours (or root's), and every socket, segment and record in it must belong to
+// the directory's owner (SO_PEERCRED for sockets, the owner for files), so
+// another user can neither answer in registryd's place nor receive our data.
 class Session {
 public:
-    explicit Session(std::string run_dir) : run_dir_(std::move(run_dir)) {}
+    Session(const std::string& run_dir, std::optional<std::chrono::steady_clock::time_point> deadline)
+        : dir_(open_run_dir(run_dir))
+        , connect_options_ { dir_.owner(), deadline }
+        , timeout_text_(deadline ? " (see --timeout)" : "")
+    {
+    }
 
     kv::resp::Value registry_call(const std::vector<std::string>& request, const std::string& what)
     {
-        std::string path = kv::registry_socket_path(run_dir_);
+        std::string path = kv::registry_socket_path(dir_.path());
         try {
             if (!registry_)
-                registry_.emplace(kv::Client::connect(path));
+                registry_.emplace(kv::Client::connect(path, connect_options_));
             return checked(registry_->call(request), what);
+        } catch (const kv::UntrustedPeer& error) {
+            throw Failure { exit_unreachable, what + ": " + error.what() };
+        } catch (const kv::TimedOut& error) {
+            throw Failure { exit_timed_out, what + ": " + error.what() + timeout_text_ };
         } catch (const kv::SystemError& error) {
             throw Failure { exit_unreachable, "unable to reach registryd at " + path + ": "
                     + std::strerror(error.error()) + " (is registryd running with this run dir?)" };
@@ -90,7 +107,8 @@ public:
     {
         if (!names_tried_) {
             names_tried_ = true;
-            names_ = kv::NameTableReader::open(run_dir_);
+            if (auto record = kv::read_instance_record(dir_))
+                names_ = kv::NameTableReader::open(record->names_segment, dir_.owner());
         }
         kv::BucketRecord record;
         if (names_) {
@@ -123,8 +141,12 @@ public:
         const std::vector<std::string>& request, const std::string& what)
     {
         try {
-            auto client = kv::Client::connect(bucket.socket);
+            auto client = kv::Client::connect(bucket.socket, connect_options_);
             return checked(client.call(request), what);
+        } catch (const kv::UntrustedPeer& error) {
+            throw Failure { exit_failed, what + ": " + error.what() };
+        } catch (const kv::TimedOut& error) {
+            throw Failure { exit_timed_out, what + ": " + error.what() + timeout_text_ };
         } catch (const kv::SystemError&) {
             throw Failure { exit_not_found, what + ": bucket " + kv::printable(name) + " is gone (its process exited)" };
         } catch (const kv::ConnectionClosed&) {
@@ -136,7 +158,7 @@ public:
     std::optional<std::string> get(const std::string& name, const std::string& key, const std::string& what)
     {
         auto bucket = lookup(name, what);
-        if (auto table = kv::SharedTableReader::open(bucket.segment, kv::TableKind::bucket, ::geteuid())) {
+        if (auto table = kv::SharedTableReader::open(bucket.segment, kv::TableKind::bucket, dir_.owner())) {
             std::string value;
             switch (table->get(key, value)) {
             case kv::SharedTableReader::Result::found: return value;
@@ -151,7 +173,21 @@ public:
     }
 
 private:
-    std::string run_dir_;
+    static kv::RunDir open_run_dir(const std::string& path)
+    {
+        try {
+            return kv::RunDir::open_trusted(path);
+        } catch (const kv::SystemError& error) {
+            throw Failure { exit_unreachable, "unable to reach registryd at " + kv::registry_socket_path(path) + ": "
+                    + std::strerror(error.error()) + " (is registryd running with this run dir?)" };
+        } catch (const std::exception& error) {
+            throw Failure { exit_unreachable, error.what() };
+        }
+    }
+
+    kv::RunDir dir_;
+    kv::ConnectOptions connect_options_;
+    std::string timeout_text_;
     std::optional<kv::Client> registry_;
     bool names_tried_ = false;
     std::unique_ptr<kv::NameTableReader> names_;
@@ -226,6 +262,10 @@ int main(int argc, char** argv)
     app.fallthrough(); // lets --run-dir come after the subcommand too (subcommands inherit this)
     std::string name, key, value;
     bool json = false;
+    double timeout_seconds = 10;
+    app.add_option("--timeout", timeout_seconds, "Give up after this many seconds (0: wait forever); monitor always waits")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 86400.0));
 
     auto* create = app.add_subcommand("create", "Create a bucket (or find the existing one); prints its pid");
     create->add_option("NAME", name)->required();
@@ -259,9 +299,13 @@ int main(int argc, char** argv)
         return exit_usage;
     }
 
-    Session session(kv::resolve_run_dir(run_dir_flag));
     const std::string shown = kv::printable(name);
     try {
+        std::optional<std::chrono::steady_clock::time_point> deadline;
+        if (timeout_seconds > 0 && !*monitor)
+            deadline = std::chrono::steady_clock::now()
+                + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout_seconds));
+        Session session(kv::resolve_run_dir(run_dir_flag), deadline);
         if (*create) {
             auto reply = session.registry_call({ "CREATE", name }, "unable to create bucket " + shown);
             std::cout << integer_field(reply, "pid") << "\n";

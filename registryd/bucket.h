@@ -3,12 +3,18 @@
 //
 //   starting --ready "\n"--> ready --STOP--> stopping
 //       |                      |                |
-//       +--------- pidfd readable, reaped ------+--> gone (erased)
+//       +---- pidfd readable: name withdrawn, process group killed, reaped ----+--> gone (erased)
+//
+// Everything registryd made for a bucket (its segment, its socket file) is
+// held here by descriptor and removed with an identity check, so nothing
+// another instance made under a similar name is ever touched.
 #pragma once
 
 #include <sys/types.h>
 
 #include <array>
+#include <cstdint>
+#include <map>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -17,12 +23,17 @@
 
 #include "asio.h"
 #include "resp_server.h"
+#include "socket_file.h"
+#include "unique_fd.h"
 
 namespace kv {
 
 enum class BucketState { starting, ready, stopping };
 
 const char* to_string(BucketState state);
+
+// "SIGTERM", or "signal 40" for one without a name.
+std::string signal_name(int signal);
 
 // How a bucket ended, from waitid(): si_code and si_status kept apart.
 struct ExitReason {
@@ -33,36 +44,50 @@ struct ExitReason {
     std::string describe() const;
 };
 
+// The segment registryd created for a bucket. Going out of scope, it removes
+// the name only if the name still refers to this very object.
+struct BucketSegment {
+    BucketSegment() = default;
+    BucketSegment(std::string name, UniqueFd fd) : name(std::move(name)), fd(std::move(fd)) {}
+    BucketSegment(BucketSegment&&) = default;
+    BucketSegment& operator=(BucketSegment&&) = delete;
+    ~BucketSegment();
+
+    std::string name;
+    UniqueFd fd;
+};
+
 struct Bucket {
     Bucket(asio::io_context& io) : timer(io) {}
 
     std::string name;
     unsigned long long id = 0;
     pid_t pid = -1;
-    std::string segment_name;
-    std::string socket_path;
+    BucketSegment segment; // created by registryd, sized and filled by the bucket
+    SocketFile socket;  // bound by registryd; the bucket serves the listener it inherits
     std::chrono::steady_clock::time_point started;
     BucketState state = BucketState::starting;
 
     // Owns the pidfd; readable when the child exits.
     std::unique_ptr<asio::posix::stream_descriptor> pidfd;
-    // Owns the readiness pipe while starting. The bucket writes "\n" when
-    // ready, or one line saying why it could not start.
+    // Owns the readiness pipe (non-blocking) while starting. The bucket
+    // writes "\n" when ready, or one line saying why it could not start.
+    // registryd waits for it to be readable and reads it itself, so at the
+    // exit everything the bucket wrote is either here or still in the pipe.
     std::unique_ptr<asio::posix::stream_descriptor> ready_pipe;
-    std::array<char, 128> ready_buffer {};
     std::string ready_text;
     // Ready timeout while starting; SIGTERM grace period while stopping.
     asio::steady_timer timer;
     // Why it failed, if registryd knows: "did not become ready within 5000 ms",
     // "could not start: unable to reserve segment ...: No space left on device".
     std::string failure;
-    // Set when it was reaped while its readiness pipe was still open; the
-    // removal then completes once the pipe has been read to its end.
-    std::optional<ExitReason> exit_reason;
 
-    std::vector<Responder> waiting_for_ready; // CREATE and LOOKUP calls made while starting
-    std::vector<Responder> waiting_for_stop;  // STOP calls
-    std::vector<Responder> monitors;          // MONITOR calls
+    // Callers waiting on this bucket, by connection id: a connection has at
+    // most one call outstanding, and one that hangs up is forgotten at once.
+    using Waiters = std::map<std::uint64_t, Responder>;
+    Waiters waiting_for_ready; // CREATE and LOOKUP calls made while starting
+    Waiters waiting_for_stop;  // STOP calls
+    Waiters monitors;          // MONITOR calls
 };
 
 } // namespace kv

@@ -2,8 +2,11 @@
 // watches each through a pidfd, and removes a name the moment its bucket
 // exits. Runs in the foreground and logs one line per event to stderr.
 //
-// Exit codes: 0 stopped by SIGTERM/SIGINT after stopping every bucket;
-// 1 unable to start (run dir, lock, socket); 2 usage.
+// Exit codes: 0 stopped by SIGTERM, SIGINT or SIGQUIT after stopping every
+// bucket; 1 unable to start (run dir, lock, socket); 2 usage; 3 stopped every
+// bucket and exited because its run directory (or its lock file there) was
+// removed or replaced. SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM are logged and
+// change nothing; SIGPIPE is ignored.
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -21,9 +24,10 @@
 #include "registry_commands.h"
 #include "resp_server.h"
 #include "run_dir.h"
+#include "leftovers.h"
 #include "run_dir_lock.h"
+#include "socket_file.h"
 #include "system_error.h"
-#include "unix_listener.h"
 
 namespace {
 
@@ -41,7 +45,8 @@ int main(int argc, char** argv)
     kv::set_log_program("registryd");
 
     CLI::App app { "registryd: supervises one bucketd process per bucket name.\n"
-                   "Exit codes: 0 stopped cleanly, 1 unable to start, 2 usage." };
+                   "Exit codes: 0 stopped cleanly, 1 unable to start, 2 usage, 3 stopped because its run directory "
+                   "was removed or replaced." };
     std::string run_dir_flag;
     kv::RegistryOptions options;
     options.bucketd_path = default_bucketd_path();
@@ -91,44 +96,101 @@ int main(int argc, char** argv)
     }
 
     try {
-        options.run_dir = kv::resolve_run_dir(run_dir_flag);
-        kv::prepare_run_dir(options.run_dir,
+        const std::string run_dir_path = kv::resolve_run_dir(run_dir_flag);
+        const kv::RunDir dir = kv::RunDir::prepare(run_dir_path,
             server_config.admits_others() ? kv::RunDirAccess::traversable_by_others : kv::RunDirAccess::owner_only);
-        kv::RunDirLock lock(options.run_dir);
-        if (auto removed = kv::remove_leftovers(options.run_dir))
-            kv::log_line("removed " + std::to_string(removed) + " segments and sockets left by an earlier registryd");
+        kv::RunDirLock lock(dir);
+        if (const auto& predecessor = lock.predecessor()) {
+            auto removed = kv::remove_leftovers(dir, predecessor->instance);
+            if (removed.total() > 0)
+                kv::log_line("registryd pid " + std::to_string(predecessor->pid) + " (instance " + predecessor->instance
+                    + ") died without cleaning up: killed " + std::to_string(removed.processes) + " of its processes, removed "
+                    + std::to_string(removed.segments) + " segments and " + std::to_string(removed.sockets) + " sockets");
+        }
+        // We hold the lock: a registry socket of ours here is a dead predecessor's.
+        kv::remove_stale_socket(dir.fd(), kv::registry_socket_name);
         if (::access(options.bucketd_path.c_str(), X_OK) == -1)
             throw kv::SystemError("unable to use bucketd executable", options.bucketd_path, errno);
+        options.instance = kv::new_instance_id();
 
         // One thread, and nothing touches the loop from another: no locks.
         kv::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
-        kv::Registry registry(io, options);
-        const std::string socket_path = kv::registry_socket_path(options.run_dir);
-        kv::RespServer server(io, kv::listen_at_path(socket_path, server_config.admits_others() ? 0666 : 0600),
-            socket_path, [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
+        kv::Registry registry(io, dir, options);
+        kv::SocketFile registry_socket = kv::SocketFile::listen(dir.fd(), kv::registry_socket_name,
+            kv::registry_socket_path(run_dir_path), server_config.admits_others() ? 0666 : 0600);
+        lock.publish(kv::InstanceRecord { ::getpid(), options.instance, registry.name_table_segment() });
+        kv::RespServer server(io, registry_socket.take_listener(), registry_socket.path(),
+            [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
                 kv::run_registry_command(registry, request, reply.defer());
             },
             server_config);
 
-        kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
-        stop_signals.async_wait([&](const boost::system::error_code& error, int signal) {
-            if (error)
+        int exit_code = 0;
+        bool stopping = false;
+        auto stop = [&](const std::string& why) {
+            if (std::exchange(stopping, true))
                 return;
-            kv::log_line(std::string("received ") + (signal == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping "
-                + std::to_string(registry.size()) + " buckets");
+            kv::log_line(why + ", stopping " + std::to_string(registry.size()) + " buckets");
             server.close();
-            ::unlink(socket_path.c_str());
+            registry_socket.remove();
             registry.shutdown([&io] { io.stop(); });
-        });
+        };
 
-        kv::log_line("listening on " + socket_path);
+        // Signals arrive as events in the loop. Every signal a user or a
+        // terminal commonly sends is handled, so none ends registryd without
+        // its cleanup: three stop it, the others are logged and change nothing.
+        kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT, SIGQUIT);
+        stop_signals.async_wait([&](const boost::system::error_code& error, int signal) {
+            if (!error)
+                stop(std::string("received ") + kv::signal_name(signal));
+        });
+        kv::asio::signal_set harmless_signals(io, SIGHUP, SIGUSR1, SIGUSR2);
+        harmless_signals.add(SIGALRM);
+        std::function<void()> watch_harmless_signals = [&] {
+            harmless_signals.async_wait([&](const boost::system::error_code& error, int signal) {
+                if (error)
+                    return;
+                kv::log_line("received " + kv::signal_name(signal) + "; ignored (SIGTERM, SIGINT or SIGQUIT stop registryd)");
+                watch_harmless_signals();
+            });
+        };
+        watch_harmless_signals();
+
+        // A run dir can be removed under us (logind clears /run/user/<uid> at
+        // logout, tmp cleaners clear /tmp), and then a second registryd could
+        // start on the same path. Look once a second; stop cleanly if so.
+        kv::asio::steady_timer run_dir_watch(io);
+        std::function<void()> watch_run_dir = [&] {
+            run_dir_watch.expires_after(std::chrono::seconds(1));
+            run_dir_watch.async_wait([&](const boost::system::error_code& error) {
+                if (error || stopping)
+                    return;
+                auto why = dir.lost();
+                if (why)
+                    why = "run directory " + run_dir_path + " " + *why;
+                else
+                    why = lock.lost();
+                if (!why) {
+                    watch_run_dir();
+                    return;
+                }
+                exit_code = 3;
+                stop(*why);
+            });
+        };
+        watch_run_dir();
+
+        kv::log_line("listening on " + registry_socket.path());
         if (notify_fd >= 0) {
             [[maybe_unused]] auto written = ::write(notify_fd, "\n", 1);
             ::close(notify_fd);
         }
         io.run();
+        registry_socket.remove();
+        if (exit_code == 0)
+            lock.clear(); // nothing left behind, so nothing for a successor to sweep
         kv::log_line("stopped");
-        return 0;
+        return exit_code;
     } catch (const std::exception& error) {
         kv::log_line(error.what());
         return 1;

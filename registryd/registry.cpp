@@ -12,6 +12,7 @@
 #include "log.h"
 #include "pidfd.h"
 #include "run_dir.h"
+#include "socket_file.h"
 #include "shared_table.h"
 #include "spawn_bucket.h"
 
@@ -27,7 +28,7 @@ const char* to_string(BucketState state)
     return "unknown";
 }
 
-static std::string signal_name(int signal)
+std::string signal_name(int signal)
 {
     if (const char* abbreviation = ::sigabbrev_np(signal))
         return std::string("SIG") + abbreviation;
@@ -46,13 +47,6 @@ std::string ExitReason::describe() const
 
 namespace {
 
-// Temporary, until registryd creates each segment and keeps its descriptor:
-// the table helpers take a descriptor, so open the name registryd chose.
-UniqueFd open_segment(const std::string& name, int flags)
-{
-    return UniqueFd(::shm_open(name.c_str(), flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0));
-}
-
 std::string describe(const Bucket& bucket)
 {
     return "bucket " + printable(bucket.name) + " (pid " + std::to_string(bucket.pid) + ", id "
@@ -64,7 +58,7 @@ std::string describe(const Bucket& bucket)
 std::string bucket_reply(const Bucket& bucket, bool with_stats)
 {
     std::string out;
-    resp::append_array_header(out, with_stats ? 18 : 10);
+    resp::append_array_header(out, with_stats ? 20 : 10);
     resp::append_bulk(out, "name");
     resp::append_bulk(out, bucket.name);
     resp::append_bulk(out, "pid");
@@ -72,11 +66,11 @@ std::string bucket_reply(const Bucket& bucket, bool with_stats)
     resp::append_bulk(out, "id");
     resp::append_integer(out, static_cast<long long>(bucket.id));
     resp::append_bulk(out, "socket");
-    resp::append_bulk(out, bucket.socket_path);
+    resp::append_bulk(out, bucket.socket.path());
     resp::append_bulk(out, "segment");
-    resp::append_bulk(out, bucket.segment_name);
+    resp::append_bulk(out, bucket.segment.name);
     if (with_stats) {
-        auto stats = read_table_stats(open_segment(bucket.segment_name, O_RDONLY).get()).value_or(TableStats {});
+        auto stats = read_table_stats(bucket.segment.fd.get()).value_or(TableStats {});
         auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - bucket.started);
         resp::append_bulk(out, "state");
         resp::append_bulk(out, to_string(bucket.state));
@@ -86,6 +80,10 @@ std::string bucket_reply(const Bucket& bucket, bool with_stats)
         resp::append_integer(out, static_cast<long long>(stats.keys));
         resp::append_bulk(out, "bytes");
         resp::append_integer(out, static_cast<long long>(stats.bytes));
+        // Registered MONITOR calls: a client can wait on this to know its
+        // MONITOR is in place before it acts.
+        resp::append_bulk(out, "monitors");
+        resp::append_integer(out, static_cast<long long>(bucket.monitors.size()));
     }
     return out;
 }
@@ -107,11 +105,22 @@ std::size_t name_table_size(std::size_t max_buckets)
 
 } // namespace
 
-Registry::Registry(asio::io_context& io, RegistryOptions options)
+BucketSegment::~BucketSegment()
+{
+    if (fd) {
+        // Readers that still have it mapped are told its data is no longer true.
+        mark_table_gone(fd.get());
+        remove_segment_if_same(name, fd.get());
+    }
+}
+
+Registry::Registry(asio::io_context& io, const RunDir& dir, RegistryOptions options)
     : io_(io)
+    , dir_(dir)
     , options_(std::move(options))
     , server_config_text_(options_.server.encode())
-    , names_(options_.run_dir, name_table_size(options_.max_buckets))
+    , names_segment_(new_segment_name(options_.instance, "names"))
+    , names_(names_segment_, name_table_size(options_.max_buckets))
 {
     names_.publish_alive();
 }
@@ -119,14 +128,14 @@ Registry::Registry(asio::io_context& io, RegistryOptions options)
 Registry::~Registry()
 {
     // Normally shutdown() has emptied us. If not (an exception unwinding
-    // main), leave no child behind: kill and reap each through its pidfd.
+    // main), leave no child behind: kill and reap each through its pidfd;
+    // erasing them removes their segments and sockets.
     for (auto& [name, bucket] : buckets_) {
-        ::pidfd_send_signal(bucket.pidfd->native_handle(), SIGKILL, nullptr, 0);
+        kill_group(bucket);
         siginfo_t info {};
         ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(bucket.pidfd->native_handle()), &info, WEXITED);
-        ::shm_unlink(bucket.segment_name.c_str());
-        ::unlink(bucket.socket_path.c_str());
     }
+    buckets_.clear();
 }
 
 Bucket* Registry::find(const std::string& name)
@@ -144,7 +153,7 @@ void Registry::create(const std::string& name, const Responder& responder)
     if (Bucket* existing = find(name)) {
         switch (existing->state) {
         case BucketState::ready: responder.send(bucket_reply(*existing, false)); return;
-        case BucketState::starting: existing->waiting_for_ready.push_back(responder); return;
+        case BucketState::starting: add_waiter(*existing, &Bucket::waiting_for_ready, responder); return;
         case BucketState::stopping:
             responder.send(error_reply("BUSY bucket " + printable(name) + " is stopping; create it again once STOP has replied"));
             return;
@@ -161,23 +170,36 @@ void Registry::create(const std::string& name, const Responder& responder)
     }
 
     const unsigned long long id = next_id_++;
-    BucketLaunch launch;
-    launch.bucketd_path = options_.bucketd_path;
-    launch.name = name;
-    launch.segment_name = segment_name(options_.run_dir, ::getpid(), id);
-    launch.socket_path = bucket_socket_path(options_.run_dir, id);
-    launch.bucket_size = options_.bucket_size;
-    launch.debug_command_enabled = options_.debug_command_enabled;
-    launch.server_config = server_config_text_;
-
+    BucketSegment segment;
+    SocketFile socket;
     SpawnedBucket spawned;
     try {
+        // What the bucket needs is made here, by registryd, so registryd
+        // alone creates and removes files: the bucket inherits descriptors.
+        segment.name = new_segment_name(options_.instance, "b" + std::to_string(id));
+        segment.fd = create_segment(segment.name);
+        const std::string socket_name = bucket_socket_name(options_.instance, id);
+        socket = SocketFile::listen(dir_.buckets_fd(), socket_name,
+            dir_.path() + "/" + buckets_directory_name + "/" + socket_name, options_.server.admits_others() ? 0666 : 0600);
+
+        BucketLaunch launch;
+        launch.bucketd_path = options_.bucketd_path;
+        launch.name = name;
+        launch.instance = options_.instance;
+        launch.segment_name = segment.name;
+        launch.segment_fd = segment.fd.get();
+        launch.socket_path = socket.path();
+        launch.listen_fd = socket.listener();
+        launch.bucket_size = options_.bucket_size;
+        launch.debug_command_enabled = options_.debug_command_enabled;
+        launch.server_config = server_config_text_;
         spawned = spawn_bucket(launch);
     } catch (const std::exception& error) {
         log_line("unable to create bucket " + printable(name) + ": " + error.what());
         responder.send(error_reply(std::string("ERR unable to create bucket ") + printable(name) + ": " + error.what()));
-        return;
+        return; // the segment and the socket file go with their owners
     }
+    socket.take_listener().reset(); // the bucket has its copy; ours would only keep clients waiting
 
     // Every step that can fail is done: commit the bucket to both indexes.
     auto [it, inserted] = buckets_.try_emplace(name, io_);
@@ -185,18 +207,29 @@ void Registry::create(const std::string& name, const Responder& responder)
     bucket.name = name;
     bucket.id = id;
     bucket.pid = spawned.pid;
-    bucket.segment_name = launch.segment_name;
-    bucket.socket_path = launch.socket_path;
+    bucket.segment.name = std::move(segment.name);
+    bucket.segment.fd = std::move(segment.fd);
+    bucket.socket = std::move(socket);
     bucket.started = std::chrono::steady_clock::now();
     bucket.state = BucketState::starting;
     bucket.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.pidfd.release());
     bucket.ready_pipe = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.ready_pipe.release());
-    bucket.waiting_for_ready.push_back(responder);
     by_pidfd_[bucket.pidfd->native_handle()] = name;
+    add_waiter(bucket, &Bucket::waiting_for_ready, responder);
 
     log_line(describe(bucket) + " starting");
     watch_exit(bucket);
     watch_ready(bucket);
+}
+
+void Registry::add_waiter(Bucket& bucket, Bucket::Waiters Bucket::*list, const Responder& responder)
+{
+    const std::uint64_t connection = responder.connection_id();
+    (bucket.*list).insert_or_assign(connection, responder);
+    responder.on_hangup([this, name = bucket.name, id = bucket.id, list, connection] {
+        if (Bucket* waited_on = find(name); waited_on && waited_on->id == id)
+            (waited_on->*list).erase(connection);
+    });
 }
 
 void Registry::watch_exit(Bucket& bucket)
@@ -220,7 +253,7 @@ void Registry::watch_ready(Bucket& bucket)
 {
     const std::string name = bucket.name;
     const unsigned long long id = bucket.id;
-    read_readiness(bucket);
+    wait_for_readiness(bucket);
     bucket.timer.expires_after(options_.ready_timeout);
     bucket.timer.async_wait([this, name, id](const boost::system::error_code& error) {
         if (!error)
@@ -228,66 +261,99 @@ void Registry::watch_ready(Bucket& bucket)
     });
 }
 
-void Registry::read_readiness(Bucket& bucket)
+void Registry::wait_for_readiness(Bucket& bucket)
 {
     const std::string name = bucket.name;
     const unsigned long long id = bucket.id;
-    bucket.ready_pipe->async_read_some(asio::buffer(bucket.ready_buffer),
-        [this, name, id](const boost::system::error_code& error, std::size_t size) {
+    bucket.ready_pipe->async_wait(asio::posix::stream_descriptor::wait_read,
+        [this, name, id](const boost::system::error_code& error) {
             if (error != asio::error::operation_aborted)
-                on_ready(name, id, error, size);
+                on_readiness(name, id);
         });
 }
 
-void Registry::on_ready(const std::string& name, unsigned long long id, const boost::system::error_code& error, std::size_t size)
+namespace {
+
+enum class Readiness { waiting, ready, failed, closed };
+
+// Reads what the bucket wrote on its readiness pipe so far, without blocking
+// (the pipe is non-blocking): "\n" is ready, any other line is why it could
+// not start (kept in `message`), EOF without a line is a closed pipe.
+Readiness read_readiness(Bucket& bucket, std::string& message)
+{
+    constexpr std::size_t longest_line = 512;
+    bool at_end = false;
+    for (;;) {
+        char buffer[256];
+        ssize_t size = ::read(bucket.ready_pipe->native_handle(), buffer, sizeof buffer);
+        if (size > 0) {
+            bucket.ready_text.append(buffer, static_cast<std::size_t>(std::min<ssize_t>(size, longest_line)));
+            if (bucket.ready_text.size() < longest_line)
+                continue;
+        } else if (size == -1 && errno == EINTR) {
+            continue;
+        } else {
+            at_end = size == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+        }
+        break;
+    }
+    auto newline = bucket.ready_text.find('\n');
+    if (newline == 0)
+        return Readiness::ready;
+    if (newline != std::string::npos || bucket.ready_text.size() >= longest_line) {
+        message = printable(bucket.ready_text.substr(0, std::min(newline, longest_line)));
+        return Readiness::failed;
+    }
+    return at_end ? Readiness::closed : Readiness::waiting;
+}
+
+} // namespace
+
+void Registry::on_readiness(const std::string& name, unsigned long long id)
 {
     Bucket* bucket = find(name);
-    if (!bucket || bucket->id != id)
+    if (!bucket || bucket->id != id || !bucket->ready_pipe)
         return;
-    bucket->ready_text.append(bucket->ready_buffer.data(), error ? 0 : size);
-    auto newline = bucket->ready_text.find('\n');
-    if (!error && newline == std::string::npos && bucket->ready_text.size() < 512) {
-        read_readiness(*bucket);
+    std::string message;
+    const Readiness readiness = read_readiness(*bucket, message);
+    if (readiness == Readiness::waiting) {
+        wait_for_readiness(*bucket);
         return;
     }
     bucket->ready_pipe.reset();
-    if (newline != 0 && bucket->failure.empty()) {
-        // Not ready. A bucket that could not start says why on the pipe and
-        // exits; one that closed the pipe silently is killed. Either way its
-        // exit, seen on the pidfd, answers the callers.
-        std::string message = printable(bucket->ready_text.substr(0, newline));
-        if (!message.empty()) {
+    if (readiness == Readiness::failed) {
+        // It says why and exits; its exit, seen on the pidfd, answers the
+        // callers (and the ready timeout still holds if it does not exit).
+        if (bucket->failure.empty())
             bucket->failure = "could not start: " + message;
-        } else if (!bucket->exit_reason) {
+        return;
+    }
+    if (readiness == Readiness::closed) {
+        // Killed already (the ready timeout, a STOP) or it closed the pipe
+        // itself; the first reason registryd knew is the one it reports.
+        if (bucket->failure.empty()) {
             bucket->failure = "closed its readiness pipe without writing a newline";
-            send_signal(*bucket, SIGKILL);
+            kill_group(*bucket);
         }
-    }
-    if (bucket->exit_reason) {
-        // It has exited and been reaped already (see on_bucket_exit); now
-        // that its last words are read, finish the removal.
-        remove(*bucket, *bucket->exit_reason);
         return;
     }
-    if (newline != 0)
-        return;
     if (bucket->state != BucketState::starting) {
         log_line(describe(*bucket) + ": readiness reported while " + to_string(bucket->state) + "; ignored");
         return;
     }
     // Published before anyone hears CREATE's reply, as the guide's registry
     // inserts into ETS before it replies.
-    if (!names_.publish(bucket->name, BucketRecord { bucket->pid, bucket->id, 0, bucket->socket_path, bucket->segment_name })) {
+    if (!names_.publish(bucket->name, BucketRecord { bucket->pid, bucket->id, 0, bucket->socket.path(), bucket->segment.name })) {
         bucket->failure = "could not be published: the name table is full";
         log_line(describe(*bucket) + " " + bucket->failure + "; killing it");
-        send_signal(*bucket, SIGKILL);
+        kill_group(*bucket);
         return;
     }
     bucket->timer.cancel();
     bucket->state = BucketState::ready;
     log_line(describe(*bucket) + " ready");
     std::string reply = bucket_reply(*bucket, false);
-    for (const auto& waiter : std::exchange(bucket->waiting_for_ready, {}))
+    for (const auto& [connection, waiter] : std::exchange(bucket->waiting_for_ready, {}))
         waiter.send(reply);
 }
 
@@ -299,7 +365,7 @@ void Registry::on_ready_timeout(const std::string& name, unsigned long long id)
     bucket->failure = "did not become ready within "
         + std::to_string(options_.ready_timeout.count()) + " ms";
     log_line(describe(*bucket) + " " + bucket->failure + "; killing it");
-    send_signal(*bucket, SIGKILL);
+    kill_group(*bucket);
 }
 
 void Registry::send_signal(Bucket& bucket, int signal)
@@ -307,6 +373,13 @@ void Registry::send_signal(Bucket& bucket, int signal)
     // Through the pidfd: the pid cannot have been reused, whatever happened.
     if (::pidfd_send_signal(bucket.pidfd->native_handle(), signal, nullptr, 0) == -1 && errno != ESRCH)
         log_line(describe(bucket) + ": unable to send " + signal_name(signal) + ": " + std::strerror(errno));
+}
+
+void Registry::kill_group(Bucket& bucket)
+{
+    if (bucket.pid > 1 && ::kill(-bucket.pid, SIGKILL) == -1 && errno != ESRCH)
+        log_line(describe(bucket) + ": unable to kill its process group: " + std::strerror(errno));
+    send_signal(bucket, SIGKILL); // in case it left its group
 }
 
 void Registry::lookup(const std::string& name, const Responder& responder)
@@ -317,7 +390,7 @@ void Registry::lookup(const std::string& name, const Responder& responder)
         return;
     }
     if (bucket->state == BucketState::starting)
-        bucket->waiting_for_ready.push_back(responder);
+        add_waiter(*bucket, &Bucket::waiting_for_ready, responder);
     else
         responder.send(bucket_reply(*bucket, false));
 }
@@ -338,7 +411,7 @@ void Registry::stop(const std::string& name, const Responder& responder)
         responder.send(not_found(name));
         return;
     }
-    bucket->waiting_for_stop.push_back(responder);
+    add_waiter(*bucket, &Bucket::waiting_for_stop, responder);
     begin_stop(*bucket);
 }
 
@@ -366,7 +439,7 @@ void Registry::on_grace_expired(const std::string& name, unsigned long long id)
         return;
     bucket->failure = "did not stop within " + std::to_string(options_.stop_grace.count()) + " ms of SIGTERM";
     log_line(describe(*bucket) + " " + bucket->failure + "; killing it");
-    send_signal(*bucket, SIGKILL);
+    kill_group(*bucket);
 }
 
 void Registry::monitor(const std::string& name, const Responder& responder)
@@ -376,7 +449,7 @@ void Registry::monitor(const std::string& name, const Responder& responder)
         responder.send(not_found(name));
         return;
     }
-    bucket->monitors.push_back(responder);
+    add_waiter(*bucket, &Bucket::monitors, responder);
 }
 
 void Registry::on_bucket_exit(int pidfd, unsigned long long id)
@@ -387,9 +460,11 @@ void Registry::on_bucket_exit(int pidfd, unsigned long long id)
     Bucket* bucket = find(index->second);
     if (!bucket || bucket->id != id)
         return;
+    // Look without reaping: until it is reaped, the exited bucket is a zombie
+    // that keeps its pid, and so its process group's id, from being reused.
     siginfo_t info {};
-    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) == -1) {
-        log_line(describe(*bucket) + ": unable to reap: " + std::strerror(errno));
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) == -1) {
+        log_line(describe(*bucket) + ": unable to wait for it: " + std::strerror(errno));
         remove(*bucket, ExitReason { 0, 0 });
         return;
     }
@@ -399,35 +474,31 @@ void Registry::on_bucket_exit(int pidfd, unsigned long long id)
         watch_exit(*bucket);
         return;
     }
-    ExitReason reason { info.si_code, info.si_status };
+    const ExitReason reason { info.si_code, info.si_status };
+    // Its last words (why it could not start) are in the pipe already: it
+    // wrote them before it exited. Read what is there and stop waiting: a
+    // descendant may hold the pipe open forever.
     if (bucket->ready_pipe) {
-        // Reaped, but its readiness pipe is still open: the line it wrote on
-        // its way out (why it could not start) may not be read yet. The pipe
-        // is at EOF now that the process is gone; on_ready finishes the removal.
-        by_pidfd_.erase(pidfd);
-        bucket->exit_reason = reason;
-        return;
+        std::string message;
+        if (read_readiness(*bucket, message) == Readiness::failed && bucket->failure.empty())
+            bucket->failure = "could not start: " + message;
+        bucket->ready_pipe.reset();
     }
+    // The name goes first, so no client is ever given a pid that is free;
+    // then whatever it left in its process group; then the reap.
+    names_.withdraw(bucket->name);
+    kill_group(*bucket);
+    ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG);
     remove(*bucket, reason);
 }
 
 void Registry::remove(Bucket& bucket, const ExitReason& reason)
 {
-    // First the name: the published copy is what clients on this machine
-    // look at, so it goes before any slower cleanup. Nobody is answered until
-    // the end, so for callers of registryd the order inside is invisible.
     const std::string name = bucket.name;
-    names_.withdraw(name);
+    names_.withdraw(name); // already gone when the exit was seen; not when a wait failed
 
     std::string why = reason.describe();
     log_line(describe(bucket) + " " + why + (bucket.failure.empty() ? "" : " (" + bucket.failure + ")"));
-
-    // A bucket that crashed left its segment and socket: remove them, by the
-    // names registryd chose, so nothing of it outlives it. Readers that still
-    // have the segment mapped are told that its data is no longer true.
-    mark_table_gone(open_segment(bucket.segment_name, O_RDWR).get());
-    ::shm_unlink(bucket.segment_name.c_str());
-    ::unlink(bucket.socket_path.c_str());
 
     std::string create_error = error_reply("ERR bucket " + printable(bucket.name) + " "
         + (bucket.failure.empty() ? why : bucket.failure + "; " + why) + " before it was ready");
@@ -439,15 +510,18 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     auto monitors = std::move(bucket.monitors);
 
     // Both indexes change together, and before anyone is answered: once a
-    // caller hears of the exit, no request can find the name.
-    by_pidfd_.erase(bucket.pidfd->native_handle()); // already gone if on_bucket_exit deferred the removal
-    buckets_.erase(name); // closes the pidfd and the readiness pipe, cancels the timer
+    // caller hears of the exit, no request can find the name. Erasing the
+    // bucket closes its pidfd and pipe, cancels its timer, and removes the
+    // segment and socket file registryd made for it (if they are still the
+    // ones it made).
+    by_pidfd_.erase(bucket.pidfd->native_handle());
+    buckets_.erase(name);
 
-    for (const auto& waiter : waiting_for_ready)
+    for (const auto& [connection, waiter] : waiting_for_ready)
         waiter.send(create_error);
-    for (const auto& waiter : waiting_for_stop)
+    for (const auto& [connection, waiter] : waiting_for_stop)
         waiter.send(stopped);
-    for (const auto& waiter : monitors)
+    for (const auto& [connection, waiter] : monitors)
         waiter.send(monitor_reply);
 
     if (buckets_.empty() && on_empty_)

@@ -21,12 +21,13 @@
 #include "bucket.h"
 #include "name_table.h"
 #include "resp_server.h"
+#include "run_dir.h"
 #include "server_config.h"
 
 namespace kv {
 
 struct RegistryOptions {
-    std::string run_dir;
+    std::string instance; // this registryd's instance id (new_instance_id)
     std::string bucketd_path;
     std::size_t max_buckets = 1024;
     std::size_t bucket_size = 256 * 1024 * 1024; // reserved, not used: pages are taken when touched
@@ -38,7 +39,10 @@ struct RegistryOptions {
 
 class Registry {
 public:
-    Registry(asio::io_context& io, RegistryOptions options);
+    // `dir` outlives the registry: every file it makes is made relative to it.
+    // The name table is created at once (at a fresh random name); throws if
+    // it cannot be.
+    Registry(asio::io_context& io, const RunDir& dir, RegistryOptions options);
     ~Registry();
     Registry(const Registry&) = delete;
     Registry& operator=(const Registry&) = delete;
@@ -59,23 +63,32 @@ public:
     void shutdown(std::function<void()> done);
 
     std::size_t size() const { return buckets_.size(); }
+    const std::string& name_table_segment() const { return names_segment_; }
 
 private:
     void watch_exit(Bucket& bucket);
     void watch_ready(Bucket& bucket);
-    void read_readiness(Bucket& bucket);
-    void on_ready(const std::string& name, unsigned long long id, const boost::system::error_code& error, std::size_t size);
+    void wait_for_readiness(Bucket& bucket);
+    void on_readiness(const std::string& name, unsigned long long id);
     void on_ready_timeout(const std::string& name, unsigned long long id);
     void on_grace_expired(const std::string& name, unsigned long long id);
     void on_bucket_exit(int pidfd, unsigned long long id);
     void begin_stop(Bucket& bucket);
     void send_signal(Bucket& bucket, int signal);
+    // SIGKILL to the bucket and everything left in its process group (it
+    // runs in a session of its own). Only ever called before the bucket is
+    // reaped: until then its pid, which is also the group's id, cannot be
+    // reused, so no unrelated process can be hit.
+    void kill_group(Bucket& bucket);
+    // Registers a call waiting on `bucket`; forgotten if its client hangs up.
+    void add_waiter(Bucket& bucket, Bucket::Waiters Bucket::*list, const Responder& responder);
     // Removes the bucket from both indexes, its segment and socket from the
     // system, and answers everyone waiting on it.
     void remove(Bucket& bucket, const ExitReason& reason);
     Bucket* find(const std::string& name);
 
     asio::io_context& io_;
+    const RunDir& dir_;
     RegistryOptions options_;
     const std::string server_config_text_; // options_.server, encoded once for every bucket's environment
     unsigned long long next_id_ = 1;
@@ -83,6 +96,7 @@ private:
     std::unordered_map<int, std::string> by_pidfd_;   // pidfd -> name
     // name -> bucket again, published read-only for clients (the guide's ETS
     // table): written only where buckets_ changes, just before callers hear.
+    std::string names_segment_;
     NameTableWriter names_;
     std::function<void()> on_empty_;
 };

@@ -1,58 +1,58 @@
 #include "run_dir_lock.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <stdexcept>
 
-#include "run_dir.h"
 #include "system_error.h"
 
 namespace kv {
 
-RunDirLock::RunDirLock(const std::string& run_dir)
+RunDirLock::RunDirLock(const RunDir& dir)
+    : dir_(dir)
+    , path_(dir.path() + "/" + lock_file_name)
 {
-    std::string path = lock_file_path(run_dir);
-    fd_ = UniqueFd(check(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600), "unable to open lock file", path));
+    int fd = ::openat(dir.fd(), lock_file_name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+    if (fd == -1 && errno == ELOOP)
+        throw std::runtime_error("unable to use lock file " + path_ + ": it is a symbolic link; remove it");
+    fd_ = UniqueFd(check(fd, "unable to open lock file", path_));
+    struct stat info;
+    check(::fstat(fd_.get(), &info), "unable to inspect lock file", path_);
+    if (!S_ISREG(info.st_mode) || info.st_uid != ::geteuid() || info.st_nlink != 1)
+        throw std::runtime_error("unable to use lock file " + path_
+            + ": not a regular file of ours with a single link; remove it");
+    device_ = info.st_dev;
+    inode_ = info.st_ino;
     if (::flock(fd_.get(), LOCK_EX | LOCK_NB) == -1) {
         if (errno != EWOULDBLOCK)
-            throw SystemError("unable to lock", path, errno);
-        char holder[32] = {};
-        [[maybe_unused]] auto read = ::pread(fd_.get(), holder, sizeof holder - 1, 0);
-        std::string pid(holder, strcspn(holder, "\n"));
-        throw std::runtime_error("unable to start on run directory " + run_dir + ": another registryd"
-            + (pid.empty() ? "" : " (pid " + pid + ")") + " is running there");
+            throw SystemError("unable to lock", path_, errno);
+        auto holder = read_instance_record(fd_.get());
+        throw std::runtime_error("unable to start on run directory " + dir.path() + ": another registryd"
+            + (holder ? " (pid " + std::to_string(holder->pid) + ")" : "") + " is running there");
     }
-    std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd_.get(), 0) == -1 || ::pwrite(fd_.get(), pid.data(), pid.size(), 0) == -1)
-        throw SystemError("unable to write lock file", path, errno);
+    predecessor_ = read_instance_record(fd_.get());
 }
 
-std::size_t remove_leftovers(const std::string& run_dir)
+void RunDirLock::publish(const InstanceRecord& record)
 {
-    std::size_t removed = 0;
-    std::string prefix = segment_prefix(run_dir).substr(1); // as listed in /dev/shm, without the '/'
-    if (DIR* shm = ::opendir("/dev/shm")) {
-        while (dirent* entry = ::readdir(shm)) {
-            if (std::strncmp(entry->d_name, prefix.c_str(), prefix.size()) == 0)
-                removed += ::shm_unlink(("/" + std::string(entry->d_name)).c_str()) == 0;
-        }
-        ::closedir(shm);
-    }
-    std::string buckets = run_dir + "/buckets";
-    if (DIR* sockets = ::opendir(buckets.c_str())) {
-        while (dirent* entry = ::readdir(sockets)) {
-            std::string name = entry->d_name;
-            if (name.size() > 5 && name.compare(name.size() - 5, 5, ".sock") == 0)
-                removed += ::unlink((buckets + "/" + name).c_str()) == 0;
-        }
-        ::closedir(sockets);
-    }
-    return removed;
+    std::string text = encode(record);
+    if (::ftruncate(fd_.get(), 0) == -1 || ::pwrite(fd_.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
+        throw SystemError("unable to write lock file", path_, errno);
+}
+
+void RunDirLock::clear() { [[maybe_unused]] int ignored = ::ftruncate(fd_.get(), 0); }
+
+std::optional<std::string> RunDirLock::lost() const
+{
+    struct stat info;
+    if (::fstatat(dir_.fd(), lock_file_name, &info, AT_SYMLINK_NOFOLLOW) == -1)
+        return "its lock file " + path_ + " was removed";
+    if (info.st_dev != device_ || info.st_ino != inode_)
+        return "its lock file " + path_ + " was replaced";
+    return std::nullopt;
 }
 
 } // namespace kv

@@ -32,12 +32,18 @@ namespace bp = boost::process;
 SpawnedBucket spawn_bucket(const BucketLaunch& launch)
 {
     Pipe ready = make_pipe("bucket readiness");
+    check(::fcntl(ready.read_end.get(), F_SETFL, O_NONBLOCK), "unable to configure the readiness pipe of", launch.bucketd_path);
     const int ready_fd = ready.write_end.get();
+    const int segment_fd = launch.segment_fd;
+    const int listen_fd = launch.listen_fd;
     const pid_t parent = ::getpid();
 
     bp::environment environment = boost::this_process::environment();
+    environment["KV_INSTANCE"] = launch.instance;
     environment["KV_SEGMENT"] = launch.segment_name;
+    environment["KV_SEGMENT_FD"] = std::to_string(segment_fd);
     environment["KV_SOCKET"] = launch.socket_path;
+    environment["KV_LISTEN_FD"] = std::to_string(listen_fd);
     environment["KV_NOTIFY_FD"] = std::to_string(ready_fd);
     environment["KV_BUCKET_SIZE"] = std::to_string(launch.bucket_size);
     environment["KV_SERVER_CONFIG"] = launch.server_config;
@@ -71,11 +77,13 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
                 setup_errno = errno ? errno : EINVAL;
                 ::_exit(127);
             };
+            if (::setsid() == -1)
+                fail();
             if (::prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || ::getppid() != parent)
                 fail(); // the registry is already gone: so is this bucket
             struct sigaction default_action {};
             default_action.sa_handler = SIG_DFL;
-            for (int signal : { SIGPIPE, SIGTERM, SIGINT, SIGCHLD })
+            for (int signal : { SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGCHLD })
                 ::sigaction(signal, &default_action, nullptr);
             sigset_t none;
             sigemptyset(&none);
@@ -83,8 +91,9 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
             if (::dup2(null_fd, STDIN_FILENO) == -1)
                 fail();
             // Mark (not close) every inherited descriptor close-on-exec; then
-            // let the readiness pipe through.
-            if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == -1 || ::fcntl(ready_fd, F_SETFD, 0) == -1)
+            // let the bucket's own three through.
+            if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == -1 || ::fcntl(ready_fd, F_SETFD, 0) == -1
+                || ::fcntl(segment_fd, F_SETFD, 0) == -1 || ::fcntl(listen_fd, F_SETFD, 0) == -1)
                 fail();
         },
         bp::extend::on_error = [&](auto& executor, const std::error_code&) {

@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "instance_record.h"
 #include "name_table.h"
 #include "run_dir.h"
 #include "system_error.h"
@@ -60,6 +62,8 @@ ProcessExit wait_exit(int pidfd)
 }
 
 } // namespace
+
+std::string signal_text(int signal) { return std::string("SIG") + ::sigabbrev_np(signal); }
 
 int kill_process(long long pid, int signal)
 {
@@ -194,11 +198,27 @@ std::vector<std::string> segments_with_prefix(const std::string& prefix)
     return found;
 }
 
+std::string instance_of(const std::string& run_dir)
+{
+    std::ifstream file(run_dir + "/" + lock_file_name);
+    std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    auto record = decode_instance_record(text);
+    return record ? record->instance : std::string();
+}
+
+std::unique_ptr<NameTableReader> open_name_table(const std::string& run_dir)
+{
+    auto dir = RunDir::open_trusted(run_dir);
+    auto record = read_instance_record(dir);
+    return record ? NameTableReader::open(record->names_segment, dir.owner()) : nullptr;
+}
+
 std::vector<std::string> bucket_segments(const std::string& run_dir)
 {
-    auto found = segments_with_prefix(segment_prefix(run_dir));
-    std::erase(found, name_table_segment(run_dir).substr(1));
-    return found;
+    auto instance = instance_of(run_dir);
+    if (instance.empty())
+        return {};
+    return segments_with_prefix(kv::segment_prefix(instance) + "b");
 }
 
 std::vector<std::string> files_in(const std::string& directory)
@@ -208,6 +228,15 @@ std::vector<std::string> files_in(const std::string& directory)
     for (const auto& entry : std::filesystem::directory_iterator(directory, error))
         names.push_back(entry.path().filename().string());
     return names;
+}
+
+void make_socket_file(const std::string& path)
+{
+    UniqueFd fd(check(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "unable to create socket for", path));
+    sockaddr_un address {};
+    address.sun_family = AF_UNIX;
+    path.copy(address.sun_path, sizeof address.sun_path - 1);
+    check(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), "unable to bind", path);
 }
 
 std::size_t open_descriptor_count(pid_t pid, int below)
@@ -330,6 +359,7 @@ RegistryDaemon::RegistryDaemon(DaemonOptions options)
         pid_ = -1;
         throw std::runtime_error("registryd did not start; its log:\n" + log());
     }
+    instance_ = instance_of(run_dir_);
 }
 
 RegistryDaemon::~RegistryDaemon()
@@ -340,10 +370,14 @@ RegistryDaemon::~RegistryDaemon()
             ::kill(pid_, SIGKILL);
         wait_exit(pidfd_.get());
     }
-    for (const auto& name : segments_with_prefix(segment_prefix(run_dir_)))
-        ::shm_unlink(("/" + name).c_str());
+    if (!instance_.empty()) {
+        for (const auto& name : segments_with_prefix(segment_prefix()))
+            ::shm_unlink(("/" + name).c_str());
+    }
     ::unlink(log_path_.c_str());
 }
+
+std::string RegistryDaemon::segment_prefix() const { return kv::segment_prefix(instance_); }
 
 std::string RegistryDaemon::log() const
 {
@@ -368,19 +402,27 @@ resp::Value RegistryDaemon::create(const std::string& name) const
     return reply;
 }
 
+long long RegistryDaemon::monitors_of(const std::string& name) const
+{
+    for (const auto& bucket : call({ "LIST" }).elements) {
+        if (bucket.field("name") && bucket.field("name")->text == name)
+            return bucket.field("monitors") ? bucket.field("monitors")->integer : -1;
+    }
+    return -1;
+}
+
 Client RegistryDaemon::monitor(const std::string& name) const
 {
-    // Accepted and being read: a PING on it has been answered.
+    // LIST counts the MONITOR calls registered on each bucket: wait until
+    // ours is counted, whatever order registryd serves connections in.
+    const long long before = monitors_of(name);
     auto watcher = connect();
-    if (watcher.call({ "PING" }).text != "PONG")
-        throw std::runtime_error("registryd did not answer PING");
     watcher.send_raw(resp::encode_command({ "MONITOR", name }));
-    // registryd handles, before it waits again, every event that was ready
-    // when it last waited. The MONITOR was sent before the first PING below,
-    // so it has been read by the time the second PING is answered.
-    auto control = connect();
-    control.call({ "PING" });
-    control.call({ "PING" });
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (monitors_of(name) <= before) {
+        if (std::chrono::steady_clock::now() > deadline)
+            throw std::runtime_error("registryd did not register MONITOR " + name + " within 20 s");
+    }
     return watcher;
 }
 

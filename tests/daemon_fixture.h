@@ -7,11 +7,13 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "client.h"
+#include "name_table.h"
 #include "resp.h"
 #include "unique_fd.h"
 
@@ -51,6 +53,9 @@ private:
 bool wait_readable(int fd, std::chrono::milliseconds timeout);
 UniqueFd open_pidfd(pid_t pid);
 
+// "SIGHUP", as registryd names signals in its log.
+std::string signal_text(int signal);
+
 // kill(2) that refuses pids under 2: a bug that yields 0 or -1 must not
 // signal the test's process group or every process on the machine.
 int kill_process(long long pid, int signal);
@@ -65,9 +70,17 @@ std::vector<ChildProcess> children_of(pid_t parent);
 
 // Entries in /dev/shm whose name starts with `prefix` (given with its '/').
 std::vector<std::string> segments_with_prefix(const std::string& prefix);
+// The instance id the registryd on `run_dir` published in its lock file
+// (empty if none is published: no registryd, or one that stopped cleanly).
+std::string instance_of(const std::string& run_dir);
+// The name table of the registryd on `run_dir`, found and trusted as kvctl
+// finds and trusts it; empty if it cannot be.
+std::unique_ptr<NameTableReader> open_name_table(const std::string& run_dir);
 // The bucket segments of the registryd on `run_dir` (not its name table).
 std::vector<std::string> bucket_segments(const std::string& run_dir);
 std::vector<std::string> files_in(const std::string& directory);
+// A Unix socket file at `path`, bound and closed: what a killed server leaves.
+void make_socket_file(const std::string& path);
 // Open descriptors of `pid`; with `below`, only those numbered under it
 // (what counts against an RLIMIT_NOFILE of that value).
 std::size_t open_descriptor_count(pid_t pid, int below = 1 << 30);
@@ -98,6 +111,10 @@ public:
 
     const std::string& run_dir() const { return run_dir_; }
     pid_t pid() const { return pid_; }
+    // Its instance id, read once it listened (it stays known after it exits).
+    const std::string& instance() const { return instance_; }
+    // What it names in /dev/shm: "/kv.<instance>." (its name table included).
+    std::string segment_prefix() const;
     std::string log() const;
 
     // One call on a new connection to the registry socket.
@@ -109,6 +126,8 @@ public:
     // bucket exits. Returns only once registryd has read the MONITOR, so a
     // kill that follows is sure to be reported on it.
     Client monitor(const std::string& name) const;
+    // The MONITOR calls registered on bucket `name` (LIST's "monitors"), -1 if there is no such bucket.
+    long long monitors_of(const std::string& name) const;
 
     // SIGTERM (or another signal) and wait for the exit.
     ProcessExit stop(int signal = 15);
@@ -118,6 +137,7 @@ private:
     std::optional<TemporaryDirectory> own_directory_;
     std::string run_dir_;
     std::string log_path_;
+    std::string instance_;
     pid_t pid_ = -1;
     UniqueFd pidfd_;
 };

@@ -52,7 +52,7 @@ TEST(DirectRead, BucketThatDiesWhileMappedIsGoneNotStale)
 TEST(NameTable, HasTheEntryWhenCreateRepliesAndLosesItWhenTheExitIsHandled)
 {
     RegistryDaemon daemon;
-    auto table = kv::NameTableReader::open(daemon.run_dir());
+    auto table = open_name_table(daemon.run_dir());
     ASSERT_TRUE(table);
     kv::BucketRecord record;
     for (int i = 0; i < 50; ++i) {
@@ -81,7 +81,7 @@ TEST(NameTable, TableOfADeadRegistrydIsNotTrusted)
     RegistryDaemon daemon({}, directory.path());
     daemon.create("a");
     daemon.stop(SIGKILL);
-    EXPECT_FALSE(kv::NameTableReader::open(directory.path()));
+    EXPECT_FALSE(open_name_table(directory.path()));
     auto result = run_program({ binary("kvctl"), "--run-dir", directory.path(), "lookup", "a" });
     EXPECT_EQ(result.exit_code, 3) << result.err;
 }

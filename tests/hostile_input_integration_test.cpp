@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <random>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -183,7 +184,7 @@ TEST(HostileInput, OddNamesAndKeysAreDataNeverPaths)
     for (std::size_t i = 0; i < odd.size(); ++i) {
         auto created = daemon.create(odd[i]);
         EXPECT_EQ(created.field("name")->text, odd[i]);
-        EXPECT_EQ(created.field("socket")->text, kv::bucket_socket_path(daemon.run_dir(), created.field("id")->integer));
+        EXPECT_EQ(created.field("socket")->text, daemon.run_dir() + "/buckets/" + kv::bucket_socket_name(daemon.instance(), created.field("id")->integer));
         EXPECT_EQ(client.call({ "SET", odd[i], long_value }).text, "OK");
     }
     for (const auto& key : refused) {
@@ -198,11 +199,12 @@ TEST(HostileInput, OddNamesAndKeysAreDataNeverPaths)
             EXPECT_EQ(client.call({ "GET", key }).text, key);
         }
     }
-    // Everything lives where registryd puts it, named by ids.
+    // Everything lives where registryd puts it, named by ids and the instance.
     auto sockets = files_in(daemon.run_dir() + "/buckets");
     EXPECT_EQ(sockets.size(), odd.size() + 1);
+    const std::string suffix = "." + daemon.instance() + ".sock";
     for (const auto& name : sockets)
-        EXPECT_EQ(name.find_first_not_of("0123456789"), name.size() - 5) << name;
+        EXPECT_EQ(name.find_first_not_of("0123456789"), name.size() - suffix.size()) << name;
     EXPECT_EQ(bucket_segments(daemon.run_dir()).size(), odd.size() + 1);
     EXPECT_EQ(children_of(daemon.pid()).size(), odd.size() + 1);
 }
@@ -237,4 +239,59 @@ TEST(HostileInput, RequestBiggerThanTheClientBufferIsRefused)
         EXPECT_EQ(reply, "-ERR request larger than the client buffer limit of 65536 bytes\r\n");
         EXPECT_EQ(kv::Client::connect(target.path).call({ "PING" }).text, "PONG");
     }
+}
+
+TEST(HostileInput, FiftyThousandClientsThatSendMonitorAndHangUpLeaveNothingBehind)
+{
+    RegistryDaemon daemon(without_debug());
+    daemon.create("watched");
+    const auto rss_before = resident_kib(daemon.pid());
+    const auto descriptors_before = open_descriptor_count(daemon.pid());
+    const std::string request = kv::resp::encode_command({ "MONITOR", "watched" });
+    for (int i = 0; i < 50000; ++i) {
+        auto client = kv::Client::connect(kv::registry_socket_path(daemon.run_dir()));
+        client.send_raw(request);
+    } // each hangs up here, its MONITOR still pending
+    // Every hang-up is handled: no MONITOR is left registered.
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (daemon.monitors_of("watched") != 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::yield();
+    EXPECT_EQ(daemon.monitors_of("watched"), 0);
+    EXPECT_LE(open_descriptor_count(daemon.pid()), descriptors_before + 1);
+    EXPECT_LT(resident_kib(daemon.pid()), rss_before + 32 * 1024) << "registryd kept what hung-up clients left";
+    // And a MONITOR that stays is still answered.
+    auto watcher = daemon.monitor("watched");
+    EXPECT_EQ(daemon.call({ "STOP", "watched" }).text, "OK");
+    EXPECT_EQ(watcher.read_reply().text, "exited with status 0");
+}
+
+TEST(HostileInput, RequestsPipelinedBehindAPendingReplyAreBoundedAndDroppedWhenStuck)
+{
+    RegistryDaemon daemon(without_debug({ "--stall-timeout-ms", "1000" }));
+    daemon.create("watched");
+    const auto rss_before = resident_kib(daemon.pid());
+    std::string pings;
+    for (int i = 0; i < 4096; ++i)
+        pings += kv::resp::encode_command({ "PING" });
+    std::vector<kv::Client> clients;
+    for (int c = 0; c < 16; ++c) {
+        clients.push_back(kv::Client::connect(kv::registry_socket_path(daemon.run_dir())));
+        auto& client = clients.back();
+        client.send_raw(kv::resp::encode_command({ "MONITOR", "watched" }));
+        // Write until registryd stops taking them (60 MiB at most).
+        std::size_t accepted = 0;
+        while (accepted < (60u << 20)) {
+            auto n = ::send(client.fd(), pings.data(), pings.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n <= 0)
+                break;
+            accepted += static_cast<std::size_t>(n);
+        }
+        EXPECT_LT(accepted, 4u << 20) << "registryd kept reading requests queued behind a pending reply";
+    }
+    EXPECT_LT(resident_kib(daemon.pid()), rss_before + 32 * 1024);
+    // Stuck behind a reply that may never come, they count as stalled.
+    for (auto& client : clients)
+        EXPECT_TRUE(wait_peer_closed(client.fd(), 10s));
+    EXPECT_EQ(daemon.call({ "PING" }).text, "PONG");
+    EXPECT_EQ(daemon.monitors_of("watched"), 0);
 }

@@ -1,6 +1,8 @@
 // kvctl as a user runs it: the README walkthrough, its output and its exit codes.
 #include <signal.h>
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "daemon_fixture.h"
@@ -137,4 +139,26 @@ TEST_F(FullKvctl, FullBucketIsRefused)
     auto result = kvctl({ "put", "a", "k", std::string(130000, 'x') });
     EXPECT_EQ(result.exit_code, 4);
     EXPECT_EQ(result.err.rfind("kvctl: unable to put k in bucket a: bucket is full", 0), 0u) << result.err;
+}
+
+TEST_F(Kvctl, TimeoutGivesUpOnAStoppedBucketOrRegistryWithItsOwnExitCode)
+{
+    auto create = kvctl({ "create", "shopping" });
+    ASSERT_EQ(create.exit_code, 0) << create.err;
+    const auto bucket = std::stoll(create.out);
+    ASSERT_EQ(kill_process(bucket, SIGSTOP), 0);
+    auto put = kvctl({ "--timeout", "0.3", "put", "shopping", "milk", "1" });
+    EXPECT_EQ(put.exit_code, 6);
+    EXPECT_EQ(put.err.rfind("kvctl: unable to put milk in bucket shopping: timed out", 0), 0u) << put.err;
+    EXPECT_EQ(std::count(put.err.begin(), put.err.end(), '\n'), 1) << put.err;
+    ASSERT_EQ(kill_process(bucket, SIGCONT), 0);
+
+    ASSERT_EQ(kill_process(daemon_.pid(), SIGSTOP), 0);
+    auto stuck = kvctl({ "create", "other", "--timeout", "0.3" });
+    ASSERT_EQ(kill_process(daemon_.pid(), SIGCONT), 0);
+    EXPECT_EQ(stuck.exit_code, 6);
+    EXPECT_EQ(stuck.err.rfind("kvctl: unable to create bucket other: timed out", 0), 0u) << stuck.err;
+
+    EXPECT_EQ(kvctl({ "put", "shopping", "milk", "1" }).exit_code, 0);
+    EXPECT_EQ(kvctl({ "get", "shopping", "milk" }).out, "1\n");
 }

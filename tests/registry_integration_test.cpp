@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -31,8 +32,8 @@ void expect_no_zombie(pid_t registry)
 
 void expect_nothing_left_of(const RegistryDaemon& daemon, const Value& bucket)
 {
-    auto id = bucket.field("id")->integer;
-    auto segment = kv::segment_name(daemon.run_dir(), daemon.pid(), static_cast<unsigned long long>(id));
+    auto segment = bucket.field("segment")->text;
+    EXPECT_EQ(segment.rfind(daemon.segment_prefix(), 0), 0u) << segment;
     EXPECT_EQ(::shm_unlink(segment.c_str()), -1) << "segment " << segment << " was left behind";
     struct stat info;
     EXPECT_EQ(::stat(bucket.field("socket")->text.c_str(), &info), -1) << "socket was left behind";
@@ -51,7 +52,7 @@ TEST(Registry, SpawnsBucketsAsChildProcessesNamedInPs)
     EXPECT_EQ(children[0].cmdline, "bucketd shopping");
     auto lookup = daemon.call({ "LOOKUP", "shopping" });
     EXPECT_EQ(pid_of(lookup), pid_of(bucket));
-    EXPECT_EQ(lookup.field("socket")->text, daemon.run_dir() + "/buckets/1.sock");
+    EXPECT_EQ(lookup.field("socket")->text, daemon.run_dir() + "/buckets/" + kv::bucket_socket_name(daemon.instance(), 1));
 }
 
 TEST(Registry, BucketAnswersImmediatelyAfterCreateReplied)
@@ -192,7 +193,8 @@ TEST(Registry, ShutdownStopsEveryBucketAndLeavesNothing)
     EXPECT_EQ(exit.status, 0);
     for (auto& pidfd : bucket_pidfds)
         EXPECT_TRUE(wait_readable(pidfd.get(), 0ms)) << "a bucket outlived registryd";
-    EXPECT_TRUE(segments_with_prefix(kv::segment_prefix(run_dir)).empty());
+    EXPECT_TRUE(segments_with_prefix(daemon.segment_prefix()).empty());
+    EXPECT_EQ(instance_of(run_dir), "") << "a clean shutdown leaves no record for a successor to sweep";
     EXPECT_TRUE(files_in(run_dir + "/buckets").empty());
     struct stat info;
     EXPECT_EQ(::stat(kv::registry_socket_path(run_dir).c_str(), &info), -1);
@@ -202,25 +204,30 @@ TEST(Registry, KillingRegistrydTakesItsBucketsDownAndTheNextOneCleansUp)
 {
     TemporaryDirectory directory;
     std::vector<kv::UniqueFd> bucket_pidfds;
+    std::string dead_instance;
     {
         RegistryDaemon daemon({}, directory.path());
         for (int i = 0; i < 3; ++i)
             bucket_pidfds.push_back(open_pidfd(static_cast<pid_t>(pid_of(daemon.create("b" + std::to_string(i))))));
+        dead_instance = daemon.instance();
         daemon.stop(SIGKILL);
     }
     for (auto& pidfd : bucket_pidfds)
         EXPECT_TRUE(wait_readable(pidfd.get(), 1s)) << "a bucket outlived its registryd by more than a second";
 
-    // Leftovers as a crash could leave them: a segment and a socket file.
-    auto stale_segment = kv::segment_prefix(directory.path()) + "99999.7";
+    // Leftovers as a crash could leave them: a segment and a socket of the
+    // dead instance; beside them a file that is no socket of ours.
+    auto stale_segment = kv::segment_prefix(dead_instance) + "b7.0123456789abcdef";
     int fd = ::shm_open(stale_segment.c_str(), O_CREAT | O_RDWR, 0600);
     ASSERT_GE(fd, 0);
     ::close(fd);
-    std::ofstream(directory.path() + "/buckets/7.sock") << "";
+    make_socket_file(directory.path() + "/buckets/" + kv::bucket_socket_name(dead_instance, 7));
+    std::ofstream(directory.path() + "/buckets/" + kv::bucket_socket_name(dead_instance, 8)) << "not a socket";
 
     RegistryDaemon next({}, directory.path());
-    EXPECT_TRUE(bucket_segments(directory.path()).empty());
-    EXPECT_TRUE(files_in(directory.path() + "/buckets").empty());
+    EXPECT_TRUE(segments_with_prefix(kv::segment_prefix(dead_instance)).empty());
+    EXPECT_EQ(files_in(directory.path() + "/buckets"), std::vector<std::string> { kv::bucket_socket_name(dead_instance, 8) })
+        << "only the dead instance's socket may go; a file that is no socket stays";
     EXPECT_EQ(next.call({ "PING" }).text, "PONG");
     EXPECT_TRUE(next.call({ "LIST" }).elements.empty());
 }
@@ -275,7 +282,7 @@ TEST(Registry, RefusesInvalidNamesAndKeepsOddOnesAsData)
         EXPECT_EQ(reply.text.rfind("INVALID invalid bucket name: ", 0), 0u) << reply.text;
     }
     auto odd = daemon.create("../../etc/passwd");
-    EXPECT_EQ(odd.field("socket")->text, daemon.run_dir() + "/buckets/1.sock");
+    EXPECT_EQ(odd.field("socket")->text, daemon.run_dir() + "/buckets/" + kv::bucket_socket_name(daemon.instance(), 1));
     auto children = children_of(daemon.pid());
     ASSERT_EQ(children.size(), 1u);
     EXPECT_EQ(children[0].cmdline, "bucketd ../../etc/passwd");
@@ -348,4 +355,100 @@ TEST(Registry, BucketThatIgnoresSigtermIsKilledAfterTheGracePeriod)
     EXPECT_EQ(daemon.call({ "STOP", "a" }).text, "OK");
     EXPECT_EQ(watcher.read_reply().text, "killed by SIGKILL");
     EXPECT_TRUE(children_of(daemon.pid()).empty());
+}
+
+namespace {
+
+// Waits until registryd's log contains `text`; false after `timeout`. The
+// log is the only place a signal that changes nothing leaves a trace.
+bool wait_for_log(const RegistryDaemon& daemon, const std::string& text, std::chrono::milliseconds timeout = 10s)
+{
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (daemon.log().find(text) == std::string::npos) {
+        if (std::chrono::steady_clock::now() > deadline)
+            return false;
+        std::this_thread::yield();
+    }
+    return true;
+}
+
+pid_t pid_in_file(const std::string& path)
+{
+    std::ifstream file(path);
+    pid_t pid = 0;
+    file >> pid;
+    return pid;
+}
+
+} // namespace
+
+TEST(Registry, ADescendantHoldingTheReadinessPipeCannotWedgeCreate)
+{
+    TemporaryDirectory scripts;
+    // The "bucket" starts a child that inherits its readiness pipe, then exits 3.
+    auto wedging = write_script(scripts, "bucketd",
+        "#!/bin/sh\nsleep 300 &\necho $! > " + scripts.path() + "/descendant\nexit 3\n");
+    RegistryDaemon daemon({ "--bucketd", wedging, "--ready-timeout-ms", "60000" });
+    auto reply = daemon.call({ "CREATE", "a" });
+    ASSERT_TRUE(reply.is_error());
+    EXPECT_EQ(reply.text, "ERR bucket a exited with status 3 before it was ready");
+    EXPECT_TRUE(daemon.call({ "LIST" }).elements.empty()) << "a reaped pid is still listed";
+    EXPECT_EQ(daemon.call({ "LOOKUP", "a" }).text, "NOTFOUND no bucket named a");
+    auto descendant = open_pidfd(pid_in_file(scripts.path() + "/descendant"));
+    EXPECT_TRUE(!descendant || wait_readable(descendant.get(), 5s)) << "the bucket's process group was not killed";
+    EXPECT_TRUE(children_of(daemon.pid()).empty());
+}
+
+TEST(Registry, StopAndShutdownFinishWithinTheGracePeriodWhateverDescendantsDo)
+{
+    TemporaryDirectory scripts;
+    // A real bucket, preceded by a descendant that holds the readiness pipe
+    // and ignores SIGTERM.
+    auto bucketd = write_script(scripts, "bucketd",
+        "#!/bin/sh\n(trap '' TERM; exec sleep 300) &\necho $! > " + scripts.path() + "/descendant-$1\nexec "
+            + binary("bucketd") + " \"$@\"\n");
+    RegistryDaemon daemon({ "--bucketd", bucketd, "--stop-grace-ms", "500" });
+    daemon.create("a");
+    daemon.create("b");
+    auto descendant_a = open_pidfd(pid_in_file(scripts.path() + "/descendant-a"));
+    auto descendant_b = open_pidfd(pid_in_file(scripts.path() + "/descendant-b"));
+    ASSERT_TRUE(descendant_a && descendant_b);
+
+    EXPECT_EQ(daemon.call({ "STOP", "a" }).text, "OK");
+    EXPECT_TRUE(wait_readable(descendant_a.get(), 5s)) << "STOP left the bucket's descendant running";
+    auto list = daemon.call({ "LIST" });
+    ASSERT_EQ(list.elements.size(), 1u);
+    EXPECT_EQ(list.elements[0].field("name")->text, "b");
+
+    auto exit = daemon.stop(SIGTERM);
+    EXPECT_EQ(exit.code, CLD_EXITED);
+    EXPECT_EQ(exit.status, 0);
+    EXPECT_TRUE(wait_readable(descendant_b.get(), 5s)) << "shutdown left a bucket's descendant running";
+}
+
+TEST(Registry, SignalsUsersAndTerminalsSendNeverEndItUncleanly)
+{
+    RegistryDaemon daemon;
+    auto bucket = daemon.create("a");
+    auto bucket_pidfd = open_pidfd(static_cast<pid_t>(pid_of(bucket)));
+    for (int signal : { SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE }) {
+        ASSERT_EQ(kill_process(daemon.pid(), signal), 0);
+        if (signal != SIGPIPE) {
+            EXPECT_TRUE(wait_for_log(daemon, "received " + kv::test::signal_text(signal) + "; ignored")) << daemon.log();
+        }
+        EXPECT_EQ(daemon.call({ "PING" }).text, "PONG");
+    }
+    EXPECT_EQ(daemon.call({ "LOOKUP", "a" }).field("pid")->integer, pid_of(bucket));
+    EXPECT_FALSE(wait_readable(bucket_pidfd.get(), 0ms));
+
+    // SIGQUIT (Ctrl-\) stops it like SIGTERM: cleanly.
+    auto segment_prefix = daemon.segment_prefix();
+    auto run_dir = daemon.run_dir();
+    auto exit = daemon.stop(SIGQUIT);
+    EXPECT_EQ(exit.code, CLD_EXITED);
+    EXPECT_EQ(exit.status, 0);
+    EXPECT_TRUE(wait_readable(bucket_pidfd.get(), 0ms));
+    EXPECT_TRUE(segments_with_prefix(segment_prefix).empty());
+    struct stat info;
+    EXPECT_EQ(::stat(kv::registry_socket_path(run_dir).c_str(), &info), -1);
 }

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -26,13 +27,26 @@
 #include "client.h"
 #include "resp_server.h"
 #include "system_error.h"
-#include "unix_listener.h"
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using kv::resp::Value;
 
 namespace {
+
+// A listening socket bound at `path` (registryd binds through SocketFile,
+// relative to its run dir; here a plain path is enough). The file stays.
+kv::UniqueFd listen_at_path(const std::string& path, mode_t mode)
+{
+    kv::UniqueFd fd(kv::check(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "unable to create socket", path));
+    sockaddr_un address {};
+    address.sun_family = AF_UNIX;
+    path.copy(address.sun_path, sizeof address.sun_path - 1);
+    kv::check(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), "unable to bind socket", path);
+    kv::check(::chmod(path.c_str(), mode), "unable to set the mode of socket", path);
+    kv::check(::listen(fd.get(), SOMAXCONN), "unable to listen on socket", path);
+    return fd;
+}
 
 class TemporaryDirectory {
 public:
@@ -63,7 +77,7 @@ public:
     explicit TestServer(kv::ServerConfig config = {})
         : path_(directory_.path() + "/test.sock")
     {
-        server_.emplace(io_, kv::listen_at_path(path_, 0600), path_,
+        server_.emplace(io_, listen_at_path(path_, 0600), path_,
             [this](kv::resp::Request& request, kv::ReplySink& reply) { handle(request, reply); }, config);
         thread_ = std::thread([this] { io_.run(); });
     }
@@ -334,7 +348,7 @@ TEST(Client, TimesOutOnAListenerThatNeverAccepts)
 {
     TemporaryDirectory directory;
     const std::string path = directory.path() + "/silent.sock";
-    auto listener = kv::listen_at_path(path, 0600);
+    auto listener = listen_at_path(path, 0600);
     auto client = kv::Client::connect(path, within(200ms)); // queued in the backlog
     try {
         client.call({ "PING" });
@@ -373,7 +387,7 @@ TEST(Client, TimesOutOnAServerThatAcceptsButNeverAnswers)
 {
     TemporaryDirectory directory;
     const std::string path = directory.path() + "/mute.sock";
-    auto listener = kv::listen_at_path(path, 0600);
+    auto listener = listen_at_path(path, 0600);
     auto client = kv::Client::connect(path, within(200ms));
     kv::UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
     ASSERT_TRUE(accepted);

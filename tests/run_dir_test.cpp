@@ -1,5 +1,11 @@
 #include "run_dir.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "instance_record.h"
+
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -48,31 +54,122 @@ TEST(RunDir, FallsBackToXdgRuntimeDirThenUid)
     EXPECT_EQ(kv::resolve_run_dir(""), geteuid() == 0 ? "/run/kv" : "/tmp/kv-" + std::to_string(geteuid()));
 }
 
-TEST(RunDir, PreparedDirectoryIsPrivate)
+namespace {
+
+// A scratch directory under /tmp, removed with what the test left in it.
+struct Scratch {
+    Scratch()
+    {
+        char base[] = "/tmp/kv-run-dir-test-XXXXXX";
+        if (!mkdtemp(base))
+            throw std::runtime_error("mkdtemp failed");
+        path = base;
+    }
+    ~Scratch() { std::filesystem::remove_all(path); }
+    std::string path;
+};
+
+mode_t mode_of(const std::string& path)
 {
-    char base[] = "/tmp/kv-run-dir-test-XXXXXX";
-    ASSERT_NE(mkdtemp(base), nullptr);
-    std::string dir = std::string(base) + "/run";
-    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
-    kv::prepare_run_dir(dir);
-    struct stat info;
-    ASSERT_EQ(stat(dir.c_str(), &info), 0);
-    EXPECT_EQ(info.st_mode & 0777, 0700u);
-    ASSERT_EQ(stat((dir + "/buckets").c_str(), &info), 0);
-    EXPECT_EQ(info.st_mode & 0777, 0700u);
-    rmdir((dir + "/buckets").c_str());
-    rmdir(dir.c_str());
-    rmdir(base);
+    struct stat info {};
+    lstat(path.c_str(), &info);
+    return info.st_mode & 07777;
 }
 
-TEST(RunDir, SegmentNamesComeFromRunDirAndIdsOnly)
+} // namespace
+
+TEST(RunDir, PreparedDirectoryIsPrivate)
 {
-    auto a = kv::segment_name("/tmp/a", 100, 7);
-    auto b = kv::segment_name("/tmp/b", 100, 7);
-    EXPECT_NE(a, b);
-    EXPECT_EQ(a.rfind(kv::segment_prefix("/tmp/a"), 0), 0u);
-    EXPECT_EQ(a.substr(a.size() - 6), ".100.7");
+    Scratch scratch;
+    std::string dir = scratch.path + "/run";
+    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+    auto prepared = kv::RunDir::prepare(dir);
+    EXPECT_EQ(mode_of(dir), 0700u);
+    EXPECT_EQ(mode_of(dir + "/buckets"), 0700u);
+    EXPECT_EQ(prepared.owner(), geteuid());
+    EXPECT_EQ(kv::RunDir::prepare(dir + "2", kv::RunDirAccess::traversable_by_others).owner(), geteuid());
+    EXPECT_EQ(mode_of(dir + "2"), 0711u);
+}
+
+TEST(RunDir, NeitherSideFollowsASymbolicLink)
+{
+    Scratch scratch;
+    ASSERT_EQ(mkdir((scratch.path + "/real").c_str(), 0700), 0);
+    ASSERT_EQ(symlink((scratch.path + "/real").c_str(), (scratch.path + "/link").c_str()), 0);
+    EXPECT_THROW(kv::RunDir::prepare(scratch.path + "/link"), std::runtime_error);
+    EXPECT_THROW(kv::RunDir::open_trusted(scratch.path + "/link"), std::runtime_error);
+    // And prepare() does not follow a link planted where buckets/ goes.
+    ASSERT_EQ(symlink((scratch.path + "/real").c_str(), (scratch.path + "/real/buckets").c_str()), 0);
+    EXPECT_THROW(kv::RunDir::prepare(scratch.path + "/real"), std::runtime_error);
+}
+
+TEST(RunDir, ClientsRefuseADirectoryOthersOwnOrMayWrite)
+{
+    if (geteuid() != 0)
+        GTEST_SKIP() << "needs root to make a directory another user owns";
+    Scratch scratch;
+    std::string theirs = scratch.path + "/theirs";
+    ASSERT_EQ(mkdir(theirs.c_str(), 0700), 0);
+    ASSERT_EQ(chown(theirs.c_str(), 65534, 65534), 0);
+    try {
+        kv::RunDir::open_trusted(theirs);
+        ADD_FAILURE() << "trusted a run directory owned by uid 65534";
+    } catch (const std::runtime_error& error) {
+        EXPECT_STREQ(error.what(), ("unable to use run directory " + theirs
+            + ": owned by uid 65534, neither by us (uid 0) nor by root; another user may have made it").c_str());
+    }
+    EXPECT_THROW(kv::RunDir::prepare(theirs), std::runtime_error);
+    std::string shared = scratch.path + "/shared";
+    ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+    ASSERT_EQ(chmod(shared.c_str(), 0777), 0);
+    EXPECT_THROW(kv::RunDir::open_trusted(shared), std::runtime_error);
+    ASSERT_EQ(chmod(shared.c_str(), 0711), 0);
+    EXPECT_EQ(kv::RunDir::open_trusted(shared).owner(), 0u);
+}
+
+TEST(RunDir, NoticesWhenItsPathIsRemovedOrReplaced)
+{
+    Scratch scratch;
+    std::string path = scratch.path + "/run";
+    auto dir = kv::RunDir::prepare(path);
+    EXPECT_EQ(dir.lost(), std::nullopt);
+    std::filesystem::remove_all(path);
+    ASSERT_TRUE(dir.lost());
+    EXPECT_EQ(*dir.lost(), "was removed");
+    ASSERT_EQ(mkdir(path.c_str(), 0700), 0);
+    ASSERT_TRUE(dir.lost());
+    EXPECT_EQ(*dir.lost(), "was replaced by another directory");
+}
+
+TEST(RunDir, SharedMemoryNamesAreUnguessableAndCarryTheInstance)
+{
+    auto instance = kv::new_instance_id();
+    EXPECT_EQ(instance.size(), 16u);
+    EXPECT_NE(instance, kv::new_instance_id());
+    auto a = kv::new_segment_name(instance, "b7");
+    auto b = kv::new_segment_name(instance, "b7");
+    EXPECT_NE(a, b) << "two segments of the same bucket id must not share a name";
+    EXPECT_EQ(a.rfind(kv::segment_prefix(instance) + "b7.", 0), 0u);
+    EXPECT_EQ(a.size(), kv::segment_prefix(instance).size() + 3 + 16);
     EXPECT_EQ(a.find('/', 1), std::string::npos);
+    EXPECT_EQ(kv::bucket_socket_name(instance, 7), "7." + instance + ".sock");
+}
+
+TEST(InstanceRecord, RoundTripsAndRefusesWhatItWouldNotWrite)
+{
+    kv::InstanceRecord record { 4200, "0123456789abcdef", "/kv.0123456789abcdef.names.fedcba9876543210" };
+    EXPECT_EQ(kv::decode_instance_record(kv::encode(record)), record);
+    EXPECT_EQ(kv::decode_instance_record(""), std::nullopt);
+    auto text = kv::encode(record);
+    EXPECT_EQ(kv::decode_instance_record(text.substr(0, text.size() - 1)), std::nullopt) << "torn write";
+    // A record must not point a client at a segment outside the instance.
+    record.names_segment = "/kv.ffffffffffffffff.names.fedcba9876543210";
+    EXPECT_EQ(kv::decode_instance_record(kv::encode(record)), std::nullopt);
+    record.names_segment = "/kv.0123456789abcdef.names/../x";
+    EXPECT_EQ(kv::decode_instance_record(kv::encode(record)), std::nullopt);
+    record.names_segment = "/kv.0123456789abcdef.names.fedcba9876543210";
+    record.instance = "0123456789ABCDEF";
+    EXPECT_EQ(kv::decode_instance_record(kv::encode(record)), std::nullopt);
 }
 
 TEST(RunDir, RefusesSocketPathTooLong)

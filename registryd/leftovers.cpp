@@ -1,0 +1,154 @@
+#include "leftovers.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "pidfd.h"
+#include "run_dir.h"
+#include "socket_file.h"
+#include "unique_fd.h"
+
+namespace kv {
+
+namespace {
+
+bool ends_with(const std::string& text, const std::string& suffix)
+{
+    return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Calls `visit` with each entry name of `directory`, then closes it.
+template <typename Visit>
+void for_each_entry(DIR* directory, Visit visit)
+{
+    if (!directory)
+        return;
+    while (dirent* entry = ::readdir(directory)) {
+        std::string name = entry->d_name;
+        if (name != "." && name != "..")
+            visit(name);
+    }
+    ::closedir(directory);
+}
+
+bool exited(int pidfd)
+{
+    pollfd entry { pidfd, POLLIN, 0 };
+    return ::poll(&entry, 1, 0) != 0;
+}
+
+// The whole environment of `pid`, or empty if we may not read it.
+std::string environment_of(pid_t pid)
+{
+    std::string path = "/proc/" + std::to_string(pid) + "/environ";
+    UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!file)
+        return {};
+    std::string text;
+    char buffer[16384];
+    for (;;) {
+        ssize_t size = ::read(file.get(), buffer, sizeof buffer);
+        if (size <= 0 || text.size() > (1 << 20))
+            break;
+        text.append(buffer, static_cast<std::size_t>(size));
+    }
+    return text;
+}
+
+std::size_t kill_processes(const std::string& instance, std::chrono::milliseconds wait)
+{
+    const std::string marker = std::string(instance_environment_variable) + "=" + instance;
+    std::vector<UniqueFd> killed;
+    for_each_entry(::opendir("/proc"), [&](const std::string& name) {
+        if (name.find_first_not_of("0123456789") != std::string::npos)
+            return;
+        const pid_t pid = static_cast<pid_t>(std::stol(name));
+        if (pid == ::getpid())
+            return;
+        struct stat info;
+        if (::stat(("/proc/" + name).c_str(), &info) == -1 || info.st_uid != ::geteuid())
+            return;
+        // Pin the process first: if what we read below belonged to it, it is
+        // still the same process as long as its pidfd has not turned readable.
+        UniqueFd pidfd(::pidfd_open(pid, 0));
+        if (!pidfd)
+            return;
+        const std::string environment = environment_of(pid);
+        bool marked = false;
+        for (std::size_t at = 0; at < environment.size();) {
+            std::size_t end = environment.find('\0', at);
+            if (end == std::string::npos)
+                end = environment.size();
+            marked |= environment.compare(at, end - at, marker) == 0;
+            at = end + 1;
+        }
+        if (!marked || exited(pidfd.get()))
+            return;
+        if (::pidfd_send_signal(pidfd.get(), SIGKILL, nullptr, 0) == 0)
+            killed.push_back(std::move(pidfd));
+    });
+    // Wait for them to die (not to be reaped: they are not our children), so
+    // nothing of theirs still runs once we serve.
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    for (const auto& pidfd : killed) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd entry { pidfd.get(), POLLIN, 0 };
+        while (::poll(&entry, 1, static_cast<int>(std::max<long long>(0, left.count()))) == -1 && errno == EINTR) {
+        }
+    }
+    return killed.size();
+}
+
+std::size_t remove_segments(const std::string& instance)
+{
+    const std::string prefix = segment_prefix(instance).substr(1); // as listed in /dev/shm, without the '/'
+    std::size_t removed = 0;
+    for_each_entry(::opendir("/dev/shm"), [&](const std::string& name) {
+        if (name.compare(0, prefix.size(), prefix) != 0)
+            return;
+        const std::string segment = "/" + name;
+        UniqueFd fd(::shm_open(segment.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0));
+        struct stat info;
+        if (!fd || ::fstat(fd.get(), &info) == -1 || !S_ISREG(info.st_mode) || info.st_uid != ::geteuid())
+            return; // not ours: someone copied the name; leave it
+        removed += ::shm_unlink(segment.c_str()) == 0;
+    });
+    return removed;
+}
+
+std::size_t remove_sockets(const RunDir& dir, const std::string& instance)
+{
+    const std::string suffix = "." + instance + ".sock";
+    std::size_t removed = 0;
+    UniqueFd listing(::openat(dir.buckets_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    DIR* directory = listing ? ::fdopendir(listing.get()) : nullptr;
+    if (!directory)
+        return 0;
+    listing.release(); // closedir() closes it now
+    for_each_entry(directory, [&](const std::string& name) {
+        if (ends_with(name, suffix))
+            removed += remove_stale_socket(dir.buckets_fd(), name);
+    });
+    return removed;
+}
+
+} // namespace
+
+LeftoverCounts remove_leftovers(const RunDir& dir, const std::string& instance, std::chrono::milliseconds wait)
+{
+    LeftoverCounts counts;
+    counts.processes = kill_processes(instance, wait);
+    counts.segments = remove_segments(instance);
+    counts.sockets = remove_sockets(dir, instance);
+    return counts;
+}
+
+} // namespace kv
