@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 
 #include <gtest/gtest.h>
 
@@ -15,34 +16,27 @@ using namespace kv::test;
 
 namespace {
 
-constexpr uid_t nobody = 65534;
-
 class Access : public ::testing::Test {
 protected:
     void SetUp() override
     {
         if (::geteuid() != 0)
             GTEST_SKIP() << "needs root to act as a second user";
-        // A copy of kvctl that the second user can surely execute.
-        ::chmod(tools_.path().c_str(), 0755);
-        std::filesystem::copy_file(binary("kvctl"), tools_.path() + "/kvctl");
+        nobody_.emplace();
     }
 
     ProgramResult as_nobody(const std::vector<std::string>& command, const std::string& groups = "")
     {
-        std::vector<std::string> argv { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534" };
-        argv.push_back(groups.empty() ? "--clear-groups" : "--groups=" + groups);
-        argv.insert(argv.end(), command.begin(), command.end());
-        return run_program(argv);
+        return nobody_->run(command, groups);
     }
 
     ProgramResult kvctl_as_nobody(const RegistryDaemon& daemon, std::vector<std::string> arguments, const std::string& groups = "")
     {
-        arguments.insert(arguments.begin(), { tools_.path() + "/kvctl", "--run-dir", daemon.run_dir() });
+        arguments.insert(arguments.begin(), { nobody_->program("kvctl"), "--run-dir", daemon.run_dir() });
         return as_nobody(arguments, groups);
     }
 
-    TemporaryDirectory tools_;
+    std::optional<SecondUser> nobody_;
 };
 
 mode_t mode_of(const std::string& path)
@@ -98,7 +92,7 @@ TEST_F(Access, PeerCredentialsRefuseOtherUsersEvenWhenTheFilesAreOpen)
 
 TEST_F(Access, AllowUidServesThatUserOnEverySocketButNotTheSegments)
 {
-    RegistryDaemon daemon({ "--allow-uid", std::to_string(nobody) });
+    RegistryDaemon daemon({ "--allow-uid", std::to_string(SecondUser::uid) });
     EXPECT_EQ(mode_of(daemon.run_dir()), 0711u);
     auto create = kvctl_as_nobody(daemon, { "create", "shared" });
     ASSERT_EQ(create.exit_code, 0) << create.err;

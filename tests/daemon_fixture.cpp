@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -146,6 +147,26 @@ TemporaryDirectory::TemporaryDirectory()
     if (!::mkdtemp(pattern))
         throw SystemError("unable to create temporary directory", pattern, errno);
     path_ = pattern;
+}
+
+SecondUser::SecondUser()
+{
+    ::chmod(programs_.path().c_str(), 0755);
+    for (const char* name : { "registryd", "bucketd", "kvctl" })
+        std::filesystem::copy_file(binary(name), program(name));
+}
+
+std::vector<std::string> SecondUser::wrapper(const std::string& groups) const
+{
+    return { "/usr/bin/setpriv", "--reuid=" + std::to_string(uid), "--regid=" + std::to_string(uid),
+        groups.empty() ? "--clear-groups" : "--groups=" + groups };
+}
+
+ProgramResult SecondUser::run(const std::vector<std::string>& command, const std::string& groups) const
+{
+    auto argv = wrapper(groups);
+    argv.insert(argv.end(), command.begin(), command.end());
+    return run_program(argv);
 }
 
 TemporaryDirectory::~TemporaryDirectory()

@@ -93,6 +93,23 @@ bool wait_peer_closed(int fd, std::chrono::milliseconds timeout);
 // closes or `timeout` passes. For malformed input, where no reply can be parsed.
 std::string exchange_raw(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout = 10s);
 
+// A second user on this machine: nobody (uid 65534), through setpriv (needs
+// root), with copies of kv's programs it can surely execute.
+class SecondUser {
+public:
+    static constexpr uid_t uid = 65534;
+    SecondUser(); // copies registryd, bucketd and kvctl into a directory of mode 0755
+
+    // setpriv --reuid=65534 --regid=65534, with `groups` ("4242") or none.
+    std::vector<std::string> wrapper(const std::string& groups = "") const;
+    ProgramResult run(const std::vector<std::string>& command, const std::string& groups = "") const;
+    std::string program(const std::string& name) const { return programs_.path() + "/" + name; }
+    const std::string& programs() const { return programs_.path(); }
+
+private:
+    TemporaryDirectory programs_;
+};
+
 struct DaemonOptions {
     std::vector<std::string> arguments;   // extra registryd arguments
     std::optional<std::string> run_dir;   // reuse this directory instead of a new one

@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <gtest/gtest.h>
 
@@ -22,26 +23,16 @@ using namespace kv::test;
 
 namespace {
 
-constexpr uid_t nobody = 65534;
-
 class Trust : public ::testing::Test {
 protected:
     void SetUp() override
     {
         if (::geteuid() != 0)
             GTEST_SKIP() << "needs root to act as a second user";
-        // Copies of the programs that the second user can surely execute.
-        ::chmod(tools_.path().c_str(), 0755);
-        for (const char* name : { "registryd", "bucketd", "kvctl" })
-            std::filesystem::copy_file(binary(name), tools_.path() + "/" + name);
+        nobody_.emplace();
     }
 
-    ProgramResult as_nobody(const std::vector<std::string>& command)
-    {
-        std::vector<std::string> argv { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups" };
-        argv.insert(argv.end(), command.begin(), command.end());
-        return run_program(argv);
-    }
+    ProgramResult as_nobody(const std::vector<std::string>& command) { return nobody_->run(command); }
 
     ProgramResult kvctl(const std::string& run_dir, std::vector<std::string> arguments)
     {
@@ -49,20 +40,18 @@ protected:
         return run_program(arguments);
     }
 
-    std::string tool(const std::string& name) const { return tools_.path() + "/" + name; }
+    // Another user's registryd, started in `run_dir` (which it owns).
+    DaemonOptions their_registryd_in(const std::string& run_dir) const
+    {
+        DaemonOptions options;
+        options.run_dir = run_dir;
+        options.binary_dir = nobody_->programs();
+        options.wrapper = nobody_->wrapper();
+        return options;
+    }
 
-    TemporaryDirectory tools_;
+    std::optional<SecondUser> nobody_;
 };
-
-// Another user's registryd, started through setpriv in `run_dir` (which it owns).
-DaemonOptions as_nobody_in(const std::string& run_dir, const std::string& tools)
-{
-    DaemonOptions options;
-    options.run_dir = run_dir;
-    options.binary_dir = tools;
-    options.wrapper = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups" };
-    return options;
-}
 
 bool exists(const std::string& path)
 {
@@ -78,7 +67,7 @@ TEST_F(Trust, KvctlRefusesARunDirAnotherUserMadeEvenWithARegistrydInIt)
     ::chmod(parent.path().c_str(), 0777);
     const std::string squatted = parent.path() + "/kv";
     ASSERT_EQ(as_nobody({ "/bin/mkdir", "-m", "0700", squatted }).exit_code, 0);
-    RegistryDaemon impostor(as_nobody_in(squatted, tools_.path()));
+    RegistryDaemon impostor(their_registryd_in(squatted));
 
     for (auto arguments : std::vector<std::vector<std::string>> { { "create", "shopping" }, { "put", "shopping", "milk", "1" },
              { "lookup", "shopping" }, { "list" } }) {
@@ -97,7 +86,7 @@ TEST_F(Trust, KvctlChecksWhoServesTheRegistrySocket)
     ::chmod(theirs_parent.path().c_str(), 0777);
     const std::string theirs = theirs_parent.path() + "/kv";
     ASSERT_EQ(as_nobody({ "/bin/mkdir", "-m", "0711", theirs }).exit_code, 0);
-    RegistryDaemon impostor(as_nobody_in(theirs, tools_.path()));
+    RegistryDaemon impostor(their_registryd_in(theirs));
     TemporaryDirectory ours;
     ASSERT_EQ(::link(kv::registry_socket_path(theirs).c_str(), kv::registry_socket_path(ours.path()).c_str()), 0);
 
