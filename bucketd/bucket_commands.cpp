@@ -69,8 +69,18 @@ void dbsize(BucketContext& context, const resp::Request&, std::string& out)
 // key: they are refused only past some 200 MB of keys.
 constexpr std::uint64_t keys_comparison_budget = 200'000'000;
 
+// Compiling a pattern takes about 11 bytes per pattern byte, before any
+// budget applies: a pattern is refused past this length (the attack patterns
+// of CVE-2022-36021 are far shorter; no real pattern comes close).
+constexpr std::size_t keys_longest_pattern = 1 << 20;
+
 void keys(BucketContext& context, const resp::Request& request, std::string& out)
 {
+    if (request[1].size() > keys_longest_pattern) {
+        resp::append_error(out, "ERR KEYS pattern too long (" + std::to_string(request[1].size()) + " bytes; at most "
+            + std::to_string(keys_longest_pattern) + ")");
+        return;
+    }
     const GlobPattern pattern(request[1]); // compiled once, matched against every key
     GlobBudget budget(keys_comparison_budget);
     std::string body;

@@ -33,6 +33,7 @@ public:
     bool publish(const std::string& name, const BucketRecord& record);
     void withdraw(const std::string& name);
     void publish_alive() { table_.publish_alive(); }
+    int descriptor() const { return table_.descriptor(); }
 
 private:
     SharedTableWriter table_;

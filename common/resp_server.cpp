@@ -1,6 +1,7 @@
 #include "resp_server.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -148,7 +149,33 @@ private:
         const std::size_t room = read_room();
         if (!reading_ && !close_after_write_ && output_.size() < output_soft_limit && room > 0)
             read_more(room);
+        if (!reading_)
+            watch_for_hangup();
         watch_for_stall();
+    }
+
+    // While nothing is read (input queued behind a pending reply, or replies
+    // the client has not taken), a hang-up would go unseen until the reply
+    // or the stall timeout: the peer closing an AF_UNIX stream socket raises
+    // EPOLLHUP, which completes a wait for errors. A client that hangs up is
+    // forgotten at once, whatever it left unread.
+    void watch_for_hangup()
+    {
+        if (watching_hangup_ || closed_)
+            return;
+        watching_hangup_ = true;
+        socket_.async_wait(asio::socket_base::wait_error, [self = shared_from_this()](const boost::system::error_code& error) {
+            self->watching_hangup_ = false;
+            if (error || self->closed_)
+                return;
+            pollfd entry { self->socket_.native_handle(), POLLRDHUP, 0 };
+            if (::poll(&entry, 1, 0) == 1 && (entry.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+                self->close();
+                return;
+            }
+            // Woken for something else: look again only when process() next
+            // finds the connection not reading (no busy loop on a stray event).
+        });
     }
 
     // How much the next read may take: a whole buffer, or while a reply is
@@ -351,6 +378,7 @@ private:
     bool in_process_ = false;
     bool closed_ = false;
     bool stall_timer_armed_ = false;
+    bool watching_hangup_ = false;
     bool progress_ = false;
 };
 

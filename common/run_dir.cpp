@@ -22,9 +22,22 @@ std::string resolve_run_dir(const std::string& flag)
         return dir;
     if (const char* runtime = std::getenv("XDG_RUNTIME_DIR"); runtime && *runtime)
         return std::string(runtime) + "/kv";
-    if (::geteuid() == 0)
+    const uid_t uid = ::geteuid();
+    if (uid == 0)
         return "/run/kv";
-    return "/tmp/kv-" + std::to_string(::geteuid());
+    // Places no other user can create first: logind's runtime directory
+    // (also when XDG_RUNTIME_DIR is not set, as over ssh or in cron), then
+    // the home directory. /tmp comes last: anyone can make /tmp/kv-<uid>
+    // before us, and then it is refused, never used.
+    auto own_directory = [uid](const std::string& path) {
+        struct stat info;
+        return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode) && info.st_uid == uid;
+    };
+    if (std::string runtime = "/run/user/" + std::to_string(uid); own_directory(runtime))
+        return runtime + "/kv";
+    if (const char* home = std::getenv("HOME"); home && *home == '/' && own_directory(home))
+        return std::string(home) + "/.kv";
+    return "/tmp/kv-" + std::to_string(uid);
 }
 
 std::string registry_socket_path(const std::string& run_dir) { return run_dir + "/" + registry_socket_name; }
@@ -61,13 +74,17 @@ struct stat status_of(int fd, const std::string& shown)
     return info;
 }
 
-// registryd's own directory: ours, and exactly `mode`. fchmod through
-// /proc/self/fd, since an O_PATH descriptor cannot be fchmod'ed directly.
-void make_private(int fd, const struct stat& info, mode_t mode, const std::string& shown)
+// registryd's own directory must be ours.
+void check_owner(const struct stat& info, const std::string& shown)
 {
     if (info.st_uid != ::geteuid())
         throw unusable(shown, "owned by uid " + std::to_string(info.st_uid) + ", not by us (uid "
-                + std::to_string(::geteuid()) + ")");
+                + std::to_string(::geteuid()) + "); another user may have made it: choose another with --run-dir or KV_RUN_DIR");
+}
+
+// Through /proc/self/fd, since an O_PATH descriptor cannot be fchmod'ed directly.
+void set_mode(int fd, const struct stat& info, mode_t mode, const std::string& shown)
+{
     if ((info.st_mode & 07777) != mode) {
         std::string self = "/proc/self/fd/" + std::to_string(fd);
         check(::chmod(self.c_str(), mode), "unable to set the mode of run directory", shown);
@@ -85,23 +102,30 @@ RunDir::RunDir(std::string path, UniqueFd fd, uid_t owner, dev_t device, ino_t i
 {
 }
 
-RunDir RunDir::prepare(const std::string& path, RunDirAccess access)
+RunDir RunDir::prepare(const std::string& path)
 {
-    const mode_t mode = access == RunDirAccess::owner_only ? 0700 : 0711;
     if (::mkdir(path.c_str(), 0700) == -1 && errno != EEXIST)
         throw SystemError("unable to create run directory", path, errno);
     UniqueFd fd = open_directory(AT_FDCWD, path, path);
     struct stat info = status_of(fd.get(), path);
-    make_private(fd.get(), info, mode, path);
+    check_owner(info, path);
     RunDir dir(path, std::move(fd), info.st_uid, info.st_dev, info.st_ino);
 
     const std::string buckets = path + "/" + buckets_directory_name;
     if (::mkdirat(dir.fd(), buckets_directory_name, 0700) == -1 && errno != EEXIST)
         throw SystemError("unable to create run directory", buckets, errno);
     dir.buckets_fd_ = open_directory(dir.fd(), buckets_directory_name, buckets);
-    make_private(dir.buckets_fd(), status_of(dir.buckets_fd(), buckets), mode, buckets);
+    check_owner(status_of(dir.buckets_fd(), buckets), buckets);
     check_socket_path_length(buckets + "/" + bucket_socket_name(std::string(16, 'f'), ~0ULL));
     return dir;
+}
+
+void RunDir::set_access(RunDirAccess access)
+{
+    const mode_t mode = access == RunDirAccess::owner_only ? 0700 : 0711;
+    set_mode(fd(), status_of(fd(), path_), mode, path_);
+    const std::string buckets = path_ + "/" + buckets_directory_name;
+    set_mode(buckets_fd(), status_of(buckets_fd(), buckets), mode, buckets);
 }
 
 RunDir RunDir::open_trusted(const std::string& path)

@@ -20,7 +20,9 @@
 namespace kv {
 
 // --run-dir DIR, else $KV_RUN_DIR, else $XDG_RUNTIME_DIR/kv, else /run/kv for
-// root and /tmp/kv-<uid> otherwise. `flag` is the --run-dir value or empty.
+// root; for other users /run/user/<uid>/kv if that directory is theirs, else
+// $HOME/.kv, else /tmp/kv-<uid> (which another user could make first: it is
+// then refused). `flag` is the --run-dir value or empty.
 std::string resolve_run_dir(const std::string& flag);
 
 enum class RunDirAccess { owner_only, traversable_by_others };
@@ -38,11 +40,17 @@ std::string bucket_socket_name(const std::string& instance, unsigned long long i
 class RunDir {
 public:
     // registryd's side: creates the directory and its buckets/ folder if
-    // missing, mode 0700 (0711 when other users are admitted: they may reach
-    // the sockets by name, and SO_PEERCRED decides who is served). Refuses a
-    // symbolic link, a non-directory, or one owned by another user. Throws
-    // SystemError or std::runtime_error with a one-line message.
-    static RunDir prepare(const std::string& path, RunDirAccess access = RunDirAccess::owner_only);
+    // missing (mode 0700), and opens both. Refuses a symbolic link, a
+    // non-directory, or one owned by another user. Changes nothing that
+    // exists: a registryd that is refused the lock must not touch the run
+    // dir of the one that holds it. Throws SystemError or std::runtime_error
+    // with a one-line message.
+    static RunDir prepare(const std::string& path);
+
+    // Once registryd holds the lock: mode 0700, or 0711 when other users are
+    // admitted (they may reach the sockets by name, and SO_PEERCRED decides
+    // who is served), for the directory and buckets/.
+    void set_access(RunDirAccess access);
 
     // A client's side: the directory must exist, be no symbolic link, be
     // owned by us or by root (a root registryd may admit us), and be writable

@@ -418,6 +418,8 @@ SharedTableWriter::~SharedTableWriter()
         remove_segment_if_same(segment_name_, segment_->fd.get());
 }
 
+int SharedTableWriter::descriptor() const { return segment_->fd.get(); }
+
 void SharedTableWriter::publish_alive() { segment_->header->alive.store(1, std::memory_order_release); }
 
 std::optional<std::string_view> SharedTableWriter::get(std::string_view key) const
@@ -734,6 +736,17 @@ std::optional<TableStats> read_table_stats(int fd)
         }))
         return std::nullopt;
     return stats;
+}
+
+std::optional<ProcessIdentity> read_table_owner(int fd)
+{
+    ProcessIdentity owner;
+    if (!with_header(fd, PROT_READ, [&](const TableHeader& header) {
+            owner.pid = header.owner_pid;
+            owner.start_time = header.owner_start_time;
+        }))
+        return std::nullopt;
+    return owner;
 }
 
 bool mark_table_gone(int fd)

@@ -45,6 +45,8 @@
 #include <string>
 #include <string_view>
 
+#include "process_identity.h"
+
 #include "unique_fd.h"
 
 namespace kv {
@@ -115,6 +117,10 @@ public:
 
     // Readers may now trust the table (the owner is serving).
     void publish_alive();
+
+    // The segment's descriptor, for its owner to flock(2) for its whole life
+    // (registryd does so on its name table: see registryd/leftovers.h).
+    int descriptor() const;
 
 private:
     struct Segment;
@@ -192,5 +198,10 @@ std::optional<TableStats> read_table_stats(int fd);
 // (registryd, when it reaps a bucket); `fd` must be open read-write. False if
 // `fd` does not hold a table of this layout.
 bool mark_table_gone(int fd);
+
+// The owner recorded in the header of the table at `fd`. Empty if it is not
+// a table of this layout and version (a table being created, or another
+// version's): then nobody can say its owner is dead.
+std::optional<ProcessIdentity> read_table_owner(int fd);
 
 } // namespace kv

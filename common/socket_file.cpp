@@ -70,14 +70,24 @@ bool SocketFile::remove()
     return ::unlinkat(directory_fd_, name_.c_str(), 0) == 0;
 }
 
-bool remove_stale_socket(int directory_fd, const std::string& name)
+StaleSocket remove_stale_socket(int directory_fd, const std::string& name)
 {
     struct stat info;
     if (::fstatat(directory_fd, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) == -1)
-        return false;
+        return StaleSocket::absent;
     if (!S_ISSOCK(info.st_mode) || info.st_uid != ::geteuid())
-        return false;
-    return ::unlinkat(directory_fd, name.c_str(), 0) == 0;
+        return StaleSocket::foreign;
+    // Does anyone listen? Non-blocking: a full backlog (EAGAIN) is someone too.
+    const std::string through = "/proc/self/fd/" + std::to_string(directory_fd) + "/" + name;
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    sockaddr_un address {};
+    address.sun_family = AF_UNIX;
+    if (!probe || through.size() >= sizeof address.sun_path)
+        return StaleSocket::in_use; // cannot tell: leave it
+    std::memcpy(address.sun_path, through.data(), through.size());
+    if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0 || errno != ECONNREFUSED)
+        return StaleSocket::in_use;
+    return ::unlinkat(directory_fd, name.c_str(), 0) == 0 ? StaleSocket::removed : StaleSocket::absent;
 }
 
 } // namespace kv

@@ -45,9 +45,15 @@ private:
     bool bound_ = false;
 };
 
-// Removes `name` in `directory_fd` if it is a socket owned by our uid (what a
-// killed predecessor of ours left); never a file, link or another user's
-// socket. True if it removed something.
-bool remove_stale_socket(int directory_fd, const std::string& name);
+enum class StaleSocket {
+    absent,  // nothing by that name
+    removed, // a socket of ours that nobody listens on: what a killed server left
+    in_use,  // a socket of ours that a live server listens on: left alone
+    foreign, // a file, a link, or another user's socket: left alone
+};
+
+// Removes `name` in `directory_fd` only if it is a socket owned by our uid on
+// which a connect() is refused, which proves nobody serves it any more.
+StaleSocket remove_stale_socket(int directory_fd, const std::string& name);
 
 } // namespace kv

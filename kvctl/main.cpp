@@ -257,15 +257,16 @@ int main(int argc, char** argv)
     app.footer(exit_code_help);
     app.require_subcommand(1);
     std::string run_dir_flag;
-    app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv or /tmp/kv-UID)")
+    app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)")
 ;
     app.fallthrough(); // lets --run-dir come after the subcommand too (subcommands inherit this)
     std::string name, key, value;
     bool json = false;
     double timeout_seconds = 10;
-    app.add_option("--timeout", timeout_seconds, "Give up after this many seconds (0: wait forever); monitor always waits")
-        ->capture_default_str()
-        ->check(CLI::Range(0.0, 86400.0));
+    auto* timeout = app.add_option("--timeout", timeout_seconds,
+                           "Give up after this many seconds (0: wait forever); monitor waits forever unless given one")
+                        ->capture_default_str()
+                        ->check(CLI::Range(0.0, 86400.0));
 
     auto* create = app.add_subcommand("create", "Create a bucket (or find the existing one); prints its pid");
     create->add_option("NAME", name)->required();
@@ -302,7 +303,7 @@ int main(int argc, char** argv)
     const std::string shown = kv::printable(name);
     try {
         std::optional<std::chrono::steady_clock::time_point> deadline;
-        if (timeout_seconds > 0 && !*monitor)
+        if (timeout_seconds > 0 && (!*monitor || timeout->count() > 0))
             deadline = std::chrono::steady_clock::now()
                 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout_seconds));
         Session session(kv::resolve_run_dir(run_dir_flag), deadline);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,7 +13,9 @@
 #include <vector>
 
 #include "pidfd.h"
+#include "process_identity.h"
 #include "run_dir.h"
+#include "shared_table.h"
 #include "socket_file.h"
 #include "unique_fd.h"
 
@@ -135,12 +138,54 @@ std::size_t remove_sockets(const RunDir& dir, const std::string& instance)
     listing.release(); // closedir() closes it now
     for_each_entry(directory, [&](const std::string& name) {
         if (ends_with(name, suffix))
-            removed += remove_stale_socket(dir.buckets_fd(), name);
+            removed += remove_stale_socket(dir.buckets_fd(), name) == StaleSocket::removed;
     });
     return removed;
 }
 
+// "kv.<instance>.names.<random>" as listed in /dev/shm: the instance, or empty.
+std::string instance_of_name_table(const std::string& name)
+{
+    auto is_hex = [](std::string_view text) {
+        return text.size() == 16 && text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+    };
+    std::string_view view = name;
+    if (view.size() != 3 + 16 + 7 + 16 || view.substr(0, 3) != "kv." || view.substr(19, 7) != ".names."
+        || !is_hex(view.substr(3, 16)) || !is_hex(view.substr(26)))
+        return {};
+    return std::string(view.substr(3, 16));
+}
+
 } // namespace
+
+LeftoverCounts remove_dead_instances(std::chrono::milliseconds wait)
+{
+    LeftoverCounts counts;
+    std::vector<std::string> names;
+    for_each_entry(::opendir("/dev/shm"), [&](const std::string& name) {
+        if (!instance_of_name_table(name).empty())
+            names.push_back(name);
+    });
+    for (const auto& name : names) {
+        UniqueFd table(::shm_open(("/" + name).c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0));
+        struct stat info;
+        if (!table || ::fstat(table.get(), &info) == -1 || !S_ISREG(info.st_mode) || info.st_uid != ::geteuid())
+            continue; // not ours
+        // A live registryd holds this lock for its whole life, in whatever pid
+        // namespace it runs; the owner check covers one that has created its
+        // table but not locked it yet. Held while we sweep: no two sweep one instance.
+        if (::flock(table.get(), LOCK_EX | LOCK_NB) == -1)
+            continue;
+        auto owner = read_table_owner(table.get());
+        if (!owner || is_running(*owner))
+            continue;
+        mark_table_gone(table.get()); // readers that still map it stop trusting it
+        const std::string instance = instance_of_name_table(name);
+        counts.processes += kill_processes(instance, wait);
+        counts.segments += remove_segments(instance);
+    }
+    return counts;
+}
 
 LeftoverCounts remove_leftovers(const RunDir& dir, const std::string& instance, std::chrono::milliseconds wait)
 {

@@ -2,9 +2,10 @@
 // crash, a power cut of the process) left behind, found and removed by the
 // next registryd on the same run dir before it serves anyone.
 //
-// Everything is found through the predecessor's instance id, which only it
-// and we could know (it is in our private lock file), and is removed only if
-// it also carries our uid: segments named /kv.<instance>.* in /dev/shm,
+// Everything is found through the predecessor's instance id (from our lock
+// file, or from the name of a dead instance's name table), and is removed
+// only if it also carries our uid (the id alone proves nothing: it shows in
+// world-readable /dev/shm names): segments named /kv.<instance>.* in /dev/shm,
 // sockets named *.<instance>.sock in buckets/, and processes whose
 // environment says KV_INSTANCE=<instance> (its buckets, also stopped ones,
 // and their descendants). A process is signalled through a pidfd taken
@@ -35,5 +36,13 @@ struct LeftoverCounts {
 // die), then removes its segments and sockets.
 LeftoverCounts remove_leftovers(const RunDir& dir, const std::string& instance,
     std::chrono::milliseconds wait = std::chrono::milliseconds(2000));
+
+// The same for every instance of our uid that is dead, whatever run dir it
+// used (one whose run dir and record were removed after it died): an
+// instance is dead when its name table is not flock(2)ed by its registryd
+// (which holds that lock for its whole life, in any pid namespace) and the
+// owner recorded in the table is not running. Its sockets stay where they
+// are (in a run dir we do not know); its segments and processes go.
+LeftoverCounts remove_dead_instances(std::chrono::milliseconds wait = std::chrono::milliseconds(2000));
 
 } // namespace kv

@@ -53,7 +53,7 @@ int main(int argc, char** argv)
     long ready_timeout_ms = 5000;
     long stop_grace_ms = 2000;
     int notify_fd = -1;
-    app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv or /tmp/kv-UID)");
+    app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)");
     app.add_option("--bucketd", options.bucketd_path, "bucketd executable")->capture_default_str();
     app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
     app.add_option("--bucket-size", options.bucket_size, "Bytes of shared memory per bucket")->capture_default_str()->check(CLI::Range(std::size_t(1) << 17, std::size_t(1) << 40));
@@ -95,11 +95,30 @@ int main(int argc, char** argv)
         ::setrlimit(RLIMIT_NOFILE, &files);
     }
 
+    // The signals registryd handles are blocked until their handlers are in
+    // place, so one that arrives while it starts is handled once the loop
+    // runs (a stop then stops cleanly) instead of killing it half-started.
+    sigset_t handled;
+    sigemptyset(&handled);
+    for (int signal : { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM })
+        sigaddset(&handled, signal);
+    ::sigprocmask(SIG_BLOCK, &handled, nullptr);
+
     try {
+        // One thread, and nothing touches the loop from another: no locks.
+        kv::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
+        // Signals arrive as events in the loop. Every signal a user or a
+        // terminal commonly sends is handled, so none ends registryd without
+        // its cleanup: three stop it, the others are logged and change nothing.
+        kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT, SIGQUIT);
+        kv::asio::signal_set harmless_signals(io, SIGHUP, SIGUSR1, SIGUSR2);
+        harmless_signals.add(SIGALRM);
+        ::sigprocmask(SIG_UNBLOCK, &handled, nullptr);
+
         const std::string run_dir_path = kv::resolve_run_dir(run_dir_flag);
-        const kv::RunDir dir = kv::RunDir::prepare(run_dir_path,
-            server_config.admits_others() ? kv::RunDirAccess::traversable_by_others : kv::RunDirAccess::owner_only);
+        kv::RunDir dir = kv::RunDir::prepare(run_dir_path);
         kv::RunDirLock lock(dir);
+        dir.set_access(server_config.admits_others() ? kv::RunDirAccess::traversable_by_others : kv::RunDirAccess::owner_only);
         if (const auto& predecessor = lock.predecessor()) {
             auto removed = kv::remove_leftovers(dir, predecessor->instance);
             if (removed.total() > 0)
@@ -107,18 +126,27 @@ int main(int argc, char** argv)
                     + ") died without cleaning up: killed " + std::to_string(removed.processes) + " of its processes, removed "
                     + std::to_string(removed.segments) + " segments and " + std::to_string(removed.sockets) + " sockets");
         }
-        // We hold the lock: a registry socket of ours here is a dead predecessor's.
-        kv::remove_stale_socket(dir.fd(), kv::registry_socket_name);
+        // A registry socket of ours that nobody answers on is a dead
+        // predecessor's. One that answers belongs to a registryd whose lock
+        // file was removed under it: that one must not be harmed.
+        if (kv::remove_stale_socket(dir.fd(), kv::registry_socket_name) == kv::StaleSocket::in_use)
+            throw std::runtime_error("unable to start on run directory " + run_dir_path + ": a registryd still serves "
+                + kv::registry_socket_path(run_dir_path) + " (its lock file was removed); stop it first");
+        const auto dead = kv::remove_dead_instances();
+        if (dead.total() > 0)
+            kv::log_line("removed what dead registryd instances of ours left: killed " + std::to_string(dead.processes)
+                + " processes, removed " + std::to_string(dead.segments) + " segments");
         if (::access(options.bucketd_path.c_str(), X_OK) == -1)
             throw kv::SystemError("unable to use bucketd executable", options.bucketd_path, errno);
+        // What this instance will make is recorded before any of it exists,
+        // so a successor can find all of it whatever moment we die at.
         options.instance = kv::new_instance_id();
+        options.names_segment = kv::new_segment_name(options.instance, "names");
+        lock.publish(kv::InstanceRecord { ::getpid(), options.instance, options.names_segment });
 
-        // One thread, and nothing touches the loop from another: no locks.
-        kv::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
         kv::Registry registry(io, dir, options);
         kv::SocketFile registry_socket = kv::SocketFile::listen(dir.fd(), kv::registry_socket_name,
             kv::registry_socket_path(run_dir_path), server_config.admits_others() ? 0666 : 0600);
-        lock.publish(kv::InstanceRecord { ::getpid(), options.instance, registry.name_table_segment() });
         kv::RespServer server(io, registry_socket.take_listener(), registry_socket.path(),
             [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
                 kv::run_registry_command(registry, request, reply.defer());
@@ -136,16 +164,10 @@ int main(int argc, char** argv)
             registry.shutdown([&io] { io.stop(); });
         };
 
-        // Signals arrive as events in the loop. Every signal a user or a
-        // terminal commonly sends is handled, so none ends registryd without
-        // its cleanup: three stop it, the others are logged and change nothing.
-        kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT, SIGQUIT);
         stop_signals.async_wait([&](const boost::system::error_code& error, int signal) {
             if (!error)
                 stop(std::string("received ") + kv::signal_name(signal));
         });
-        kv::asio::signal_set harmless_signals(io, SIGHUP, SIGUSR1, SIGUSR2);
-        harmless_signals.add(SIGALRM);
         std::function<void()> watch_harmless_signals = [&] {
             harmless_signals.async_wait([&](const boost::system::error_code& error, int signal) {
                 if (error)

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "socket_file.h"
 #include "shared_table.h"
 #include "spawn_bucket.h"
+#include "system_error.h"
 
 namespace kv {
 
@@ -119,9 +121,14 @@ Registry::Registry(asio::io_context& io, const RunDir& dir, RegistryOptions opti
     , dir_(dir)
     , options_(std::move(options))
     , server_config_text_(options_.server.encode())
-    , names_segment_(new_segment_name(options_.instance, "names"))
-    , names_(names_segment_, name_table_size(options_.max_buckets))
+    , names_(options_.names_segment, name_table_size(options_.max_buckets))
 {
+    // Blocking: another registryd sweeping for dead instances may hold it
+    // for a moment, while it finds that we are running.
+    int locked;
+    while ((locked = ::flock(names_.descriptor(), LOCK_EX)) == -1 && errno == EINTR) {
+    }
+    check(locked, "unable to lock name table", options_.names_segment);
     names_.publish_alive();
 }
 

@@ -27,7 +27,8 @@
 namespace kv {
 
 struct RegistryOptions {
-    std::string instance; // this registryd's instance id (new_instance_id)
+    std::string instance;      // this registryd's instance id (new_instance_id)
+    std::string names_segment; // where to create the name table (new_segment_name), published beforehand
     std::string bucketd_path;
     std::size_t max_buckets = 1024;
     std::size_t bucket_size = 256 * 1024 * 1024; // reserved, not used: pages are taken when touched
@@ -40,8 +41,9 @@ struct RegistryOptions {
 class Registry {
 public:
     // `dir` outlives the registry: every file it makes is made relative to it.
-    // The name table is created at once (at a fresh random name); throws if
-    // it cannot be.
+    // The name table is created at once, and flock(2)ed for the registry's
+    // whole life: that lock is how a later registryd tells a live instance
+    // from a dead one (registryd/leftovers.h). Throws if either fails.
     Registry(asio::io_context& io, const RunDir& dir, RegistryOptions options);
     ~Registry();
     Registry(const Registry&) = delete;
@@ -63,7 +65,6 @@ public:
     void shutdown(std::function<void()> done);
 
     std::size_t size() const { return buckets_.size(); }
-    const std::string& name_table_segment() const { return names_segment_; }
 
 private:
     void watch_exit(Bucket& bucket);
@@ -96,7 +97,6 @@ private:
     std::unordered_map<int, std::string> by_pidfd_;   // pidfd -> name
     // name -> bucket again, published read-only for clients (the guide's ETS
     // table): written only where buckets_ changes, just before callers hear.
-    std::string names_segment_;
     NameTableWriter names_;
     std::function<void()> on_empty_;
 };

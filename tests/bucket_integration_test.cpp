@@ -81,6 +81,10 @@ TEST_F(BucketTest, HostileKeysPatternsDoNotHoldTheBucket)
     auto costly = client.call({ "KEYS", costly_pattern });
     EXPECT_TRUE(costly.is_error());
     EXPECT_EQ(costly.text.rfind("ERR KEYS pattern too costly for this bucket (more than ", 0), 0u) << costly.text;
+    // A pattern is refused before it is compiled (that costs memory) once it is absurdly long.
+    EXPECT_EQ(client.call({ "KEYS", std::string((1 << 20) + 1, '*') }).text,
+        "ERR KEYS pattern too long (1048577 bytes; at most 1048576)");
+    EXPECT_EQ(client.call({ "KEYS", std::string(1 << 20, '*') }).elements.size(), 1u);
 
     EXPECT_EQ(client.call({ "PING" }).text, "PONG");
     auto other = kv::Client::connect(socket_);

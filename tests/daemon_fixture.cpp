@@ -391,7 +391,7 @@ RegistryDaemon::~RegistryDaemon()
             ::kill(pid_, SIGKILL);
         wait_exit(pidfd_.get());
     }
-    if (!instance_.empty()) {
+    if (!instance_.empty() && !leave_leftovers_) {
         for (const auto& name : segments_with_prefix(segment_prefix()))
             ::shm_unlink(("/" + name).c_str());
     }

@@ -146,6 +146,11 @@ public:
     // The MONITOR calls registered on bucket `name` (LIST's "monitors"), -1 if there is no such bucket.
     long long monitors_of(const std::string& name) const;
 
+    // The destructor removes whatever segments of its instance are left (a
+    // test that SIGKILLs registryd would leak them); this keeps them, for a
+    // test of what a later registryd does with them.
+    void leave_leftovers() { leave_leftovers_ = true; }
+
     // SIGTERM (or another signal) and wait for the exit.
     ProcessExit stop(int signal = 15);
     bool running() const { return pid_ > 0; }
@@ -155,6 +160,7 @@ private:
     std::string run_dir_;
     std::string log_path_;
     std::string instance_;
+    bool leave_leftovers_ = false;
     pid_t pid_ = -1;
     UniqueFd pidfd_;
 };

@@ -295,3 +295,29 @@ TEST(HostileInput, RequestsPipelinedBehindAPendingReplyAreBoundedAndDroppedWhenS
     EXPECT_EQ(daemon.call({ "PING" }).text, "PONG");
     EXPECT_EQ(daemon.monitors_of("watched"), 0);
 }
+
+TEST(HostileInput, AClientThatHangsUpWithRequestsQueuedBehindAPendingReplyIsForgottenAtOnce)
+{
+    RegistryDaemon daemon(without_debug({ "--stall-timeout-ms", "60000" }));
+    daemon.create("watched");
+    std::string pings;
+    for (int i = 0; i < 6000; ++i) // about 84 KB: more than registryd reads ahead behind a reply
+        pings += kv::resp::encode_command({ "PING" });
+    {
+        auto client = kv::Client::connect(kv::registry_socket_path(daemon.run_dir()));
+        client.send_raw(kv::resp::encode_command({ "MONITOR", "watched" }));
+        std::size_t sent = 0;
+        while (sent < pings.size()) {
+            auto n = ::send(client.fd(), pings.data() + sent, pings.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n <= 0)
+                break;
+            sent += static_cast<std::size_t>(n);
+        }
+        ASSERT_GT(sent, 64u * 1024);
+    } // hangs up
+    // Long before the 60 s stall timeout, the MONITOR is forgotten.
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (daemon.monitors_of("watched") != 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::yield();
+    EXPECT_EQ(daemon.monitors_of("watched"), 0);
+}

@@ -158,6 +158,11 @@ TEST_F(Kvctl, TimeoutGivesUpOnAStoppedBucketOrRegistryWithItsOwnExitCode)
     ASSERT_EQ(kill_process(daemon_.pid(), SIGCONT), 0);
     EXPECT_EQ(stuck.exit_code, 6);
     EXPECT_EQ(stuck.err.rfind("kvctl: unable to create bucket other: timed out", 0), 0u) << stuck.err;
+    // monitor waits forever by default, but not past a timeout it is given.
+    ASSERT_EQ(kill_process(daemon_.pid(), SIGSTOP), 0);
+    auto monitor = kvctl({ "--timeout", "0.3", "monitor", "shopping" });
+    ASSERT_EQ(kill_process(daemon_.pid(), SIGCONT), 0);
+    EXPECT_EQ(monitor.exit_code, 6) << monitor.err;
 
     EXPECT_EQ(kvctl({ "put", "shopping", "milk", "1" }).exit_code, 0);
     EXPECT_EQ(kvctl({ "get", "shopping", "milk" }).out, "1\n");

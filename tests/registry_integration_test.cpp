@@ -232,10 +232,16 @@ TEST(Registry, KillingRegistrydTakesItsBucketsDownAndTheNextOneCleansUp)
     EXPECT_TRUE(next.call({ "LIST" }).elements.empty());
 }
 
-TEST(Registry, SecondRegistrydOnTheSameRunDirRefuses)
+TEST(Registry, SecondRegistrydOnTheSameRunDirRefusesAndChangesNothing)
 {
-    RegistryDaemon daemon;
+    RegistryDaemon daemon({ "--allow-uid", "65534" });
+    struct stat before;
+    ASSERT_EQ(::stat(daemon.run_dir().c_str(), &before), 0);
     auto result = run_program({ binary("registryd"), "--run-dir", daemon.run_dir() });
+    struct stat after;
+    ASSERT_EQ(::stat(daemon.run_dir().c_str(), &after), 0);
+    EXPECT_EQ(after.st_mode, before.st_mode) << "the refused one changed the running one's run dir";
+    EXPECT_EQ(after.st_mode & 0777, 0711u);
     EXPECT_EQ(result.exit_code, 1);
     EXPECT_NE(result.err.find("another registryd (pid " + std::to_string(daemon.pid()) + ") is running there"), std::string::npos)
         << result.err;

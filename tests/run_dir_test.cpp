@@ -7,6 +7,7 @@
 #include "instance_record.h"
 
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -43,7 +44,7 @@ TEST(RunDir, FlagWinsOverEnvironment)
     EXPECT_EQ(kv::resolve_run_dir(""), "/from/env");
 }
 
-TEST(RunDir, FallsBackToXdgRuntimeDirThenUid)
+TEST(RunDir, FallsBackToXdgRuntimeDirThenPlacesNoOtherUserCanMakeFirst)
 {
     Environment kv("KV_RUN_DIR", nullptr);
     {
@@ -51,7 +52,37 @@ TEST(RunDir, FallsBackToXdgRuntimeDirThenUid)
         EXPECT_EQ(kv::resolve_run_dir(""), "/run/user/1000/kv");
     }
     Environment xdg("XDG_RUNTIME_DIR", nullptr);
-    EXPECT_EQ(kv::resolve_run_dir(""), geteuid() == 0 ? "/run/kv" : "/tmp/kv-" + std::to_string(geteuid()));
+    if (geteuid() != 0)
+        GTEST_SKIP() << "needs root to ask as another user";
+    EXPECT_EQ(kv::resolve_run_dir(""), "/run/kv");
+
+    // Another user without XDG_RUNTIME_DIR (cron, ssh without logind): its
+    // home, not a name in /tmp that anyone could make first.
+    char home[] = "/tmp/kv-home-XXXXXX";
+    ASSERT_NE(mkdtemp(home), nullptr);
+    ASSERT_EQ(chown(home, 65534, 65534), 0);
+    int answer[2];
+    ASSERT_EQ(pipe(answer), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0)
+            _exit(1);
+        setenv("HOME", home, 1);
+        std::string first = kv::resolve_run_dir("");
+        setenv("HOME", "/nonexistent", 1);
+        std::string second = kv::resolve_run_dir("");
+        std::string both = first + "\n" + second;
+        _exit(write(answer[1], both.data(), both.size()) == static_cast<ssize_t>(both.size()) ? 0 : 1);
+    }
+    close(answer[1]);
+    char buffer[512] = {};
+    ssize_t size = read(answer[0], buffer, sizeof buffer - 1);
+    close(answer[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    rmdir(home);
+    ASSERT_GT(size, 0);
+    EXPECT_EQ(std::string(buffer), std::string(home) + "/.kv\n/tmp/kv-65534");
 }
 
 namespace {
@@ -84,11 +115,14 @@ TEST(RunDir, PreparedDirectoryIsPrivate)
     std::string dir = scratch.path + "/run";
     ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
     auto prepared = kv::RunDir::prepare(dir);
-    EXPECT_EQ(mode_of(dir), 0700u);
+    EXPECT_EQ(mode_of(dir), 0755u) << "prepare() changes nothing that exists";
     EXPECT_EQ(mode_of(dir + "/buckets"), 0700u);
     EXPECT_EQ(prepared.owner(), geteuid());
-    EXPECT_EQ(kv::RunDir::prepare(dir + "2", kv::RunDirAccess::traversable_by_others).owner(), geteuid());
-    EXPECT_EQ(mode_of(dir + "2"), 0711u);
+    prepared.set_access(kv::RunDirAccess::owner_only);
+    EXPECT_EQ(mode_of(dir), 0700u);
+    prepared.set_access(kv::RunDirAccess::traversable_by_others);
+    EXPECT_EQ(mode_of(dir), 0711u);
+    EXPECT_EQ(mode_of(dir + "/buckets"), 0711u);
 }
 
 TEST(RunDir, NeitherSideFollowsASymbolicLink)
