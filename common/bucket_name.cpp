@@ -20,19 +20,4 @@ std::optional<std::string> bucket_name_error(std::string_view name)
     return std::nullopt;
 }
 
-std::string printable(std::string_view bytes)
-{
-    std::string out;
-    for (unsigned char c : bytes) {
-        if (c < 0x20 || c == 0x7f || c == '\\') {
-            char code[8];
-            std::snprintf(code, sizeof code, "\\x%02x", c);
-            out += code;
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    return out;
-}
-
 } // namespace kv

@@ -14,7 +14,4 @@ constexpr std::size_t max_bucket_name_length = 255;
 // control byte), else the reason it is not, as a phrase for an error line.
 std::optional<std::string> bucket_name_error(std::string_view name);
 
-// The name as it may be printed on one log line: control bytes escaped.
-std::string printable(std::string_view bytes);
-
 } // namespace kv

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "bucket_name.h"
+#include "log.h"
 #include "resp.h"
 
 namespace kv {

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bucket_name.h"
+#include "log.h"
 #include "client.h"
 #include "instance_record.h"
 #include "name_table.h"

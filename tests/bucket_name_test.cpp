@@ -1,4 +1,5 @@
 #include "bucket_name.h"
+#include "log.h"
 
 #include <gtest/gtest.h>
 
@@ -19,9 +20,4 @@ TEST(BucketName, RefusesEmptyLongAndControlBytes)
     EXPECT_TRUE(kv::bucket_name_error("a\nb"));
     EXPECT_TRUE(kv::bucket_name_error("a\x7f"));
     EXPECT_EQ(*kv::bucket_name_error("a\tb"), "a bucket name must not contain control bytes (found 0x09)");
-}
-
-TEST(BucketName, PrintableEscapesControlBytes)
-{
-    EXPECT_EQ(kv::printable(std::string("a\nb\0", 4)), "a\\x0ab\\x00");
 }

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "bucket_name.h"
+#include "log.h"
 #include "daemon_fixture.h"
 #include "run_dir.h"
 
