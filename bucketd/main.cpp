@@ -1,17 +1,8 @@
 // bucketd: one process per bucket, shown by ps as "bucketd <name>".
 //
 // Started only by registryd, which passes the name as the one argument and
-// the rest in the environment (so ps shows the name and nothing else):
-//   KV_INSTANCE      the registryd instance this bucket belongs to (how a later
-//                    registryd finds the buckets of one that died)
-//   KV_SEGMENT_FD    an empty shared-memory object registryd created, to size and fill
-//   KV_SEGMENT       its name (for messages)
-//   KV_LISTEN_FD     a listening Unix socket registryd bound, to serve RESP on
-//   KV_SOCKET        its path (for messages)
-//   KV_NOTIFY_FD     descriptor to write "\n" to once the segment is ready
-//   KV_BUCKET_SIZE   segment size in bytes
-//   KV_SERVER_CONFIG limits and access policy for the socket (ServerConfig::encode)
-//   KV_DEBUG_COMMAND "1" to accept DEBUG SEGFAULT / DEBUG EXIT (tests)
+// the rest in the environment (common/contract/bucket_launch.h: the launch
+// contract, its encoder and its decoder).
 // SIGTERM (also the parent-death signal): stop serving, exit 0. A bucket
 // creates and removes no file: registryd made its segment and socket file and
 // removes them once it has reaped the bucket, so a bucket that outlives its
@@ -27,24 +18,13 @@
 
 #include "asio.h"
 #include "bucket_commands.h"
+#include "bucket_launch.h"
 #include "bucket_map.h"
 #include "bucket_name.h"
 #include "log.h"
 #include "resp_server.h"
 #include "system_error.h"
 #include "unique_fd.h"
-
-namespace {
-
-std::string require_environment(const char* variable)
-{
-    const char* value = std::getenv(variable);
-    if (!value || !*value)
-        throw std::invalid_argument(std::string("missing ") + variable + " (bucketd is started by registryd)");
-    return value;
-}
-
-} // namespace
 
 int main(int argc, char** argv)
 {
@@ -62,25 +42,23 @@ int main(int argc, char** argv)
     kv::UniqueFd notify;
 
     try {
-        int notify_fd = std::stoi(require_environment("KV_NOTIFY_FD"));
-        notify = kv::UniqueFd(notify_fd);
-        std::string segment_name = require_environment("KV_SEGMENT");
-        kv::UniqueFd segment(std::stoi(require_environment("KV_SEGMENT_FD")));
-        std::string socket_path = require_environment("KV_SOCKET");
-        kv::UniqueFd listener(std::stoi(require_environment("KV_LISTEN_FD")));
-        std::size_t size = std::stoull(require_environment("KV_BUCKET_SIZE"));
-        const char* debug = std::getenv("KV_DEBUG_COMMAND");
-        auto server_config = kv::ServerConfig::decode(require_environment("KV_SERVER_CONFIG"));
+        // The readiness pipe is taken as soon as it is known, so a failure to
+        // decode the rest is still told to registryd.
+        if (const char* notify_text = std::getenv("KV_NOTIFY_FD"))
+            notify = kv::UniqueFd(std::atoi(notify_text));
+        kv::BucketEnvironment environment = kv::decode_bucket_environment();
+        kv::UniqueFd segment(environment.segment_fd);
+        kv::UniqueFd listener(environment.listen_fd);
 
         // One thread, and nothing touches the loop from another: no locks.
         kv::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
         kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
 
-        kv::BucketMap map(std::move(segment), segment_name, size);
-        kv::BucketContext context { map, debug && std::string(debug) == "1" };
-        kv::RespServer server(io, std::move(listener), socket_path, [&context](kv::resp::Request& request, kv::ReplySink& reply) {
-            kv::run_bucket_command(context, request, reply.now());
-        }, server_config);
+        kv::BucketMap map(std::move(segment), environment.segment_name, environment.bucket_size);
+        kv::BucketContext context { map, environment.debug_command_enabled };
+        kv::RespServer server(io, std::move(listener), environment.socket_path,
+            [&context](kv::resp::Request& request, kv::ReplySink& reply) { kv::run_bucket_command(context, request, reply.now()); },
+            environment.server_config);
 
         stop_signals.async_wait([&](const boost::system::error_code& error, int) {
             if (error)
@@ -93,8 +71,8 @@ int main(int argc, char** argv)
         // socket was listening before we started); direct readers may trust
         // the segment from now on too.
         map.publish_alive();
-        if (::write(notify.get(), "\n", 1) != 1)
-            throw kv::SystemError("unable to notify registryd through descriptor", std::to_string(notify_fd), errno);
+        if (::write(notify.get(), kv::ready_line.data(), kv::ready_line.size()) != static_cast<ssize_t>(kv::ready_line.size()))
+            throw kv::SystemError("unable to notify registryd through descriptor", std::to_string(notify.get()), errno);
         notify.reset();
 
         io.run();
@@ -102,7 +80,7 @@ int main(int argc, char** argv)
     } catch (const std::exception& error) {
         kv::log_line("bucket " + kv::printable(name) + ": " + error.what());
         if (notify) {
-            std::string line = std::string(error.what()) + "\n";
+            std::string line = kv::failure_line(error.what());
             [[maybe_unused]] auto written = ::write(notify.get(), line.data(), line.size());
         }
         return 1;

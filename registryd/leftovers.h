@@ -17,13 +17,11 @@
 #include <cstddef>
 #include <string>
 
+#include "bucket_launch.h" // instance_environment_variable
+
 namespace kv {
 
 class RunDir;
-
-// The environment variable that marks a bucket (and its descendants) as
-// belonging to one registryd instance.
-inline constexpr const char* instance_environment_variable = "KV_INSTANCE";
 
 struct LeftoverCounts {
     std::size_t segments = 0;

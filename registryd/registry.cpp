@@ -120,7 +120,6 @@ Registry::Registry(asio::io_context& io, const RunDir& dir, RegistryOptions opti
     : io_(io)
     , dir_(dir)
     , options_(std::move(options))
-    , server_config_text_(options_.server.encode())
     , names_(options_.names_segment, name_table_size(options_.max_buckets))
 {
     // Blocking: another registryd sweeping for dead instances may hold it
@@ -192,14 +191,14 @@ void Registry::create(const std::string& name, const Responder& responder)
         BucketLaunch launch;
         launch.bucketd_path = options_.bucketd_path;
         launch.name = name;
-        launch.instance = options_.instance;
-        launch.segment_name = segment.name;
-        launch.segment_fd = segment.fd.get();
-        launch.socket_path = socket.path();
-        launch.listen_fd = socket.listener();
-        launch.bucket_size = options_.bucket_size;
-        launch.debug_command_enabled = options_.debug_command_enabled;
-        launch.server_config = server_config_text_;
+        launch.environment.instance = options_.instance;
+        launch.environment.segment_name = segment.name;
+        launch.environment.segment_fd = segment.fd.get();
+        launch.environment.socket_path = socket.path();
+        launch.environment.listen_fd = socket.listener();
+        launch.environment.bucket_size = options_.bucket_size;
+        launch.environment.server_config = options_.server;
+        launch.environment.debug_command_enabled = options_.debug_command_enabled;
         spawned = spawn_bucket(launch);
     } catch (const std::exception& error) {
         log_line("unable to create bucket " + printable(name) + ": " + error.what());
@@ -281,21 +280,17 @@ void Registry::wait_for_readiness(Bucket& bucket)
 
 namespace {
 
-enum class Readiness { waiting, ready, failed, closed };
-
 // Reads what the bucket wrote on its readiness pipe so far, without blocking
-// (the pipe is non-blocking): "\n" is ready, any other line is why it could
-// not start (kept in `message`), EOF without a line is a closed pipe.
-Readiness read_readiness(Bucket& bucket, std::string& message)
+// (the pipe is non-blocking), and says what it means (bucket_launch.h).
+Readiness read_readiness(Bucket& bucket, std::string& why)
 {
-    constexpr std::size_t longest_line = 512;
     bool at_end = false;
     for (;;) {
         char buffer[256];
         ssize_t size = ::read(bucket.ready_pipe->native_handle(), buffer, sizeof buffer);
         if (size > 0) {
-            bucket.ready_text.append(buffer, static_cast<std::size_t>(std::min<ssize_t>(size, longest_line)));
-            if (bucket.ready_text.size() < longest_line)
+            bucket.ready_text.append(buffer, static_cast<std::size_t>(size));
+            if (bucket.ready_text.size() < longest_readiness_line)
                 continue;
         } else if (size == -1 && errno == EINTR) {
             continue;
@@ -304,14 +299,7 @@ Readiness read_readiness(Bucket& bucket, std::string& message)
         }
         break;
     }
-    auto newline = bucket.ready_text.find('\n');
-    if (newline == 0)
-        return Readiness::ready;
-    if (newline != std::string::npos || bucket.ready_text.size() >= longest_line) {
-        message = printable(bucket.ready_text.substr(0, std::min(newline, longest_line)));
-        return Readiness::failed;
-    }
-    return at_end ? Readiness::closed : Readiness::waiting;
+    return parse_readiness(bucket.ready_text, at_end, why);
 }
 
 } // namespace

@@ -91,7 +91,6 @@ private:
     asio::io_context& io_;
     const RunDir& dir_;
     RegistryOptions options_;
-    const std::string server_config_text_; // options_.server, encoded once for every bucket's environment
     unsigned long long next_id_ = 1;
     std::map<std::string, Bucket> buckets_;           // name -> bucket
     std::unordered_map<int, std::string> by_pidfd_;   // pidfd -> name

@@ -34,20 +34,15 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
     Pipe ready = make_pipe("bucket readiness");
     check(::fcntl(ready.read_end.get(), F_SETFL, O_NONBLOCK), "unable to configure the readiness pipe of", launch.bucketd_path);
     const int ready_fd = ready.write_end.get();
-    const int segment_fd = launch.segment_fd;
-    const int listen_fd = launch.listen_fd;
+    const int segment_fd = launch.environment.segment_fd;
+    const int listen_fd = launch.environment.listen_fd;
     const pid_t parent = ::getpid();
 
     bp::environment environment = boost::this_process::environment();
-    environment["KV_INSTANCE"] = launch.instance;
-    environment["KV_SEGMENT"] = launch.segment_name;
-    environment["KV_SEGMENT_FD"] = std::to_string(segment_fd);
-    environment["KV_SOCKET"] = launch.socket_path;
-    environment["KV_LISTEN_FD"] = std::to_string(listen_fd);
-    environment["KV_NOTIFY_FD"] = std::to_string(ready_fd);
-    environment["KV_BUCKET_SIZE"] = std::to_string(launch.bucket_size);
-    environment["KV_SERVER_CONFIG"] = launch.server_config;
-    environment["KV_DEBUG_COMMAND"] = launch.debug_command_enabled ? "1" : "0";
+    BucketEnvironment bucket_environment = launch.environment;
+    bucket_environment.notify_fd = ready_fd;
+    for (const auto& [variable, value] : encode(bucket_environment))
+        environment[variable] = value;
 
     // argv is exactly {"bucketd", name}: Boost.Process would put the full
     // path in argv[0], and ps should read "bucketd shopping".

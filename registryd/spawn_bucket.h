@@ -5,21 +5,15 @@
 
 #include <string>
 
+#include "bucket_launch.h"
 #include "unique_fd.h"
 
 namespace kv {
 
 struct BucketLaunch {
     std::string bucketd_path;
-    std::string name;          // argv[1], so ps shows "bucketd <name>"
-    std::string instance;      // KV_INSTANCE: marks the bucket and its descendants as this registryd's
-    std::string segment_name;  // for the bucket's messages; it uses the descriptor
-    int segment_fd = -1;       // an empty shm object registryd created, inherited
-    std::string socket_path;   // for the bucket's messages; it serves the descriptor
-    int listen_fd = -1;        // a bound, listening socket registryd created, inherited
-    std::size_t bucket_size = 0;
-    bool debug_command_enabled = false;
-    std::string server_config; // ServerConfig::encode(), for KV_SERVER_CONFIG
+    std::string name;              // argv[1], so ps shows "bucketd <name>"
+    BucketEnvironment environment; // its notify_fd is filled in by spawn_bucket
 };
 
 struct SpawnedBucket {
@@ -32,8 +26,9 @@ struct SpawnedBucket {
 // of its own, so terminal signals reach registryd alone and registryd can
 // kill whatever the bucket leaves behind; it gets PR_SET_PDEATHSIG(SIGTERM),
 // default signal dispositions and mask, and no descriptor of ours but its
-// readiness pipe, its segment and its listening socket. The pidfd is opened before anything could reap the child, so the pid
-// is pinned. Throws std::runtime_error with a one-line reason on failure, and
+// readiness pipe, its segment and its listening socket (bucket_launch.h).
+// The pidfd is opened before anything could reap the child, so the pid is
+// pinned. Throws std::runtime_error with a one-line reason on failure, and
 // then leaves no zombie behind.
 SpawnedBucket spawn_bucket(const BucketLaunch& launch);
 

@@ -1,0 +1,96 @@
+#include "bucket_launch.h"
+
+#include <charconv>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "log.h"
+
+namespace kv {
+
+std::vector<std::pair<std::string, std::string>> encode(const BucketEnvironment& environment)
+{
+    return {
+        { instance_environment_variable, environment.instance },
+        { "KV_SEGMENT", environment.segment_name },
+        { "KV_SEGMENT_FD", std::to_string(environment.segment_fd) },
+        { "KV_SOCKET", environment.socket_path },
+        { "KV_LISTEN_FD", std::to_string(environment.listen_fd) },
+        { "KV_NOTIFY_FD", std::to_string(environment.notify_fd) },
+        { "KV_BUCKET_SIZE", std::to_string(environment.bucket_size) },
+        { "KV_SERVER_CONFIG", environment.server_config.encode() },
+        { "KV_DEBUG_COMMAND", environment.debug_command_enabled ? "1" : "0" },
+    };
+}
+
+namespace {
+
+std::string required(const std::function<const char*(const char*)>& lookup, const char* name)
+{
+    const char* value = lookup(name);
+    if (!value || !*value)
+        throw std::invalid_argument(std::string("missing ") + name + " (bucketd is started by registryd)");
+    return value;
+}
+
+template <typename Number>
+Number number(const std::function<const char*(const char*)>& lookup, const char* name)
+{
+    const std::string text = required(lookup, name);
+    Number value {};
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc() || end != text.data() + text.size())
+        throw std::invalid_argument(std::string(name) + " is not a number: " + printable(text));
+    return value;
+}
+
+int descriptor(const std::function<const char*(const char*)>& lookup, const char* name)
+{
+    const int fd = number<int>(lookup, name);
+    if (fd < 0)
+        throw std::invalid_argument(std::string(name) + " is not a descriptor: " + std::to_string(fd));
+    return fd;
+}
+
+} // namespace
+
+BucketEnvironment decode_bucket_environment(const std::function<const char*(const char*)>& lookup)
+{
+    BucketEnvironment environment;
+    // The readiness pipe first: every later failure is told on it.
+    environment.notify_fd = descriptor(lookup, "KV_NOTIFY_FD");
+    environment.instance = required(lookup, instance_environment_variable);
+    environment.segment_name = required(lookup, "KV_SEGMENT");
+    environment.segment_fd = descriptor(lookup, "KV_SEGMENT_FD");
+    environment.socket_path = required(lookup, "KV_SOCKET");
+    environment.listen_fd = descriptor(lookup, "KV_LISTEN_FD");
+    environment.bucket_size = number<std::size_t>(lookup, "KV_BUCKET_SIZE");
+    environment.server_config = ServerConfig::decode(required(lookup, "KV_SERVER_CONFIG"));
+    const char* debug = lookup("KV_DEBUG_COMMAND");
+    environment.debug_command_enabled = debug && std::string_view(debug) == "1";
+    return environment;
+}
+
+std::string failure_line(std::string_view why)
+{
+    std::string line;
+    for (char c : why.substr(0, longest_readiness_line - 2))
+        line += (c == '\n' || c == '\r') ? ' ' : c;
+    if (line.empty())
+        line = "failed without saying why";
+    return line + "\n";
+}
+
+Readiness parse_readiness(std::string_view text, bool at_end, std::string& why)
+{
+    const auto newline = text.find('\n');
+    if (newline == 0)
+        return Readiness::ready;
+    if (newline != std::string_view::npos || text.size() >= longest_readiness_line) {
+        why = printable(text.substr(0, std::min(newline, longest_readiness_line)));
+        return Readiness::failed;
+    }
+    return at_end ? Readiness::closed : Readiness::waiting;
+}
+
+} // namespace kv

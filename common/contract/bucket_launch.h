@@ -1,0 +1,75 @@
+// The launch contract between registryd and bucketd, in one place: what a
+// bucket is given when it starts and the one line it answers.
+//
+// A bucket's name is its one argument (so `ps` shows "bucketd <name>" and
+// nothing else); everything else comes in its environment:
+//   KV_INSTANCE      the registryd instance it belongs to: how a later
+//                    registryd finds the buckets (and their descendants) of
+//                    one that died (registryd/leftovers.h)
+//   KV_SEGMENT_FD    an empty shared-memory object registryd created, to size and fill
+//   KV_SEGMENT       its name (for messages)
+//   KV_LISTEN_FD     a listening Unix socket registryd bound, to serve RESP on
+//   KV_SOCKET        its path (for messages)
+//   KV_NOTIFY_FD     the write end of its readiness pipe
+//   KV_BUCKET_SIZE   the segment's size in bytes
+//   KV_SERVER_CONFIG limits and access policy for the socket (ServerConfig::encode)
+//   KV_DEBUG_COMMAND "1" to accept DEBUG SEGFAULT / DEBUG EXIT (tests)
+// On its readiness pipe it writes, s6-style, "\n" once it serves, or one
+// line saying why it could not start, and then exits.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "server_config.h"
+
+namespace kv {
+
+inline constexpr const char* instance_environment_variable = "KV_INSTANCE";
+
+struct BucketEnvironment {
+    std::string instance;
+    std::string segment_name;
+    int segment_fd = -1;
+    std::string socket_path;
+    int listen_fd = -1;
+    int notify_fd = -1;
+    std::size_t bucket_size = 0;
+    ServerConfig server_config;
+    bool debug_command_enabled = false;
+};
+
+// registryd's side: NAME=value pairs to add to the bucket's environment.
+std::vector<std::pair<std::string, std::string>> encode(const BucketEnvironment& environment);
+
+// bucketd's side, through `lookup` (std::getenv by default). Throws
+// std::invalid_argument with one line ("missing KV_SEGMENT_FD (bucketd is
+// started by registryd)", "KV_BUCKET_SIZE is not a number: x") on anything
+// encode() would not have written.
+BucketEnvironment decode_bucket_environment(
+    const std::function<const char*(const char*)>& lookup = [](const char* name) { return std::getenv(name); });
+
+// The readiness line.
+inline constexpr std::string_view ready_line = "\n";
+// "why" as one failure line: newline-terminated, never empty, no other
+// line break inside, and short enough for the reader below.
+std::string failure_line(std::string_view why);
+
+inline constexpr std::size_t longest_readiness_line = 512;
+
+enum class Readiness {
+    waiting, // nothing complete yet
+    ready,   // "\n"
+    failed,  // a line saying why (in `why`, made printable)
+    closed,  // the pipe ended without a line
+};
+// What `text` (everything read from the pipe so far; `at_end` once the pipe
+// is at EOF) says. A line longer than longest_readiness_line counts as a
+// failure with what arrived.
+Readiness parse_readiness(std::string_view text, bool at_end, std::string& why);
+
+} // namespace kv
