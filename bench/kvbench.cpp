@@ -106,10 +106,10 @@ kv::BucketRecord fill_bucket(const std::string& run_dir, const std::string& name
 {
     auto registry = connect_registry(run_dir);
     auto created = call(registry, { "CREATE", name });
-    kv::BucketRecord record;
-    record.pid = static_cast<pid_t>(created.field("pid")->integer);
-    record.socket = created.field("socket")->text;
-    record.segment = created.field("segment")->text;
+    auto decoded = kv::decode_bucket_record(created);
+    if (!decoded)
+        fail("CREATE " + name + " sent a reply kvbench cannot read");
+    kv::BucketRecord record = *decoded;
     auto bucket = connect_to(record.socket);
     const std::uint64_t batch = 1000;
     for (std::uint64_t start = 0; start < keys; start += batch) {

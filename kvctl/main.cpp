@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bucket_name.h"
+#include "bucket_record.h"
 #include "log.h"
 #include "client.h"
 #include "instance_record.h"
@@ -42,6 +43,15 @@ struct Failure {
     ExitCode code;
     std::string message;
 };
+
+// The bucket record in a CREATE or LOOKUP reply (bucket_record.h).
+kv::BucketRecord decoded(const kv::resp::Value& reply, const std::string& what, const char* verb)
+{
+    auto record = kv::decode_bucket_record(reply);
+    if (!record)
+        throw Failure { exit_failed, what + ": registryd sent a " + verb + " reply kvctl cannot read" };
+    return *record;
+}
 
 // The error replies registryd and bucketd send start with a code word.
 ExitCode exit_code_for(const std::string& error)
@@ -120,16 +130,7 @@ public:
             case kv::NameTableReader::Result::unavailable: break;
             }
         }
-        auto reply = registry_call({ "LOOKUP", name }, what);
-        const auto* pid = reply.field("pid");
-        const auto* socket = reply.field("socket");
-        const auto* segment = reply.field("segment");
-        if (!pid || !socket || !segment)
-            throw Failure { exit_failed, what + ": registryd sent a LOOKUP reply without pid, socket or segment" };
-        record.pid = static_cast<pid_t>(pid->integer);
-        record.socket = socket->text;
-        record.segment = segment->text;
-        return record;
+        return decoded(registry_call({ "LOOKUP", name }, what), what, "LOOKUP");
     }
 
     // One call to the bucket's own socket.
@@ -212,41 +213,34 @@ std::string json_string(const std::string& bytes)
     return out + "\"";
 }
 
-long long integer_field(const kv::resp::Value& entry, std::string_view name)
-{
-    const auto* value = entry.field(name);
-    return value ? value->integer : 0;
-}
-
-std::string text_field(const kv::resp::Value& entry, std::string_view name)
-{
-    const auto* value = entry.field(name);
-    return value ? value->text : std::string();
-}
-
 void print_list(const kv::resp::Value& reply, bool json)
 {
+    std::vector<std::pair<kv::BucketRecord, kv::BucketStats>> buckets;
+    for (const auto& entry : reply.elements) {
+        kv::BucketStats stats;
+        auto record = kv::decode_bucket_record(entry, &stats);
+        if (!record)
+            throw Failure { exit_failed, "unable to list buckets: registryd sent a LIST entry kvctl cannot read" };
+        buckets.emplace_back(std::move(*record), std::move(stats));
+    }
     if (json) {
         std::cout << "[";
         bool first = true;
-        for (const auto& entry : reply.elements) {
-            std::cout << (first ? "" : ",") << "\n  {\"name\": " << json_string(text_field(entry, "name"))
-                      << ", \"pid\": " << integer_field(entry, "pid") << ", \"id\": " << integer_field(entry, "id")
-                      << ", \"state\": " << json_string(text_field(entry, "state"))
-                      << ", \"socket\": " << json_string(text_field(entry, "socket"))
-                      << ", \"uptime_ms\": " << integer_field(entry, "uptime_ms")
-                      << ", \"keys\": " << integer_field(entry, "keys") << ", \"bytes\": " << integer_field(entry, "bytes") << "}";
+        for (const auto& [record, stats] : buckets) {
+            std::cout << (first ? "" : ",") << "\n  {\"name\": " << json_string(record.name) << ", \"pid\": " << record.pid
+                      << ", \"id\": " << record.id << ", \"state\": " << json_string(stats.state)
+                      << ", \"socket\": " << json_string(record.socket) << ", \"uptime_ms\": " << stats.uptime_ms
+                      << ", \"keys\": " << stats.keys << ", \"bytes\": " << stats.bytes << ", \"monitors\": " << stats.monitors << "}";
             first = false;
         }
         std::cout << (first ? "]\n" : "\n]\n");
         return;
     }
     std::printf("%-20s %8s %6s %-8s %10s %8s %10s %s\n", "NAME", "PID", "ID", "STATE", "UPTIME_S", "KEYS", "BYTES", "SOCKET");
-    for (const auto& entry : reply.elements) {
-        std::printf("%-20s %8lld %6lld %-8s %10.1f %8lld %10lld %s\n", kv::printable(text_field(entry, "name")).c_str(),
-            integer_field(entry, "pid"), integer_field(entry, "id"), text_field(entry, "state").c_str(),
-            integer_field(entry, "uptime_ms") / 1000.0, integer_field(entry, "keys"), integer_field(entry, "bytes"),
-            text_field(entry, "socket").c_str());
+    for (const auto& [record, stats] : buckets) {
+        std::printf("%-20s %8d %6llu %-8s %10.1f %8llu %10llu %s\n", kv::printable(record.name).c_str(), static_cast<int>(record.pid),
+            record.id, stats.state.c_str(), static_cast<double>(stats.uptime_ms) / 1000.0,
+            static_cast<unsigned long long>(stats.keys), static_cast<unsigned long long>(stats.bytes), record.socket.c_str());
     }
 }
 
@@ -310,7 +304,7 @@ int main(int argc, char** argv)
         Session session(kv::resolve_run_dir(run_dir_flag), deadline);
         if (*create) {
             auto reply = session.registry_call({ "CREATE", name }, "unable to create bucket " + shown);
-            std::cout << integer_field(reply, "pid") << "\n";
+            std::cout << decoded(reply, "unable to create bucket " + shown, "CREATE").pid << "\n";
         } else if (*lookup) {
             std::cout << session.lookup(name, "unable to look up bucket " + shown).pid << "\n";
         } else if (*list) {

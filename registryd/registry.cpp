@@ -55,39 +55,30 @@ std::string describe(const Bucket& bucket)
         + std::to_string(bucket.id) + ")";
 }
 
-// The reply to CREATE and LOOKUP, and one entry of LIST: a flat field/value
-// array, as HGETALL would give it.
-std::string bucket_reply(const Bucket& bucket, bool with_stats)
+BucketRecord record_of(const Bucket& bucket)
+{
+    return BucketRecord { bucket.name, bucket.pid, bucket.id, bucket.socket.path(), bucket.segment.name, 0 };
+}
+
+// The reply to CREATE and LOOKUP (bucket_record.h).
+std::string bucket_reply(const Bucket& bucket)
 {
     std::string out;
-    resp::append_array_header(out, with_stats ? 20 : 10);
-    resp::append_bulk(out, "name");
-    resp::append_bulk(out, bucket.name);
-    resp::append_bulk(out, "pid");
-    resp::append_integer(out, bucket.pid);
-    resp::append_bulk(out, "id");
-    resp::append_integer(out, static_cast<long long>(bucket.id));
-    resp::append_bulk(out, "socket");
-    resp::append_bulk(out, bucket.socket.path());
-    resp::append_bulk(out, "segment");
-    resp::append_bulk(out, bucket.segment.name);
-    if (with_stats) {
-        auto stats = read_table_stats(bucket.segment.fd.get()).value_or(TableStats {});
-        auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - bucket.started);
-        resp::append_bulk(out, "state");
-        resp::append_bulk(out, to_string(bucket.state));
-        resp::append_bulk(out, "uptime_ms");
-        resp::append_integer(out, uptime.count());
-        resp::append_bulk(out, "keys");
-        resp::append_integer(out, static_cast<long long>(stats.keys));
-        resp::append_bulk(out, "bytes");
-        resp::append_integer(out, static_cast<long long>(stats.bytes));
-        // Registered MONITOR calls: a client can wait on this to know its
-        // MONITOR is in place before it acts.
-        resp::append_bulk(out, "monitors");
-        resp::append_integer(out, static_cast<long long>(bucket.monitors.size()));
-    }
+    append_resp(out, record_of(bucket));
     return out;
+}
+
+// One entry of LIST: the record and the figures.
+void append_list_entry(std::string& out, const Bucket& bucket)
+{
+    const auto table = read_table_stats(bucket.segment.fd.get()).value_or(TableStats {});
+    BucketStats stats;
+    stats.state = to_string(bucket.state);
+    stats.uptime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - bucket.started).count();
+    stats.keys = table.keys;
+    stats.bytes = table.bytes;
+    stats.monitors = bucket.monitors.size();
+    append_resp(out, record_of(bucket), &stats);
 }
 
 std::string error_reply(const std::string& text)
@@ -158,7 +149,7 @@ void Registry::create(const std::string& name, const Responder& responder)
     }
     if (Bucket* existing = find(name)) {
         switch (existing->state) {
-        case BucketState::ready: responder.send(bucket_reply(*existing, false)); return;
+        case BucketState::ready: responder.send(bucket_reply(*existing)); return;
         case BucketState::starting: add_waiter(*existing, &Bucket::waiting_for_ready, responder); return;
         case BucketState::stopping:
             responder.send(error_reply("BUSY bucket " + printable(name) + " is stopping; create it again once STOP has replied"));
@@ -338,7 +329,7 @@ void Registry::on_readiness(const std::string& name, unsigned long long id)
     }
     // Published before anyone hears CREATE's reply, as the guide's registry
     // inserts into ETS before it replies.
-    if (!names_.publish(bucket->name, BucketRecord { bucket->pid, bucket->id, 0, bucket->socket.path(), bucket->segment.name })) {
+    if (!names_.publish(bucket->name, record_of(*bucket))) {
         bucket->failure = "could not be published: the name table is full";
         log_line(describe(*bucket) + " " + bucket->failure + "; killing it");
         kill_group(*bucket);
@@ -347,7 +338,7 @@ void Registry::on_readiness(const std::string& name, unsigned long long id)
     bucket->timer.cancel();
     bucket->state = BucketState::ready;
     log_line(describe(*bucket) + " ready");
-    std::string reply = bucket_reply(*bucket, false);
+    std::string reply = bucket_reply(*bucket);
     for (const auto& [connection, waiter] : std::exchange(bucket->waiting_for_ready, {}))
         waiter.send(reply);
 }
@@ -387,7 +378,7 @@ void Registry::lookup(const std::string& name, const Responder& responder)
     if (bucket->state == BucketState::starting)
         add_waiter(*bucket, &Bucket::waiting_for_ready, responder);
     else
-        responder.send(bucket_reply(*bucket, false));
+        responder.send(bucket_reply(*bucket));
 }
 
 void Registry::list(const Responder& responder) const
@@ -395,7 +386,7 @@ void Registry::list(const Responder& responder) const
     std::string out;
     resp::append_array_header(out, buckets_.size());
     for (const auto& [name, bucket] : buckets_)
-        out += bucket_reply(bucket, true);
+        append_list_entry(out, bucket);
     responder.send(std::move(out));
 }
 

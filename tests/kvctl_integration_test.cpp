@@ -105,7 +105,7 @@ TEST_F(Kvctl, DeleteStopMonitorAndList)
     EXPECT_NE(list.out.find("a "), std::string::npos);
     auto json = kvctl({ "list", "--json" });
     EXPECT_NE(json.out.find("{\"name\": \"a\", \"pid\": "), std::string::npos) << json.out;
-    EXPECT_NE(json.out.find("\"keys\": 1, \"bytes\": 6}"), std::string::npos) << json.out;
+    EXPECT_NE(json.out.find("\"keys\": 1, \"bytes\": 6, \"monitors\": 0}"), std::string::npos) << json.out;
 
     EXPECT_EQ(kvctl({ "delete", "a", "k" }).exit_code, 0);
     EXPECT_EQ(kvctl({ "delete", "a", "k" }).exit_code, 1);

@@ -11,17 +11,10 @@
 #include <memory>
 #include <string>
 
+#include "bucket_record.h"
 #include "shared_table.h"
 
 namespace kv {
-
-struct BucketRecord {
-    pid_t pid = -1;
-    unsigned long long id = 0;
-    unsigned long long generation = 0; // the table's generation when it was published
-    std::string socket;
-    std::string segment;
-};
 
 // registryd's side.
 class NameTableWriter {

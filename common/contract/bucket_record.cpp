@@ -1,0 +1,103 @@
+#include "bucket_record.h"
+
+#include <charconv>
+
+namespace kv {
+
+void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats)
+{
+    resp::append_array_header(out, stats ? 20 : 10);
+    resp::append_bulk(out, "name");
+    resp::append_bulk(out, record.name);
+    resp::append_bulk(out, "pid");
+    resp::append_integer(out, record.pid);
+    resp::append_bulk(out, "id");
+    resp::append_integer(out, static_cast<long long>(record.id));
+    resp::append_bulk(out, "socket");
+    resp::append_bulk(out, record.socket);
+    resp::append_bulk(out, "segment");
+    resp::append_bulk(out, record.segment);
+    if (!stats)
+        return;
+    resp::append_bulk(out, "state");
+    resp::append_bulk(out, stats->state);
+    resp::append_bulk(out, "uptime_ms");
+    resp::append_integer(out, stats->uptime_ms);
+    resp::append_bulk(out, "keys");
+    resp::append_integer(out, static_cast<long long>(stats->keys));
+    resp::append_bulk(out, "bytes");
+    resp::append_integer(out, static_cast<long long>(stats->bytes));
+    resp::append_bulk(out, "monitors");
+    resp::append_integer(out, static_cast<long long>(stats->monitors));
+}
+
+namespace {
+
+bool text_field(const resp::Value& reply, std::string_view name, std::string& out)
+{
+    const auto* value = reply.field(name);
+    if (!value || value->type != resp::Value::Type::bulk)
+        return false;
+    out = value->text;
+    return true;
+}
+
+template <typename Number>
+bool integer_field(const resp::Value& reply, std::string_view name, Number& out)
+{
+    const auto* value = reply.field(name);
+    if (!value || value->type != resp::Value::Type::integer)
+        return false;
+    out = static_cast<Number>(value->integer);
+    return true;
+}
+
+} // namespace
+
+std::optional<BucketRecord> decode_bucket_record(const resp::Value& reply, BucketStats* stats)
+{
+    BucketRecord record;
+    if (reply.type != resp::Value::Type::array || !text_field(reply, "name", record.name)
+        || !integer_field(reply, "pid", record.pid) || !integer_field(reply, "id", record.id)
+        || !text_field(reply, "socket", record.socket) || !text_field(reply, "segment", record.segment))
+        return std::nullopt;
+    if (stats
+        && (!text_field(reply, "state", stats->state) || !integer_field(reply, "uptime_ms", stats->uptime_ms)
+            || !integer_field(reply, "keys", stats->keys) || !integer_field(reply, "bytes", stats->bytes)
+            || !integer_field(reply, "monitors", stats->monitors)))
+        return std::nullopt;
+    return record;
+}
+
+std::string encode_table_entry(const BucketRecord& record)
+{
+    return std::to_string(record.pid) + " " + std::to_string(record.id) + " " + std::to_string(record.generation) + "\n"
+        + record.socket + "\n" + record.segment;
+}
+
+bool decode_table_entry(std::string_view text, BucketRecord& record)
+{
+    auto first = text.find('\n');
+    auto second = text.find('\n', first + 1);
+    if (first == std::string_view::npos || second == std::string_view::npos)
+        return false;
+    std::string_view numbers = text.substr(0, first);
+    const char* p = numbers.data();
+    const char* end = p + numbers.size();
+    auto parse = [&](auto& value) {
+        while (p < end && *p == ' ')
+            ++p;
+        auto [next, error] = std::from_chars(p, end, value);
+        p = next;
+        return error == std::errc();
+    };
+    long long pid = 0;
+    if (!parse(pid) || !parse(record.id) || !parse(record.generation))
+        return false;
+    record.pid = static_cast<pid_t>(pid);
+    record.socket.assign(text.substr(first + 1, second - first - 1));
+    record.segment.assign(text.substr(second + 1));
+    return true;
+}
+
+} // namespace kv

@@ -1,0 +1,48 @@
+// The bucket record: what registryd tells anyone about a bucket, in one type
+// with its two encodings side by side: the RESP reply of CREATE, LOOKUP and
+// LIST (a flat field/value array, as HGETALL gives), and the text registryd
+// publishes in the name table.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "resp.h"
+
+namespace kv {
+
+struct BucketRecord {
+    std::string name;
+    pid_t pid = -1;
+    unsigned long long id = 0;
+    std::string socket;  // the bucket's RESP socket
+    std::string segment; // its shared-memory segment, for direct reads
+    unsigned long long generation = 0; // name table only: when it was published
+};
+
+// LIST's figures about a live bucket, beside its record.
+struct BucketStats {
+    std::string state; // "starting", "ready", "stopping"
+    long long uptime_ms = 0;
+    std::uint64_t keys = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t monitors = 0; // MONITOR calls registered on it
+};
+
+// name pid id socket segment [state uptime_ms keys bytes monitors]
+void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats = nullptr);
+// Empty unless `reply` has every record field (and every stats field when
+// `stats` is given); fields it does not know are ignored.
+std::optional<BucketRecord> decode_bucket_record(const resp::Value& reply, BucketStats* stats = nullptr);
+
+// "pid id generation\nsocket\nsegment": the name table's value for a name
+// (the name is its key). Text, so it can be read with any tool.
+std::string encode_table_entry(const BucketRecord& record);
+// Reuses `record`'s strings: a reader that looks up in a loop allocates nothing.
+bool decode_table_entry(std::string_view text, BucketRecord& record);
+
+} // namespace kv

@@ -1,0 +1,83 @@
+// The bucket record: what registryd encodes (in a reply, in the name table)
+// is what kvctl, kvbench and the tests decode.
+#include "bucket_record.h"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+kv::BucketRecord sample()
+{
+    return kv::BucketRecord { "shop ping\xff", 4242, 7, "/run/kv/buckets/7.0123456789abcdef.sock",
+        "/kv.0123456789abcdef.b7.fedcba9876543210", 0 };
+}
+
+kv::resp::Value parsed(const std::string& bytes)
+{
+    kv::resp::Value value;
+    std::size_t consumed = 0;
+    EXPECT_EQ(kv::resp::parse_value(bytes, consumed, value), kv::resp::ParseResult::complete);
+    EXPECT_EQ(consumed, bytes.size());
+    return value;
+}
+
+} // namespace
+
+TEST(BucketRecord, AReplyDecodesToTheRecordRegistrydEncoded)
+{
+    std::string bytes;
+    kv::append_resp(bytes, sample());
+    auto record = kv::decode_bucket_record(parsed(bytes));
+    ASSERT_TRUE(record);
+    EXPECT_EQ(record->name, sample().name);
+    EXPECT_EQ(record->pid, 4242);
+    EXPECT_EQ(record->id, 7u);
+    EXPECT_EQ(record->socket, sample().socket);
+    EXPECT_EQ(record->segment, sample().segment);
+    kv::BucketStats stats;
+    EXPECT_FALSE(kv::decode_bucket_record(parsed(bytes), &stats)) << "a LOOKUP reply has no figures";
+}
+
+TEST(BucketRecord, AListEntryCarriesTheFigures)
+{
+    kv::BucketStats written { "ready", 1234, 5, 678, 2 };
+    std::string bytes;
+    kv::append_resp(bytes, sample(), &written);
+    kv::BucketStats read;
+    auto record = kv::decode_bucket_record(parsed(bytes), &read);
+    ASSERT_TRUE(record);
+    EXPECT_EQ(record->name, sample().name);
+    EXPECT_EQ(read.state, "ready");
+    EXPECT_EQ(read.uptime_ms, 1234);
+    EXPECT_EQ(read.keys, 5u);
+    EXPECT_EQ(read.bytes, 678u);
+    EXPECT_EQ(read.monitors, 2u);
+}
+
+TEST(BucketRecord, AReplyWithoutEveryFieldIsNotARecord)
+{
+    EXPECT_FALSE(kv::decode_bucket_record(parsed("-NOTFOUND no bucket named x\r\n")));
+    EXPECT_FALSE(kv::decode_bucket_record(parsed("*4\r\n$4\r\nname\r\n$1\r\nx\r\n$3\r\npid\r\n:1\r\n")));
+    // A pid sent as text is not a pid.
+    std::string bytes;
+    kv::append_resp(bytes, sample());
+    auto at = bytes.find(":4242\r\n");
+    ASSERT_NE(at, std::string::npos);
+    bytes.replace(at, 7, "$4\r\n4242\r\n");
+    EXPECT_FALSE(kv::decode_bucket_record(parsed(bytes)));
+}
+
+TEST(BucketRecord, TheNameTableEntryRoundTripsAndReusesStorage)
+{
+    auto written = sample();
+    written.generation = 99;
+    kv::BucketRecord read;
+    ASSERT_TRUE(kv::decode_table_entry(kv::encode_table_entry(written), read));
+    EXPECT_EQ(read.pid, 4242);
+    EXPECT_EQ(read.id, 7u);
+    EXPECT_EQ(read.generation, 99u);
+    EXPECT_EQ(read.socket, written.socket);
+    EXPECT_EQ(read.segment, written.segment);
+    EXPECT_FALSE(kv::decode_table_entry("4242 7 99", read));
+    EXPECT_FALSE(kv::decode_table_entry("x 7 99\na\nb", read));
+}
