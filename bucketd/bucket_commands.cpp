@@ -1,5 +1,6 @@
 #include "bucket_commands.h"
 
+#include "error_code.h"
 #include <unistd.h>
 
 #include <charconv>
@@ -35,7 +36,7 @@ void set(BucketContext& context, const resp::Request& request, std::string& out)
     if (context.map.set(request[1], request[2]) == BucketMap::SetResult::stored)
         resp::append_simple(out, "OK");
     else
-        resp::append_error(out, "FULL bucket is full: no room for " + std::to_string(request[1].size() + request[2].size())
+        append_error(out, ErrorCode::full, "bucket is full: no room for " + std::to_string(request[1].size() + request[2].size())
             + " more bytes (registryd --bucket-size sets the room per bucket)");
 }
 
@@ -77,7 +78,7 @@ constexpr std::size_t keys_longest_pattern = 1 << 20;
 void keys(BucketContext& context, const resp::Request& request, std::string& out)
 {
     if (request[1].size() > keys_longest_pattern) {
-        resp::append_error(out, "ERR KEYS pattern too long (" + std::to_string(request[1].size()) + " bytes; at most "
+        append_error(out, ErrorCode::error, "KEYS pattern too long (" + std::to_string(request[1].size()) + " bytes; at most "
             + std::to_string(keys_longest_pattern) + ")");
         return;
     }
@@ -102,7 +103,7 @@ void keys(BucketContext& context, const resp::Request& request, std::string& out
         }
     });
     if (too_costly) {
-        resp::append_error(out, "ERR KEYS pattern too costly for this bucket (more than "
+        append_error(out, ErrorCode::error, "KEYS pattern too costly for this bucket (more than "
             + std::to_string(keys_comparison_budget) + " comparisons); use a simpler pattern");
         return;
     }
@@ -117,7 +118,7 @@ void ping(BucketContext&, const resp::Request& request, std::string& out) { answ
 void config(BucketContext&, const resp::Request& request, std::string& out)
 {
     if (!same_word(request[1], "GET") || request.size() != 3) {
-        resp::append_error(out, "ERR CONFIG supports only GET <pattern> here");
+        append_error(out, ErrorCode::error, "CONFIG supports only GET <pattern> here");
         return;
     }
     static const std::pair<std::string_view, std::string_view> settings[] = { { "save", "" }, { "appendonly", "no" } };
@@ -137,7 +138,7 @@ void config(BucketContext&, const resp::Request& request, std::string& out)
 void debug(BucketContext& context, const resp::Request& request, std::string& out)
 {
     if (!context.debug_command_enabled) {
-        resp::append_error(out, "ERR DEBUG is disabled; start registryd with --enable-debug-command");
+        append_error(out, ErrorCode::error, "DEBUG is disabled; start registryd with --enable-debug-command");
         return;
     }
     if (same_word(request[1], "SEGFAULT")) {
@@ -150,7 +151,7 @@ void debug(BucketContext& context, const resp::Request& request, std::string& ou
         if (error == std::errc() && end == request[2].data() + request[2].size() && code >= 0 && code <= 255)
             ::_exit(code);
     }
-    resp::append_error(out, "ERR DEBUG supports SEGFAULT and EXIT <0-255>");
+    append_error(out, ErrorCode::error, "DEBUG supports SEGFAULT and EXIT <0-255>");
 }
 
 const BucketCommand commands[] = {

@@ -13,6 +13,7 @@
 #include "bucket_record.h"
 #include "log.h"
 #include "client.h"
+#include "error_code.h"
 #include "instance_record.h"
 #include "name_table.h"
 #include "shared_table.h"
@@ -53,29 +54,14 @@ kv::BucketRecord decoded(const kv::resp::Value& reply, const std::string& what, 
     return *record;
 }
 
-// The error replies registryd and bucketd send start with a code word.
-ExitCode exit_code_for(const std::string& error)
-{
-    auto word = error.substr(0, error.find(' '));
-    if (word == "NOTFOUND")
-        return exit_not_found;
-    if (word == "INVALID" || word == "LIMIT" || word == "FULL" || word == "DENIED")
-        return exit_refused;
-    return exit_failed;
-}
-
-std::string without_code_word(const std::string& error)
-{
-    auto space = error.find(' ');
-    return space == std::string::npos ? error : error.substr(space + 1);
-}
-
 kv::resp::Value checked(const kv::resp::Value& reply, const std::string& what)
 {
     if (reply.is_error()) {
-        auto code = exit_code_for(reply.text);
+        // The reply's code word says which exit code (common/resp/error_code.h).
+        const auto code = static_cast<ExitCode>(kv::kvctl_exit_code(kv::error_code_of(reply.text)));
+        const std::string message(kv::error_message(reply.text));
         // "no bucket named shopping" reads best alone; other errors say what failed first.
-        throw Failure { code, code == exit_not_found ? without_code_word(reply.text) : what + ": " + without_code_word(reply.text) };
+        throw Failure { code, code == exit_not_found ? message : what + ": " + message };
     }
     return reply;
 }

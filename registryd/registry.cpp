@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "bucket_name.h"
+#include "error_code.h"
 #include "log.h"
 #include "pidfd.h"
 #include "run_dir.h"
@@ -81,14 +82,14 @@ void append_list_entry(std::string& out, const Bucket& bucket)
     append_resp(out, record_of(bucket), &stats);
 }
 
-std::string error_reply(const std::string& text)
+std::string error_reply(ErrorCode code, const std::string& message)
 {
     std::string out;
-    resp::append_error(out, text);
+    append_error(out, code, message);
     return out;
 }
 
-std::string not_found(const std::string& name) { return error_reply("NOTFOUND no bucket named " + printable(name)); }
+std::string not_found(const std::string& name) { return error_reply(ErrorCode::not_found, "no bucket named " + printable(name)); }
 
 // Room for every bucket's entry (name, pid, id, two paths) and the index.
 std::size_t name_table_size(std::size_t max_buckets)
@@ -144,7 +145,7 @@ Bucket* Registry::find(const std::string& name)
 void Registry::create(const std::string& name, const Responder& responder)
 {
     if (auto reason = bucket_name_error(name)) {
-        responder.send(error_reply("INVALID invalid bucket name: " + *reason));
+        responder.send(error_reply(ErrorCode::invalid, "invalid bucket name: " + *reason));
         return;
     }
     if (Bucket* existing = find(name)) {
@@ -152,17 +153,17 @@ void Registry::create(const std::string& name, const Responder& responder)
         case BucketState::ready: responder.send(bucket_reply(*existing)); return;
         case BucketState::starting: add_waiter(*existing, &Bucket::waiting_for_ready, responder); return;
         case BucketState::stopping:
-            responder.send(error_reply("BUSY bucket " + printable(name) + " is stopping; create it again once STOP has replied"));
+            responder.send(error_reply(ErrorCode::busy, "bucket " + printable(name) + " is stopping; create it again once STOP has replied"));
             return;
         }
     }
     if (buckets_.size() >= options_.max_buckets) {
-        responder.send(error_reply("LIMIT unable to create bucket " + printable(name) + ": limit of "
+        responder.send(error_reply(ErrorCode::limit, "unable to create bucket " + printable(name) + ": limit of "
             + std::to_string(options_.max_buckets) + " buckets reached (--max-buckets)"));
         return;
     }
     if (on_empty_) {
-        responder.send(error_reply("BUSY unable to create bucket " + printable(name) + ": registryd is shutting down"));
+        responder.send(error_reply(ErrorCode::busy, "unable to create bucket " + printable(name) + ": registryd is shutting down"));
         return;
     }
 
@@ -193,7 +194,7 @@ void Registry::create(const std::string& name, const Responder& responder)
         spawned = spawn_bucket(launch);
     } catch (const std::exception& error) {
         log_line("unable to create bucket " + printable(name) + ": " + error.what());
-        responder.send(error_reply(std::string("ERR unable to create bucket ") + printable(name) + ": " + error.what()));
+        responder.send(error_reply(ErrorCode::error, std::string("unable to create bucket ") + printable(name) + ": " + error.what()));
         return; // the segment and the socket file go with their owners
     }
     socket.take_listener().reset(); // the bucket has its copy; ours would only keep clients waiting
@@ -486,7 +487,7 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     std::string why = reason.describe();
     log_line(describe(bucket) + " " + why + (bucket.failure.empty() ? "" : " (" + bucket.failure + ")"));
 
-    std::string create_error = error_reply("ERR bucket " + printable(bucket.name) + " "
+    std::string create_error = error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " "
         + (bucket.failure.empty() ? why : bucket.failure + "; " + why) + " before it was ready");
     std::string stopped = "+OK\r\n";
     std::string monitor_reply;

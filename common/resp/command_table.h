@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "log.h"
+#include "error_code.h"
 #include "resp.h"
 
 namespace kv {
@@ -34,13 +35,13 @@ const Entry* find_command(const Entry (&table)[N], const resp::Request& request,
         auto count = static_cast<long>(request.size());
         if ((entry.arity > 0 && count != entry.arity) || (entry.arity < 0 && count < -entry.arity)
             || (entry.max_arity > 0 && count > entry.max_arity)) {
-            resp::append_error(out, "ERR wrong number of arguments for '" + std::string(entry.name) + "' command");
+            append_error(out, ErrorCode::error, "wrong number of arguments for '" + std::string(entry.name) + "' command");
             return nullptr;
         }
         return &entry;
     }
     std::string shown = request.empty() ? std::string() : printable(request[0].substr(0, 64));
-    resp::append_error(out, "ERR unknown command '" + shown + "'");
+    append_error(out, ErrorCode::error, "unknown command '" + shown + "'");
     return nullptr;
 }
 

@@ -1,5 +1,6 @@
 #include "resp_server.h"
 
+#include "error_code.h"
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -203,7 +204,7 @@ private:
             if (status == resp::RequestParser::Status::need_more)
                 break;
             if (status == resp::RequestParser::Status::protocol_error) {
-                resp::append_error(output_, "ERR " + error);
+                append_error(output_, ErrorCode::error, error);
                 close_after_write_ = true;
                 break;
             }
@@ -219,7 +220,7 @@ private:
                 // gets an error reply and is forgotten; the process goes on.
                 if (!closed_ && (!reply.deferred() || awaiting_reply_)) {
                     output_.resize(before);
-                    resp::append_error(output_, std::string("ERR internal error: ") + error.what());
+                    append_error(output_, ErrorCode::error, std::string("internal error: ") + error.what());
                     awaiting_reply_ = false;
                     // The request is answered: whoever stored its Responder must let go.
                     fire_forget();
@@ -241,7 +242,7 @@ private:
         // Behind a pending reply an error cannot be answered in order; reading
         // ahead there stops within the limit anyway (see read_room()).
         if (!close_after_write_ && !awaiting_reply_ && parser_.buffered() > limit) {
-            resp::append_error(output_, "ERR request larger than the client buffer limit of "
+            append_error(output_, ErrorCode::error, "request larger than the client buffer limit of "
                 + std::to_string(limit) + " bytes");
             close_after_write_ = true;
         }
@@ -530,7 +531,7 @@ void RespServer::accept_next()
         if (auto refusal = shared_->config.refusal_for_peer(socket.native_handle())) {
             refuse(socket, *refusal);
         } else if (shared_->open.size() >= shared_->config.max_connections) {
-            refuse(socket, "ERR max connections reached (" + std::to_string(shared_->config.max_connections) + "); try again later");
+            refuse(socket, error_text(ErrorCode::error, "max connections reached (" + std::to_string(shared_->config.max_connections) + "); try again later"));
         } else {
             const std::uint64_t id = next_connection_id++;
             // Not make_shared: see RespConnection.

@@ -1,5 +1,7 @@
 #include "server_config.h"
 
+#include "error_code.h"
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,7 +16,7 @@ std::optional<std::string> ServerConfig::refusal_for_peer(int fd) const
     ucred peer {};
     socklen_t size = sizeof peer;
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &size) == -1)
-        return std::string("DENIED unable to identify the peer (SO_PEERCRED failed)");
+        return error_text(ErrorCode::denied, "unable to identify the peer (SO_PEERCRED failed)");
     if (peer.uid == 0 || peer.uid == ::geteuid())
         return std::nullopt;
     if (std::find(allowed_uids.begin(), allowed_uids.end(), peer.uid) != allowed_uids.end())
@@ -32,7 +34,7 @@ std::optional<std::string> ServerConfig::refusal_for_peer(int fd) const
                 return std::nullopt;
         }
     }
-    return "DENIED permission denied: uid " + std::to_string(peer.uid) + " is not allowed here (see registryd --allow-uid, --allow-gid)";
+    return error_text(ErrorCode::denied, "permission denied: uid " + std::to_string(peer.uid) + " is not allowed here (see registryd --allow-uid, --allow-gid)");
 }
 
 std::string ServerConfig::encode() const
