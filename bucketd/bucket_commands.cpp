@@ -1,6 +1,5 @@
 #include "bucket_commands.h"
 
-#include "error_code.h"
 #include <unistd.h>
 
 #include <charconv>
@@ -8,20 +7,14 @@
 #include <cstdint>
 
 #include "command_table.h"
+#include "error_code.h"
 #include "glob.h"
 
 namespace kv {
 
 namespace {
 
-using Handler = void (*)(BucketContext&, const resp::Request&, std::string&);
-
-struct BucketCommand {
-    std::string_view name;
-    int arity;
-    Handler run;
-    int max_arity = 0;
-};
+using BucketCommand = CommandEntry<void (*)(BucketContext&, const resp::Request&, std::string&)>;
 
 void get(BucketContext& context, const resp::Request& request, std::string& out)
 {

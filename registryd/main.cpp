@@ -28,6 +28,7 @@
 #include "run_dir_lock.h"
 #include "socket_file.h"
 #include "system_error.h"
+#include "unique_fd.h"
 
 namespace {
 
@@ -204,8 +205,8 @@ int main(int argc, char** argv)
 
         kv::log_line("listening on " + registry_socket.path());
         if (notify_fd >= 0) {
-            [[maybe_unused]] auto written = ::write(notify_fd, "\n", 1);
-            ::close(notify_fd);
+            kv::UniqueFd notify(notify_fd);
+            [[maybe_unused]] auto written = ::write(notify.get(), "\n", 1);
         }
         io.run();
         registry_socket.remove();

@@ -6,14 +6,7 @@ namespace kv {
 
 namespace {
 
-using Handler = void (*)(Registry&, const resp::Request&, const Responder&);
-
-struct RegistryCommand {
-    std::string_view name;
-    int arity;
-    Handler run;
-    int max_arity = 0;
-};
+using RegistryCommand = CommandEntry<void (*)(Registry&, const resp::Request&, const Responder&)>;
 
 const RegistryCommand commands[] = {
     { "CREATE", 2, [](Registry& r, const resp::Request& q, const Responder& a) { r.create(q[1], a); } },

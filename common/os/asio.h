@@ -1,5 +1,6 @@
-// The one place Boost.Asio is included from. g++ 12 with -std=c++20 needs
-// <utility> before Asio's coroutine headers (see ../shared/PITFALLS.md).
+// The one place Boost.Asio is included from. With g++ 12 and -std=c++20,
+// <boost/asio.hpp> 1.74 fails to compile unless <utility> comes first (its
+// awaitable.hpp uses std::exchange without including it).
 #pragma once
 
 #include <utility>

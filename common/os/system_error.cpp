@@ -5,7 +5,6 @@
 
 #include <cstring>
 
-#include "unique_fd.h"
 
 namespace kv {
 
@@ -25,13 +24,6 @@ SystemError::SystemError(std::string_view action, std::string_view object, int e
     : std::runtime_error(describe(action, object, error))
     , error_(error)
 {
-}
-
-Pipe make_pipe(const char* what)
-{
-    int fds[2];
-    check(::pipe2(fds, O_CLOEXEC), "unable to create pipe for", what);
-    return Pipe { UniqueFd(fds[0]), UniqueFd(fds[1]) };
 }
 
 } // namespace kv

@@ -16,6 +16,16 @@
 
 namespace kv {
 
+// One entry of a command table, for either daemon: `Handler` is the
+// daemon's handler type.
+template <typename Handler>
+struct CommandEntry {
+    std::string_view name;
+    int arity;
+    Handler run;
+    int max_arity = 0;
+};
+
 // Verbs and subcommands compare without regard to case, as in Redis.
 inline bool same_word(std::string_view a, std::string_view b)
 {
