@@ -466,6 +466,33 @@ TEST(SharedTableWriter, RefusesToAdoptASegmentThatIsNotEmpty)
     EXPECT_TRUE(kv::remove_segment_if_same(name, created.get()));
 }
 
+TEST(SharedTableWriter, EveryRefusalSaysWhichSegmentAndWhy)
+{
+    auto name = unique_segment("small");
+    try {
+        kv::SharedTableWriter writer(name, 1000, kv::TableKind::bucket);
+        ADD_FAILURE() << "made a table of 1000 bytes";
+    } catch (const std::runtime_error& error) {
+        EXPECT_EQ(std::string(error.what()), "unable to create segment " + name + ": size 1000 is below the 68 KiB minimum");
+    }
+    EXPECT_FALSE(open_segment(name, O_RDONLY)) << "a writer that could not make its table removes the name it created";
+
+    // An object sealed against writable shared mappings: it is sized and
+    // reserved like any segment, and then mmap refuses it. The message says
+    // so, with mmap's errno.
+    kv::UniqueFd sealed(memfd_create("kv-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    ASSERT_TRUE(sealed) << strerror(errno);
+    if (fcntl(sealed.get(), F_ADD_SEALS, F_SEAL_FUTURE_WRITE) == -1)
+        GTEST_SKIP() << "F_SEAL_FUTURE_WRITE needs Linux 5.1: " << strerror(errno);
+    try {
+        kv::SharedTableWriter writer(std::move(sealed), name, 4 << 20, kv::TableKind::bucket);
+        ADD_FAILURE() << "mapped a sealed object for writing";
+    } catch (const kv::SystemError& error) {
+        EXPECT_EQ(error.error(), EPERM);
+        EXPECT_EQ(std::string(error.what()), "unable to map segment " + name + ": Operation not permitted");
+    }
+}
+
 TEST(SharedTableSegments, RemoveIfSameRemovesOnlyTheSameObject)
 {
     auto name = unique_segment("same");

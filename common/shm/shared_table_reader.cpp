@@ -1,0 +1,205 @@
+#include "shared_table_reader.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <sched.h>
+
+#include <chrono>
+#include <cstring>
+#include <utility>
+
+#include "fault_guard.h"
+#include "mapped_table.h"
+#include "process_identity.h"
+#include "unique_fd.h"
+
+namespace kv {
+
+using layout::deleted_slot;
+using layout::empty_slot;
+using layout::Entry;
+using layout::inline_capacity;
+using layout::inline_slot;
+using layout::Slot;
+
+namespace {
+
+// A reader that keeps meeting writes in progress gives up after this long
+// (the writer may have been preempted mid-write, or have died there).
+constexpr auto read_patience = std::chrono::milliseconds(200);
+
+// Paces a reader's retries: spins at first, then yields the CPU (a writer
+// preempted mid-write needs it), and says when patience has run out. Costs
+// nothing, not even a clock read, on the first attempts.
+class Retry {
+public:
+    bool again()
+    {
+        if (++attempts_ < 64)
+            return true;
+        if (attempts_ == 64)
+            deadline_ = std::chrono::steady_clock::now() + read_patience;
+        ::sched_yield();
+        return std::chrono::steady_clock::now() < deadline_;
+    }
+
+private:
+    unsigned attempts_ = 0;
+    std::chrono::steady_clock::time_point deadline_;
+};
+
+} // namespace
+
+std::unique_ptr<SharedTableReader> SharedTableReader::open(const std::string& segment_name, TableKind kind, uid_t expected_owner)
+{
+    install_fault_handler();
+    // O_NOFOLLOW: a symlink planted under the name is not followed (glibc's
+    // shm_open adds it too; said here because trust depends on it).
+    // O_NONBLOCK: a FIFO planted under the name must not hang the open.
+    UniqueFd fd(::shm_open(segment_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0));
+    if (!fd)
+        return nullptr;
+    const auto info = stat_table_file(fd.get());
+    if (!info || info->st_uid != expected_owner || (info->st_mode & (S_IRWXG | S_IRWXO)) != 0)
+        return nullptr;
+    Mapping mapping = map_table(fd.get(), *info, MapExtent::whole_segment, Access::read_only);
+    if (!mapping)
+        return nullptr;
+    // The owner's uid may truncate the segment while we look at it: check_table is guarded.
+    ProcessIdentity owner;
+    const bool trusted = check_table(mapping, static_cast<std::uint64_t>(info->st_size), [&](const TableHeader& header) {
+        if (header.kind != kind || header.owner_pid <= 0)
+            return false;
+        owner.pid = header.owner_pid;
+        owner.start_time = header.owner_start_time;
+        return true;
+    });
+    // A table whose owner is not running (died before it could clear
+    // `alive`, even if its pid now names another process or a zombie) is
+    // not the truth: one check here, none per read.
+    if (!trusted || !is_running(owner))
+        return nullptr;
+    return std::unique_ptr<SharedTableReader>(new SharedTableReader(std::move(mapping), owner.pid));
+}
+
+SharedTableReader::SharedTableReader(Mapping mapping, pid_t owner_pid)
+    : mapping_(std::move(mapping))
+    , owner_pid_(owner_pid)
+{
+}
+
+SharedTableReader::~SharedTableReader() = default;
+
+bool SharedTableReader::alive() const
+{
+    bool alive = false;
+    const bool whole = guarded_access(mapping_.base(), mapping_.size(), [&] {
+        alive = reinterpret_cast<const TableHeader*>(mapping_.base())->alive.load(std::memory_order_acquire) == 1;
+    });
+    return whole && alive;
+}
+
+// The read side of the seqlock, in one place: `read` runs on what may be a
+// write in progress, and its answer counts only if no write began or ended
+// meanwhile and the owner is still serving. All of it runs guarded: a
+// segment that shrank under us is `gone`, and `read` must be abandonable
+// (see guarded_access).
+template <typename Read>
+SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
+{
+    Result result = Result::gone;
+    const bool whole = guarded_access(mapping_.base(), mapping_.size(), [&] {
+        const auto* header = reinterpret_cast<const TableHeader*>(mapping_.base());
+        for (Retry retry; retry.again();) {
+            if (header->alive.load(std::memory_order_acquire) != 1) {
+                result = Result::gone;
+                return;
+            }
+            const std::uint64_t before = header->sequence.load(std::memory_order_acquire);
+            if (before & 1)
+                continue; // a write is in progress
+            const Result attempt = read(*header);
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (header->sequence.load(std::memory_order_relaxed) == before) {
+                result = header->alive.load(std::memory_order_relaxed) == 1 ? attempt : Result::gone;
+                return;
+            }
+        }
+        result = header->alive.load(std::memory_order_relaxed) == 1 ? Result::busy : Result::gone;
+    });
+    return whole ? result : Result::gone;
+}
+
+SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::string* value) const
+{
+    const char* const base = mapping_.base();
+    const std::size_t size = mapping_.size();
+    const std::uint64_t tag = hash_key(key);
+    return consistent_read([&](const TableHeader& header) {
+        const std::uint64_t index_offset = header.index_offset.load(std::memory_order_relaxed);
+        const std::uint64_t capacity = header.capacity.load(std::memory_order_relaxed);
+        // Everything below is checked before it is followed: what we read may
+        // be a write in progress, and only the sequence check can tell.
+        if (capacity == 0 || (capacity & (capacity - 1)) || index_offset < table_header_size
+            || index_offset > size || capacity > (size - index_offset) / sizeof(Slot))
+            return Result::gone; // if consistent, a corrupt table: not one of ours any more
+        const auto* index = reinterpret_cast<const Slot*>(base + index_offset);
+        const std::uint64_t mask = capacity - 1;
+        for (std::uint64_t probe = 0, i = tag & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
+            const std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+            if (offset == empty_slot)
+                break;
+            if (offset == deleted_slot || index[i].tag.load(std::memory_order_relaxed) != tag)
+                continue;
+            // The pair: in the slot itself, or in a heap entry.
+            const char* bytes;
+            std::size_t key_size, value_size;
+            if (offset == inline_slot) {
+                bytes = index[i].bytes;
+                key_size = index[i].key_size;
+                value_size = index[i].value_size;
+                if (key_size + value_size > inline_capacity)
+                    break;
+            } else {
+                if (offset < table_header_size || offset > size - sizeof(Entry))
+                    break;
+                Entry e;
+                std::memcpy(&e, base + offset, sizeof e);
+                if (offset + sizeof(Entry) + std::uint64_t(e.key_size) + e.value_size > size)
+                    break;
+                bytes = base + offset + sizeof(Entry);
+                key_size = e.key_size;
+                value_size = e.value_size;
+            }
+            if (key_size != key.size() || std::memcmp(bytes, key.data(), key_size) != 0)
+                continue;
+            if (value) {
+                // Sized first, then filled: if the copy faults (the segment
+                // shrank), the string is whole, only its bytes are not.
+                value->resize(value_size);
+                std::memcpy(value->data(), bytes + key_size, value_size);
+            }
+            return Result::found;
+        }
+        return Result::missing;
+    });
+}
+
+SharedTableReader::Result SharedTableReader::get(std::string_view key, std::string& value) const
+{
+    return lookup(key, &value);
+}
+
+SharedTableReader::Result SharedTableReader::exists(std::string_view key) const { return lookup(key, nullptr); }
+
+SharedTableReader::Result SharedTableReader::size(std::uint64_t& keys) const
+{
+    return consistent_read([&](const TableHeader& header) {
+        keys = header.keys.load(std::memory_order_relaxed);
+        return Result::found;
+    });
+}
+
+} // namespace kv

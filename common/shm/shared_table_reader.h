@@ -1,0 +1,69 @@
+// SharedTableReader: a table read from another process with no system call
+// and no lock: the read side of the seqlock that shared_table.h describes
+// (README "Direct reads").
+//
+// A reader writes nothing and holds nothing, so one killed at any instant
+// blocks nobody. It checks every offset and length against the segment's
+// size before it follows them: racing a writer, it may read garbage, never
+// outside the mapping and never forever, and the sequence check throws that
+// garbage away. It takes nothing in /dev/shm on faith (see open), and a
+// segment that shrinks under it (its owner's uid can truncate it) makes its
+// reads answer `gone` instead of killing it with SIGBUS (fault_guard.h).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mapping.h"
+#include "table_layout.h"
+
+namespace kv {
+
+// A reader: maps a table read-only and answers from it with no system call.
+class SharedTableReader {
+public:
+    // Empty unless `segment_name` is a regular file (not a symlink, not a
+    // FIFO) owned by `expected_owner` with no group or other permission bits,
+    // holding a table of this layout, version and size, of `kind`, whose
+    // owner process is running (is_running: the same pid and start time, not
+    // a zombie). Untrusted is absent. Throws SystemError only if the SIGBUS
+    // handler (fault_guard.h) cannot be installed.
+    static std::unique_ptr<SharedTableReader> open(const std::string& segment_name, TableKind kind, uid_t expected_owner);
+    // Unmaps the table (the Mapping does).
+    ~SharedTableReader();
+    SharedTableReader(const SharedTableReader&) = delete;
+    SharedTableReader& operator=(const SharedTableReader&) = delete;
+
+    enum class Result {
+        found,
+        missing,
+        gone, // the owner has exited, or the segment shrank under us: the table is no longer the truth
+        busy, // a write did not finish within the retry budget (its writer may have died mid-write)
+    };
+    // Copies the value into `value` when found.
+    Result get(std::string_view key, std::string& value) const;
+    Result exists(std::string_view key) const;
+    // Number of keys, as of one consistent moment.
+    Result size(std::uint64_t& keys) const;
+
+    // As checked when the table was opened.
+    pid_t owner_pid() const { return owner_pid_; }
+    // False once the owner has cleared `alive`, or if the segment shrank.
+    bool alive() const;
+
+private:
+    SharedTableReader(Mapping mapping, pid_t owner_pid);
+    Result lookup(std::string_view key, std::string* value) const;
+    template <typename Read>
+    Result consistent_read(Read read) const;
+
+    // The whole segment, read-only, as it was sized when opened.
+    Mapping mapping_;
+    pid_t owner_pid_;
+};
+
+} // namespace kv

@@ -1,0 +1,402 @@
+#include "shared_table_writer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <utility>
+
+#include <boost/interprocess/managed_external_buffer.hpp>
+
+#include "mapping.h"
+#include "process_identity.h"
+#include "segment_file.h"
+#include "system_error.h"
+
+namespace kv {
+
+namespace bip = boost::interprocess;
+
+using layout::deleted_slot;
+using layout::empty_slot;
+using layout::Entry;
+using layout::holds_entry;
+using layout::inline_capacity;
+using layout::inline_slot;
+using layout::Slot;
+
+namespace {
+
+constexpr std::uint64_t initial_capacity = 64;
+// Pages creation touches are reserved, so a full /dev/shm is ENOSPC, not SIGBUS.
+constexpr std::size_t reserved_at_creation = 64 * 1024;
+// What the heap may touch beyond a block it hands out: block headers and the
+// split-off free block's header.
+constexpr std::uint64_t block_slack = 4096;
+// So formatting never needs more backing than creation reserved: the first
+// index cannot fail for want of /dev/shm pages, only for want of heap.
+static_assert(table_header_size + initial_capacity * sizeof(Slot) + block_slack <= reserved_at_creation);
+
+// No slot: find_slot's answer when the index has no free slot for a key.
+constexpr std::uint64_t no_slot = ~0ULL;
+
+// Every message of a writer that could not make its table says which segment and why.
+[[noreturn]] void refuse(const std::string& name, const std::string& why)
+{
+    throw std::runtime_error("unable to create segment " + name + ": " + why);
+}
+
+} // namespace
+
+struct SharedTableWriter::Segment {
+    explicit Segment(UniqueFd segment_fd) : fd(std::move(segment_fd)) {}
+
+    // Members in this order: the heap goes before the mapping, the mapping
+    // before the descriptor.
+    UniqueFd fd;
+    Mapping mapping;
+    bip::managed_external_buffer heap;
+    char* base = nullptr; // mapping.base()
+    TableHeader* header = nullptr;
+
+    void format(const std::string& name, std::size_t size, TableKind kind);
+
+    Slot* slots() const { return reinterpret_cast<Slot*>(base + header->index_offset.load(std::memory_order_relaxed)); }
+    std::uint64_t capacity() const { return header->capacity.load(std::memory_order_relaxed); }
+    Entry* entry(std::uint64_t offset) const { return reinterpret_cast<Entry*>(base + offset); }
+    std::string_view slot_key(const Slot& slot) const
+    {
+        std::uint64_t offset = slot.entry.load(std::memory_order_relaxed);
+        if (offset == inline_slot)
+            return { slot.bytes, slot.key_size };
+        return key_of(entry(offset));
+    }
+    std::string_view slot_value(const Slot& slot) const
+    {
+        std::uint64_t offset = slot.entry.load(std::memory_order_relaxed);
+        if (offset == inline_slot)
+            return { slot.bytes + slot.key_size, slot.value_size };
+        return value_of(entry(offset));
+    }
+    // A fresh index: every slot empty (all-zero bytes). Null if the heap has
+    // no room for it, or /dev/shm no pages to back it.
+    Slot* make_index(std::uint64_t capacity)
+    {
+        if (!reserve_for(capacity * sizeof(Slot)))
+            return nullptr;
+        void* memory = heap.allocate_aligned(capacity * sizeof(Slot), alignof(Slot), std::nothrow);
+        if (memory) {
+            note_block(memory, capacity * sizeof(Slot));
+            std::memset(memory, 0, capacity * sizeof(Slot));
+        }
+        return static_cast<Slot*>(memory);
+    }
+
+    // The segment is sparse, and touching a page when /dev/shm is full is a
+    // SIGBUS. Before the heap may hand out `size` more bytes, the pages past
+    // the highest block handed out so far are backed with posix_fallocate, a
+    // little ahead: Boost's best fit carves new blocks from the start of the
+    // free space above that mark, and holes below it were backed already. A
+    // full /dev/shm is then a FULL reply, not a crash.
+    bool reserve_for(std::size_t size)
+    {
+        const std::uint64_t needed = std::min<std::uint64_t>(header->size, high_water + size + block_slack);
+        if (needed <= reserved_until)
+            return true;
+        // Ahead by a quarter of what is backed already, 64 KiB to 1 MiB at a time.
+        const std::uint64_t step = std::clamp<std::uint64_t>(reserved_until / 4, 64 * 1024, 1 << 20);
+        std::uint64_t target = std::min<std::uint64_t>(header->size, std::max<std::uint64_t>(needed, reserved_until + step));
+        if (::posix_fallocate(fd.get(), static_cast<off_t>(reserved_until), static_cast<off_t>(target - reserved_until)) != 0) {
+            target = needed;
+            if (::posix_fallocate(fd.get(), static_cast<off_t>(reserved_until), static_cast<off_t>(target - reserved_until)) != 0)
+                return false;
+        }
+        reserved_until = target;
+        return true;
+    }
+    void note_block(const void* block, std::size_t size) { high_water = std::max<std::uint64_t>(high_water, offset_of(block) + size); }
+
+    std::uint64_t reserved_until = 0; // bytes from the start backed by /dev/shm pages
+    std::uint64_t high_water = 0;     // end of the highest block handed out
+    static std::string_view key_of(const Entry* e) { return { reinterpret_cast<const char*>(e + 1), e->key_size }; }
+    static std::string_view value_of(const Entry* e)
+    {
+        return { reinterpret_cast<const char*>(e + 1) + e->key_size, e->value_size };
+    }
+    std::uint64_t offset_of(const void* p) const { return static_cast<std::uint64_t>(static_cast<const char*>(p) - base); }
+
+    struct SlotSearch {
+        std::uint64_t slot;
+        bool found;
+    };
+    // Where `key` is (found), or else the first free slot for it: the first
+    // tombstone on its probe path, or the empty slot that ends the path;
+    // no_slot if the index has neither.
+    SlotSearch find_slot(std::string_view key, std::uint64_t tag) const
+    {
+        const std::uint64_t mask = capacity() - 1;
+        std::uint64_t free_slot = no_slot;
+        Slot* index = slots();
+        for (std::uint64_t probe = 0, i = tag & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
+            std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+            if (offset == empty_slot)
+                return { free_slot != no_slot ? free_slot : i, false };
+            if (offset == deleted_slot) {
+                if (free_slot == no_slot)
+                    free_slot = i;
+                continue;
+            }
+            if (index[i].tag.load(std::memory_order_relaxed) == tag && slot_key(index[i]) == key)
+                return { i, true };
+        }
+        return { free_slot, false };
+    }
+
+    void begin_write()
+    {
+        header->sequence.store(header->sequence.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_release);
+    }
+    void end_write()
+    {
+        header->sequence.store(header->sequence.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    }
+
+    Entry* make_entry(std::string_view key, std::string_view value)
+    {
+        const std::size_t size = sizeof(Entry) + key.size() + value.size();
+        if (!reserve_for(size))
+            return nullptr;
+        void* memory = heap.allocate(size, std::nothrow);
+        if (!memory)
+            return nullptr;
+        note_block(memory, size);
+        auto* e = static_cast<Entry*>(memory);
+        e->key_size = static_cast<std::uint32_t>(key.size());
+        e->value_size = static_cast<std::uint32_t>(value.size());
+        std::memcpy(reinterpret_cast<char*>(e + 1), key.data(), key.size());
+        std::memcpy(reinterpret_cast<char*>(e + 1) + key.size(), value.data(), value.size());
+        return e;
+    }
+
+    // Keeps the index at most 70% full (live entries plus tombstones) by
+    // building a new one and switching to it in one write. False if there is
+    // no room for the new index.
+    bool reserve_slot(std::uint64_t used_after)
+    {
+        if (used_after * 10 <= capacity() * 7)
+            return true;
+        std::uint64_t live = header->keys.load(std::memory_order_relaxed);
+        std::uint64_t new_capacity = capacity();
+        while ((live + 1) * 10 > new_capacity * 5)
+            new_capacity *= 2;
+        Slot* fresh = make_index(new_capacity);
+        if (!fresh)
+            return false;
+        Slot* old = slots();
+        const std::uint64_t old_capacity = capacity();
+        for (std::uint64_t i = 0; i < old_capacity; ++i) {
+            std::uint64_t offset = old[i].entry.load(std::memory_order_relaxed);
+            if (offset == empty_slot || offset == deleted_slot)
+                continue;
+            std::uint64_t tag = old[i].tag.load(std::memory_order_relaxed);
+            std::uint64_t j = tag & (new_capacity - 1);
+            while (fresh[j].entry.load(std::memory_order_relaxed) != empty_slot)
+                j = (j + 1) & (new_capacity - 1);
+            // Nobody reads the new index yet: a plain copy of the line will do.
+            std::memcpy(static_cast<void*>(&fresh[j]), static_cast<const void*>(&old[i]), sizeof(Slot));
+        }
+        begin_write();
+        header->index_offset.store(offset_of(fresh), std::memory_order_relaxed);
+        header->capacity.store(new_capacity, std::memory_order_relaxed);
+        end_write();
+        used_slots = live;
+        heap.deallocate(old);
+        return true;
+    }
+
+    std::uint64_t used_slots = 0; // live entries plus tombstones; the writer's own count
+};
+
+// Sizes, reserves and maps the empty object `fd` is open on, and lays a
+// table out in it, owned by this process. Every failure names the segment
+// and says why.
+void SharedTableWriter::Segment::format(const std::string& name, std::size_t size, TableKind kind)
+{
+    if (size < table_header_size + reserved_at_creation)
+        refuse(name, "size " + std::to_string(size) + " is below the "
+                + std::to_string((table_header_size + reserved_at_creation) / 1024) + " KiB minimum");
+    struct stat info;
+    check(::fstat(fd.get(), &info), "unable to inspect segment", name);
+    if (!S_ISREG(info.st_mode) || info.st_size != 0)
+        throw std::runtime_error("unable to adopt segment " + name + ": it is not an empty shared-memory object");
+    check(::ftruncate(fd.get(), static_cast<off_t>(size)), "unable to size segment", name);
+    // Sparse: /dev/shm pages are taken when touched, and touching one when
+    // /dev/shm is full is a SIGBUS. Reserve what formatting touches (the
+    // header, Boost's bookkeeping, the first index, its end marker in the last page).
+    int reserve_error = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(reserved_at_creation));
+    if (reserve_error == 0)
+        reserve_error = ::posix_fallocate(fd.get(), static_cast<off_t>(size - 4096), 4096);
+    if (reserve_error != 0)
+        throw SystemError("unable to reserve segment", name, reserve_error);
+    mapping = Mapping::map(fd.get(), size, Access::read_write, "segment " + name);
+    base = mapping.base();
+    const ProcessIdentity owner = self_identity();
+    header = new (base) TableHeader {};
+    header->magic = TableHeader::expected_magic;
+    header->version = TableHeader::expected_version;
+    header->kind = kind;
+    header->owner_pid = owner.pid;
+    header->owner_start_time = owner.start_time;
+    header->size = size;
+    try {
+        heap = bip::managed_external_buffer(bip::create_only, base + table_header_size, size - table_header_size);
+    } catch (const std::exception& error) {
+        refuse(name, "no heap can be laid out in its " + std::to_string(size - table_header_size) + " bytes: " + error.what());
+    }
+    reserved_until = reserved_at_creation;
+    high_water = table_header_size;
+    // Cannot fail for want of /dev/shm pages (see the static_assert above).
+    Slot* slots = make_index(initial_capacity);
+    if (!slots)
+        refuse(name, "no room for its first index (size " + std::to_string(size) + ")");
+    header->index_offset.store(offset_of(slots), std::memory_order_relaxed);
+    header->capacity.store(initial_capacity, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+}
+
+SharedTableWriter::SharedTableWriter(std::string segment_name, std::size_t size, TableKind kind)
+    : segment_name_(std::move(segment_name))
+    , owns_name_(true)
+{
+    auto segment = std::make_unique<Segment>(create_segment(segment_name_));
+    try {
+        segment->format(segment_name_, size, kind);
+    } catch (...) {
+        remove_segment_if_same(segment_name_, segment->fd.get());
+        throw;
+    }
+    segment_ = std::move(segment);
+}
+
+SharedTableWriter::SharedTableWriter(UniqueFd segment_fd, std::string segment_name, std::size_t size, TableKind kind)
+    : segment_name_(std::move(segment_name))
+    , owns_name_(false)
+{
+    // It may have been inherited across exec: close-on-exec from now on, like every descriptor kv holds.
+    check(::fcntl(segment_fd.get(), F_SETFD, FD_CLOEXEC), "unable to set close-on-exec on segment", segment_name_);
+    auto segment = std::make_unique<Segment>(std::move(segment_fd));
+    segment->format(segment_name_, size, kind);
+    segment_ = std::move(segment);
+}
+
+SharedTableWriter::~SharedTableWriter()
+{
+    segment_->header->alive.store(0, std::memory_order_release);
+    if (owns_name_)
+        remove_segment_if_same(segment_name_, segment_->fd.get());
+}
+
+int SharedTableWriter::descriptor() const { return segment_->fd.get(); }
+
+void SharedTableWriter::publish_alive() { segment_->header->alive.store(1, std::memory_order_release); }
+
+std::optional<std::string_view> SharedTableWriter::get(std::string_view key) const
+{
+    const auto [slot, found] = segment_->find_slot(key, hash_key(key));
+    if (!found)
+        return std::nullopt;
+    return segment_->slot_value(segment_->slots()[slot]);
+}
+
+SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::string_view value)
+{
+    Segment& s = *segment_;
+    if (key.size() > UINT32_MAX || value.size() > UINT32_MAX)
+        return SetResult::full;
+    const std::uint64_t tag = hash_key(key);
+    auto [slot, found] = s.find_slot(key, tag);
+    if (!found) {
+        bool reuses_tombstone = slot != no_slot && s.slots()[slot].entry.load(std::memory_order_relaxed) == deleted_slot;
+        if (!reuses_tombstone) {
+            if (!s.reserve_slot(s.used_slots + 1))
+                return SetResult::full;
+            slot = s.find_slot(key, tag).slot; // in the new index, if it grew; still not found
+        }
+    }
+    // A large pair is written completely in the heap before it becomes reachable.
+    const bool fits_inline = key.size() + value.size() <= inline_capacity;
+    Entry* fresh = nullptr;
+    if (!fits_inline) {
+        fresh = s.make_entry(key, value);
+        if (!fresh)
+            return SetResult::full;
+    }
+    Slot& target = s.slots()[slot];
+    const std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
+    const std::size_t old_value_size = found ? s.slot_value(target).size() : 0;
+    s.begin_write();
+    target.tag.store(tag, std::memory_order_relaxed);
+    if (fits_inline) {
+        target.key_size = static_cast<std::uint8_t>(key.size());
+        target.value_size = static_cast<std::uint8_t>(value.size());
+        std::memcpy(target.bytes, key.data(), key.size());
+        std::memcpy(target.bytes + key.size(), value.data(), value.size());
+        target.entry.store(inline_slot, std::memory_order_relaxed);
+    } else {
+        target.entry.store(s.offset_of(fresh), std::memory_order_relaxed);
+    }
+    if (found) {
+        s.header->bytes.fetch_add(value.size() - old_value_size, std::memory_order_relaxed);
+    } else {
+        if (old_offset == empty_slot)
+            ++s.used_slots;
+        s.header->keys.fetch_add(1, std::memory_order_relaxed);
+        s.header->bytes.fetch_add(key.size() + value.size(), std::memory_order_relaxed);
+    }
+    s.end_write();
+    // Unreachable now; a reader still looking at it will see the sequence move.
+    if (found && holds_entry(old_offset))
+        s.heap.deallocate(s.entry(old_offset));
+    return SetResult::stored;
+}
+
+bool SharedTableWriter::erase(std::string_view key)
+{
+    Segment& s = *segment_;
+    const auto [slot, found] = s.find_slot(key, hash_key(key));
+    if (!found)
+        return false;
+    Slot& target = s.slots()[slot];
+    const std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
+    const std::size_t old_bytes = s.slot_key(target).size() + s.slot_value(target).size();
+    s.begin_write();
+    target.entry.store(deleted_slot, std::memory_order_relaxed);
+    s.header->keys.fetch_sub(1, std::memory_order_relaxed);
+    s.header->bytes.fetch_sub(old_bytes, std::memory_order_relaxed);
+    s.end_write();
+    if (holds_entry(old_offset))
+        s.heap.deallocate(s.entry(old_offset));
+    return true;
+}
+
+std::uint64_t SharedTableWriter::size() const { return segment_->header->keys.load(std::memory_order_relaxed); }
+
+std::uint64_t SharedTableWriter::bytes() const { return segment_->header->bytes.load(std::memory_order_relaxed); }
+
+void SharedTableWriter::for_each(const std::function<void(std::string_view, std::string_view)>& visit) const
+{
+    const Segment& s = *segment_;
+    const Slot* index = s.slots();
+    for (std::uint64_t i = 0; i < s.capacity(); ++i) {
+        std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+        if (offset != empty_slot && offset != deleted_slot)
+            visit(s.slot_key(index[i]), s.slot_value(index[i]));
+    }
+}
+
+} // namespace kv

@@ -1,0 +1,88 @@
+// The layout of a table in a segment: what its writer and its readers (in
+// other processes) agree on to the byte.
+//
+//   [TableHeader, padded to 4 KiB][Boost heap: the slot index and the entries]
+//
+// The header is at a fixed place, so readers never touch Boost's segment
+// manager (whose lock is not robust in Boost 1.74). Only the writer (the
+// bucketd that owns a bucket, or registryd for the name table) allocates.
+// The index is an array of 64-byte slots, one cache line each, at
+// `index_offset` from the segment's start; a pair lives in its slot when it
+// is small, else in an Entry in the heap. Offsets are from the segment's
+// start, so they mean the same in every process, wherever it is mapped.
+//
+// A reader refuses a table whose `version` is not expected_version: anything
+// here that changes shape changes the version.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace kv {
+
+enum class TableKind : std::uint32_t { bucket = 1, names = 2 };
+
+struct TableHeader {
+    static constexpr std::uint64_t expected_magic = 0x656c6261742d766bULL; // "kv-table"
+    static constexpr std::uint32_t expected_version = 5;
+
+    std::uint64_t magic;
+    std::uint32_t version;
+    TableKind kind;
+    // The owner (the writer's process), as a ProcessIdentity: a reused pid
+    // is not the owner.
+    std::int32_t owner_pid;
+    std::uint32_t reserved;
+    std::uint64_t owner_start_time; // field 22 of /proc/PID/stat
+    std::uint64_t size; // whole segment, header included
+    std::atomic<std::uint32_t> alive;
+    std::atomic<std::uint64_t> sequence;
+    std::atomic<std::uint64_t> index_offset; // from the segment's start
+    std::atomic<std::uint64_t> capacity;     // slots; a power of two
+    std::atomic<std::uint64_t> keys;
+    std::atomic<std::uint64_t> bytes;        // keys plus values
+};
+
+constexpr std::size_t table_header_size = 4096;
+static_assert(sizeof(TableHeader) <= table_header_size);
+
+// The slot's tag, and where a probe starts. The same in every process and
+// every build: it is part of the layout.
+std::uint64_t hash_key(std::string_view key);
+
+namespace layout {
+
+// What a slot's `entry` holds: these three markers, or an Entry's offset.
+// Offsets 0, 1 and 2 are never entries (they are inside the header page).
+constexpr std::uint64_t empty_slot = 0;   // ends a probe
+constexpr std::uint64_t deleted_slot = 1; // a tombstone: probing goes on past it
+constexpr std::uint64_t inline_slot = 2;  // the pair is inline, in the slot itself
+constexpr std::size_t inline_capacity = 46;
+
+// One cache line. A small pair (key plus value up to 46 bytes) lives in the
+// slot itself, so a direct read of it costs one cache miss, not two; a
+// larger one lives in an Entry in the heap.
+struct alignas(64) Slot {
+    std::atomic<std::uint64_t> tag;
+    std::atomic<std::uint64_t> entry; // empty, deleted, inline, or an Entry's offset
+    std::uint8_t key_size;            // inline pairs only
+    std::uint8_t value_size;
+    char bytes[inline_capacity];
+};
+static_assert(sizeof(Slot) == 64);
+
+struct Entry {
+    std::uint32_t key_size;
+    std::uint32_t value_size;
+    // key bytes, then value bytes
+};
+
+// True if a slot's `entry` is the offset of an Entry in the heap (which the
+// writer frees once the slot no longer refers to it).
+constexpr bool holds_entry(std::uint64_t entry) { return entry > inline_slot; }
+
+} // namespace layout
+
+} // namespace kv
