@@ -55,7 +55,7 @@ TEST(HostileInput, HundredGigabyteBulkClaimIsRefusedWithoutAllocatingIt)
     }
 }
 
-TEST(HostileInput, EveryProtocolLimitIsAFlag)
+TEST(HostileInput, ProtocolLimitsSetByFlagsHoldOnEverySocket)
 {
     RegistryDaemon daemon(without_debug({ "--max-bulk-length", "100", "--max-array-length", "4",
         "--max-inline-length", "64" }));
@@ -210,7 +210,7 @@ TEST(HostileInput, OddNamesAndKeysAreDataNeverPaths)
     EXPECT_EQ(children_of(daemon.pid()).size(), odd.size() + 1);
 }
 
-TEST(HostileInput, ConnectionLimitOnEveryListener)
+TEST(HostileInput, EveryListenerRefusesPastItsConnectionLimitAndServesAgainOnceOneLeaves)
 {
     RegistryDaemon daemon(without_debug({ "--max-connections", "3" }));
     for (const auto& target : targets(daemon)) {
