@@ -13,6 +13,7 @@
 
 #include "run_dir.h"
 #include "unique_fd.h"
+#include "waiting_child.h"
 
 namespace {
 
@@ -29,9 +30,22 @@ kv::BucketRecord record_of(const std::string& socket, unsigned long long id = 1)
     record.pid = 4242;
     record.id = id;
     record.socket = socket;
-    record.segment = new_table_name();
+    record.segment = kv::new_segment_name(kv::new_instance_id(), "b" + std::to_string(id));
     return record;
 }
+
+// A table as registryd has it once it serves, and a client's reader of it.
+struct ServedTable {
+    explicit ServedTable(std::size_t size = table_size)
+        : writer(name, size)
+        , reader(kv::NameTableReader::open(name, geteuid()))
+    {
+        writer.publish_alive();
+    }
+    const std::string name = new_table_name();
+    kv::NameTableWriter writer;
+    std::unique_ptr<kv::NameTableReader> reader;
+};
 
 // The fields a client relies on; the generation is the writer's to stamp.
 void expect_same_bucket(const kv::BucketRecord& found, const kv::BucketRecord& published)
@@ -77,11 +91,8 @@ TEST(NameTableReader, FindsWhatIsPublishedUntilItIsWithdrawn)
 
 TEST(NameTableReader, RecordsRoundTripWhateverTheirSocketPathHolds)
 {
-    auto name = new_table_name();
-    kv::NameTableWriter writer(name, table_size);
-    writer.publish_alive();
-    auto reader = kv::NameTableReader::open(name, geteuid());
-    ASSERT_TRUE(reader);
+    ServedTable table;
+    ASSERT_TRUE(table.reader);
     // Run dirs are the user's choice: a socket path may hold anything a path can but NUL.
     const std::vector<std::string> sockets = {
         "/tmp/with space/buckets/1.i.sock",
@@ -98,8 +109,8 @@ TEST(NameTableReader, RecordsRoundTripWhateverTheirSocketPathHolds)
         auto record = record_of(sockets[i], ULLONG_MAX - i);
         record.pid = INT_MAX;
         const std::string bucket = "bucket " + std::to_string(i);
-        ASSERT_TRUE(writer.publish(bucket, record));
-        ASSERT_EQ(reader->lookup(bucket, found), Result::found) << i;
+        ASSERT_TRUE(table.writer.publish(bucket, record));
+        ASSERT_EQ(table.reader->lookup(bucket, found), Result::found) << i;
         expect_same_bucket(found, record);
     }
 }
@@ -111,36 +122,30 @@ TEST(NameTableReader, RecordsRoundTripWhateverTheirSocketPathHolds)
 // a record or the record round-trips.
 TEST(NameTableReader, DISABLED_ASocketPathWithANewlineRoundTripsOrIsNotPublished)
 {
-    auto name = new_table_name();
-    kv::NameTableWriter writer(name, table_size);
-    writer.publish_alive();
-    auto reader = kv::NameTableReader::open(name, geteuid());
-    ASSERT_TRUE(reader);
+    ServedTable table;
+    ASSERT_TRUE(table.reader);
     auto record = record_of("/tmp/a\nb/buckets/1.i.sock");
-    if (!writer.publish("shopping", record))
+    if (!table.writer.publish("shopping", record))
         return;
     kv::BucketRecord found;
-    ASSERT_EQ(reader->lookup("shopping", found), Result::found);
+    ASSERT_EQ(table.reader->lookup("shopping", found), Result::found);
     expect_same_bucket(found, record);
 }
 
 TEST(NameTableWriter, FullTableRefusesANewNameAndKeepsEveryOther)
 {
-    auto name = new_table_name();
-    kv::NameTableWriter writer(name, 128 * 1024);
-    writer.publish_alive();
-    auto reader = kv::NameTableReader::open(name, geteuid());
-    ASSERT_TRUE(reader);
+    ServedTable table(128 * 1024);
+    ASSERT_TRUE(table.reader);
     const auto record = record_of("/" + std::string(100, 's'));
     int published = 0;
-    while (published < 100000 && writer.publish("b" + std::to_string(published), record))
+    while (published < 100000 && table.writer.publish("b" + std::to_string(published), record))
         ++published;
     EXPECT_GT(published, 10);
     EXPECT_LT(published, 100000) << "a 128 KiB table never filled";
     kv::BucketRecord found;
-    EXPECT_EQ(reader->lookup("b" + std::to_string(published), found), Result::missing) << "a refused name is not published";
+    EXPECT_EQ(table.reader->lookup("b" + std::to_string(published), found), Result::missing) << "a refused name is not published";
     for (int i = 0; i < published; ++i) {
-        ASSERT_EQ(reader->lookup("b" + std::to_string(i), found), Result::found) << i;
+        ASSERT_EQ(table.reader->lookup("b" + std::to_string(i), found), Result::found) << i;
         expect_same_bucket(found, record);
     }
 }
@@ -148,30 +153,14 @@ TEST(NameTableWriter, FullTableRefusesANewNameAndKeepsEveryOther)
 TEST(NameTableReader, RefusesATableWhoseRegistrydIsNotRunning)
 {
     auto name = new_table_name();
-    kv::Pipe ready = kv::make_pipe("ready");
     kv::Pipe release = kv::make_pipe("release");
-    pid_t child = fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
+    pid_t child = kv::test::spawn_waiting_child(release, [&] {
         // registryd killed: its writer is never destroyed, so the table stays, marked alive.
-        try {
-            auto* writer = new kv::NameTableWriter(name, table_size);
-            writer->publish_alive();
-            writer->publish("shopping", record_of("/run/kv/buckets/1.i.sock"));
-        } catch (...) {
-            _exit(3);
-        }
-        release.write_end.reset();
-        char byte = 1;
-        if (write(ready.write_end.get(), &byte, 1) != 1)
-            _exit(2);
-        (void)read(release.read_end.get(), &byte, 1); // until the parent closes its end
-        _exit(0);
-    }
-    ready.write_end.reset();
-    release.read_end.reset();
-    char byte = 0;
-    ASSERT_EQ(read(ready.read_end.get(), &byte, 1), 1);
+        auto* writer = new kv::NameTableWriter(name, table_size);
+        writer->publish_alive();
+        writer->publish("shopping", record_of("/run/kv/buckets/1.i.sock"));
+    });
+    ASSERT_GT(child, 0);
     {
         auto reader = kv::NameTableReader::open(name, geteuid());
         ASSERT_TRUE(reader) << "its registryd is running";
