@@ -34,7 +34,7 @@ bool have_program(const char* path) { return ::access(path, X_OK) == 0; }
 
 } // namespace
 
-TEST_F(BucketTest, SetGetDelExistsDbsize)
+TEST_F(BucketTest, StoredKeysAreReadCountedAndDeletedAsInRedis)
 {
     auto client = connect_bucket();
     EXPECT_EQ(client.call({ "GET", "milk" }).type, Value::Type::null);
@@ -124,7 +124,7 @@ TEST_F(BucketTest, PipelinedRequestsAreAnsweredInOrder)
         ASSERT_EQ(client.read_reply().text, std::to_string(i));
 }
 
-TEST_F(BucketTest, InlineCommandsWork)
+TEST_F(BucketTest, InlineCommandsWithQuotedArgumentsAreAnswered)
 {
     auto client = connect_bucket();
     client.send_raw("SET greeting \"hello world\"\r\nGET greeting\r\n");

@@ -15,8 +15,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
+
+#include <gtest/gtest.h>
 
 #include "instance_record.h"
 #include "name_table.h"
@@ -279,6 +283,56 @@ std::size_t resident_kib(pid_t pid)
     return 0;
 }
 
+namespace {
+
+// Connections `server` has accepted and not closed: its socket descriptors
+// that /proc/PID/net/unix shows bound to a path (an accepted socket carries
+// its listener's) without the listening flag.
+std::size_t accepted_connections(pid_t server)
+{
+    const std::string proc = "/proc/" + std::to_string(server);
+    std::set<unsigned long> sockets;
+    for (const auto& name : files_in(proc + "/fd")) {
+        std::error_code error;
+        auto target = std::filesystem::read_symlink(proc + "/fd/" + name, error).string();
+        if (!error && target.rfind("socket:[", 0) == 0)
+            sockets.insert(std::stoul(target.substr(8)));
+    }
+    constexpr unsigned long listening_flag = 0x10000; // __SO_ACCEPTCON
+    std::ifstream table(proc + "/net/unix");
+    std::string line;
+    std::getline(table, line); // "Num RefCount Protocol Flags Type St Inode Path"
+    std::size_t count = 0;
+    while (std::getline(table, line)) {
+        std::istringstream fields(line);
+        std::string number, references, protocol, flags, type, state, path;
+        unsigned long inode = 0;
+        if (!(fields >> number >> references >> protocol >> flags >> type >> state >> inode >> path))
+            continue; // no path: neither a listener nor accepted from one
+        count += sockets.count(inode) && !(std::stoul(flags, nullptr, 16) & listening_flag);
+    }
+    return count;
+}
+
+} // namespace
+
+std::size_t wait_for_connections(pid_t server, std::size_t count, std::chrono::milliseconds timeout)
+{
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        const auto held = accepted_connections(server);
+        if (held == count || std::chrono::steady_clock::now() > deadline)
+            return held;
+        std::this_thread::sleep_for(1ms);
+    }
+}
+
+void expect_no_zombie(pid_t parent)
+{
+    for (const auto& child : children_of(parent))
+        EXPECT_NE(child.state, 'Z') << "zombie child " << child.pid << " (" << child.cmdline << ")";
+}
+
 bool wait_peer_closed(int fd, std::chrono::milliseconds timeout)
 {
     return (poll_one(fd, POLLRDHUP, timeout) & (POLLRDHUP | POLLHUP)) != 0;
@@ -451,7 +505,7 @@ ProcessExit RegistryDaemon::stop(int signal)
 {
     kill_process(pid_, signal);
     if (!wait_readable(pidfd_.get(), 20s))
-        throw std::runtime_error("registryd did not exit within 20 s of signal " + std::to_string(signal));
+        throw std::runtime_error("registryd did not exit within 20 s of " + signal_text(signal));
     auto exit = wait_exit(pidfd_.get());
     pid_ = -1;
     return exit;

@@ -4,6 +4,7 @@
 // replies and on pidfds, each with a deadline so a bug fails instead of hanging.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -86,6 +87,30 @@ void make_socket_file(const std::string& path);
 std::size_t open_descriptor_count(pid_t pid, int below = 1 << 30);
 std::size_t resident_kib(pid_t pid); // VmRSS
 
+// Waits until process `server` holds exactly `count` connections it has
+// accepted (on any of its listening sockets), and returns how many it held
+// when it last looked: `count`, or what it still held when `timeout` passed.
+//
+// This is how a test knows that a server has handled what its clients did:
+// a connection counts from the moment the server accepts it, and one whose
+// client hung up stops counting only when the server closes its side, that
+// is, once it has handled the hang-up. The count is read from the server's
+// own descriptors (/proc/PID/fd matched against /proc/PID/net/unix, where an
+// accepted socket carries its listener's path and a listener is flagged as
+// one), so it does not depend on the order in which the server handles its
+// events, as a round trip on some other connection would. A client the
+// server refused counts until it hangs up (the server drains it first).
+//
+// Once it returns `count`, a descriptor count of the server holds those
+// connections and whatever the server keeps for itself: registryd releases
+// a bucket's descriptors before it replies to the STOP or MONITOR that
+// reports the bucket's exit. It polls /proc every millisecond.
+std::size_t wait_for_connections(pid_t server, std::size_t count, std::chrono::milliseconds timeout = 20s);
+
+// Fails the test (EXPECT) for every child of `parent` that is a zombie:
+// exited, and not reaped.
+void expect_no_zombie(pid_t parent);
+
 // True once the peer has closed the connection (POLLRDHUP), even with unread data.
 bool wait_peer_closed(int fd, std::chrono::milliseconds timeout);
 
@@ -152,7 +177,7 @@ public:
     void leave_leftovers() { leave_leftovers_ = true; }
 
     // SIGTERM (or another signal) and wait for the exit.
-    ProcessExit stop(int signal = 15);
+    ProcessExit stop(int signal = SIGTERM);
     bool running() const { return pid_ > 0; }
 
 private:

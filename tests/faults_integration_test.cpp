@@ -43,12 +43,6 @@ DaemonOptions with_dev_shm_of(const std::string& size)
     return options;
 }
 
-void expect_no_zombie(pid_t registry)
-{
-    for (const auto& child : children_of(registry))
-        EXPECT_NE(child.state, 'Z') << "zombie child " << child.pid;
-}
-
 // CREATE b0, b1, ... until one fails; returns how many succeeded and the failure.
 std::pair<int, std::string> create_until_refused(const RegistryDaemon& daemon, int at_most)
 {
@@ -105,8 +99,7 @@ TEST(Faults, OutOfDescriptorsKeepsServingAndRecovers)
     options.wrapper = { "prlimit", "--nofile=" + std::to_string(limit) + ":" + std::to_string(limit) };
     RegistryDaemon daemon(options);
     auto control = daemon.connect();
-    control.call({ "PING" });
-    control.call({ "PING" });
+    ASSERT_EQ(wait_for_connections(daemon.pid(), 1), 1u);
     auto free_descriptors = limit - static_cast<int>(open_descriptor_count(daemon.pid(), limit));
     std::vector<kv::Client> clients;
     for (int i = 0; i < free_descriptors; ++i) {
@@ -140,8 +133,8 @@ TEST(Faults, OutOfDescriptorsKeepsServingAndRecovers)
     EXPECT_TRUE(files_in(daemon.run_dir() + "/buckets").empty()) << "a failed CREATE left its socket";
     // Descriptors free up: CREATE works again.
     clients.erase(clients.end() - 10, clients.end());
-    control.call({ "PING" });
-    control.call({ "PING" });
+    const auto connections = clients.size() + 2; // and `control` and `waiting`
+    ASSERT_EQ(wait_for_connections(daemon.pid(), connections), connections);
     auto again = control.call({ "CREATE", "x" });
     EXPECT_FALSE(again.is_error()) << again.text;
     EXPECT_NE(daemon.log().find("Too many open files"), std::string::npos);
@@ -281,8 +274,7 @@ TEST(Faults, ChaosKillsAndClientsLoseNothingAcknowledged)
 {
     RegistryDaemon daemon;
     auto control = daemon.connect();
-    control.call({ "PING" });
-    control.call({ "PING" });
+    ASSERT_EQ(wait_for_connections(daemon.pid(), 1), 1u);
     auto baseline = open_descriptor_count(daemon.pid());
 
     std::vector<std::string> names;
@@ -337,8 +329,7 @@ TEST(Faults, ChaosKillsAndClientsLoseNothingAcknowledged)
     EXPECT_EQ(files_in(daemon.run_dir() + "/buckets").size(), names.size());
     for (const auto& name : names)
         control.call({ "STOP", name });
-    control.call({ "PING" });
-    control.call({ "PING" });
+    ASSERT_EQ(wait_for_connections(daemon.pid(), 1), 1u) << "registryd still holds connections of clients that hung up";
     EXPECT_EQ(open_descriptor_count(daemon.pid()), baseline);
     RecordProperty("kills", kills);
     RecordProperty("operations", static_cast<int>(operations.load()));

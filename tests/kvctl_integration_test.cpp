@@ -56,7 +56,7 @@ TEST_F(Kvctl, WalkthroughFromTheReadme)
     EXPECT_TRUE(children_of(daemon_.pid()).empty()); // no zombie, no bucketd left
 }
 
-TEST_F(Kvctl, ExitCodesAndOneLineErrors)
+TEST_F(Kvctl, EachKindOfFailureHasItsExitCodeAndAOneLineMessage)
 {
     kvctl({ "create", "shopping" });
     auto missing_key = kvctl({ "get", "shopping", "eggs" });
@@ -95,7 +95,7 @@ TEST_F(Kvctl, RunDirFlagWorksAfterTheSubcommandToo)
     EXPECT_EQ(result.exit_code, 0) << result.err;
 }
 
-TEST_F(Kvctl, DeleteStopMonitorAndList)
+TEST_F(Kvctl, ListShowsBucketsAndDeleteOrStopOfWhatIsGoneExitsOne)
 {
     kvctl({ "create", "a" });
     kvctl({ "create", "b" });
@@ -117,7 +117,7 @@ TEST_F(Kvctl, DeleteStopMonitorAndList)
     EXPECT_EQ(kvctl({ "stop", "b" }).exit_code, 1);
 }
 
-TEST_F(Kvctl, MonitorPrintsTheReason)
+TEST_F(Kvctl, MonitorOfABucketThatHasGoneExitsOne)
 {
     auto pid = std::stoi(kvctl({ "create", "a" }).out);
     auto client = daemon_.monitor("a");

@@ -11,32 +11,11 @@
 #include <gtest/gtest.h>
 
 #include "unique_fd.h"
+#include "waiting_child.h"
 
 namespace {
 
-// A child that names itself `comm` (if given), says so, and waits until
-// `release` is closed, then exits. Returns once the child has said so.
-pid_t spawn_waiting_child(kv::Pipe& release, const char* comm = nullptr)
-{
-    kv::Pipe ready = kv::make_pipe("ready");
-    pid_t child = fork();
-    if (child == 0) {
-        if (comm)
-            prctl(PR_SET_NAME, comm);
-        release.write_end.reset();
-        char byte = 1;
-        if (write(ready.write_end.get(), &byte, 1) != 1)
-            _exit(2);
-        (void)read(release.read_end.get(), &byte, 1);
-        _exit(0);
-    }
-    release.read_end.reset();
-    ready.write_end.reset();
-    char byte = 0;
-    if (child > 0 && read(ready.read_end.get(), &byte, 1) != 1)
-        return -1;
-    return child;
-}
+using kv::test::spawn_waiting_child;
 
 std::string comm_of(pid_t pid)
 {
@@ -92,7 +71,7 @@ TEST(ProcessIdentity, ParsesPastACommandNameWithSpacesAndParentheses)
 {
     // Read from the first ')', this name would say state Z and garbage after.
     kv::Pipe release = kv::make_pipe("release");
-    pid_t child = spawn_waiting_child(release, ") Z ) X 9 9 9");
+    pid_t child = spawn_waiting_child(release, [] { prctl(PR_SET_NAME, ") Z ) X 9 9 9"); });
     ASSERT_GT(child, 0);
     ASSERT_EQ(comm_of(child), ") Z ) X 9 9 9");
     auto identity = kv::identify_process(child);

@@ -18,6 +18,7 @@
 #include "fault_guard.h"
 #include "system_error.h"
 #include "unique_fd.h"
+#include "waiting_child.h"
 
 namespace {
 
@@ -356,30 +357,14 @@ TEST(SharedTableTrust, RefusesATableWhoseRecordedOwnerIsNotThisProcess)
 TEST(SharedTableTrust, RefusesATableWhoseOwnerExitedEvenWhileItIsAZombie)
 {
     auto name = unique_segment("zombie");
-    kv::Pipe ready = kv::make_pipe("ready");
     kv::Pipe go = kv::make_pipe("go");
-    pid_t child = fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-        try {
-            // Never destroyed: the owner dies as if killed, `alive` still 1.
-            auto* writer = new kv::SharedTableWriter(name, 4 << 20, kv::TableKind::bucket);
-            writer->publish_alive();
-            writer->set("k", "v");
-            char byte = 1;
-            if (write(ready.write_end.get(), &byte, 1) != 1)
-                _exit(2);
-            go.write_end.reset();
-            read(go.read_end.get(), &byte, 1); // until the parent closes its end
-            _exit(0);
-        } catch (...) {
-            _exit(3);
-        }
-    }
-    ready.write_end.reset();
-    go.read_end.reset();
-    char byte = 0;
-    ASSERT_EQ(read(ready.read_end.get(), &byte, 1), 1);
+    pid_t child = kv::test::spawn_waiting_child(go, [&] {
+        // Never destroyed: the owner dies as if killed, `alive` still 1.
+        auto* writer = new kv::SharedTableWriter(name, 4 << 20, kv::TableKind::bucket);
+        writer->publish_alive();
+        writer->set("k", "v");
+    });
+    ASSERT_GT(child, 0);
     EXPECT_TRUE(kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid())) << "its owner is running";
     go.write_end.reset();
     // Exited, not reaped: a zombie, which kill(pid, 0) would call alive.
