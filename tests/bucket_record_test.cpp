@@ -79,5 +79,11 @@ TEST(BucketRecord, TheNameTableEntryRoundTripsAndReusesStorage)
     EXPECT_EQ(read.socket, written.socket);
     EXPECT_EQ(read.segment, written.segment);
     EXPECT_FALSE(kv::decode_table_entry("4242 7 99", read));
-    EXPECT_FALSE(kv::decode_table_entry("x 7 99\na\nb", read));
+    EXPECT_FALSE(kv::decode_table_entry("x 7 99 1\na\nb", read));
+    EXPECT_FALSE(kv::decode_table_entry("1 7 99 5\na\nb", read)) << "a socket length past the text";
+    // A run dir may hold a newline; the socket path comes back whole.
+    written.socket = "/tmp/a\nb/buckets/1.i.sock";
+    ASSERT_TRUE(kv::decode_table_entry(kv::encode_table_entry(written), read));
+    EXPECT_EQ(read.socket, written.socket);
+    EXPECT_EQ(read.segment, written.segment);
 }

@@ -71,15 +71,16 @@ std::optional<BucketRecord> decode_bucket_record(const resp::Value& reply, Bucke
 
 std::string encode_table_entry(const BucketRecord& record)
 {
-    return std::to_string(record.pid) + " " + std::to_string(record.id) + " " + std::to_string(record.generation) + "\n"
-        + record.socket + "\n" + record.segment;
+    // The socket's length is written: a run dir (so a socket path) may hold
+    // a newline. Segment names never do (registryd makes them).
+    return std::to_string(record.pid) + " " + std::to_string(record.id) + " " + std::to_string(record.generation) + " "
+        + std::to_string(record.socket.size()) + "\n" + record.socket + "\n" + record.segment;
 }
 
 bool decode_table_entry(std::string_view text, BucketRecord& record)
 {
-    auto first = text.find('\n');
-    auto second = text.find('\n', first + 1);
-    if (first == std::string_view::npos || second == std::string_view::npos)
+    const auto first = text.find('\n');
+    if (first == std::string_view::npos)
         return false;
     std::string_view numbers = text.substr(0, first);
     const char* p = numbers.data();
@@ -92,11 +93,15 @@ bool decode_table_entry(std::string_view text, BucketRecord& record)
         return error == std::errc();
     };
     long long pid = 0;
-    if (!parse(pid) || !parse(record.id) || !parse(record.generation))
+    std::size_t socket_size = 0;
+    if (!parse(pid) || !parse(record.id) || !parse(record.generation) || !parse(socket_size) || p != end)
+        return false;
+    const std::string_view rest = text.substr(first + 1);
+    if (socket_size >= rest.size() || rest[socket_size] != '\n')
         return false;
     record.pid = static_cast<pid_t>(pid);
-    record.socket.assign(text.substr(first + 1, second - first - 1));
-    record.segment.assign(text.substr(second + 1));
+    record.socket.assign(rest.substr(0, socket_size));
+    record.segment.assign(rest.substr(socket_size + 1));
     return true;
 }
 

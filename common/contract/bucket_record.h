@@ -39,8 +39,8 @@ void append_resp(std::string& out, const BucketRecord& record, const BucketStats
 // `stats` is given); fields it does not know are ignored.
 std::optional<BucketRecord> decode_bucket_record(const resp::Value& reply, BucketStats* stats = nullptr);
 
-// "pid id generation\nsocket\nsegment": the name table's value for a name
-// (the name is its key). Text, so it can be read with any tool.
+// "pid id generation socket-length\nsocket\nsegment": the name table's
+// value for a name (the name is its key). Text, so it can be read with any tool.
 std::string encode_table_entry(const BucketRecord& record);
 // Reuses `record`'s strings: a reader that looks up in a loop allocates nothing.
 bool decode_table_entry(std::string_view text, BucketRecord& record);

@@ -1,5 +1,11 @@
 #include "server_config.h"
 
+#include <cstdint>
+
+#include <limits>
+
+#include <charconv>
+
 #include "error_code.h"
 
 #include <sys/socket.h>
@@ -60,7 +66,14 @@ ServerConfig ServerConfig::decode(const std::string& text)
         if (equals == std::string::npos)
             throw std::invalid_argument("bad server configuration item '" + item + "'");
         std::string key = item.substr(0, equals);
-        unsigned long long value = std::stoull(item.substr(equals + 1));
+        // Only what encode() writes: decimal digits, nothing after them, in range.
+        const std::string number = item.substr(equals + 1);
+        unsigned long long value = 0;
+        auto [end, error] = std::from_chars(number.data(), number.data() + number.size(), value);
+        if (number.empty() || number[0] == '+' || error != std::errc() || end != number.data() + number.size())
+            throw std::invalid_argument("bad server configuration item '" + item + "'");
+        if ((key == "uid" || key == "gid") && value > std::numeric_limits<std::uint32_t>::max())
+            throw std::invalid_argument("bad server configuration item '" + item + "': not an id");
         if (key == "bulk")
             config.protocol.max_bulk_length = value;
         else if (key == "array")
