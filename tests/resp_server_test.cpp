@@ -75,7 +75,7 @@ struct Counters {
     std::size_t waiting = 0;     // WAIT replies still owed
     std::size_t connections = 0; // RespServer::connection_count(), 0 once destroyed
     std::size_t reentered = 0;   // handlers or hangup callbacks run inside a RELEASE's send()
-    std::size_t late_hangups = 0; // on_hangup callbacks run at once by use_kept_responders()
+    std::size_t late_hangups = 0; // hangup callbacks given to kept Responders that ran
 };
 
 class TestServer {
@@ -120,7 +120,7 @@ public:
 
     // On the loop's thread, in one turn and again on a later one: sends
     // `reply` through every kept Responder and asks each for a hangup
-    // callback (counted in late_hangups when it runs before on_hangup returns).
+    // callback (counted in late_hangups when it runs).
     void use_kept_responders(const std::string& reply)
     {
         kv::asio::post(io_, [this, reply] {
@@ -180,8 +180,9 @@ private:
             publish();
         } else if (verb == "RESEND" && request.size() == 2) {
             // Sends again through every kept Responder (each already answered
-            // or forgotten), then says how many.
-            send_to_kept(request[1]);
+            // or forgotten) and asks each for a hangup callback (counted in
+            // late_hangups if it ever runs), then says how many.
+            use_kept(request[1]);
             kv::resp::append_integer(reply.now(), static_cast<long long>(kept_.size()));
         } else if (verb == "DEFER-NOW" && request.size() == 2) {
             // Deferred, then answered before the handler returns, as registryd answers everything.
@@ -193,20 +194,17 @@ private:
         }
     }
 
-    void send_to_kept(const std::string& text)
+    void use_kept(const std::string& reply)
     {
         for (auto& responder : kept_) {
             std::string answer;
-            kv::resp::append_simple(answer, text);
+            kv::resp::append_simple(answer, reply);
             responder.send(std::move(answer));
+            responder.on_hangup([this] {
+                ++late_hangups_;
+                publish();
+            });
         }
-    }
-
-    void use_kept(const std::string& reply)
-    {
-        send_to_kept(reply);
-        for (auto& responder : kept_)
-            responder.on_hangup([this] { ++late_hangups_; });
         publish();
     }
 
@@ -441,8 +439,25 @@ TEST(RespServer, ASecondSendThroughOneResponderIsIgnored)
     auto client = waiting_client(server, { "WAIT", "KEEP" });
     EXPECT_EQ(release(server, "first"), 1);
     EXPECT_EQ(client.read_reply().text, "first");
-    EXPECT_EQ(kv::Client::connect(server.path(), within(30s)).call({ "RESEND", "stale" }).integer, 1);
+    auto resend = [&](const std::string& text) {
+        return kv::Client::connect(server.path(), within(30s)).call({ "RESEND", text }).integer;
+    };
+    EXPECT_EQ(resend("stale"), 1);
     EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+
+    // Nor does it answer a later request on the same connection, or take
+    // over that request's hangup callback.
+    client.send_raw(kv::resp::encode_command({ "WAIT" }));
+    ASSERT_TRUE(server.wait_for([](const Counters& c) { return c.waits == 2 && c.waiting == 1; }));
+    EXPECT_EQ(resend("stale"), 1);
+    EXPECT_EQ(release(server, "second"), 1);
+    EXPECT_EQ(client.read_reply().text, "second");
+    client.send_raw(kv::resp::encode_command({ "WAIT" }));
+    ASSERT_TRUE(server.wait_for([](const Counters& c) { return c.waits == 3 && c.waiting == 1; }));
+    EXPECT_EQ(resend("stale"), 1);
+    ::shutdown(client.fd(), SHUT_RDWR); // hangs up
+    EXPECT_TRUE(server.wait_for([](const Counters& c) { return c.hangups == 1 && c.waiting == 0; }));
+    EXPECT_TRUE(server.wait_for([](const Counters& c) { return c.late_hangups == 0; }, 0s));
 }
 
 TEST(RespServer, OnHangupNeverRunsAfterTheReplyWasSent)

@@ -3,8 +3,8 @@
 //
 // Life: what the connection still does.
 //   open       reads, runs requests, writes replies
-//   closing    its last reply is an error after which nothing more is read or
-//              run: once the replies queued are written, it closes
+//   closing    its last reply is an error: no request runs and no read
+//              starts any more; once the replies queued are written, it closes
 //   closed     socket closed, out of the server's list; completions still to
 //              come, send() and on_hangup() do nothing more (on_hangup runs
 //              its callback at once)
@@ -25,7 +25,7 @@
 //   owed       its handler returned having taken defer(): the reply is owed
 //
 //   from       event                                                  to
-//   none       a complete request is parsed                            running
+//   none       a complete request is parsed; it is number ++calls_     running
 //   running    the handler returns; it answered in now()               none
 //   running    the handler returns having taken defer()                owed
 //   running    send() from inside the handler: reply queued            answered
@@ -36,9 +36,10 @@
 //              on a later turn of the loop (posted), never inside send()
 //   running,   the connection closes: the on_hangup callback runs      (closed)
 //   owed
-//   Only running and owed accept send() and keep an on_hangup callback; a
-//   send() in any other state is a second one, and ignored. So the callback
-//   runs at most once, and never after send().
+//   Only running and owed accept send() and keep an on_hangup callback, and
+//   only from the Responder of that request (calls_ numbers them); any other
+//   send() is a second one, and ignored. So the callback runs at most once,
+//   and never after send().
 //
 // Stall: the stall timer, armed while the client owes us something: reading
 // the rest of a write, the rest of a half-written request, or patience with
@@ -91,13 +92,13 @@ constexpr std::size_t read_ahead_while_pending = 64 * 1024;
 void Responder::send(std::string reply) const
 {
     if (auto connection = connection_.lock())
-        connection->deliver(std::move(reply));
+        connection->deliver(call_, std::move(reply));
 }
 
 void Responder::on_hangup(std::function<void()> forget) const
 {
     if (auto connection = connection_.lock())
-        connection->on_hangup(std::move(forget));
+        connection->on_hangup(call_, std::move(forget));
     else
         forget();
 }
@@ -122,9 +123,9 @@ RespConnection::~RespConnection()
         server_->open.erase(id_);
 }
 
-void RespConnection::deliver(std::string reply)
+void RespConnection::deliver(std::uint64_t call, std::string reply)
 {
-    if (life_ == Life::closed || (call_ != Call::running && call_ != Call::owed))
+    if (life_ == Life::closed || !owes(call))
         return;
     forget_on_hangup_ = nullptr;
     output_ += reply;
@@ -141,13 +142,13 @@ void RespConnection::deliver(std::string reply)
     asio::post(socket_.get_executor(), [self = shared_from_this()] { self->process(); });
 }
 
-void RespConnection::on_hangup(std::function<void()> forget)
+void RespConnection::on_hangup(std::uint64_t call, std::function<void()> forget)
 {
     if (life_ == Life::closed) {
         forget();
         return;
     }
-    if (call_ == Call::running || call_ == Call::owed)
+    if (owes(call))
         forget_on_hangup_ = std::move(forget);
 }
 
@@ -257,14 +258,15 @@ bool RespConnection::answer_requests()
 void RespConnection::run_handler()
 {
     call_ = Call::running;
+    ++calls_;
     const std::size_t before = output_.size();
-    ReplySink reply(output_, weak_from_this(), id_);
+    ReplySink reply(output_, weak_from_this(), id_, calls_);
     try {
         server_->handler(request_, reply);
     } catch (const std::exception& error) {
         // The catch-all clause: a request that makes a handler throw gets an
         // error reply and is forgotten; the process goes on.
-        if (life_ != Life::closed && (!reply.deferred() || call_ == Call::running)) {
+        if (life_ != Life::closed && call_ == Call::running) {
             output_.resize(before);
             resp::append_error(output_, std::string("ERR internal error: ") + error.what());
             call_ = Call::answered;

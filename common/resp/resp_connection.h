@@ -75,13 +75,13 @@ public:
     // connection is in the server's list.
     void start() { process(); }
 
-    // Responder::send: the deferred reply. Ignored once closed, and when no
-    // reply is owed (a second send through one Responder must not answer a
-    // later request).
-    void deliver(std::string reply);
+    // Responder::send: the deferred reply to request number `call`. Ignored
+    // once closed, and unless that request is the one waiting for its reply
+    // (a second send through one Responder must not answer a later request).
+    void deliver(std::uint64_t call, std::string reply);
 
-    // Responder::on_hangup.
-    void on_hangup(std::function<void()> forget);
+    // Responder::on_hangup, for request number `call`.
+    void on_hangup(std::uint64_t call, std::function<void()> forget);
 
     // Closes the socket, leaves the server's list and runs the hang-up
     // callback of a reply still owed. The object itself goes once its
@@ -112,6 +112,11 @@ private:
     void run_forget();
 
     bool writing() const { return !in_flight_.empty(); }
+    // Whether request number `call` is the one waiting for its reply.
+    bool owes(std::uint64_t call) const
+    {
+        return call == calls_ && (call_ == Call::running || call_ == Call::owed);
+    }
 
     asio::local::stream_protocol::socket socket_;
     const std::shared_ptr<ServerShared> server_;
@@ -126,6 +131,7 @@ private:
 
     Life life_ = Life::open;
     Call call_ = Call::none;
+    std::uint64_t calls_ = 0; // requests run so far: the number of the latest
     Stall stall_ = Stall::idle;
     // Operations outstanding on the socket besides a write (writing()):
     // each holds a shared_ptr to us and clears its flag when it completes.

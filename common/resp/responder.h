@@ -15,15 +15,19 @@ namespace kv {
 class RespConnection;
 
 // A reply owed for later: exactly one must be sent through it; a second is
-// ignored, and so is a reply to a connection that has closed. Copyable and
-// small: it pins no connection, only its id and a shared_ptr control block,
-// so it may outlive the connection and the server (then it does nothing).
-// Use it on the loop's thread only.
+// ignored, and so is a reply to a connection that has closed. It answers the
+// one request it was made for: once that is answered, it can neither answer
+// nor take over a later request on the same connection. Copyable and small:
+// it pins no connection, only ids and a shared_ptr control block, so it may
+// outlive the connection and the server (then it does nothing). Use it on
+// the loop's thread only.
 class Responder {
 public:
-    Responder(std::weak_ptr<RespConnection> connection, std::uint64_t connection_id)
+    // `call` numbers the request on its connection (see RespConnection).
+    Responder(std::weak_ptr<RespConnection> connection, std::uint64_t connection_id, std::uint64_t call)
         : connection_(std::move(connection))
         , connection_id_(connection_id)
+        , call_(call)
     {
     }
 
@@ -37,7 +41,9 @@ public:
     // Responder erases it there, so a client that hangs up leaves nothing
     // behind. A connection holds one such callback: a later call replaces an
     // earlier one. If the connection has already closed, `forget` runs before
-    // this returns: store the Responder first, then call this.
+    // this returns: store the Responder first, then call this. Once its
+    // request is answered, `forget` is dropped (unless the connection has
+    // closed: then it still runs at once, as above).
     void on_hangup(std::function<void()> forget) const;
 
     // Unique per connection for the life of the process (never reused, also
@@ -47,6 +53,7 @@ public:
 private:
     std::weak_ptr<RespConnection> connection_;
     std::uint64_t connection_id_;
+    std::uint64_t call_;
 };
 
 // Given to a handler with each request: answer now by appending one reply
@@ -56,10 +63,12 @@ private:
 // refer to the connection's output; keep the Responder, never the sink.
 class ReplySink {
 public:
-    ReplySink(std::string& output, std::weak_ptr<RespConnection> connection, std::uint64_t connection_id)
+    ReplySink(std::string& output, std::weak_ptr<RespConnection> connection, std::uint64_t connection_id,
+        std::uint64_t call)
         : output_(output)
         , connection_(std::move(connection))
         , connection_id_(connection_id)
+        , call_(call)
     {
     }
     ReplySink(const ReplySink&) = delete;
@@ -69,7 +78,7 @@ public:
     Responder defer()
     {
         deferred_ = true;
-        return Responder(connection_, connection_id_);
+        return Responder(connection_, connection_id_, call_);
     }
     bool deferred() const { return deferred_; }
 
@@ -77,6 +86,7 @@ private:
     std::string& output_;
     std::weak_ptr<RespConnection> connection_;
     std::uint64_t connection_id_;
+    std::uint64_t call_;
     bool deferred_ = false;
 };
 
