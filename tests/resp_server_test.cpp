@@ -1,9 +1,11 @@
 // RespServer and Client in one process: a server on its own thread and
 // io_context, on a socket in a temporary directory, with a handler that
 // defers WAIT (kept by connection id, forgotten on hangup) and answers PING
-// at once. Nothing sleeps to synchronise: the tests wait on replies, on
-// poll() and on a condition variable the loop thread signals, each with a
-// deadline so that a bug fails instead of hanging.
+// at once. `WAIT KEEP` also keeps a copy of its Responder that no hangup
+// erases, for the tests of a Responder that outlives its reply, its
+// connection or its server. Nothing sleeps to synchronise: the tests wait on
+// replies, on poll() and on a condition variable the loop thread signals,
+// each with a deadline so that a bug fails instead of hanging.
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -18,9 +20,11 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
-#include <optional>
+#include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -69,7 +73,9 @@ struct Counters {
     std::size_t waits = 0;       // WAIT requests deferred
     std::size_t hangups = 0;     // on_hangup callbacks run
     std::size_t waiting = 0;     // WAIT replies still owed
-    std::size_t connections = 0; // RespServer::connection_count()
+    std::size_t connections = 0; // RespServer::connection_count(), 0 once destroyed
+    std::size_t reentered = 0;   // handlers or hangup callbacks run inside a RELEASE's send()
+    std::size_t late_hangups = 0; // hangup callbacks given to kept Responders that ran
 };
 
 class TestServer {
@@ -77,13 +83,16 @@ public:
     explicit TestServer(kv::ServerConfig config = {})
         : path_(directory_.path() + "/test.sock")
     {
-        server_.emplace(io_, listen_at_path(path_, 0600), path_,
+        server_ = std::make_unique<kv::RespServer>(io_, listen_at_path(path_, 0600), path_,
             [this](kv::resp::Request& request, kv::ReplySink& reply) { handle(request, reply); }, config);
         thread_ = std::thread([this] { io_.run(); });
     }
     ~TestServer()
     {
-        kv::asio::post(io_, [this] { server_->close(); });
+        kv::asio::post(io_, [this] {
+            if (server_)
+                server_->close();
+        });
         guard_.reset();
         thread_.join();
     }
@@ -100,6 +109,26 @@ public:
         });
     }
 
+    // Destroys the RespServer on the loop's thread.
+    void destroy()
+    {
+        kv::asio::post(io_, [this] {
+            server_.reset();
+            publish();
+        });
+    }
+
+    // On the loop's thread, in one turn and again on a later one: sends
+    // `reply` through every kept Responder and asks each for a hangup
+    // callback (counted in late_hangups when it runs).
+    void use_kept_responders(const std::string& reply)
+    {
+        kv::asio::post(io_, [this, reply] {
+            use_kept(reply);
+            kv::asio::post(io_, [this, reply] { use_kept(reply); });
+        });
+    }
+
     // Waits until `done` holds for what the loop published; false if
     // `timeout` passed first.
     bool wait_for(const std::function<bool(const Counters&)>& done, Clock::duration timeout = 60s)
@@ -112,6 +141,8 @@ private:
     // Runs on the loop's thread.
     void handle(kv::resp::Request& request, kv::ReplySink& reply)
     {
+        if (sending_)
+            ++reentered_;
         const std::string& verb = request[0];
         if (verb == "PING") {
             if (request.size() > 1)
@@ -123,7 +154,11 @@ private:
             auto responder = reply.defer();
             const auto id = responder.connection_id();
             waiting_.emplace(id, responder);
+            if (request.size() == 2 && request[1] == "KEEP")
+                kept_.push_back(responder);
             responder.on_hangup([this, id] {
+                if (sending_)
+                    ++reentered_;
                 waiting_.erase(id);
                 ++hangups_;
                 publish();
@@ -134,13 +169,21 @@ private:
             // Answers every WAIT with the argument, then says how many.
             auto waiting = std::move(waiting_);
             waiting_.clear();
+            sending_ = true;
             for (auto& [id, responder] : waiting) {
                 std::string answer;
                 kv::resp::append_simple(answer, request[1]);
                 responder.send(std::move(answer));
             }
+            sending_ = false;
             kv::resp::append_integer(reply.now(), static_cast<long long>(waiting.size()));
             publish();
+        } else if (verb == "RESEND" && request.size() == 2) {
+            // Sends again through every kept Responder (each already answered
+            // or forgotten) and asks each for a hangup callback (counted in
+            // late_hangups if it ever runs), then says how many.
+            use_kept(request[1]);
+            kv::resp::append_integer(reply.now(), static_cast<long long>(kept_.size()));
         } else if (verb == "DEFER-NOW" && request.size() == 2) {
             // Deferred, then answered before the handler returns, as registryd answers everything.
             std::string answer;
@@ -151,10 +194,25 @@ private:
         }
     }
 
+    void use_kept(const std::string& reply)
+    {
+        for (auto& responder : kept_) {
+            std::string answer;
+            kv::resp::append_simple(answer, reply);
+            responder.send(std::move(answer));
+            responder.on_hangup([this] {
+                ++late_hangups_;
+                publish();
+            });
+        }
+        publish();
+    }
+
     void publish()
     {
         std::lock_guard lock(mutex_);
-        published_ = Counters { waits_, hangups_, waiting_.size(), server_->connection_count() };
+        published_ = Counters { waits_, hangups_, waiting_.size(), server_ ? server_->connection_count() : 0,
+            reentered_, late_hangups_ };
         changed_.notify_all();
     }
 
@@ -162,12 +220,16 @@ private:
     std::string path_;
     kv::asio::io_context io_;
     kv::asio::executor_work_guard<kv::asio::io_context::executor_type> guard_ = kv::asio::make_work_guard(io_);
-    std::optional<kv::RespServer> server_;
+    std::unique_ptr<kv::RespServer> server_; // on the heap: ASan sees a completion that touches it once destroyed
     std::thread thread_;
     // The loop thread's own state.
     std::map<std::uint64_t, kv::Responder> waiting_;
+    std::vector<kv::Responder> kept_; // WAIT KEEP's, never erased
+    bool sending_ = false;            // inside RELEASE's sends
     std::size_t waits_ = 0;
     std::size_t hangups_ = 0;
+    std::size_t reentered_ = 0;
+    std::size_t late_hangups_ = 0;
     // Shared with the test's thread.
     std::mutex mutex_;
     std::condition_variable changed_;
@@ -213,6 +275,22 @@ kv::ConnectOptions within(Clock::duration timeout)
     kv::ConnectOptions options;
     options.deadline = Clock::now() + timeout;
     return options;
+}
+
+// A client whose WAIT (or WAIT KEEP) the server holds, the only one waiting.
+kv::Client waiting_client(TestServer& server, const std::vector<std::string>& wait = { "WAIT" })
+{
+    auto client = kv::Client::connect(server.path(), within(30s));
+    client.send_raw(kv::resp::encode_command(wait));
+    if (!server.wait_for([](const Counters& c) { return c.waiting == 1; }))
+        throw std::runtime_error("the server never held the WAIT");
+    return client;
+}
+
+// RELEASE from a client of its own: how many WAITs it answered.
+long long release(TestServer& server, const std::string& answer)
+{
+    return kv::Client::connect(server.path(), within(30s)).call({ "RELEASE", answer }).integer;
 }
 
 } // namespace
@@ -324,7 +402,7 @@ TEST(RespServer, RepliesStayInOrderAroundADeferredReply)
         + kv::resp::encode_command({ "PING", "one" }) + kv::resp::encode_command({ "PING", "two" }));
     EXPECT_EQ(client.read_reply().text, "first");
     ASSERT_TRUE(server.wait_for([](const Counters& c) { return c.waiting == 1; }));
-    EXPECT_EQ(kv::Client::connect(server.path(), within(30s)).call({ "RELEASE", "released" }).integer, 1);
+    EXPECT_EQ(release(server, "released"), 1);
     EXPECT_EQ(client.read_reply().text, "released");
     EXPECT_EQ(client.read_reply().text, "one");
     EXPECT_EQ(client.read_reply().text, "two");
@@ -334,14 +412,97 @@ TEST(RespServer, RepliesStayInOrderAroundADeferredReply)
 TEST(RespServer, CloseForgetsPendingRepliesAndHangsUp)
 {
     TestServer server;
-    auto client = kv::Client::connect(server.path(), within(30s));
-    client.send_raw(kv::resp::encode_command({ "WAIT" }));
-    ASSERT_TRUE(server.wait_for([](const Counters& c) { return c.waiting == 1; }));
+    auto client = waiting_client(server);
     server.close();
     EXPECT_TRUE(server.wait_for([](const Counters& c) { return c.hangups == 1 && c.waiting == 0 && c.connections == 0; }));
     EXPECT_THROW(client.read_reply(), kv::ConnectionClosed);
     // The socket file is its binder's: close() leaves it.
     EXPECT_TRUE(std::filesystem::exists(server.path()));
+}
+
+TEST(RespServer, SendFromOutsideAHandlerRunsNothingBeforeItReturns)
+{
+    TestServer server;
+    auto client = kv::Client::connect(server.path(), within(30s));
+    client.send_raw(kv::resp::encode_command({ "WAIT" }) + kv::resp::encode_command({ "PING", "behind" }));
+    ASSERT_TRUE(server.wait_for([](const Counters& c) { return c.waiting == 1; }));
+    EXPECT_EQ(release(server, "released"), 1);
+    EXPECT_EQ(client.read_reply().text, "released");
+    EXPECT_EQ(client.read_reply().text, "behind");
+    // The PING behind the WAIT ran, but on a later turn, not inside send().
+    EXPECT_TRUE(server.wait_for([](const Counters& c) { return c.reentered == 0; }, 0s));
+}
+
+TEST(RespServer, ASecondSendThroughOneResponderIsIgnored)
+{
+    TestServer server;
+    auto client = waiting_client(server, { "WAIT", "KEEP" });
+    EXPECT_EQ(release(server, "first"), 1);
+    EXPECT_EQ(client.read_reply().text, "first");
+    auto resend = [&](const std::string& text) {
+        return kv::Client::connect(server.path(), within(30s)).call({ "RESEND", text }).integer;
+    };
+    EXPECT_EQ(resend("stale"), 1);
+    EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+
+    // Nor does it answer a later request on the same connection, or take
+    // over that request's hangup callback.
+    client.send_raw(kv::resp::encode_command({ "WAIT" }));
+    ASSERT_TRUE(server.wait_for([](const Counters& c) { return c.waits == 2 && c.waiting == 1; }));
+    EXPECT_EQ(resend("stale"), 1);
+    EXPECT_EQ(release(server, "second"), 1);
+    EXPECT_EQ(client.read_reply().text, "second");
+    client.send_raw(kv::resp::encode_command({ "WAIT" }));
+    ASSERT_TRUE(server.wait_for([](const Counters& c) { return c.waits == 3 && c.waiting == 1; }));
+    EXPECT_EQ(resend("stale"), 1);
+    ::shutdown(client.fd(), SHUT_RDWR); // hangs up
+    EXPECT_TRUE(server.wait_for([](const Counters& c) { return c.hangups == 1 && c.waiting == 0; }));
+    EXPECT_TRUE(server.wait_for([](const Counters& c) { return c.late_hangups == 0; }, 0s));
+}
+
+TEST(RespServer, OnHangupNeverRunsAfterTheReplyWasSent)
+{
+    TestServer server;
+    auto client = waiting_client(server);
+    EXPECT_EQ(release(server, "released"), 1);
+    EXPECT_EQ(client.read_reply().text, "released");
+    server.close(); // closes the client's connection, which owes nothing now
+    ASSERT_TRUE(server.wait_for([](const Counters& c) { return c.connections == 0; }));
+    EXPECT_TRUE(server.wait_for([](const Counters& c) { return c.hangups == 0; }, 0s));
+}
+
+namespace {
+
+// A deferred reply pending when the server closes (or is destroyed): the
+// hangup callback runs once, then the Responder, on the same turn (its
+// connection closed but not yet freed) and on a later one, writes nothing
+// and runs each new hangup callback at once.
+void check_a_responder_outlives_its_server(bool destroy)
+{
+    TestServer server;
+    auto client = waiting_client(server, { "WAIT", "KEEP" });
+    if (destroy)
+        server.destroy();
+    else
+        server.close();
+    server.use_kept_responders("late");
+    EXPECT_TRUE(server.wait_for([](const Counters& c) {
+        return c.hangups == 1 && c.waiting == 0 && c.connections == 0 && c.late_hangups == 2;
+    }));
+    EXPECT_THROW(client.read_reply(), kv::ConnectionClosed);
+    EXPECT_THROW(kv::Client::connect(server.path(), within(30s)), kv::SystemError); // nobody listens
+}
+
+} // namespace
+
+TEST(RespServer, AResponderOutlivesItsClosedServer)
+{
+    check_a_responder_outlives_its_server(false);
+}
+
+TEST(RespServer, AResponderOutlivesItsDestroyedServer)
+{
+    check_a_responder_outlives_its_server(true);
 }
 
 TEST(Client, TimesOutOnAListenerThatNeverAccepts)

@@ -1,0 +1,144 @@
+// RespConnection: one client of a RespServer, from its accept to its close.
+//
+// bytes -> RequestParser -> Request -> handler -> reply, in order: a request
+// runs only once the one before it is answered, and replies are written in
+// the order the requests came. Its states and their transitions are written
+// at the top of resp_connection.cpp.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "asio.h"
+#include "resp.h"
+#include "responder.h"
+#include "server_config.h"
+
+namespace kv {
+
+// What a RespServer shares with its connections and refused clients.
+//
+// The ownership rule: the server, each connection and each refusal hold
+// this through a shared_ptr, and none of them keeps a reference or pointer to
+// the RespServer object (nor to each other, beyond the weak_ptrs of `open`).
+// A connection outlives its server by at least the turn of the loop in which
+// its cancelled operations complete, and a Responder may outlive both; with
+// this rule whichever goes last, nothing it touches has gone. The server's
+// own completions (an accept, its retry timer) hold this too, and touch the
+// RespServer only while `closed` is unset (so while it still exists).
+//
+// The handler, config and `where` are set once by the server and never
+// change. The handler is never called once the server is closed (a closed
+// connection runs nothing), so it may refer to what outlives the server
+// object. The rest changes on the loop's thread only.
+struct ServerShared {
+    ServerShared(RequestHandler handler, ServerConfig config, std::string where)
+        : handler(std::move(handler))
+        , config(std::move(config))
+        , where(std::move(where))
+    {
+    }
+
+    const RequestHandler handler;
+    const ServerConfig config;
+    const std::string where; // names the socket in log lines
+
+    // Exactly the open connections: each removes itself when it closes, so
+    // this never holds a dead entry and its size is exact.
+    std::unordered_map<std::uint64_t, std::weak_ptr<RespConnection>> open;
+    // Refused clients still being told why (see RespServer::refuse).
+    std::size_t lingering_refusals = 0;
+    // Set by RespServer::close(), which its destructor calls: a completion
+    // that finds it set returns without touching the RespServer.
+    bool closed = false;
+};
+
+// One client. Owned by its outstanding operations (a read, a write, a
+// hang-up watch, the stall timer, a posted turn) through shared_ptr; the
+// server's list and every Responder hold only weak_ptrs. Create it with
+// shared_ptr<RespConnection>(new RespConnection(...)), not make_shared, so
+// that such a weak_ptr pins only the control block, never the object with
+// its buffers.
+class RespConnection : public std::enable_shared_from_this<RespConnection> {
+public:
+    RespConnection(asio::local::stream_protocol::socket socket, std::shared_ptr<ServerShared> server,
+        std::uint64_t id);
+    ~RespConnection();
+    RespConnection(const RespConnection&) = delete;
+    RespConnection& operator=(const RespConnection&) = delete;
+
+    // Runs what the client sent so far and starts reading. Once, after the
+    // connection is in the server's list.
+    void start() { process(); }
+
+    // Responder::send: the deferred reply to request number `call`. Ignored
+    // once closed, and unless that request is the one waiting for its reply
+    // (a second send through one Responder must not answer a later request).
+    void deliver(std::uint64_t call, std::string reply);
+
+    // Responder::on_hangup, for request number `call`.
+    void on_hangup(std::uint64_t call, std::function<void()> forget);
+
+    // Closes the socket, leaves the server's list and runs the hang-up
+    // callback of a reply still owed. The object itself goes once its
+    // cancelled operations complete, on a later turn of the loop.
+    void close();
+
+private:
+    // Where the connection is in its life (see the table in the .cpp).
+    enum class Life : unsigned char { open, closing, closed };
+    // The request being answered, if any.
+    enum class Call : unsigned char { none, running, answered, owed };
+    // The stall timer, and whether the connection moved since it was armed.
+    enum class Stall : unsigned char { idle, armed, moved };
+
+    void process();
+    bool answer_requests();
+    void run_handler();
+    bool enforce_buffer_limit();
+    std::size_t read_room() const;
+    void read_more(std::size_t room);
+    bool flush();
+    void write_rest();
+    void watch_for_hangup();
+    void watch_for_stall();
+    bool waiting_on_client() const;
+    void note_progress();
+    void drop(const std::string& why);
+    void run_forget();
+
+    bool writing() const { return !in_flight_.empty(); }
+    // Whether request number `call` is the one waiting for its reply.
+    bool owes(std::uint64_t call) const
+    {
+        return call == calls_ && (call_ == Call::running || call_ == Call::owed);
+    }
+
+    asio::local::stream_protocol::socket socket_;
+    const std::shared_ptr<ServerShared> server_;
+    const std::uint64_t id_;
+    resp::RequestParser parser_;
+    resp::Request request_; // reused: its storage outlives each request
+    asio::steady_timer stall_timer_;
+    std::function<void()> forget_on_hangup_; // set only while call_ is running or owed
+    std::array<char, 16 * 1024> read_buffer_;
+    std::string output_;    // replies not yet handed to the socket
+    std::string in_flight_; // the rest of a write in progress; empty when none is
+
+    Life life_ = Life::open;
+    Call call_ = Call::none;
+    std::uint64_t calls_ = 0; // requests run so far: the number of the latest
+    Stall stall_ = Stall::idle;
+    // Operations outstanding on the socket besides a write (writing()):
+    // each holds a shared_ptr to us and clears its flag when it completes.
+    // Any combination may be outstanding; after close() they complete with
+    // an error and do nothing more.
+    bool reading_ = false;
+    bool watching_hangup_ = false;
+};
+
+} // namespace kv
