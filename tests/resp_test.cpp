@@ -170,3 +170,181 @@ TEST(AppendError, KeepsErrorOnOneLine)
     kv::resp::append_error(out, "ERR bad\r\nname");
     EXPECT_EQ(out, "-ERR bad  name\r\n");
 }
+
+// Every limit at exactly the limit (accepted) and at one past it (refused),
+// fed in one piece and byte by byte: the answer must not depend on the reads.
+namespace {
+
+struct Parsed {
+    std::vector<Request> requests;
+    Status last = Status::need_more;
+    std::string error;
+    std::size_t buffered = 0;
+};
+
+Parsed parse_in_pieces(const kv::resp::Limits& limits, std::string_view bytes, std::size_t chunk)
+{
+    RequestParser parser(limits);
+    Parsed parsed;
+    for (std::size_t offset = 0; offset < bytes.size() && parsed.last != Status::protocol_error; offset += chunk) {
+        auto piece = bytes.substr(offset, chunk);
+        parser.feed(piece.data(), piece.size());
+        for (;;) {
+            Request request;
+            parsed.last = parser.next(request, parsed.error);
+            if (parsed.last != Status::request)
+                break;
+            parsed.requests.push_back(request);
+        }
+    }
+    parsed.buffered = parser.buffered();
+    return parsed;
+}
+
+// Parses `bytes` whole and byte by byte, expects the same outcome, returns it.
+Parsed parse_both_ways(const kv::resp::Limits& limits, std::string_view bytes)
+{
+    auto whole = parse_in_pieces(limits, bytes, bytes.size());
+    auto pieces = parse_in_pieces(limits, bytes, 1);
+    EXPECT_EQ(whole.requests, pieces.requests);
+    EXPECT_EQ(whole.last, pieces.last);
+    EXPECT_EQ(whole.error, pieces.error);
+    if (whole.last != Status::protocol_error) {
+        EXPECT_EQ(whole.buffered, pieces.buffered);
+    }
+    return whole;
+}
+
+kv::resp::Limits edge_limits()
+{
+    kv::resp::Limits limits;
+    limits.max_array_length = 10;
+    limits.max_bulk_length = 100;
+    limits.max_inline_length = 16;
+    return limits;
+}
+
+} // namespace
+
+TEST(RequestParserLimits, ArrayOfExactlyTheLimitIsAcceptedAndOnePastRefused)
+{
+    std::vector<std::string> ten(10, "a");
+    auto at = parse_both_ways(edge_limits(), kv::resp::encode_command(ten) + "PING\r\n");
+    EXPECT_EQ(at.last, Status::need_more) << at.error;
+    ASSERT_EQ(at.requests.size(), 2u);
+    EXPECT_EQ(at.requests[0], ten);
+
+    std::vector<std::string> eleven(11, "a");
+    auto past = parse_both_ways(edge_limits(), kv::resp::encode_command(eleven));
+    EXPECT_EQ(past.last, Status::protocol_error);
+    EXPECT_EQ(past.error, "Protocol error: invalid multibulk length");
+    EXPECT_TRUE(past.requests.empty());
+    // Refused from the header alone, before any argument comes.
+    EXPECT_EQ(parse_both_ways(edge_limits(), "*11\r\n").last, Status::protocol_error);
+    EXPECT_EQ(parse_both_ways(edge_limits(), "*10\r\n").last, Status::need_more);
+}
+
+TEST(RequestParserLimits, BulkOfExactlyTheLimitIsAcceptedAndOnePastRefused)
+{
+    auto at = parse_both_ways(edge_limits(), kv::resp::encode_command({ "SET", "k", std::string(100, 'v') }));
+    EXPECT_EQ(at.last, Status::need_more) << at.error;
+    ASSERT_EQ(at.requests.size(), 1u);
+    EXPECT_EQ(at.requests[0][2], std::string(100, 'v'));
+    EXPECT_EQ(at.buffered, 0u);
+
+    auto past = parse_both_ways(edge_limits(), kv::resp::encode_command({ "SET", "k", std::string(101, 'v') }));
+    EXPECT_EQ(past.last, Status::protocol_error);
+    EXPECT_EQ(past.error, "Protocol error: invalid bulk length");
+    // Refused from the length alone, before the bytes it claims come.
+    EXPECT_EQ(parse_both_ways(edge_limits(), "*1\r\n$101\r\n").last, Status::protocol_error);
+    EXPECT_EQ(parse_both_ways(edge_limits(), "*1\r\n$100\r\n").last, Status::need_more);
+}
+
+TEST(RequestParserLimits, InlineLineOfExactlyTheLimitIsAcceptedAndOnePastRefused)
+{
+    // The limit is on the line before its terminator, CRLF or LF alike.
+    const std::string sixteen = "PING 01234567890"; // 16 bytes
+    ASSERT_EQ(sixteen.size(), 16u);
+    for (std::string end : { "\r\n", "\n" }) {
+        auto at = parse_both_ways(edge_limits(), sixteen + end);
+        EXPECT_EQ(at.last, Status::need_more) << at.error;
+        ASSERT_EQ(at.requests.size(), 1u);
+        EXPECT_EQ(at.requests[0], (Request { "PING", "01234567890" }));
+
+        auto past = parse_both_ways(edge_limits(), sixteen + "1" + end);
+        EXPECT_EQ(past.last, Status::protocol_error);
+        EXPECT_EQ(past.error, "Protocol error: too big inline request");
+    }
+    // Unterminated: waits at the limit (even with the CR of its CRLF in), refuses one past.
+    EXPECT_EQ(parse_both_ways(edge_limits(), sixteen).last, Status::need_more);
+    EXPECT_EQ(parse_both_ways(edge_limits(), sixteen + "\r").last, Status::need_more);
+    EXPECT_EQ(parse_both_ways(edge_limits(), sixteen + "1").last, Status::protocol_error);
+}
+
+TEST(RequestParserLimits, CountStringsOfExactlyTheLimitAreAcceptedAndOnePastRefused)
+{
+    // A header line ("*1", "$4") may be as long as an inline line: 16 bytes
+    // here, its prefix included, whether or not its CRLF has come.
+    const std::string count_at = "*" + std::string(14, '0') + "1";  // 16 bytes
+    const std::string length_at = "$" + std::string(14, '0') + "4"; // 16 bytes
+    auto at = parse_both_ways(edge_limits(), count_at + "\r\n" + length_at + "\r\nPING\r\n");
+    EXPECT_EQ(at.last, Status::need_more) << at.error;
+    ASSERT_EQ(at.requests.size(), 1u);
+    EXPECT_EQ(at.requests[0], (Request { "PING" }));
+    EXPECT_EQ(parse_both_ways(edge_limits(), count_at).last, Status::need_more);
+    EXPECT_EQ(parse_both_ways(edge_limits(), count_at + "\r").last, Status::need_more);
+    EXPECT_EQ(parse_both_ways(edge_limits(), count_at + "\r\n" + length_at + "\r").last, Status::need_more);
+
+    const std::string count_past = "*0" + count_at.substr(1);   // 17 bytes, still 1
+    const std::string length_past = "$0" + length_at.substr(1); // 17 bytes, still 4
+    for (std::string end : { "", "\r", "\r\n" }) {
+        auto count = parse_both_ways(edge_limits(), count_past + end);
+        EXPECT_EQ(count.last, Status::protocol_error) << "[" << end << "]";
+        EXPECT_EQ(count.error, "Protocol error: too big multibulk count string");
+        auto length = parse_both_ways(edge_limits(), count_at + "\r\n" + length_past + end);
+        EXPECT_EQ(length.last, Status::protocol_error) << "[" << end << "]";
+        EXPECT_EQ(length.error, "Protocol error: too big bulk count string");
+    }
+    // Complete and well formed, still refused: a long count string is not
+    // accepted just because its CRLF came in the same read.
+    EXPECT_EQ(parse_both_ways(edge_limits(), count_past + "\r\n$4\r\nPING\r\n").last, Status::protocol_error);
+}
+
+TEST(ParseValueLimits, EveryLimitAtExactlyTheLimitAndOnePast)
+{
+    auto parse = [](std::string_view bytes) {
+        kv::resp::Value value;
+        std::size_t consumed = 0;
+        auto result = kv::resp::parse_value(bytes, consumed, value, edge_limits());
+        // Every proper prefix of a complete reply is incomplete, never invalid.
+        if (result == kv::resp::ParseResult::complete) {
+            for (std::size_t size = 0; size < consumed; ++size) {
+                kv::resp::Value partial;
+                std::size_t ignored = 0;
+                EXPECT_EQ(kv::resp::parse_value(bytes.substr(0, size), ignored, partial, edge_limits()),
+                    kv::resp::ParseResult::incomplete) << size;
+            }
+        }
+        return result;
+    };
+    using kv::resp::ParseResult;
+    // A line: 16 bytes before its CRLF, type byte included.
+    EXPECT_EQ(parse("+" + std::string(15, 's') + "\r\n"), ParseResult::complete);
+    EXPECT_EQ(parse("+" + std::string(16, 's') + "\r\n"), ParseResult::invalid);
+    EXPECT_EQ(parse("+" + std::string(16, 's')), ParseResult::invalid);
+    EXPECT_EQ(parse("+" + std::string(15, 's') + "\r"), ParseResult::incomplete);
+    // A bulk string.
+    std::string bulk;
+    kv::resp::append_bulk(bulk, std::string(100, 'b'));
+    EXPECT_EQ(parse(bulk), ParseResult::complete);
+    bulk.clear();
+    kv::resp::append_bulk(bulk, std::string(101, 'b'));
+    EXPECT_EQ(parse(bulk), ParseResult::invalid);
+    // An array.
+    std::string array;
+    kv::resp::append_array_header(array, 10);
+    for (int i = 0; i < 10; ++i)
+        kv::resp::append_integer(array, i);
+    EXPECT_EQ(parse(array), ParseResult::complete);
+    EXPECT_EQ(parse("*11\r\n"), ParseResult::invalid);
+}

@@ -39,6 +39,15 @@ int hex_digit(char c)
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
+// The length of a line whose CRLF has not (all) arrived, as far as it is
+// known: a CR at the very end may be the first half of the CRLF. Judging
+// "too long" by this, and a complete line by its length before the CRLF,
+// gives the same answer however the bytes were split into reads.
+std::size_t unterminated_length(std::string_view rest)
+{
+    return !rest.empty() && rest.back() == '\r' ? rest.size() - 1 : rest.size();
+}
+
 } // namespace
 
 void RequestParser::feed(const char* data, std::size_t size)
@@ -92,10 +101,12 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
             }
             std::string_view line;
             if (!read_header_line(line)) {
-                if (buffered() > limits_.max_inline_length)
+                if (unterminated_length(std::string_view(buffer_).substr(position_)) > limits_.max_inline_length)
                     return fail(error, "too big multibulk count string");
                 return Status::need_more;
             }
+            if (line.size() + 1 > limits_.max_inline_length)
+                return fail(error, "too big multibulk count string");
             long long count;
             if (!parse_integer(line, count) || count > static_cast<long long>(limits_.max_array_length))
                 return fail(error, "invalid multibulk length");
@@ -113,10 +124,12 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
                     return fail(error, std::string("expected '$', got '") + buffer_[position_] + "'");
                 std::string_view line;
                 if (!read_header_line(line)) {
-                    if (buffered() > limits_.max_inline_length)
+                    if (unterminated_length(std::string_view(buffer_).substr(position_)) > limits_.max_inline_length)
                         return fail(error, "too big bulk count string");
                     return Status::need_more;
                 }
+                if (line.size() + 1 > limits_.max_inline_length)
+                    return fail(error, "too big bulk count string");
                 long long length;
                 if (!parse_integer(line, length) || length < 0
                     || length > static_cast<long long>(limits_.max_bulk_length))
@@ -150,12 +163,13 @@ RequestParser::Status RequestParser::parse_inline(Request& out, std::string& err
 {
     auto end = buffer_.find('\n', position_);
     if (end == std::string::npos) {
-        if (buffered() > limits_.max_inline_length)
+        if (unterminated_length(std::string_view(buffer_).substr(position_)) > limits_.max_inline_length)
             return fail(error, "too big inline request");
         return Status::need_more;
     }
     std::string_view line = std::string_view(buffer_).substr(position_, end - position_);
-    if (line.size() > limits_.max_inline_length)
+    // The limit is on the line before its CRLF (or LF), as for header lines.
+    if (unterminated_length(line) > limits_.max_inline_length)
         return fail(error, "too big inline request");
     position_ = end + 1;
     out.clear();
@@ -303,7 +317,9 @@ ParseResult parse_at(std::string_view buffer, std::size_t& position, Value& out,
         return ParseResult::incomplete;
     auto end = buffer.find("\r\n", position);
     if (end == std::string_view::npos)
-        return buffer.size() - position > limits.max_inline_length ? ParseResult::invalid : ParseResult::incomplete;
+        return unterminated_length(buffer.substr(position)) > limits.max_inline_length ? ParseResult::invalid : ParseResult::incomplete;
+    if (end - position > limits.max_inline_length)
+        return ParseResult::invalid; // as it would be had it come in pieces
     char kind = buffer[position];
     std::string_view line = buffer.substr(position + 1, end - position - 1);
     position = end + 2;
