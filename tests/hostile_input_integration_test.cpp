@@ -2,6 +2,8 @@
 // byte streams, stalled clients, odd names and keys, connection limits.
 // Each test checks that the process stays up, keeps serving others, and
 // loses nothing it acknowledged.
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -324,4 +326,36 @@ TEST(HostileInput, AClientThatHangsUpWithRequestsQueuedBehindAPendingReplyIsForg
     while (daemon.monitors_of("watched") != 0 && std::chrono::steady_clock::now() < deadline)
         std::this_thread::yield();
     EXPECT_EQ(daemon.monitors_of("watched"), 0);
+}
+
+// The client buffer limit at its edge: exactly the limit of unparsed input is
+// held (and the request answered once it is complete), one byte past it is
+// refused. The request's one argument is the input held: the parser keeps
+// only the bytes of a bulk string not yet complete.
+TEST(HostileInput, ClientBufferHoldsExactlyItsLimitOfUnparsedInputAndRefusesOnePast)
+{
+    const std::size_t limit = 65536;
+    RegistryDaemon daemon(without_debug({ "--max-client-buffer", std::to_string(limit) }));
+    auto header = [](std::size_t length) { return "*2\r\n$4\r\nNOPE\r\n$" + std::to_string(length) + "\r\n"; };
+    for (const auto& target : targets(daemon)) {
+        auto client = kv::Client::connect(target.path);
+        set_receive_timeout(client, 10s);
+        client.send_raw(header(limit) + std::string(limit, 'x'));
+        // Once the server has read every byte sent (none left in our send
+        // queue), it held `limit` bytes unparsed: the CRLF that completes
+        // the argument comes in a later read.
+        auto deadline = std::chrono::steady_clock::now() + 10s;
+        int unread = -1;
+        while ((::ioctl(client.fd(), SIOCOUTQ, &unread) != 0 || unread != 0) && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::yield();
+        ASSERT_EQ(unread, 0) << target.path;
+        client.send_raw("\r\n");
+        EXPECT_EQ(client.read_reply().text, "ERR unknown command 'NOPE'") << target.path;
+        EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+
+        EXPECT_EQ(exchange_raw(target.path, header(limit + 1) + std::string(limit + 1, 'x')),
+            "-ERR request larger than the client buffer limit of 65536 bytes\r\n") << target.path;
+        EXPECT_EQ(kv::Client::connect(target.path).call({ "PING" }).text, "PONG");
+    }
+    EXPECT_EQ(daemon.log().find("passed the client buffer limit"), std::string::npos) << daemon.log();
 }
