@@ -167,12 +167,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
 {
     if (size == 0)
         return 0;
-    // The first byte chooses the read sizes: 1 to 17 bytes, or a mix of a
-    // single byte and larger reads (so that a read ends one byte short of
-    // whatever is being parsed, and the buffer is compacted mid-request).
+    // The first byte chooses the read sizes: 1 to 17 bytes, or a mix of
+    // small and large reads (97 to 2,174 bytes): large reads that end
+    // mid-request are what make the parser compact its buffer (past 4,096
+    // bytes consumed). Byte-by-byte reads, below, end one byte short of
+    // every element.
     std::vector<size_t> chunks;
     if (data[0] & 0x80)
-        chunks = { 1, 1 + data[0] % 7u, 1 + (data[0] >> 3) % 9u * 97 };
+        chunks = { 1u + data[0] % 5u, 97u + (data[0] >> 2) % 32u * 67u };
     else
         chunks = { 1u + data[0] % 17u };
     const char* bytes = reinterpret_cast<const char*>(data) + 1;
