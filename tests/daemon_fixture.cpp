@@ -160,9 +160,18 @@ SecondUser::SecondUser()
         std::filesystem::copy_file(binary(name), program(name));
 }
 
+std::string SecondUser::missing()
+{
+    if (::geteuid() != 0)
+        return "root, to act as a second user";
+    if (find_program("setpriv").empty())
+        return "setpriv on PATH, to act as a second user (util-linux)";
+    return {};
+}
+
 std::vector<std::string> SecondUser::wrapper(const std::string& groups) const
 {
-    return { "/usr/bin/setpriv", "--reuid=" + std::to_string(uid), "--regid=" + std::to_string(uid),
+    return { find_program("setpriv"), "--reuid=" + std::to_string(uid), "--regid=" + std::to_string(uid),
         groups.empty() ? "--clear-groups" : "--groups=" + groups };
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "client.h"
+#include "require.h"
 #include "name_table.h"
 #include "resp.h"
 #include "unique_fd.h"
@@ -119,11 +120,16 @@ bool wait_peer_closed(int fd, std::chrono::milliseconds timeout);
 std::string exchange_raw(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout = 10s);
 
 // A second user on this machine: nobody (uid 65534), through setpriv (needs
-// root), with copies of kv's programs it can surely execute.
+// root, and setpriv on PATH: see missing()), with copies of kv's programs it
+// can surely execute.
 class SecondUser {
 public:
     static constexpr uid_t uid = 65534;
     SecondUser(); // copies registryd, bucketd and kvctl into a directory of mode 0755
+
+    // "" if this environment can act as a second user, else what it lacks:
+    // for KV_REQUIRE(SecondUser::missing().empty(), SecondUser::missing()).
+    static std::string missing();
 
     // setpriv --reuid=65534 --regid=65534, with `groups` ("4242") or none.
     std::vector<std::string> wrapper(const std::string& groups = "") const;
