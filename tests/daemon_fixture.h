@@ -118,6 +118,13 @@ bool wait_peer_closed(int fd, std::chrono::milliseconds timeout);
 // Sends bytes, half-closes, and reads everything the server says until it
 // closes or `timeout` passes. For malformed input, where no reply can be parsed.
 std::string exchange_raw(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout = 10s);
+// The same, saying also whether it ended because the server closed the
+// connection (or reset it), rather than because `timeout` passed.
+struct RawReply {
+    std::string bytes;
+    bool closed = false;
+};
+RawReply exchange_raw_reply(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout = 10s);
 
 // A second user on this machine: nobody (uid 65534), through setpriv (needs
 // root, and setpriv on PATH: see missing()), with copies of kv's programs it
