@@ -30,7 +30,6 @@ protected:
     std::string socket_;
 };
 
-bool have_program(const char* path) { return ::access(path, X_OK) == 0; }
 
 } // namespace
 
@@ -180,23 +179,23 @@ TEST_F(SmallBucketTest, FullBucketRefusesSetAndKeepsItsData)
 
 TEST_F(BucketTest, RedisCliWorksAgainstRegistryAndBucket)
 {
-    if (!have_program("/usr/bin/redis-cli"))
-        GTEST_SKIP() << "redis-cli not installed (the quick start installs redis-tools)";
+    const auto redis_cli = find_program("redis-cli");
+    KV_REQUIRE(!redis_cli.empty(), "redis-cli on PATH (the quick start installs redis-tools)");
     auto client = connect_bucket();
-    auto set = run_program({ "/usr/bin/redis-cli", "-s", socket_, "SET", "milk", "1" });
+    auto set = run_program({ redis_cli, "-s", socket_, "SET", "milk", "1" });
     EXPECT_EQ(set.out, "OK\n");
     EXPECT_EQ(client.call({ "GET", "milk" }).text, "1");
-    auto lookup = run_program({ "/usr/bin/redis-cli", "-s", daemon_.run_dir() + "/registry.sock", "LOOKUP", "shopping" });
+    auto lookup = run_program({ redis_cli, "-s", daemon_.run_dir() + "/registry.sock", "LOOKUP", "shopping" });
     EXPECT_NE(lookup.out.find(socket_), std::string::npos) << lookup.out;
 }
 
 TEST_F(BucketTest, RedisBenchmarkCanLoadABucketPlainAndPipelined)
 {
-    if (!have_program("/usr/bin/redis-benchmark"))
-        GTEST_SKIP() << "redis-benchmark not installed (the quick start installs redis-tools)";
+    const auto redis_benchmark = find_program("redis-benchmark");
+    KV_REQUIRE(!redis_benchmark.empty(), "redis-benchmark on PATH (the quick start installs redis-tools)");
     auto client = connect_bucket();
     for (const char* pipeline : { "1", "64" }) {
-        auto result = run_program({ "/usr/bin/redis-benchmark", "-s", socket_, "-t", "set,get", "-n", "2000", "-P",
+        auto result = run_program({ redis_benchmark, "-s", socket_, "-t", "set,get", "-n", "2000", "-P",
             pipeline, "-q" });
         EXPECT_EQ(result.exit_code, 0) << result.err;
         EXPECT_NE(result.out.find("SET: "), std::string::npos) << result.out << result.err;

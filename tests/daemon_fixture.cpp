@@ -160,9 +160,18 @@ SecondUser::SecondUser()
         std::filesystem::copy_file(binary(name), program(name));
 }
 
+std::string SecondUser::missing()
+{
+    if (::geteuid() != 0)
+        return "root, to act as a second user";
+    if (find_program("setpriv").empty())
+        return "setpriv on PATH, to act as a second user (util-linux)";
+    return {};
+}
+
 std::vector<std::string> SecondUser::wrapper(const std::string& groups) const
 {
-    return { "/usr/bin/setpriv", "--reuid=" + std::to_string(uid), "--regid=" + std::to_string(uid),
+    return { find_program("setpriv"), "--reuid=" + std::to_string(uid), "--regid=" + std::to_string(uid),
         groups.empty() ? "--clear-groups" : "--groups=" + groups };
 }
 
@@ -340,12 +349,17 @@ bool wait_peer_closed(int fd, std::chrono::milliseconds timeout)
 
 std::string exchange_raw(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout)
 {
+    return exchange_raw_reply(socket_path, bytes, timeout).bytes;
+}
+
+RawReply exchange_raw_reply(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout)
+{
     auto client = Client::connect(socket_path);
     // Sends only as much as the socket takes without blocking, and reads
     // whatever arrives meanwhile: a server that stops reading must not wedge
     // the test.
     std::size_t sent = 0;
-    std::string received;
+    RawReply reply;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     bool write_closed = false;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -371,13 +385,15 @@ std::string exchange_raw(const std::string& socket_path, const std::string& byte
         if (entry.revents & (POLLIN | POLLHUP | POLLERR)) {
             char buffer[65536];
             auto n = ::recv(client.fd(), buffer, sizeof buffer, MSG_DONTWAIT);
-            if (n <= 0 && !(n < 0 && errno == EAGAIN))
+            if (n <= 0 && !(n < 0 && errno == EAGAIN)) {
+                reply.closed = true;
                 break;
+            }
             if (n > 0)
-                received.append(buffer, static_cast<std::size_t>(n));
+                reply.bytes.append(buffer, static_cast<std::size_t>(n));
         }
     }
-    return received;
+    return reply;
 }
 
 void set_receive_timeout(const Client& client, std::chrono::milliseconds timeout)

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "client.h"
+#include "require.h"
 #include "name_table.h"
 #include "resp.h"
 #include "unique_fd.h"
@@ -117,13 +118,25 @@ bool wait_peer_closed(int fd, std::chrono::milliseconds timeout);
 // Sends bytes, half-closes, and reads everything the server says until it
 // closes or `timeout` passes. For malformed input, where no reply can be parsed.
 std::string exchange_raw(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout = 10s);
+// The same, saying also whether it ended because the server closed the
+// connection (or reset it), rather than because `timeout` passed.
+struct RawReply {
+    std::string bytes;
+    bool closed = false;
+};
+RawReply exchange_raw_reply(const std::string& socket_path, const std::string& bytes, std::chrono::milliseconds timeout = 10s);
 
 // A second user on this machine: nobody (uid 65534), through setpriv (needs
-// root), with copies of kv's programs it can surely execute.
+// root, and setpriv on PATH: see missing()), with copies of kv's programs it
+// can surely execute.
 class SecondUser {
 public:
     static constexpr uid_t uid = 65534;
     SecondUser(); // copies registryd, bucketd and kvctl into a directory of mode 0755
+
+    // "" if this environment can act as a second user, else what it lacks:
+    // for KV_REQUIRE(SecondUser::missing().empty(), SecondUser::missing()).
+    static std::string missing();
 
     // setpriv --reuid=65534 --regid=65534, with `groups` ("4242") or none.
     std::vector<std::string> wrapper(const std::string& groups = "") const;

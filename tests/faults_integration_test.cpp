@@ -142,8 +142,8 @@ TEST(Faults, OutOfDescriptorsKeepsServingAndRecovers)
 
 TEST(Faults, ForkFailureIsACreateErrorWithNoHalfMadeEntry)
 {
-    if (::geteuid() != 0)
-        GTEST_SKIP() << "needs root to run registryd as a throwaway uid with a process limit";
+    KV_REQUIRE_ROOT("to run registryd as a throwaway uid with a process limit");
+    KV_REQUIRE(!find_program("prlimit").empty() && !find_program("setpriv").empty(), "prlimit and setpriv on PATH");
     CopiedBinaries binaries;
     TemporaryDirectory run_dir;
     // A uid nothing else on the machine uses, so the process limit is ours alone.
@@ -167,8 +167,8 @@ TEST(Faults, ForkFailureIsACreateErrorWithNoHalfMadeEntry)
 
 TEST(Faults, FullDevShmIsACreateErrorAndLeavesNothing)
 {
-    if (::geteuid() != 0)
-        GTEST_SKIP() << "needs root to give registryd its own small /dev/shm";
+    KV_REQUIRE_ROOT("to give registryd its own small /dev/shm");
+    KV_REQUIRE(!find_program("unshare").empty(), "unshare on PATH");
     RegistryDaemon daemon(with_dev_shm_of("200k"));
     auto [created, failure] = create_until_refused(daemon, 10);
     EXPECT_GE(created, 1);
@@ -184,8 +184,8 @@ TEST(Faults, FullDevShmIsACreateErrorAndLeavesNothing)
 
 TEST(Faults, DevShmFillingWhileABucketGrowsIsFullNotACrash)
 {
-    if (::geteuid() != 0)
-        GTEST_SKIP() << "needs root to give registryd its own small /dev/shm";
+    KV_REQUIRE_ROOT("to give registryd its own small /dev/shm");
+    KV_REQUIRE(!find_program("unshare").empty(), "unshare on PATH");
     RegistryDaemon daemon(with_dev_shm_of("4m"));
     auto bucket = daemon.create("grows");
     auto client = kv::Client::connect(bucket.field("socket")->text);

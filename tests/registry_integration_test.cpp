@@ -238,11 +238,21 @@ TEST(Registry, SecondRegistrydOnTheSameRunDirRefusesAndChangesNothing)
 
 TEST(Registry, ListShowsEveryBucketWithItsFigures)
 {
+    using std::chrono::duration_cast;
+    using std::chrono::milliseconds;
+    using std::chrono::steady_clock;
     RegistryDaemon daemon;
+    const auto before_create = steady_clock::now();
     auto a = daemon.create("a");
+    const auto created = steady_clock::now();
     daemon.create("b");
     kv::Client::connect(a.field("socket")->text).call({ "SET", "key", "value" });
+    // Let some time pass, so that an uptime stuck at 0 shows: the uptime is
+    // what is measured here, nothing waits on this sleep.
+    std::this_thread::sleep_for(50ms);
+    const auto before_list = steady_clock::now();
     auto list = daemon.call({ "LIST" });
+    const auto after_list = steady_clock::now();
     ASSERT_EQ(list.elements.size(), 2u);
     const auto& first = list.elements[0];
     EXPECT_EQ(first.field("name")->text, "a");
@@ -250,8 +260,14 @@ TEST(Registry, ListShowsEveryBucketWithItsFigures)
     EXPECT_EQ(first.field("keys")->integer, 1);
     EXPECT_EQ(first.field("bytes")->integer, 8);
     EXPECT_EQ(first.field("state")->text, "ready");
-    EXPECT_GE(first.field("uptime_ms")->integer, 0);
+    // uptime_ms is the time since the bucket started, in milliseconds: at
+    // least the time from CREATE's reply to LIST, at most the time from
+    // CREATE to LIST's reply.
+    const auto uptime = first.field("uptime_ms")->integer;
+    EXPECT_GE(uptime, duration_cast<milliseconds>(before_list - created).count());
+    EXPECT_LE(uptime, duration_cast<milliseconds>(after_list - before_create).count() + 1);
     EXPECT_EQ(list.elements[1].field("keys")->integer, 0);
+    EXPECT_LE(list.elements[1].field("uptime_ms")->integer, uptime) << "b started after a";
 }
 
 TEST(Registry, UnknownVerbAndWrongArityGetAnErrorAndTheConnectionStays)

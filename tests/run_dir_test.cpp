@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "require.h"
+
 namespace {
 
 struct Environment {
@@ -52,8 +54,7 @@ TEST(RunDir, FallsBackToXdgRuntimeDirThenPlacesNoOtherUserCanMakeFirst)
         EXPECT_EQ(kv::resolve_run_dir(""), "/run/user/1000/kv");
     }
     Environment xdg("XDG_RUNTIME_DIR", nullptr);
-    if (geteuid() != 0)
-        GTEST_SKIP() << "needs root to ask as another user";
+    KV_REQUIRE_ROOT("to ask as another user");
     EXPECT_EQ(kv::resolve_run_dir(""), "/run/kv");
 
     // Another user without XDG_RUNTIME_DIR (cron, ssh without logind): its
@@ -139,8 +140,7 @@ TEST(RunDir, NeitherSideFollowsASymbolicLink)
 
 TEST(RunDir, ClientsRefuseADirectoryOthersOwnOrMayWrite)
 {
-    if (geteuid() != 0)
-        GTEST_SKIP() << "needs root to make a directory another user owns";
+    KV_REQUIRE_ROOT("to make a directory another user owns");
     Scratch scratch;
     std::string theirs = scratch.path + "/theirs";
     ASSERT_EQ(mkdir(theirs.c_str(), 0700), 0);

@@ -28,8 +28,7 @@ class Trust : public ::testing::Test {
 protected:
     void SetUp() override
     {
-        if (::geteuid() != 0)
-            GTEST_SKIP() << "needs root to act as a second user";
+        KV_REQUIRE(SecondUser::missing().empty(), SecondUser::missing());
         nobody_.emplace();
     }
 
@@ -255,7 +254,9 @@ TEST_F(Trust, ANameTableIsNotTrustedOnceItsRegistrydIsDeadWhateverRunsUnderItsPi
         echo "exit $?"
         kill $impostor
     )";
-    auto result = run_program({ "/usr/bin/unshare", "--pid", "--fork", "--mount-proc", "/bin/sh", "-c", script, "sh",
+    const auto unshare = find_program("unshare");
+    KV_REQUIRE(!unshare.empty(), "unshare on PATH (util-linux)");
+    auto result = run_program({ unshare, "--pid", "--fork", "--mount-proc", "/bin/sh", "-c", script, "sh",
         std::string(KV_BIN_DIR), directory.path() + "/run" });
     ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
     EXPECT_EQ(result.out, "exit 3\n") << result.err;
