@@ -149,6 +149,9 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
         // Every shared length and offset is loaded once (load_shared or an
         // atomic), checked, and only then followed: what we read may be a
         // write in progress, or garbage, and only the sequence can tell.
+        // (The key and value bytes are compared and copied with memcmp and
+        // memcpy, within bounds checked here: C++20 has no atomic memcpy,
+        // and a copy that raced a write is thrown away.)
         // Nothing is followed past the writer's reserved limit: below it
         // every page exists, above it touching one may allocate it (SIGBUS
         // with /dev/shm full).
