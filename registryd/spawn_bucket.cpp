@@ -57,9 +57,31 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
         throw SystemError("unable to open /dev/null for", launch.bucketd_path, errno);
     const int null_fd = null_input.get();
 
-    // With vfork the child writes this in our memory if its set-up fails.
+    // With vfork the child writes this in our memory if its set-up fails. It
+    // is the only way the child's error reaches us: the child also shares
+    // our thread's errno, so errno after the spawn means nothing.
     volatile int setup_errno = 0;
     std::error_code error;
+
+    // Every signal blocked across vfork, as posix_spawn does: until the child
+    // resets their dispositions, registryd's handlers (SIGTERM, SIGINT ...)
+    // are installed in it too, and one running there would run on our stack
+    // and our memory. The child empties its mask only after resetting them;
+    // we restore ours once the child has exec'd or exited.
+    sigset_t all_signals, saved_mask;
+    sigfillset(&all_signals);
+    if (const int blocked = ::pthread_sigmask(SIG_SETMASK, &all_signals, &saved_mask); blocked != 0)
+        throw SystemError("unable to block signals to start", launch.bucketd_path, blocked);
+    struct MaskRestorer {
+        const sigset_t* saved;
+        void restore()
+        {
+            if (saved)
+                ::pthread_sigmask(SIG_SETMASK, saved, nullptr);
+            saved = nullptr;
+        }
+        ~MaskRestorer() { restore(); }
+    } mask { &saved_mask };
     // vfork: the child borrows registryd's memory until it execs, so a spawn
     // costs neither a copy of registryd's page tables nor, afterwards,
     // copy-on-write faults in registryd (which grew with every live bucket).
@@ -68,14 +90,18 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
         bp::extend::on_setup = [&](auto& executor) { executor.cmd_line = argv.data(); },
         bp::extend::on_exec_setup = [&](auto&) {
             // In the child, before exec: system calls only, no allocation.
-            auto fail = [&] {
-                setup_errno = errno ? errno : EINVAL;
+            // errno is read right after the call that failed, before
+            // anything else can change it, and travels in setup_errno only.
+            auto fail = [&](int error_number) {
+                setup_errno = error_number != 0 ? error_number : EINVAL;
                 ::_exit(127);
             };
             if (::setsid() == -1)
-                fail();
-            if (::prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || ::getppid() != parent)
-                fail(); // the registry is already gone: so is this bucket
+                fail(errno);
+            if (::prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
+                fail(errno);
+            if (::getppid() != parent)
+                fail(ESRCH); // the registry is already gone: so is this bucket
             struct sigaction default_action {};
             default_action.sa_handler = SIG_DFL;
             for (int signal : { SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGCHLD })
@@ -84,12 +110,12 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
             sigemptyset(&none);
             ::sigprocmask(SIG_SETMASK, &none, nullptr);
             if (::dup2(null_fd, STDIN_FILENO) == -1)
-                fail();
+                fail(errno);
             // Mark (not close) every inherited descriptor close-on-exec; then
             // let the bucket's own three through.
             if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == -1 || ::fcntl(ready_fd, F_SETFD, 0) == -1
                 || ::fcntl(segment_fd, F_SETFD, 0) == -1 || ::fcntl(listen_fd, F_SETFD, 0) == -1)
-                fail();
+                fail(errno);
         },
         bp::extend::on_error = [&](auto& executor, const std::error_code&) {
             // A child that failed leaves a zombie in Boost 1.74 (upstream
@@ -100,7 +126,7 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
                 ::waitpid(executor.pid, nullptr, 0);
             }
         });
-    const int spawn_errno = errno;
+    mask.restore(); // the child has exec'd or exited: it no longer runs on our memory
     if (error)
         throw std::runtime_error("unable to start " + launch.bucketd_path + ": " + error.message());
     child.detach(); // an attached child's destructor would reap it behind our back
@@ -109,8 +135,8 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
         // Boost 1.74 can return an empty child without setting `error` (in
         // fork mode, when pipe(2) for its exec-error channel fails); kept as
         // a guard with vfork too. Never let this pid reach kill(): -1 means
-        // every process we may signal.
-        throw SystemError("unable to start", launch.bucketd_path, spawn_errno ? spawn_errno : EAGAIN);
+        // every process we may signal. (Not errno: the child shares it.)
+        throw SystemError("unable to start", launch.bucketd_path, EAGAIN);
     }
     if (setup_errno != 0) {
         ::waitpid(pid, nullptr, 0); // it has exited: vfork let us run only after that

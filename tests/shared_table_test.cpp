@@ -569,6 +569,151 @@ TEST(SharedTableReader, SegmentTruncatedInsideItsIndexIsGoneNotSIGBUS)
     ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(size)), 0);
 }
 
+namespace {
+
+// A whole segment mapped read-write, to forge what a reader meets: a torn
+// pair, reused memory, garbage.
+struct WholeSegment {
+    WholeSegment(int fd, std::size_t size)
+        : size(size)
+        , base(static_cast<char*>(mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)))
+    {
+    }
+    ~WholeSegment()
+    {
+        if (base != MAP_FAILED)
+            munmap(base, size);
+    }
+    kv::TableHeader& header() const { return *reinterpret_cast<kv::TableHeader*>(base); }
+    kv::layout::Slot* index() const { return reinterpret_cast<kv::layout::Slot*>(base + header().index_offset.load()); }
+    std::size_t size;
+    char* base;
+};
+
+// Pages the segment holds in /dev/shm: a reader that touched a hole of the
+// sparse segment would have added one.
+blkcnt_t allocated_blocks(int fd)
+{
+    struct stat info;
+    EXPECT_EQ(fstat(fd, &info), 0);
+    return info.st_blocks;
+}
+
+} // namespace
+
+TEST(SharedTableReader, NeverFollowsAnIndexPastTheReservedLimit)
+{
+    auto name = unique_segment("limitindex");
+    const std::size_t size = 64 << 20;
+    kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
+    writer.publish_alive();
+    ASSERT_EQ(writer.set("milk", "1"), kv::SharedTableWriter::SetResult::stored);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    auto segment = open_segment(name);
+    WholeSegment whole(segment.get(), size);
+    ASSERT_NE(whole.base, MAP_FAILED);
+    kv::TableHeader& header = whole.header();
+    const std::uint64_t limit = header.reserved_limit.load();
+    ASSERT_GE(limit, kv::table_header_size);
+    ASSERT_LT(limit + (8 << 20), size) << "the test needs a hole above the limit";
+    const std::uint64_t index_offset = header.index_offset.load();
+    const std::uint64_t capacity = header.capacity.load();
+    ASSERT_LE(index_offset + capacity * 64, limit) << "the writer's own index is below its limit";
+    std::string value;
+    ASSERT_EQ(reader->get("milk", value), Result::found);
+    const blkcnt_t before = allocated_blocks(segment.get());
+
+    // An aligned index wholly above the limit, inside the segment: a hole.
+    header.index_offset.store((limit + (4 << 20)) & ~std::uint64_t(63));
+    EXPECT_EQ(reader->get("milk", value), Result::gone);
+    EXPECT_EQ(reader->exists("milk"), Result::gone);
+    // One that starts below the limit and ends past it (a torn pair: the
+    // old offset with a new, larger capacity).
+    header.index_offset.store(index_offset);
+    header.capacity.store(std::uint64_t(1) << 20);
+    EXPECT_EQ(reader->get("milk", value), Result::gone);
+    EXPECT_EQ(allocated_blocks(segment.get()), before) << "the reader touched a page the writer never reserved";
+
+    header.capacity.store(capacity);
+    ASSERT_EQ(reader->get("milk", value), Result::found);
+    EXPECT_EQ(value, "1");
+}
+
+TEST(SharedTableReader, NeverFollowsAnEntryPastTheReservedLimitNorCopiesMoreThanTheTableHolds)
+{
+    auto name = unique_segment("limitentry");
+    const std::size_t size = 64 << 20;
+    kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
+    writer.publish_alive();
+    const std::string big(100, 'x'); // too large for a slot: it lives in a heap entry
+    ASSERT_EQ(writer.set("big", big), kv::SharedTableWriter::SetResult::stored);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    auto segment = open_segment(name);
+    WholeSegment whole(segment.get(), size);
+    ASSERT_NE(whole.base, MAP_FAILED);
+    kv::TableHeader& header = whole.header();
+    const std::uint64_t limit = header.reserved_limit.load();
+    kv::layout::Slot* slot = nullptr;
+    for (std::uint64_t i = 0; i < header.capacity.load(); ++i) {
+        if (kv::layout::holds_entry(whole.index()[i].entry.load()))
+            slot = &whole.index()[i];
+    }
+    ASSERT_NE(slot, nullptr);
+    const std::uint64_t entry_offset = slot->entry.load();
+    ASSERT_LT(entry_offset, limit);
+    std::string value;
+    ASSERT_EQ(reader->get("big", value), Result::found);
+    ASSERT_EQ(value, big);
+    const blkcnt_t before = allocated_blocks(segment.get());
+
+    // An entry in the hole above the limit (memory reused, or garbage).
+    slot->entry.store((limit + (4 << 20)) & ~std::uint64_t(63));
+    EXPECT_EQ(reader->get("big", value), Result::gone);
+    EXPECT_EQ(allocated_blocks(segment.get()), before) << "the reader touched a page the writer never reserved";
+    // An unaligned one.
+    slot->entry.store(entry_offset + 1);
+    EXPECT_EQ(reader->get("big", value), Result::gone);
+    // One whose value runs past the limit.
+    slot->entry.store(entry_offset);
+    auto* entry = reinterpret_cast<kv::layout::Entry*>(whole.base + entry_offset);
+    entry->value_size = static_cast<std::uint32_t>(limit - entry_offset);
+    EXPECT_EQ(reader->get("big", value), Result::gone);
+    // One whose value fits below the limit but is larger than the whole table.
+    entry->value_size = static_cast<std::uint32_t>(header.bytes.load() + 1);
+    ASSERT_LE(entry_offset + sizeof(kv::layout::Entry) + 3 + entry->value_size, limit);
+    EXPECT_EQ(reader->get("big", value), Result::gone);
+    EXPECT_EQ(allocated_blocks(segment.get()), before);
+
+    entry->value_size = static_cast<std::uint32_t>(big.size());
+    ASSERT_EQ(reader->get("big", value), Result::found);
+    EXPECT_EQ(value, big);
+}
+
+TEST(SharedTableReader, RefusesAnUnalignedIndexOffset)
+{
+    auto name = unique_segment("unaligned");
+    const std::size_t size = 4 << 20;
+    kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
+    writer.publish_alive();
+    ASSERT_EQ(writer.set("milk", "1"), kv::SharedTableWriter::SetResult::stored);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    auto segment = open_segment(name);
+    HeaderPage page(segment.get());
+    ASSERT_NE(page.header, MAP_FAILED);
+    const std::uint64_t index_offset = page.header->index_offset.load();
+    std::string value;
+    for (std::uint64_t shift : { 1, 8, 32 }) {
+        page.header->index_offset.store(index_offset + shift); // inside the reserved limit, not on a slot
+        EXPECT_EQ(reader->get("milk", value), Result::gone) << shift;
+    }
+    page.header->index_offset.store(index_offset);
+    ASSERT_EQ(reader->get("milk", value), Result::found);
+    EXPECT_EQ(value, "1");
+}
+
 TEST(FaultGuardDeathTest, SigbusOutsideAGuardedReadStillKills)
 {
     // A reader is open, so the handler is in place.

@@ -21,9 +21,12 @@
 //    old ones freed only after they are unlinked;
 //  - a reader loads `sequence` (acquire), retries while it is odd, reads,
 //    then checks that `sequence` has not moved; every offset and length it
-//    follows is checked against the segment's size first, so a reader racing
-//    a writer can read garbage but never leave the mapping or loop forever,
-//    and the sequence check makes it throw that garbage away;
+//    follows is loaded once (atomically, relaxed) and checked first against
+//    the limit of the pages the writer reserved (`reserved_limit`, never past
+//    the segment's size), offsets for alignment too, so a reader racing a
+//    writer can read garbage but never leave the mapping, touch a page
+//    nobody reserved (a SIGBUS with /dev/shm full), or loop forever, and the
+//    sequence check makes it throw that garbage away;
 //  - readers write nothing, hold nothing: one killed at any instant blocks nobody;
 //  - `alive` is 1 while the owner serves; the owner clears it when it exits,
 //    and registryd clears it when it reaps an owner that died without doing so.

@@ -7,7 +7,9 @@
 #include <sched.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "fault_guard.h"
@@ -22,6 +24,7 @@ using layout::empty_slot;
 using layout::Entry;
 using layout::inline_capacity;
 using layout::inline_slot;
+using layout::load_shared;
 using layout::Slot;
 
 namespace {
@@ -103,7 +106,9 @@ bool SharedTableReader::alive() const
 
 // The read side of the seqlock, in one place: `read` runs on what may be a
 // write in progress, and its answer counts only if no write began or ended
-// meanwhile and the owner is still serving. All of it runs guarded: a
+// meanwhile and the owner is still serving. `read` may ask `unchanged()`
+// whether that still holds (before it follows a pair it loaded, or copies a
+// lot), and answers nullopt to start over. All of it runs guarded: a
 // segment that shrank under us is `gone`, and `read` must be abandonable
 // (see guarded_access).
 template <typename Read>
@@ -120,10 +125,13 @@ SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
             const std::uint64_t before = header->sequence.load(std::memory_order_acquire);
             if (before & 1)
                 continue; // a write is in progress
-            const Result attempt = read(*header);
-            std::atomic_thread_fence(std::memory_order_acquire);
-            if (header->sequence.load(std::memory_order_relaxed) == before) {
-                result = header->alive.load(std::memory_order_relaxed) == 1 ? attempt : Result::gone;
+            auto unchanged = [&] {
+                std::atomic_thread_fence(std::memory_order_acquire);
+                return header->sequence.load(std::memory_order_relaxed) == before;
+            };
+            const std::optional<Result> attempt = read(*header, unchanged);
+            if (attempt && unchanged()) {
+                result = header->alive.load(std::memory_order_relaxed) == 1 ? *attempt : Result::gone;
                 return;
             }
         }
@@ -137,14 +145,37 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
     const char* const base = mapping_.base();
     const std::size_t size = mapping_.size();
     const std::uint64_t tag = hash_key(key);
-    return consistent_read([&](const TableHeader& header) {
+    return consistent_read([&](const TableHeader& header, auto unchanged) -> std::optional<Result> {
+        // Every shared length and offset is loaded once (load_shared or an
+        // atomic), checked, and only then followed: what we read may be a
+        // write in progress, or garbage, and only the sequence can tell.
+        // (The key and value bytes are compared and copied with memcmp and
+        // memcpy, within bounds checked here: C++20 has no atomic memcpy,
+        // and a copy that raced a write is thrown away.)
+        // Nothing is followed past the writer's reserved limit: below it
+        // every page exists, above it touching one may allocate it (SIGBUS
+        // with /dev/shm full).
+        const std::uint64_t limit = std::min<std::uint64_t>(size, header.reserved_limit.load(std::memory_order_acquire));
         const std::uint64_t index_offset = header.index_offset.load(std::memory_order_relaxed);
         const std::uint64_t capacity = header.capacity.load(std::memory_order_relaxed);
-        // Everything below is checked before it is followed: what we read may
-        // be a write in progress, and only the sequence check can tell.
+        // The pair is switched in one write window: torn, it may name the
+        // new index with the old capacity, or memory freed since. Re-check
+        // before following it.
+        if (!unchanged())
+            return std::nullopt;
         if (capacity == 0 || (capacity & (capacity - 1)) || index_offset < table_header_size
-            || index_offset > size || capacity > (size - index_offset) / sizeof(Slot))
+            || index_offset % alignof(Slot) != 0 || index_offset > limit
+            || capacity > (limit - index_offset) / sizeof(Slot))
             return Result::gone; // if consistent, a corrupt table: not one of ours any more
+        // A pair out of bounds: garbage read during a write (start over), or,
+        // if no write happened, a corrupt table (gone, as above).
+        auto corrupt = [&]() -> std::optional<Result> {
+            if (unchanged())
+                return Result::gone;
+            return std::nullopt;
+        };
+        // Nor may one read copy more than the table holds.
+        const std::uint64_t table_bytes = header.bytes.load(std::memory_order_relaxed);
         const auto* index = reinterpret_cast<const Slot*>(base + index_offset);
         const std::uint64_t mask = capacity - 1;
         for (std::uint64_t probe = 0, i = tag & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
@@ -155,27 +186,32 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
                 continue;
             // The pair: in the slot itself, or in a heap entry.
             const char* bytes;
-            std::size_t key_size, value_size;
+            std::uint64_t key_size, value_size;
             if (offset == inline_slot) {
                 bytes = index[i].bytes;
-                key_size = index[i].key_size;
-                value_size = index[i].value_size;
+                key_size = load_shared(index[i].key_size);
+                value_size = load_shared(index[i].value_size);
                 if (key_size + value_size > inline_capacity)
-                    break;
+                    return corrupt();
             } else {
-                if (offset < table_header_size || offset > size - sizeof(Entry))
-                    break;
-                Entry e;
-                std::memcpy(&e, base + offset, sizeof e);
-                if (offset + sizeof(Entry) + std::uint64_t(e.key_size) + e.value_size > size)
-                    break;
+                if (offset < table_header_size || offset % alignof(Entry) != 0 || offset > limit
+                    || limit - offset < sizeof(Entry))
+                    return corrupt();
+                const auto* e = reinterpret_cast<const Entry*>(base + offset);
+                key_size = load_shared(e->key_size);
+                value_size = load_shared(e->value_size);
+                if (key_size + value_size > limit - offset - sizeof(Entry))
+                    return corrupt();
                 bytes = base + offset + sizeof(Entry);
-                key_size = e.key_size;
-                value_size = e.value_size;
             }
             if (key_size != key.size() || std::memcmp(bytes, key.data(), key_size) != 0)
                 continue;
             if (value) {
+                if (value_size > table_bytes)
+                    return corrupt();
+                // A large copy is worth a check first: its size may be garbage.
+                if (value_size > inline_capacity && !unchanged())
+                    return std::nullopt;
                 // Sized first, then filled: if the copy faults (the segment
                 // shrank), the string is whole, only its bytes are not.
                 value->resize(value_size);
@@ -196,7 +232,7 @@ SharedTableReader::Result SharedTableReader::exists(std::string_view key) const 
 
 SharedTableReader::Result SharedTableReader::size(std::uint64_t& keys) const
 {
-    return consistent_read([&](const TableHeader& header) {
+    return consistent_read([&](const TableHeader& header, auto) -> std::optional<Result> {
         keys = header.keys.load(std::memory_order_relaxed);
         return Result::found;
     });

@@ -3,9 +3,10 @@
 // (README "Direct reads").
 //
 // A reader writes nothing and holds nothing, so one killed at any instant
-// blocks nobody. It checks every offset and length against the segment's
-// size before it follows them: racing a writer, it may read garbage, never
-// outside the mapping and never forever, and the sequence check throws that
+// blocks nobody. It loads every offset and length once and checks it against
+// the writer's reserved limit (pages that exist) before it follows it, and
+// copies no more than the table holds: racing a writer, it may read garbage,
+// never outside those pages and never forever, and the sequence check throws that
 // garbage away. It takes nothing in /dev/shm on faith (see open), and a
 // segment that shrinks under it (its owner's uid can truncate it) makes its
 // reads answer `gone` instead of killing it with SIGBUS (fault_guard.h).

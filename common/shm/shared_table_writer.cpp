@@ -116,6 +116,8 @@ struct SharedTableWriter::Segment {
                 return false;
         }
         reserved_until = target;
+        // Release: a reader that sees the new limit sees pages that exist.
+        header->reserved_limit.store(reserved_until, std::memory_order_release);
         return true;
     }
     void note_block(const void* block, std::size_t size) { high_water = std::max<std::uint64_t>(high_water, offset_of(block) + size); }
@@ -259,6 +261,7 @@ void SharedTableWriter::Segment::format(const std::string& name, std::size_t siz
         refuse(name, "no heap can be laid out in its " + std::to_string(size - table_header_size) + " bytes: " + error.what());
     }
     reserved_until = reserved_at_creation;
+    header->reserved_limit.store(reserved_until, std::memory_order_relaxed);
     high_water = table_header_size;
     // Cannot fail for want of /dev/shm pages (see the static_assert above).
     Slot* slots = make_index(initial_capacity);

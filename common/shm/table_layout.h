@@ -26,7 +26,7 @@ enum class TableKind : std::uint32_t { bucket = 1, names = 2 };
 
 struct TableHeader {
     static constexpr std::uint64_t expected_magic = 0x656c6261742d766bULL; // "kv-table"
-    static constexpr std::uint32_t expected_version = 5;
+    static constexpr std::uint32_t expected_version = 6;
 
     std::uint64_t magic;
     std::uint32_t version;
@@ -43,6 +43,11 @@ struct TableHeader {
     std::atomic<std::uint64_t> capacity;     // slots; a power of two
     std::atomic<std::uint64_t> keys;
     std::atomic<std::uint64_t> bytes;        // keys plus values
+    // Bytes from the segment's start that the writer has backed with
+    // /dev/shm pages (posix_fallocate); it only grows. A reader follows no
+    // offset past it: touching a hole of a sparse segment allocates a page,
+    // and with /dev/shm full that is a SIGBUS.
+    std::atomic<std::uint64_t> reserved_limit;
 };
 
 constexpr std::size_t table_header_size = 4096;
@@ -60,6 +65,17 @@ constexpr std::uint64_t empty_slot = 0;   // ends a probe
 constexpr std::uint64_t deleted_slot = 1; // a tombstone: probing goes on past it
 constexpr std::uint64_t inline_slot = 2;  // the pair is inline, in the slot itself
 constexpr std::size_t inline_capacity = 46;
+
+// Reads one field of shared memory that its writer may be changing: once, as
+// a relaxed atomic load, so the compiler can neither tear it nor read it
+// again after it was checked. (The mapping may be read-only: a plain load
+// of at most 8 bytes is all this compiles to.)
+template <typename T>
+T load_shared(const T& field)
+{
+    static_assert(sizeof(T) <= 8);
+    return std::atomic_ref<T>(const_cast<T&>(field)).load(std::memory_order_relaxed);
+}
 
 // One cache line. A small pair (key plus value up to 46 bytes) lives in the
 // slot itself, so a direct read of it costs one cache miss, not two; a
