@@ -15,6 +15,8 @@
 
 #include <gtest/gtest.h>
 
+#include "require.h"
+
 #include "fault_guard.h"
 #include "system_error.h"
 #include "unique_fd.h"
@@ -284,8 +286,7 @@ TEST(SharedTable, OwnerExitIsGoneForReadersThatStillHaveItMapped)
 
 TEST(SharedTableTrust, RefusesASegmentOwnedByAnotherUid)
 {
-    if (geteuid() != 0)
-        GTEST_SKIP() << "needs root to give a segment to another uid";
+    KV_REQUIRE_ROOT("to give a segment to another uid");
     auto name = unique_segment("otheruid");
     kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
     writer.publish_alive();
@@ -467,8 +468,7 @@ TEST(SharedTableWriter, EveryRefusalSaysWhichSegmentAndWhy)
     // so, with mmap's errno.
     kv::UniqueFd sealed(memfd_create("kv-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     ASSERT_TRUE(sealed) << strerror(errno);
-    if (fcntl(sealed.get(), F_ADD_SEALS, F_SEAL_FUTURE_WRITE) == -1)
-        GTEST_SKIP() << "F_SEAL_FUTURE_WRITE needs Linux 5.1: " << strerror(errno);
+    KV_REQUIRE(fcntl(sealed.get(), F_ADD_SEALS, F_SEAL_FUTURE_WRITE) == 0, "F_SEAL_FUTURE_WRITE (Linux 5.1)");
     try {
         kv::SharedTableWriter writer(std::move(sealed), name, 4 << 20, kv::TableKind::bucket);
         ADD_FAILURE() << "mapped a sealed object for writing";
