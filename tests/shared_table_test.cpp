@@ -599,18 +599,37 @@ blkcnt_t allocated_blocks(int fd)
     return info.st_blocks;
 }
 
+// A bucket table holding one pair, a reader of it, and a read-write
+// descriptor of its segment through which a test forges what a racing or
+// hostile writer could leave there.
+struct ForgeableTable {
+    ForgeableTable(const char* tag, std::size_t size, const std::string& key, const std::string& value)
+        : name(unique_segment(tag))
+        , size(size)
+        , writer(name, size, kv::TableKind::bucket)
+    {
+        writer.publish_alive();
+        stored = writer.set(key, value) == kv::SharedTableWriter::SetResult::stored;
+        reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+        segment = open_segment(name);
+    }
+    std::string name;
+    std::size_t size;
+    kv::SharedTableWriter writer;
+    bool stored = false;
+    std::unique_ptr<kv::SharedTableReader> reader;
+    kv::UniqueFd segment;
+};
+
 } // namespace
 
 TEST(SharedTableReader, NeverFollowsAnIndexPastTheReservedLimit)
 {
-    auto name = unique_segment("limitindex");
-    const std::size_t size = 64 << 20;
-    kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
-    writer.publish_alive();
-    ASSERT_EQ(writer.set("milk", "1"), kv::SharedTableWriter::SetResult::stored);
-    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
-    ASSERT_TRUE(reader);
-    auto segment = open_segment(name);
+    ForgeableTable table("limitindex", 64 << 20, "milk", "1");
+    ASSERT_TRUE(table.stored && table.reader);
+    const std::size_t size = table.size;
+    auto& reader = table.reader;
+    auto& segment = table.segment;
     WholeSegment whole(segment.get(), size);
     ASSERT_NE(whole.base, MAP_FAILED);
     kv::TableHeader& header = whole.header();
@@ -642,15 +661,12 @@ TEST(SharedTableReader, NeverFollowsAnIndexPastTheReservedLimit)
 
 TEST(SharedTableReader, NeverFollowsAnEntryPastTheReservedLimitNorCopiesMoreThanTheTableHolds)
 {
-    auto name = unique_segment("limitentry");
-    const std::size_t size = 64 << 20;
-    kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
-    writer.publish_alive();
     const std::string big(100, 'x'); // too large for a slot: it lives in a heap entry
-    ASSERT_EQ(writer.set("big", big), kv::SharedTableWriter::SetResult::stored);
-    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
-    ASSERT_TRUE(reader);
-    auto segment = open_segment(name);
+    ForgeableTable table("limitentry", 64 << 20, "big", big);
+    ASSERT_TRUE(table.stored && table.reader);
+    const std::size_t size = table.size;
+    auto& reader = table.reader;
+    auto& segment = table.segment;
     WholeSegment whole(segment.get(), size);
     ASSERT_NE(whole.base, MAP_FAILED);
     kv::TableHeader& header = whole.header();
@@ -693,14 +709,10 @@ TEST(SharedTableReader, NeverFollowsAnEntryPastTheReservedLimitNorCopiesMoreThan
 
 TEST(SharedTableReader, RefusesAnUnalignedIndexOffset)
 {
-    auto name = unique_segment("unaligned");
-    const std::size_t size = 4 << 20;
-    kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
-    writer.publish_alive();
-    ASSERT_EQ(writer.set("milk", "1"), kv::SharedTableWriter::SetResult::stored);
-    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
-    ASSERT_TRUE(reader);
-    auto segment = open_segment(name);
+    ForgeableTable table("unaligned", 4 << 20, "milk", "1");
+    ASSERT_TRUE(table.stored && table.reader);
+    auto& reader = table.reader;
+    auto& segment = table.segment;
     HeaderPage page(segment.get());
     ASSERT_NE(page.header, MAP_FAILED);
     const std::uint64_t index_offset = page.header->index_offset.load();
