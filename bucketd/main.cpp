@@ -44,8 +44,7 @@ int main(int argc, char** argv)
     try {
         // The readiness pipe is taken as soon as it is known, so a failure to
         // decode the rest is still told to registryd.
-        if (const char* notify_text = std::getenv("KV_NOTIFY_FD"))
-            notify = kv::UniqueFd(std::atoi(notify_text));
+        notify = kv::UniqueFd(kv::decode_notify_descriptor());
         kv::BucketEnvironment environment = kv::decode_bucket_environment();
         kv::UniqueFd segment(environment.segment_fd);
         kv::UniqueFd listener(environment.listen_fd);

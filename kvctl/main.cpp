@@ -66,6 +66,12 @@ kv::resp::Value checked(const kv::resp::Value& reply, const std::string& what)
     return reply;
 }
 
+Failure unreachable(const std::string& registry_socket, const kv::SystemError& error)
+{
+    return Failure { exit_unreachable, "unable to reach registryd at " + registry_socket + ": " + std::strerror(error.error())
+            + " (is registryd running with this run dir?)" };
+}
+
 // What kvctl talks to, and how far it trusts it: the run directory must be
 // ours (or root's), and every socket, segment and record in it must belong to
 // the directory's owner (SO_PEERCRED for sockets, the owner for files), so
@@ -91,8 +97,7 @@ public:
         } catch (const kv::TimedOut& error) {
             throw Failure { exit_timed_out, what + ": " + error.what() + timeout_text_ };
         } catch (const kv::SystemError& error) {
-            throw Failure { exit_unreachable, "unable to reach registryd at " + path + ": "
-                    + std::strerror(error.error()) + " (is registryd running with this run dir?)" };
+            throw unreachable(path, error);
         } catch (const kv::ConnectionClosed&) {
             throw Failure { exit_unreachable, what + ": registryd closed the connection before replying" };
         }
@@ -166,8 +171,7 @@ private:
         try {
             return kv::RunDir::open_trusted(path);
         } catch (const kv::SystemError& error) {
-            throw Failure { exit_unreachable, "unable to reach registryd at " + kv::registry_socket_path(path) + ": "
-                    + std::strerror(error.error()) + " (is registryd running with this run dir?)" };
+            throw unreachable(kv::registry_socket_path(path), error);
         } catch (const std::exception& error) {
             throw Failure { exit_unreachable, error.what() };
         }

@@ -110,6 +110,17 @@ std::size_t kill_processes(const std::string& instance, std::chrono::millisecond
     return killed.size();
 }
 
+// A segment of our uid at /dev/shm/`name`, or nothing: a name anyone could
+// have made is believed only after this look at who did.
+UniqueFd open_our_segment(const std::string& name, Access access)
+{
+    UniqueFd fd = open_segment("/" + name, access);
+    struct stat info;
+    if (!fd || ::fstat(fd.get(), &info) == -1 || !S_ISREG(info.st_mode) || info.st_uid != ::geteuid())
+        return UniqueFd();
+    return fd;
+}
+
 std::size_t remove_segments(const std::string& instance)
 {
     const std::string prefix = segment_prefix(instance).substr(1); // as listed in /dev/shm, without the '/'
@@ -117,12 +128,9 @@ std::size_t remove_segments(const std::string& instance)
     for_each_entry(::opendir("/dev/shm"), [&](const std::string& name) {
         if (name.compare(0, prefix.size(), prefix) != 0)
             return;
-        const std::string segment = "/" + name;
-        UniqueFd fd(::shm_open(segment.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0));
-        struct stat info;
-        if (!fd || ::fstat(fd.get(), &info) == -1 || !S_ISREG(info.st_mode) || info.st_uid != ::geteuid())
+        if (!open_our_segment(name, Access::read_only))
             return; // not ours: someone copied the name; leave it
-        removed += ::shm_unlink(segment.c_str()) == 0;
+        removed += ::shm_unlink(("/" + name).c_str()) == 0;
     });
     return removed;
 }
@@ -167,9 +175,8 @@ LeftoverCounts remove_dead_instances(std::chrono::milliseconds wait)
             names.push_back(name);
     });
     for (const auto& name : names) {
-        UniqueFd table(::shm_open(("/" + name).c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0));
-        struct stat info;
-        if (!table || ::fstat(table.get(), &info) == -1 || !S_ISREG(info.st_mode) || info.st_uid != ::geteuid())
+        UniqueFd table = open_our_segment(name, Access::read_write);
+        if (!table)
             continue; // not ours
         // A live registryd holds this lock for its whole life, in whatever pid
         // namespace it runs; the owner check covers one that has created its

@@ -25,7 +25,7 @@ std::vector<std::pair<std::string, std::string>> encode(const BucketEnvironment&
 
 namespace {
 
-std::string required(const std::function<const char*(const char*)>& lookup, const char* name)
+std::string required(const EnvironmentLookup& lookup, const char* name)
 {
     const char* value = lookup(name);
     if (!value || !*value)
@@ -34,7 +34,7 @@ std::string required(const std::function<const char*(const char*)>& lookup, cons
 }
 
 template <typename Number>
-Number number(const std::function<const char*(const char*)>& lookup, const char* name)
+Number number(const EnvironmentLookup& lookup, const char* name)
 {
     const std::string text = required(lookup, name);
     Number value {};
@@ -44,7 +44,7 @@ Number number(const std::function<const char*(const char*)>& lookup, const char*
     return value;
 }
 
-int descriptor(const std::function<const char*(const char*)>& lookup, const char* name)
+int descriptor(const EnvironmentLookup& lookup, const char* name)
 {
     const int fd = number<int>(lookup, name);
     if (fd < 0)
@@ -54,11 +54,12 @@ int descriptor(const std::function<const char*(const char*)>& lookup, const char
 
 } // namespace
 
-BucketEnvironment decode_bucket_environment(const std::function<const char*(const char*)>& lookup)
+int decode_notify_descriptor(const EnvironmentLookup& lookup) { return descriptor(lookup, "KV_NOTIFY_FD"); }
+
+BucketEnvironment decode_bucket_environment(const EnvironmentLookup& lookup)
 {
     BucketEnvironment environment;
-    // The readiness pipe first: every later failure is told on it.
-    environment.notify_fd = descriptor(lookup, "KV_NOTIFY_FD");
+    environment.notify_fd = decode_notify_descriptor(lookup);
     environment.instance = required(lookup, instance_environment_variable);
     environment.segment_name = required(lookup, "KV_SEGMENT");
     environment.segment_fd = descriptor(lookup, "KV_SEGMENT_FD");

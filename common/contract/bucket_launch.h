@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -46,12 +47,19 @@ struct BucketEnvironment {
 // registryd's side: NAME=value pairs to add to the bucket's environment.
 std::vector<std::pair<std::string, std::string>> encode(const BucketEnvironment& environment);
 
+using EnvironmentLookup = std::function<const char*(const char*)>;
+inline const EnvironmentLookup process_environment = [](const char* name) { return std::getenv(name); };
+
+// bucketd's side, first: the readiness pipe (KV_NOTIFY_FD), which it takes
+// before anything else so that any later failure is told to registryd.
+// Throws as decode_bucket_environment does.
+int decode_notify_descriptor(const EnvironmentLookup& lookup = process_environment);
+
 // bucketd's side, through `lookup` (std::getenv by default). Throws
 // std::invalid_argument with one line ("missing KV_SEGMENT_FD (bucketd is
 // started by registryd)", "KV_BUCKET_SIZE is not a number: x") on anything
 // encode() would not have written.
-BucketEnvironment decode_bucket_environment(
-    const std::function<const char*(const char*)>& lookup = [](const char* name) { return std::getenv(name); });
+BucketEnvironment decode_bucket_environment(const EnvironmentLookup& lookup = process_environment);
 
 // The readiness line.
 inline constexpr std::string_view ready_line = "\n";

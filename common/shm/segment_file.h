@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "mapping.h"
 #include "unique_fd.h"
 
 namespace kv {
@@ -17,6 +18,13 @@ namespace kv {
 // never one that was there. Throws SystemError
 // "unable to create segment NAME: ..." (File exists if the name is taken).
 UniqueFd create_segment(const std::string& name);
+
+// An existing segment, never through a symlink planted under the name
+// (O_NOFOLLOW; glibc's shm_open adds it too, said here because trust
+// depends on it) and never hanging on a FIFO planted there (O_NONBLOCK).
+// `access` is Access::read_only or read_write (mapping.h). Invalid if there
+// is no such segment or it cannot be opened; the caller checks what it is.
+UniqueFd open_segment(const std::string& name, Access access);
 
 // shm_unlink(name), but only if `name` still refers to the object `fd` is
 // open on (same st_dev and st_ino). False if it does not, or is gone. (Only

@@ -1,5 +1,7 @@
 #include "shared_table_reader.h"
 
+#include "segment_file.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -58,10 +60,7 @@ private:
 std::unique_ptr<SharedTableReader> SharedTableReader::open(const std::string& segment_name, TableKind kind, uid_t expected_owner)
 {
     install_fault_handler();
-    // O_NOFOLLOW: a symlink planted under the name is not followed (glibc's
-    // shm_open adds it too; said here because trust depends on it).
-    // O_NONBLOCK: a FIFO planted under the name must not hang the open.
-    UniqueFd fd(::shm_open(segment_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0));
+    UniqueFd fd = open_segment(segment_name, Access::read_only); // no link followed, no FIFO waited on
     if (!fd)
         return nullptr;
     const auto info = stat_table_file(fd.get());
