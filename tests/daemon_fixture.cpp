@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -340,6 +341,20 @@ void expect_no_zombie(pid_t parent)
 {
     for (const auto& child : children_of(parent))
         EXPECT_NE(child.state, 'Z') << "zombie child " << child.pid << " (" << child.cmdline << ")";
+}
+
+std::size_t send_until_blocked(int fd, std::string_view bytes, std::size_t at_most)
+{
+    std::size_t sent = 0;
+    while (sent < at_most) {
+        const std::size_t at = sent % bytes.size();
+        const std::size_t size = std::min(bytes.size() - at, at_most - sent);
+        auto n = ::send(fd, bytes.data() + at, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        sent += static_cast<std::size_t>(n);
+    }
+    return sent;
 }
 
 bool wait_peer_closed(int fd, std::chrono::milliseconds timeout)

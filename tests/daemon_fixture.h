@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "client.h"
@@ -111,6 +112,12 @@ std::size_t wait_for_connections(pid_t server, std::size_t count, std::chrono::m
 // Fails the test (EXPECT) for every child of `parent` that is a zombie:
 // exited, and not reaped.
 void expect_no_zombie(pid_t parent);
+
+// Writes `bytes` over and over (each time from where the last write stopped)
+// without blocking, until the socket takes no more or `at_most` bytes went:
+// how a client that floods a server finds where the server stops reading.
+// Returns how many bytes went.
+std::size_t send_until_blocked(int fd, std::string_view bytes, std::size_t at_most);
 
 // True once the peer has closed the connection (POLLRDHUP), even with unread data.
 bool wait_peer_closed(int fd, std::chrono::milliseconds timeout);

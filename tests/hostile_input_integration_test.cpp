@@ -174,13 +174,7 @@ TEST(HostileInput, ClientThatNeverReadsRepliesBlocksNobodyAndIsDropped)
     std::string batch;
     for (int i = 0; i < 200; ++i)
         batch += request;
-    std::size_t sent = 0;
-    while (sent < batch.size()) {
-        auto n = ::send(greedy.fd(), batch.data() + sent, batch.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n <= 0)
-            break;
-        sent += static_cast<std::size_t>(n);
-    }
+    send_until_blocked(greedy.fd(), batch, batch.size());
     EXPECT_EQ(writer.call({ "GET", "big" }).text.size(), 1u << 20);
     EXPECT_TRUE(wait_peer_closed(greedy.fd(), 10s));
     EXPECT_EQ(writer.call({ "PING" }).text, "PONG");
@@ -303,13 +297,7 @@ TEST(HostileInput, RequestsPipelinedBehindAPendingReplyAreBoundedAndDroppedWhenS
         auto& client = clients.back();
         client.send_raw(kv::resp::encode_command({ "MONITOR", "watched" }));
         // Write until registryd stops taking them (60 MiB at most).
-        std::size_t accepted = 0;
-        while (accepted < (60u << 20)) {
-            auto n = ::send(client.fd(), pings.data(), pings.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n <= 0)
-                break;
-            accepted += static_cast<std::size_t>(n);
-        }
+        const std::size_t accepted = send_until_blocked(client.fd(), pings, 60u << 20);
         EXPECT_LT(accepted, 4u << 20) << "registryd kept reading requests queued behind a pending reply";
     }
     EXPECT_LT(resident_kib(daemon.pid()), rss_before + 32 * 1024);
@@ -330,14 +318,7 @@ TEST(HostileInput, AClientThatHangsUpWithRequestsQueuedBehindAPendingReplyIsForg
     {
         auto client = kv::Client::connect(kv::registry_socket_path(daemon.run_dir()));
         client.send_raw(kv::resp::encode_command({ "MONITOR", "watched" }));
-        std::size_t sent = 0;
-        while (sent < pings.size()) {
-            auto n = ::send(client.fd(), pings.data() + sent, pings.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n <= 0)
-                break;
-            sent += static_cast<std::size_t>(n);
-        }
-        ASSERT_GT(sent, 64u * 1024);
+        ASSERT_GT(send_until_blocked(client.fd(), pings, pings.size()), 64u * 1024);
     } // hangs up
     // Long before the 60 s stall timeout, the MONITOR is forgotten.
     auto deadline = std::chrono::steady_clock::now() + 10s;
