@@ -75,14 +75,17 @@ RequestParser::Status RequestParser::fail(std::string& error, std::string_view w
     return Status::protocol_error;
 }
 
-bool RequestParser::read_header_line(std::string_view& line)
+RequestParser::HeaderLine RequestParser::read_header_line(std::string_view& line)
 {
     auto end = buffer_.find("\r\n", position_);
-    if (end == std::string::npos)
-        return false;
+    if (end == std::string::npos) {
+        return unterminated_length(std::string_view(buffer_).substr(position_)) > limits_.max_inline_length
+            ? HeaderLine::too_long
+            : HeaderLine::incomplete;
+    }
     line = std::string_view(buffer_).substr(position_ + 1, end - position_ - 1);
     position_ = end + 2;
-    return true;
+    return line.size() + 1 > limits_.max_inline_length ? HeaderLine::too_long : HeaderLine::complete;
 }
 
 RequestParser::Status RequestParser::next(Request& out, std::string& error)
@@ -100,13 +103,8 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
                 return status;
             }
             std::string_view line;
-            if (!read_header_line(line)) {
-                if (unterminated_length(std::string_view(buffer_).substr(position_)) > limits_.max_inline_length)
-                    return fail(error, "too big multibulk count string");
-                return Status::need_more;
-            }
-            if (line.size() + 1 > limits_.max_inline_length)
-                return fail(error, "too big multibulk count string");
+            if (auto header = read_header_line(line); header != HeaderLine::complete)
+                return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big multibulk count string");
             long long count;
             if (!parse_integer(line, count) || count > static_cast<long long>(limits_.max_array_length))
                 return fail(error, "invalid multibulk length");
@@ -123,13 +121,8 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
                 if (buffer_[position_] != '$')
                     return fail(error, std::string("expected '$', got '") + buffer_[position_] + "'");
                 std::string_view line;
-                if (!read_header_line(line)) {
-                    if (unterminated_length(std::string_view(buffer_).substr(position_)) > limits_.max_inline_length)
-                        return fail(error, "too big bulk count string");
-                    return Status::need_more;
-                }
-                if (line.size() + 1 > limits_.max_inline_length)
-                    return fail(error, "too big bulk count string");
+                if (auto header = read_header_line(line); header != HeaderLine::complete)
+                    return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big bulk count string");
                 long long length;
                 if (!parse_integer(line, length) || length < 0
                     || length > static_cast<long long>(limits_.max_bulk_length))

@@ -45,8 +45,12 @@ public:
 private:
     Status fail(std::string& error, std::string_view why);
     Status parse_inline(Request& out, std::string& error);
-    // Reads a header line "<prefix><integer>\r\n"; false if incomplete.
-    bool read_header_line(std::string_view& line);
+    enum class HeaderLine { complete, incomplete, too_long };
+    // Reads a header line "<prefix><integer>\r\n" into `line` (without the
+    // prefix). too_long once it is longer than an inline line may be, whether
+    // its CRLF has arrived or not, so the answer does not depend on how the
+    // bytes were split into reads.
+    HeaderLine read_header_line(std::string_view& line);
     void compact();
 
     Limits limits_;
