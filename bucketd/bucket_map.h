@@ -49,6 +49,7 @@ public:
 
     std::uint64_t size() const;
     std::uint64_t bytes() const;
+    std::uint64_t segment_size() const { return table_.segment_size(); }
     const std::string& segment_name() const { return table_.segment_name(); }
 
     void for_each_key(const std::function<void(std::string_view)>& visit) const;

@@ -585,6 +585,8 @@ void SharedTableWriter::Batch::rollback()
 
 std::uint64_t SharedTableWriter::size() const { return segment_->header->keys.load(std::memory_order_relaxed); }
 
+std::uint64_t SharedTableWriter::segment_size() const { return segment_->header->size; }
+
 std::uint64_t SharedTableWriter::bytes() const { return segment_->header->bytes.load(std::memory_order_relaxed); }
 
 void SharedTableWriter::for_each(const std::function<void(std::string_view, std::string_view)>& visit) const

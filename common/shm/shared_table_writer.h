@@ -80,6 +80,8 @@ public:
 
     std::uint64_t size() const;
     std::uint64_t bytes() const;
+    // The segment's size: no pair larger than this can ever be stored.
+    std::uint64_t segment_size() const;
     const std::string& segment_name() const { return segment_name_; }
     void for_each(const std::function<void(std::string_view key, std::string_view value)>& visit) const;
     // A key picked from the slot `random` lands on (the first live slot from
