@@ -175,6 +175,7 @@ const BucketCommand commands[] = {
     { "flushdb", -1, data_commands::flushdb },
     { "flushall", -1, data_commands::flushdb },
     { "time", 1, data_commands::time },
+    { "scan", -2, data_commands::scan },
 };
 
 } // namespace

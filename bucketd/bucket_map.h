@@ -53,6 +53,11 @@ public:
     const std::string& segment_name() const { return table_.segment_name(); }
 
     void for_each_key(const std::function<void(std::string_view)>& visit) const;
+    // See SharedTableWriter::scan_step.
+    std::uint64_t scan_step(std::uint64_t cursor, const std::function<void(std::string_view)>& visit) const
+    {
+        return table_.scan_step(cursor, visit);
+    }
     // See SharedTableWriter::random_key.
     std::optional<std::string_view> random_key(std::uint64_t random) const { return table_.random_key(random); }
 

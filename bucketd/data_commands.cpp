@@ -15,6 +15,7 @@
 
 #include "command_table.h"
 #include "error_code.h"
+#include "glob.h"
 
 namespace kv::data_commands {
 
@@ -522,6 +523,91 @@ void time(BucketContext&, const resp::Request&, std::string& out)
     resp::append_array_header(out, 2);
     resp::append_bulk(out, std::to_string(now.tv_sec));
     resp::append_bulk(out, std::to_string(now.tv_nsec / 1000));
+}
+
+// SCAN cursor [MATCH pattern] [COUNT n] [TYPE type], as Redis's
+// scanGenericCommand: up to COUNT keys, at most 10 x COUNT home slots per
+// call; MATCH and TYPE filter after the walk (so a call may return nothing
+// and a cursor that is not 0).
+void scan(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    // Redis reads the cursor with strtoul: no leading space, all digits, in range.
+    const std::string& text = request[1];
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long parsed = std::strtoull(text.c_str(), &end, 10);
+    // (An empty cursor is 0, and bytes after a NUL are ignored, as there.)
+    if ((!text.empty() && std::isspace(static_cast<unsigned char>(text[0]))) || *end != '\0' || errno == ERANGE) {
+        error_reply(out, "invalid cursor");
+        return;
+    }
+    std::uint64_t cursor = parsed;
+    long long count = 10;
+    const std::string* pattern = nullptr;
+    const std::string* type = nullptr;
+    for (std::size_t i = 2; i < request.size(); i += 2) {
+        const bool has_value = i + 1 < request.size();
+        if (same_word(request[i], "COUNT") && has_value) {
+            if (!parse_integer(request[i + 1], count)) {
+                not_an_integer(out);
+                return;
+            }
+            if (count < 1) {
+                syntax_error(out);
+                return;
+            }
+        } else if (same_word(request[i], "MATCH") && has_value) {
+            pattern = request[i + 1] == "*" ? nullptr : &request[i + 1];
+        } else if (same_word(request[i], "TYPE") && has_value) {
+            type = &request[i + 1];
+        } else {
+            syntax_error(out);
+            return;
+        }
+    }
+    // The same bounds as KEYS (bucket_commands.cpp): a pattern of at most
+    // 1 MiB, at most 200 million comparisons for one call.
+    if (pattern && pattern->size() > (1 << 20)) {
+        error_reply(out, "SCAN pattern too long (" + std::to_string(pattern->size()) + " bytes; at most 1048576)");
+        return;
+    }
+    std::optional<GlobPattern> glob;
+    if (pattern)
+        glob.emplace(*pattern);
+    GlobBudget budget(200'000'000);
+    const bool wanted_type = !type || ::strcasecmp(type->c_str(), "string") == 0;
+    std::string keys;
+    long long visited = 0, found = 0; // COUNT bounds the keys visited, before filtering, as in Redis
+    bool too_costly = false;
+    long long steps_left = count * 10;
+    do {
+        cursor = context.map.scan_step(cursor, [&](std::string_view key) {
+            ++visited;
+            if (!wanted_type || too_costly)
+                return;
+            if (glob) {
+                switch (glob->match(key, budget)) {
+                case GlobResult::match:
+                    break;
+                case GlobResult::no_match:
+                    return;
+                case GlobResult::too_costly:
+                    too_costly = true;
+                    return;
+                }
+            }
+            resp::append_bulk(keys, key);
+            ++found;
+        });
+    } while (cursor != 0 && steps_left-- > 0 && visited < count && !too_costly);
+    if (too_costly) {
+        error_reply(out, "SCAN pattern too costly for this bucket (more than 200000000 comparisons); use a simpler pattern");
+        return;
+    }
+    resp::append_array_header(out, 2);
+    resp::append_bulk(out, std::to_string(cursor));
+    resp::append_array_header(out, static_cast<std::size_t>(found));
+    out += keys;
 }
 
 } // namespace kv::data_commands

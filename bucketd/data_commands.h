@@ -43,6 +43,7 @@ void renamenx(BucketContext& context, const resp::Request& request, std::string&
 void randomkey(BucketContext& context, const resp::Request& request, std::string& out);
 void flushdb(BucketContext& context, const resp::Request& request, std::string& out);
 void time(BucketContext& context, const resp::Request& request, std::string& out);
+void scan(BucketContext& context, const resp::Request& request, std::string& out);
 
 // "bucket is full: ..." (FULL), the one reply for a change that does not fit.
 void append_full(std::string& out, std::size_t bytes);

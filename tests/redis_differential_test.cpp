@@ -22,6 +22,7 @@
 #include "daemon_fixture.h"
 #include "log.h"
 #include "require.h"
+#include "command_table.h"
 #include "resp.h"
 
 extern char** environ;
@@ -161,6 +162,7 @@ public:
             return { unknown[pick(5)], key(), value() };
         }
         case 30: return { "INCRBYFLOAT", key(), pick(2) ? "1e308" : "-1e308" };
+        case 31: return scan();
         default: return { pick(2) ? "SET" : "INCRBY", key(), number() };
         }
     }
@@ -248,6 +250,26 @@ private:
         }
         return request;
     }
+    // Whole scans in one call (COUNT past the keys there are), so the
+    // replies are comparable; and malformed ones.
+    std::vector<std::string> scan()
+    {
+        static const char* cursors[] = { "0", "0", "0", "", "abc", " 0", "-1x", "99999999999999999999999" };
+        std::vector<std::string> request = { "SCAN", cursors[pick(std::size(cursors))] };
+        static const char* options[] = { "COUNT", "MATCH", "TYPE", "count", "BAD" };
+        static const char* values[] = { "1000", "0", "-3", "x", "*", "a*", "[ab]", "?", "string", "list", "STRING" };
+        const std::size_t count = pick(4);
+        for (std::size_t i = 0; i < count; ++i) {
+            std::string option = options[pick(std::size(options))];
+            request.push_back(option);
+            if (pick(6))
+                request.push_back(kv::same_word(option, "COUNT") && pick(2) ? "1000" : values[pick(std::size(values))]);
+        }
+        if (std::find(request.begin(), request.end(), "COUNT") == request.end() && pick(4))
+            request.insert(request.end(), { "COUNT", "1000" });
+        return request;
+    }
+
     std::vector<std::string> wrong_arity()
     {
         static const std::vector<std::vector<std::string>> requests = { { "GET" }, { "GET", "a", "b" }, { "SET", "a" },
@@ -255,7 +277,7 @@ private:
             { "INCR", "a", "b" }, { "DECRBY", "a" }, { "INCRBYFLOAT", "a" }, { "APPEND", "a" }, { "STRLEN" },
             { "GETRANGE", "a", "0" }, { "SETRANGE", "a", "0" }, { "UNLINK" }, { "TYPE" }, { "RENAME", "a" },
             { "RENAMENX", "a", "b", "c" }, { "RANDOMKEY", "a" }, { "TIME", "a" }, { "DBSIZE", "a" }, { "DEL" },
-            { "EXISTS" } };
+            { "EXISTS" }, { "SCAN" } };
         return requests[pick(requests.size())];
     }
 
@@ -331,6 +353,24 @@ TEST(RedisDifferential, RandomStringAndKeyspaceCommandsAnswerAsRedisServerByteFo
                 ASSERT_TRUE(is_digits(ours.elements[0].text) && is_digits(ours.elements[1].text)) << where << actual;
                 EXPECT_LE(std::llabs(std::stoll(ours.elements[0].text) - std::stoll(theirs.elements[0].text)), 2) << where;
                 EXPECT_LT(std::stoll(ours.elements[1].text), 1'000'000) << where;
+            } else if (request[0] == "SCAN" && expected[0] == '*') {
+                // Cursors are the servers' own: a whole scan ends at "0", with the same keys.
+                kv::resp::Value ours, theirs;
+                std::size_t consumed = 0;
+                ASSERT_EQ(kv::resp::parse_value(actual, consumed, ours), kv::resp::ParseResult::complete) << where << actual;
+                ASSERT_EQ(kv::resp::parse_value(expected, consumed, theirs), kv::resp::ParseResult::complete);
+                ASSERT_EQ(ours.elements.size(), 2u) << where << actual;
+                auto sorted_keys = [](const kv::resp::Value& reply) {
+                    std::vector<std::string> keys;
+                    for (const auto& key : reply.elements[1].elements)
+                        keys.push_back(key.text);
+                    std::sort(keys.begin(), keys.end());
+                    return keys;
+                };
+                if (theirs.elements[0].text == "0") {
+                    EXPECT_EQ(ours.elements[0].text, "0") << where;
+                    EXPECT_EQ(sorted_keys(ours), sorted_keys(theirs)) << where;
+                }
             } else if (is_unknown_to_kv(request[0])) {
                 // Redis knows lists, hashes, sets and sorted sets; kv does not keep them.
                 const std::string prefix = "-ERR unknown command '" + request[0] + "'";

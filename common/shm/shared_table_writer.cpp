@@ -600,6 +600,45 @@ void SharedTableWriter::for_each(const std::function<void(std::string_view, std:
     }
 }
 
+namespace {
+
+std::uint64_t reverse_bits(std::uint64_t v)
+{
+    v = ((v >> 1) & 0x5555555555555555ULL) | ((v & 0x5555555555555555ULL) << 1);
+    v = ((v >> 2) & 0x3333333333333333ULL) | ((v & 0x3333333333333333ULL) << 2);
+    v = ((v >> 4) & 0x0F0F0F0F0F0F0F0FULL) | ((v & 0x0F0F0F0F0F0F0F0FULL) << 4);
+    v = ((v >> 8) & 0x00FF00FF00FF00FFULL) | ((v & 0x00FF00FF00FF00FFULL) << 8);
+    v = ((v >> 16) & 0x0000FFFF0000FFFFULL) | ((v & 0x0000FFFF0000FFFFULL) << 16);
+    return (v >> 32) | (v << 32);
+}
+
+} // namespace
+
+std::uint64_t SharedTableWriter::scan_step(std::uint64_t cursor, const std::function<void(std::string_view)>& visit) const
+{
+    const Segment& s = *segment_;
+    const Slot* index = s.slots();
+    const std::uint64_t mask = s.capacity() - 1;
+    const std::uint64_t home = cursor & mask;
+    // A key sits at its home or after it, with no empty slot in between
+    // (erase leaves tombstones), so the run from its home holds it.
+    for (std::uint64_t i = home;;) {
+        const std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+        if (offset == empty_slot)
+            break;
+        if (offset != deleted_slot && (index[i].tag.load(std::memory_order_relaxed) & mask) == home)
+            visit(s.slot_key(index[i]));
+        i = (i + 1) & mask;
+        if (i == home)
+            break;
+    }
+    // Increment the bits above the mask's complement, from the top down.
+    cursor |= ~mask;
+    cursor = reverse_bits(cursor);
+    ++cursor;
+    return reverse_bits(cursor);
+}
+
 std::optional<std::string_view> SharedTableWriter::random_key(std::uint64_t random) const
 {
     const Segment& s = *segment_;

@@ -84,6 +84,15 @@ public:
     std::uint64_t segment_size() const;
     const std::string& segment_name() const { return segment_name_; }
     void for_each(const std::function<void(std::string_view key, std::string_view value)>& visit) const;
+    // One step of a SCAN (Redis's dictScan over the index's home slots): visits
+    // every key whose home slot (hash & mask) is `cursor`'s, walking that
+    // home's probe run, and returns the next cursor, 0 once the scan is done.
+    // The cursor advances in reverse binary order, so a key present for the
+    // whole scan is visited at least once even if the index doubles (or is
+    // replaced by a smaller one) between steps: its home in the larger index
+    // shares the low bits the cursor has not yet moved past. Keys may be
+    // visited twice.
+    std::uint64_t scan_step(std::uint64_t cursor, const std::function<void(std::string_view key)>& visit) const;
     // A key picked from the slot `random` lands on (the first live slot from
     // there on, wrapping): not uniform where keys cluster, as Redis's own
     // RANDOMKEY is not. Nothing if the table is empty.
