@@ -34,22 +34,15 @@ namespace {
 // One connection that hands back each reply's exact bytes.
 class RawConnection {
 public:
-    // Connects to the Unix socket at `path`, trying again until `deadline`
-    // while nobody listens there yet (a server still starting).
-    RawConnection(const std::string& path, std::chrono::steady_clock::time_point deadline)
+    // Connects to the Unix socket at `path` (its server is ready).
+    explicit RawConnection(const std::string& path)
     {
-        for (;;) {
-            fd_ = kv::UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-            sockaddr_un address {};
-            address.sun_family = AF_UNIX;
-            std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-            if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0)
-                break;
-            if (std::chrono::steady_clock::now() > deadline)
-                throw std::runtime_error("unable to connect to " + path + ": " + std::strerror(errno));
-            // The server has not bound its socket yet: wait on its start, as a client would.
-            ::usleep(10'000);
-        }
+        fd_ = kv::UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un address {};
+        address.sun_family = AF_UNIX;
+        std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+        if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+            throw std::runtime_error("unable to connect to " + path + ": " + std::strerror(errno));
         timeval timeout { 20, 0 };
         ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     }
@@ -84,21 +77,47 @@ private:
     std::string buffer_;
 };
 
-// redis-server on a Unix socket in `directory`, persisting nothing; stopped
+// redis-server on a Unix socket in `directory`, persisting nothing, ready
+// once the constructor returns: it runs as a systemd service would
+// (`--supervised systemd`) and says READY=1 on a datagram socket of the
+// test's own (NOTIFY_SOCKET), after its listening socket is open. Stopped
 // (SIGTERM, then reaped) when this goes.
 class RedisServer {
 public:
     RedisServer(const std::string& program, const std::string& directory) : socket_(directory + "/redis.sock")
     {
+        const std::string notify_path = directory + "/notify.sock";
+        kv::UniqueFd notify(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        sockaddr_un address {};
+        address.sun_family = AF_UNIX;
+        std::strncpy(address.sun_path, notify_path.c_str(), sizeof address.sun_path - 1);
+        if (::bind(notify.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+            throw std::runtime_error("unable to bind " + notify_path + ": " + std::strerror(errno));
         std::vector<std::string> arguments = { program, "--port", "0", "--unixsocket", socket_, "--unixsocketperm", "700",
-            "--save", "", "--appendonly", "no", "--dir", directory, "--daemonize", "no", "--logfile",
-            directory + "/redis.log" };
+            "--save", "", "--appendonly", "no", "--dir", directory, "--daemonize", "no", "--supervised", "systemd",
+            "--logfile", directory + "/redis.log" };
         std::vector<char*> argv;
         for (auto& argument : arguments)
             argv.push_back(argument.data());
         argv.push_back(nullptr);
-        if (::posix_spawn(&pid_, program.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
+        std::vector<std::string> environment = { "NOTIFY_SOCKET=" + notify_path };
+        for (char** entry = environ; *entry; ++entry)
+            if (std::strncmp(*entry, "NOTIFY_SOCKET=", 14) != 0)
+                environment.emplace_back(*entry);
+        std::vector<char*> envp;
+        for (auto& entry : environment)
+            envp.push_back(entry.data());
+        envp.push_back(nullptr);
+        if (::posix_spawn(&pid_, program.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0)
             throw std::runtime_error("unable to start " + program);
+        for (;;) {
+            if (!wait_readable(notify.get(), 10s))
+                throw std::runtime_error(program + " not ready within 10 s (see " + directory + "/redis.log)");
+            char message[4096];
+            ssize_t n = ::recv(notify.get(), message, sizeof message, 0);
+            if (n > 0 && std::string_view(message, static_cast<std::size_t>(n)).find("READY=1") != std::string_view::npos)
+                break;
+        }
     }
     ~RedisServer()
     {
@@ -313,8 +332,8 @@ TEST(RedisDifferential, RandomStringAndKeyspaceCommandsAnswerAsRedisServerByteFo
     RegistryDaemon daemon;
     const std::string bucket_socket = daemon.create("diff").field("socket")->text;
     const auto start = std::chrono::steady_clock::now();
-    RawConnection reference(redis.socket(), start + 10s);
-    RawConnection bucket(bucket_socket, start + 10s);
+    RawConnection reference(redis.socket());
+    RawConnection bucket(bucket_socket);
 
     std::uint64_t seed = std::random_device {}();
     if (const char* fixed = std::getenv("KV_DIFF_SEED"))
