@@ -158,7 +158,9 @@ void incr_decr(BucketContext& context, std::string_view key, long long increment
         resp::append_integer(out, value);
 }
 
-void mset_pairs(BucketContext& context, const resp::Request& request, std::string& out, std::string_view ok_reply)
+// Sets every pair of request[1..] in one batch: true once all are visible,
+// false (a FULL reply in `out`, none of them set) if they do not all fit.
+bool mset_pairs(BucketContext& context, const resp::Request& request, std::string& out)
 {
     std::size_t bytes = 0;
     for (std::size_t i = 1; i < request.size(); ++i)
@@ -167,15 +169,18 @@ void mset_pairs(BucketContext& context, const resp::Request& request, std::strin
     for (std::size_t i = 1; i < request.size(); i += 2) {
         if (context.map.set(request[i], request[i + 1]) != BucketMap::SetResult::stored) {
             append_full(out, bytes); // the batch goes uncommitted: none of it happened
-            return;
+            return false;
         }
     }
     batch.commit();
-    out += ok_reply;
+    return true;
 }
 
-void rename_key(BucketContext& context, const resp::Request& request, std::string& out, bool only_if_new)
+enum class RenameMode { replace, only_if_new };
+
+void rename_key(BucketContext& context, const resp::Request& request, std::string& out, RenameMode mode)
 {
+    const bool only_if_new = mode == RenameMode::only_if_new;
     const std::string& from = request[1];
     const std::string& to = request[2];
     auto value = context.map.get(from);
@@ -331,7 +336,8 @@ void mset(BucketContext& context, const resp::Request& request, std::string& out
         error_reply(out, "wrong number of arguments for 'mset' command");
         return;
     }
-    mset_pairs(context, request, out, "+OK\r\n");
+    if (mset_pairs(context, request, out))
+        resp::append_simple(out, "OK");
 }
 
 void msetnx(BucketContext& context, const resp::Request& request, std::string& out)
@@ -346,7 +352,8 @@ void msetnx(BucketContext& context, const resp::Request& request, std::string& o
             return;
         }
     }
-    mset_pairs(context, request, out, ":1\r\n");
+    if (mset_pairs(context, request, out))
+        resp::append_integer(out, 1);
 }
 
 void incr(BucketContext& context, const resp::Request& request, std::string& out) { incr_decr(context, request[1], 1, out); }
@@ -491,9 +498,9 @@ void type(BucketContext& context, const resp::Request& request, std::string& out
     resp::append_simple(out, context.map.contains(request[1]) ? "string" : "none");
 }
 
-void rename(BucketContext& context, const resp::Request& request, std::string& out) { rename_key(context, request, out, false); }
+void rename(BucketContext& context, const resp::Request& request, std::string& out) { rename_key(context, request, out, RenameMode::replace); }
 
-void renamenx(BucketContext& context, const resp::Request& request, std::string& out) { rename_key(context, request, out, true); }
+void renamenx(BucketContext& context, const resp::Request& request, std::string& out) { rename_key(context, request, out, RenameMode::only_if_new); }
 
 void randomkey(BucketContext& context, const resp::Request&, std::string& out)
 {

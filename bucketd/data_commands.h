@@ -8,10 +8,12 @@
 // Every value is a string: lists, hashes, sets and sorted sets are not kept
 // (their commands are unknown commands). No key has a TTL yet: SET's
 // EX/PX/EXAT/PXAT are refused after Redis's own checks, KEEPTTL is accepted
-// (there is no TTL to keep). Changes to several keys (MSET, MSETNX, RENAME,
-// FLUSHDB) land in one write window of the table (BucketMap::Batch), so a
-// direct reader sees all of them or none, and a bucket that fills up in the
-// middle of one keeps nothing of it.
+// (there is no TTL to keep). Changes to several keys (MSET, MSETNX, RENAME)
+// land in one write window of the table (BucketMap::Batch), so a direct
+// reader sees all of them or none, and a bucket that fills up in the middle
+// of one keeps nothing of it; FLUSHDB is one window of its own (BucketMap::
+// clear), and GETDEL, GETSET, INCR... change one key, so one window each.
+// Inside an open batch (a transaction's EXEC) every handler here joins it.
 #pragma once
 
 #include <string>
