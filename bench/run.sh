@@ -67,9 +67,9 @@ for clients in 1 8; do
     requests=$(( pipeline == 1 ? 100000 : 2000000 ))
     [[ -n "$quick" ]] && requests=$(( requests / 10 ))
     # Alternate the two servers, so drift in a shared machine hits both.
-    redis-benchmark -s "$bucket" -t set,get -n "$requests" -c "$clients" -P "$pipeline" --csv > "$work/kv.csv" 2>/dev/null
-    redis-benchmark -s "$work/redis.sock" -t set,get -n "$requests" -c "$clients" -P "$pipeline" --csv > "$work/redis.csv" 2>/dev/null
-    for test in SET GET; do
+    redis-benchmark -s "$bucket" -t set,get,incr,mset -n "$requests" -c "$clients" -P "$pipeline" --csv > "$work/kv.csv" 2>/dev/null
+    redis-benchmark -s "$work/redis.sock" -t set,get,incr,mset -n "$requests" -c "$clients" -P "$pipeline" --csv > "$work/redis.csv" 2>/dev/null
+    for test in SET GET INCR "MSET (10 keys)"; do
       kv=$(csv_field "$work/kv.csv" "$test" rps)
       redis=$(csv_field "$work/redis.csv" "$test" rps)
       echo "| $test | $clients | $pipeline | $(fmt "$kv") | $(fmt "$redis") | $(ratio "$kv" "$redis") |" \
