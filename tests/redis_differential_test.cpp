@@ -394,15 +394,18 @@ TEST(RedisDifferential, RandomStringAndKeyspaceCommandsAnswerAsRedisServerByteFo
                 // Redis knows lists, hashes, sets and sorted sets; kv does not keep them.
                 const std::string prefix = "-ERR unknown command '" + request[0] + "'";
                 ASSERT_EQ(actual.rfind(prefix, 0), 0u) << where << "\nkv: " << actual;
-                if (request[0] == "nosuchcommand")
+                if (request[0] == "nosuchcommand") {
                     ASSERT_EQ(expected.rfind(prefix, 0), 0u) << where << "\nredis: " << expected;
+                }
             } else {
                 ASSERT_EQ(actual, expected) << where;
             }
-            if (std::getenv("KV_DIFF_TRACE"))
+            if (std::getenv("KV_DIFF_TRACE")) {
                 for (const std::string& key : { std::string("a"), std::string("b"), std::string("c"), std::string("counter"),
-                         std::string(), std::string("\0\xff", 2) })
+                         std::string(), std::string("\0\xff", 2) }) {
                     ASSERT_EQ(bucket.call({ "GET", key }), reference.call({ "GET", key })) << where << " key " << key;
+                }
+            }
         }
         // And the whole content, key by key, at the end of each sequence.
         for (const std::string& key : { std::string("a"), std::string("b"), std::string("c"), std::string("counter"),
