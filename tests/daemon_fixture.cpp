@@ -101,6 +101,28 @@ short poll_one(int fd, short events, std::chrono::milliseconds timeout)
 
 bool wait_readable(int fd, std::chrono::milliseconds timeout) { return poll_one(fd, POLLIN, timeout) != 0; }
 
+std::chrono::milliseconds scaled(std::chrono::milliseconds deadline)
+{
+    static const long factor = [] {
+        const char* text = std::getenv("KV_TEST_TIME_SCALE");
+        const long value = text ? std::atol(text) : 1;
+        return value >= 1 ? value : 1;
+    }();
+    return deadline * factor;
+}
+
+void keep_sanitizer_reports(const std::string& what, const std::string& output)
+{
+    const char* directory = std::getenv("KV_SANITIZER_REPORTS");
+    if (!directory || output.find("runtime error:") == std::string::npos)
+        return;
+    static std::atomic<int> count { 0 };
+    const std::string path = std::string(directory) + "/stderr." + what + "." + std::to_string(::getpid()) + "."
+        + std::to_string(count++);
+    std::ofstream(path) << output;
+    ADD_FAILURE() << "a sanitizer report in the output of " << what << ", kept in " << path << ":\n" << output;
+}
+
 ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& environment,
     const std::string& stdin_file)
 {
@@ -144,6 +166,7 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
     int status = 0;
     ::waitpid(pid, &status, 0);
     result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    keep_sanitizer_reports(std::filesystem::path(arguments[0]).filename().string(), result.err);
     return result;
 }
 
@@ -329,7 +352,7 @@ std::size_t accepted_connections(pid_t server)
 
 std::size_t wait_for_connections(pid_t server, std::size_t count, std::chrono::milliseconds timeout)
 {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = std::chrono::steady_clock::now() + scaled(timeout);
     for (;;) {
         const auto held = accepted_connections(server);
         if (held == count || std::chrono::steady_clock::now() > deadline)
@@ -460,7 +483,7 @@ RegistryDaemon::RegistryDaemon(DaemonOptions options)
     pidfd_ = open_pidfd(pid_);
     ready.write_end.reset();
     char byte = 0;
-    if (!wait_readable(ready.read_end.get(), 10s) || ::read(ready.read_end.get(), &byte, 1) != 1) {
+    if (!wait_readable(ready.read_end.get(), scaled(10s)) || ::read(ready.read_end.get(), &byte, 1) != 1) {
         ::kill(pid_, SIGKILL);
         wait_exit(pidfd_.get());
         pid_ = -1;
@@ -473,10 +496,12 @@ RegistryDaemon::~RegistryDaemon()
 {
     if (running()) {
         ::kill(pid_, SIGTERM);
-        if (!wait_readable(pidfd_.get(), 10s))
+        if (!wait_readable(pidfd_.get(), scaled(10s)))
             ::kill(pid_, SIGKILL);
         wait_exit(pidfd_.get());
     }
+    // registryd's log holds its own stderr and every bucket's.
+    keep_sanitizer_reports("registryd", log());
     if (!instance_.empty() && !leave_leftovers_) {
         for (const auto& name : segments_with_prefix(segment_prefix()))
             ::shm_unlink(("/" + name).c_str());
@@ -495,7 +520,7 @@ std::string RegistryDaemon::log() const
 Client RegistryDaemon::connect() const
 {
     auto client = Client::connect(registry_socket_path(run_dir_));
-    set_receive_timeout(client, 20s);
+    set_receive_timeout(client, scaled(20s));
     return client;
 }
 
@@ -525,10 +550,10 @@ Client RegistryDaemon::monitor(const std::string& name) const
     const long long before = monitors_of(name);
     auto watcher = connect();
     watcher.send_raw(resp::encode_command({ "MONITOR", name }));
-    auto deadline = std::chrono::steady_clock::now() + 20s;
+    auto deadline = std::chrono::steady_clock::now() + scaled(20s);
     while (monitors_of(name) <= before) {
         if (std::chrono::steady_clock::now() > deadline)
-            throw std::runtime_error("registryd did not register MONITOR " + name + " within 20 s");
+            throw std::runtime_error("registryd did not register MONITOR " + name + " within " + std::to_string(scaled(20s).count()) + " ms");
     }
     return watcher;
 }
@@ -536,8 +561,8 @@ Client RegistryDaemon::monitor(const std::string& name) const
 ProcessExit RegistryDaemon::stop(int signal)
 {
     kill_process(pid_, signal);
-    if (!wait_readable(pidfd_.get(), 20s))
-        throw std::runtime_error("registryd did not exit within 20 s of " + signal_text(signal));
+    if (!wait_readable(pidfd_.get(), scaled(20s)))
+        throw std::runtime_error("registryd did not exit within " + std::to_string(scaled(20s).count()) + " ms of " + signal_text(signal));
     auto exit = wait_exit(pidfd_.get());
     pid_ = -1;
     return exit;

@@ -26,6 +26,20 @@ using namespace std::chrono_literals;
 
 std::string binary(const std::string& name); // path of a program built with the tests
 
+// A deadline of the tests, stretched by KV_TEST_TIME_SCALE (a whole number,
+// 1 when unset), which the sanitizer pass sets (./kv sanitize): under ASan a
+// loaded 2-core machine is several times slower, and a deadline there is a
+// bound on a hang, not a claim about speed. Claims about speed (a stall
+// timeout that must fire "soon") are not scaled.
+std::chrono::milliseconds scaled(std::chrono::milliseconds deadline);
+
+// In a sanitizer build, g++ 12's UBSan writes its reports to stderr, whatever
+// log_path says (ASan and LSan honour it). A process's stderr that holds one
+// ("runtime error:") is copied into $KV_SANITIZER_REPORTS, which ./kv sanitize
+// checks after the run, so that a bucket's report in registryd's log, or
+// kvctl's in captured output, fails the run even if the test passed.
+void keep_sanitizer_reports(const std::string& what, const std::string& output);
+
 struct ProcessExit {
     int code = 0;   // CLD_EXITED, CLD_KILLED, CLD_DUMPED
     int status = 0; // exit status or signal

@@ -27,6 +27,8 @@ using layout::Entry;
 using layout::inline_capacity;
 using layout::inline_slot;
 using layout::load_shared;
+using layout::load_shared_bytes;
+using layout::shared_bytes_equal;
 using layout::Slot;
 
 namespace {
@@ -83,11 +85,21 @@ std::unique_ptr<SharedTableReader> SharedTableReader::open(const std::string& se
     // not the truth: one check here, none per read.
     if (!trusted || !is_running(owner))
         return nullptr;
-    return std::unique_ptr<SharedTableReader>(new SharedTableReader(std::move(mapping), owner.pid));
+    const char* base = mapping.base();
+    const std::size_t size = mapping.size();
+    return std::unique_ptr<SharedTableReader>(new SharedTableReader(std::move(mapping), base, size, owner.pid));
 }
 
-SharedTableReader::SharedTableReader(Mapping mapping, pid_t owner_pid)
+std::unique_ptr<SharedTableReader> SharedTableReader::on_mapping(const Mapping& mapping, pid_t owner_pid)
+{
+    install_fault_handler();
+    return std::unique_ptr<SharedTableReader>(new SharedTableReader(Mapping(), mapping.base(), mapping.size(), owner_pid));
+}
+
+SharedTableReader::SharedTableReader(Mapping mapping, const char* base, std::size_t size, pid_t owner_pid)
     : mapping_(std::move(mapping))
+    , base_(base)
+    , size_(size)
     , owner_pid_(owner_pid)
 {
 }
@@ -97,8 +109,8 @@ SharedTableReader::~SharedTableReader() = default;
 bool SharedTableReader::alive() const
 {
     bool alive = false;
-    const bool whole = guarded_access(mapping_.base(), mapping_.size(), [&] {
-        alive = reinterpret_cast<const TableHeader*>(mapping_.base())->alive.load(std::memory_order_acquire) == 1;
+    const bool whole = guarded_access(base_, size_, [&] {
+        alive = reinterpret_cast<const TableHeader*>(base_)->alive.load(std::memory_order_acquire) == 1;
     });
     return whole && alive;
 }
@@ -114,8 +126,8 @@ template <typename Read>
 SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
 {
     Result result = Result::gone;
-    const bool whole = guarded_access(mapping_.base(), mapping_.size(), [&] {
-        const auto* header = reinterpret_cast<const TableHeader*>(mapping_.base());
+    const bool whole = guarded_access(base_, size_, [&] {
+        const auto* header = reinterpret_cast<const TableHeader*>(base_);
         for (Retry retry; retry.again();) {
             if (header->alive.load(std::memory_order_acquire) != 1) {
                 result = Result::gone;
@@ -141,16 +153,17 @@ SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
 
 SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::string* value) const
 {
-    const char* const base = mapping_.base();
-    const std::size_t size = mapping_.size();
+    const char* const base = base_;
+    const std::size_t size = size_;
     const std::uint64_t tag = hash_key(key);
     return consistent_read([&](const TableHeader& header, auto unchanged) -> std::optional<Result> {
         // Every shared length and offset is loaded once (load_shared or an
         // atomic), checked, and only then followed: what we read may be a
         // write in progress, or garbage, and only the sequence can tell.
-        // (The key and value bytes are compared and copied with memcmp and
-        // memcpy, within bounds checked here: C++20 has no atomic memcpy,
-        // and a copy that raced a write is thrown away.)
+        // The key and value bytes are compared and copied within bounds
+        // checked here, as relaxed atomics too (load_shared_bytes: a plain
+        // memcpy racing a write would be a data race), and a copy that raced
+        // a write is thrown away.
         // Nothing is followed past the writer's reserved limit: below it
         // every page exists, above it touching one may allocate it (SIGBUS
         // with /dev/shm full).
@@ -203,7 +216,7 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
                     return corrupt();
                 bytes = base + offset + sizeof(Entry);
             }
-            if (key_size != key.size() || std::memcmp(bytes, key.data(), key_size) != 0)
+            if (key_size != key.size() || !shared_bytes_equal(bytes, key))
                 continue;
             if (value) {
                 if (value_size > table_bytes)
@@ -214,7 +227,7 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
                 // Sized first, then filled: if the copy faults (the segment
                 // shrank), the string is whole, only its bytes are not.
                 value->resize(value_size);
-                std::memcpy(value->data(), bytes + key_size, value_size);
+                load_shared_bytes(value->data(), bytes + key_size, value_size);
             }
             return Result::found;
         }

@@ -34,6 +34,12 @@ public:
     // a zombie). Untrusted is absent. Throws SystemError only if the SIGBUS
     // handler (fault_guard.h) cannot be installed.
     static std::unique_ptr<SharedTableReader> open(const std::string& segment_name, TableKind kind, uid_t expected_owner);
+    // A reader on the writer's own mapping, in the writer's own process, with
+    // none of open's checks (the caller made the table): reads go to the very
+    // addresses the writer writes. For tests under ThreadSanitizer, which
+    // sees a race only between two accesses to one address, never across two
+    // mappings of one segment. `mapping` must outlive the reader.
+    static std::unique_ptr<SharedTableReader> on_mapping(const Mapping& mapping, pid_t owner_pid);
     // Unmaps the table (the Mapping does).
     ~SharedTableReader();
     SharedTableReader(const SharedTableReader&) = delete;
@@ -57,13 +63,18 @@ public:
     bool alive() const;
 
 private:
-    SharedTableReader(Mapping mapping, pid_t owner_pid);
+    // Reads `size` bytes at `base`: `mapping`'s, or (on_mapping, with
+    // `mapping` empty) a mapping someone else owns.
+    SharedTableReader(Mapping mapping, const char* base, std::size_t size, pid_t owner_pid);
     Result lookup(std::string_view key, std::string* value) const;
     template <typename Read>
     Result consistent_read(Read read) const;
 
-    // The whole segment, read-only, as it was sized when opened.
+    // The whole segment, read-only, as it was sized when opened; empty for
+    // a reader on_mapping, which reads through someone else's.
     Mapping mapping_;
+    const char* base_;
+    std::size_t size_;
     pid_t owner_pid_;
 };
 

@@ -29,6 +29,9 @@ using layout::holds_entry;
 using layout::inline_capacity;
 using layout::inline_slot;
 using layout::Slot;
+using layout::store_shared;
+using layout::store_shared_bytes;
+using layout::zero_shared_bytes;
 
 namespace {
 
@@ -92,7 +95,8 @@ struct SharedTableWriter::Segment {
         void* memory = heap.allocate_aligned(capacity * sizeof(Slot), alignof(Slot), std::nothrow);
         if (memory) {
             note_block(memory, capacity * sizeof(Slot));
-            std::memset(memory, 0, capacity * sizeof(Slot));
+            // Readers may still be reading this memory as what it held before.
+            zero_shared_bytes(static_cast<char*>(memory), capacity * sizeof(Slot));
         }
         return static_cast<Slot*>(memory);
     }
@@ -245,10 +249,12 @@ struct SharedTableWriter::Segment {
             return nullptr;
         note_block(memory, size);
         auto* e = static_cast<Entry*>(memory);
-        e->key_size = static_cast<std::uint32_t>(key.size());
-        e->value_size = static_cast<std::uint32_t>(value.size());
-        std::memcpy(reinterpret_cast<char*>(e + 1), key.data(), key.size());
-        std::memcpy(reinterpret_cast<char*>(e + 1) + key.size(), value.data(), value.size());
+        // Not linked yet, but a reader that raced a free may still be
+        // reading this memory as the entry it was: shared stores.
+        store_shared(e->key_size, static_cast<std::uint32_t>(key.size()));
+        store_shared(e->value_size, static_cast<std::uint32_t>(value.size()));
+        store_shared_bytes(reinterpret_cast<char*>(e + 1), key.data(), key.size());
+        store_shared_bytes(reinterpret_cast<char*>(e + 1) + key.size(), value.data(), value.size());
         return e;
     }
 
@@ -276,8 +282,9 @@ struct SharedTableWriter::Segment {
             std::uint64_t j = tag & (new_capacity - 1);
             while (fresh[j].entry.load(std::memory_order_relaxed) != empty_slot)
                 j = (j + 1) & (new_capacity - 1);
-            // Nobody reads the new index yet: a plain copy of the line will do.
-            std::memcpy(static_cast<void*>(&fresh[j]), static_cast<const void*>(&old[i]), sizeof(Slot));
+            // Nobody reads the new index as an index yet, but a reader that
+            // raced a free may still read this memory as what it was.
+            store_shared_bytes(reinterpret_cast<char*>(&fresh[j]), reinterpret_cast<const char*>(&old[i]), sizeof(Slot));
         }
         made(offset_of(fresh));
         open_window();
@@ -374,6 +381,8 @@ SharedTableWriter::~SharedTableWriter()
 
 int SharedTableWriter::descriptor() const { return segment_->fd.get(); }
 
+const Mapping& SharedTableWriter::mapping() const { return segment_->mapping; }
+
 void SharedTableWriter::publish_alive() { segment_->header->alive.store(1, std::memory_order_release); }
 
 std::optional<std::string_view> SharedTableWriter::get(std::string_view key) const
@@ -415,10 +424,10 @@ SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::s
     s.open_window();
     target.tag.store(tag, std::memory_order_relaxed);
     if (fits_inline) {
-        target.key_size = static_cast<std::uint8_t>(key.size());
-        target.value_size = static_cast<std::uint8_t>(value.size());
-        std::memcpy(target.bytes, key.data(), key.size());
-        std::memcpy(target.bytes + key.size(), value.data(), value.size());
+        store_shared(target.key_size, static_cast<std::uint8_t>(key.size()));
+        store_shared(target.value_size, static_cast<std::uint8_t>(value.size()));
+        store_shared_bytes(target.bytes, key.data(), key.size());
+        store_shared_bytes(target.bytes + key.size(), value.data(), value.size());
         target.entry.store(inline_slot, std::memory_order_relaxed);
     } else {
         target.entry.store(s.offset_of(fresh), std::memory_order_relaxed);

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "mapping.h"
 #include "table_layout.h"
 #include "unique_fd.h"
 
@@ -104,6 +105,9 @@ public:
     // The segment's descriptor, for its owner to flock(2) for its whole life
     // (registryd does so on its name table: see registryd/leftovers.h).
     int descriptor() const;
+    // The writer's own mapping of the segment, for a reader in this very
+    // process (SharedTableReader::on_mapping: tests under ThreadSanitizer).
+    const Mapping& mapping() const;
 
 private:
     struct Segment;

@@ -15,9 +15,11 @@
 // here that changes shape changes the version.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace kv {
@@ -75,6 +77,76 @@ T load_shared(const T& field)
 {
     static_assert(sizeof(T) <= 8);
     return std::atomic_ref<T>(const_cast<T&>(field)).load(std::memory_order_relaxed);
+}
+
+// Bytes of shared memory that one side may change while the other reads
+// them (a slot's inline pair, an entry, a fresh index in memory a reader may
+// still be looking at), written and read as relaxed atomics. The writer
+// stores a word at a time where the address is 8-byte aligned, a byte at a
+// time around that; a reader loads the aligned words that cover the bytes it
+// wants (never leaving their page) and takes those bytes from its copy. A
+// reader's copy that raced a write is garbage the sequence check throws away
+// either way, but a plain memcpy racing a write is a data race, undefined
+// behaviour by the letter of the standard (and what ThreadSanitizer reports);
+// relaxed atomic accesses are not, and on x86-64 they are the same moves.
+// (C++ has no atomic memcpy yet: P1478 proposes one.)
+void store_shared_bytes(char* to, const char* from, std::size_t size);
+void zero_shared_bytes(char* to, std::size_t size);
+
+// A word of shared memory, which may alias anything (it is accessed where
+// entries and slots hold bytes).
+using Word [[gnu::may_alias]] = std::uint64_t;
+
+// Calls chunk(bytes, n) for consecutive pieces of [from, from + size), each
+// read into a buffer as the aligned words that cover it: whole words even at
+// the ends (which stay inside the page of the bytes they cover), so a short
+// key or value costs a few word loads, not a loop of byte loads.
+template <typename Chunk>
+inline void for_each_loaded_chunk(const char* from, std::size_t size, Chunk chunk)
+{
+    constexpr std::size_t buffer_words = 32;
+    Word buffer[buffer_words];
+    while (size > 0) {
+        const auto* first = reinterpret_cast<const Word*>(reinterpret_cast<std::uintptr_t>(from) & ~std::uintptr_t(sizeof(Word) - 1));
+        const std::size_t skip = static_cast<std::size_t>(from - reinterpret_cast<const char*>(first));
+        const std::size_t take = std::min(size, sizeof buffer - skip);
+        const std::size_t words = (skip + take + sizeof(Word) - 1) / sizeof(Word);
+        for (std::size_t i = 0; i < words; ++i)
+            buffer[i] = __atomic_load_n(first + i, __ATOMIC_RELAXED);
+        chunk(reinterpret_cast<const char*>(buffer) + skip, take);
+        from += take;
+        size -= take;
+    }
+}
+
+inline void load_shared_bytes(char* to, const char* from, std::size_t size)
+{
+    for_each_loaded_chunk(from, size, [&](const char* bytes, std::size_t n) {
+        std::memcpy(to, bytes, n);
+        to += n;
+    });
+}
+
+// memcmp(shared, bytes.data(), bytes.size()) == 0, reading `shared` as
+// load_shared_bytes does.
+inline bool shared_bytes_equal(const char* shared, std::string_view bytes)
+{
+    bool equal = true;
+    const char* other = bytes.data();
+    for_each_loaded_chunk(shared, bytes.size(), [&](const char* loaded, std::size_t n) {
+        equal = equal && std::memcmp(loaded, other, n) == 0;
+        other += n;
+    });
+    return equal;
+}
+
+
+// Stores one field that readers may be reading: the other half of load_shared.
+template <typename T>
+void store_shared(T& field, T value)
+{
+    static_assert(sizeof(T) <= 8);
+    std::atomic_ref<T>(field).store(value, std::memory_order_relaxed);
 }
 
 // One cache line. A small pair (key plus value up to 46 bytes) lives in the
