@@ -21,7 +21,7 @@ void get(BucketContext& context, const resp::Request& request, std::string& out)
     if (auto value = context.map.get(request[1]))
         resp::append_bulk(out, *value);
     else
-        resp::append_null(out);
+        resp::append_null(out, context.protocol);
 }
 
 void set(BucketContext& context, const resp::Request& request, std::string& out)
@@ -108,7 +108,7 @@ void ping(BucketContext&, const resp::Request& request, std::string& out) { answ
 
 // redis-benchmark asks for CONFIG GET save / appendonly before it starts.
 // A bucket persists nothing, and says so in Redis's words.
-void config(BucketContext&, const resp::Request& request, std::string& out)
+void config(BucketContext& context, const resp::Request& request, std::string& out)
 {
     if (!same_word(request[1], "GET") || request.size() != 3) {
         append_error(out, ErrorCode::error, "CONFIG supports only GET <pattern> here");
@@ -121,10 +121,10 @@ void config(BucketContext&, const resp::Request& request, std::string& out)
         if (glob_match(request[2], name)) {
             resp::append_bulk(body, name);
             resp::append_bulk(body, value);
-            count += 2;
+            ++count;
         }
     }
-    resp::append_array_header(out, count);
+    resp::append_map_header(out, count, context.protocol);
     out += body;
 }
 
@@ -148,24 +148,28 @@ void debug(BucketContext& context, const resp::Request& request, std::string& ou
 }
 
 const BucketCommand commands[] = {
-    { "GET", 2, get },
-    { "SET", 3, set },
-    { "DEL", -2, del },
-    { "EXISTS", -2, exists },
-    { "DBSIZE", 1, dbsize },
-    { "KEYS", 2, keys },
-    { "PING", -1, ping, 2 },
-    { "CONFIG", -2, config },
-    { "DEBUG", -2, debug },
+    { "GET", 2, get, 0, { "readonly fast", 1, 1, 1, "Get the value of a key", "string", "@read @string @fast" } },
+    { "SET", 3, set, 0, { "write denyoom", 1, 1, 1, "Set the string value of a key", "string", "@write @string @slow" } },
+    { "DEL", -2, del, 0, { "write", 1, -1, 1, "Delete a key", "generic", "@keyspace @write @slow" } },
+    { "EXISTS", -2, exists, 0, { "readonly fast", 1, -1, 1, "Determine if a key exists", "generic", "@keyspace @read @fast", "1.0.0" } },
+    { "DBSIZE", 1, dbsize, 0, { "readonly fast", 0, 0, 0, "Return the number of keys in the selected database", "server", "@keyspace @read @fast" } },
+    { "KEYS", 2, keys, 0, { "readonly", 0, 0, 0, "Find all keys matching the given pattern", "generic", "@keyspace @read @slow @dangerous" } },
+    { "PING", -1, ping, 2, { "fast", 0, 0, 0, "Ping the server", "connection", "@fast @connection" } },
+    { "CONFIG", -2, config, 0, { "", 0, 0, 0, "A container for server configuration commands (here: GET save, appendonly)", "server", "", "2.0.0" } },
+    { "DEBUG", -2, debug, 0, { "admin noscript loading stale", 0, 0, 0, "A container for debugging commands (here: SEGFAULT, EXIT)", "server", "@admin @slow @dangerous" } },
 };
 
 } // namespace
 
-void run_bucket_command(BucketContext& context, const resp::Request& request, std::string& out)
+void run_bucket_command(BucketContext& context, const resp::Request& request, ReplySink& reply)
 {
+    context.protocol = reply.session().protocol;
+    std::string& out = reply.now();
     const BucketCommand* command = find_command(commands, request, out);
     if (command)
         command->run(context, request, out);
 }
+
+std::vector<CommandInfo> bucket_command_infos() { return describe_commands(commands); }
 
 } // namespace kv
