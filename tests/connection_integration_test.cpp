@@ -45,11 +45,12 @@ protected:
         bucket_socket_ = daemon_.create("shopping").field("socket")->text;
     }
 
-    // Sends each request to the bucket and to redis-server, each on one
-    // connection of its own, and expects the same reply bytes (masked).
-    void expect_same_replies(const std::vector<std::vector<std::string>>& script)
+    // Sends each request to `socket` (the bucket's unless given) and to
+    // redis-server, each on one connection of its own, and expects the same
+    // reply bytes (masked).
+    void expect_same_replies(const std::vector<std::vector<std::string>>& script, std::string socket = {})
     {
-        auto ours = connect_raw(bucket_socket_);
+        auto ours = connect_raw(socket.empty() ? bucket_socket_ : socket);
         auto theirs = connect_raw(redis_->socket());
         for (const auto& request : script) {
             std::string joined;
@@ -130,6 +131,33 @@ TEST_F(ConnectionTest, RepliesAreRedis70sByteForByteInResp2AndResp3)
         { "CLIENT", "INFO" },
         { "QUIT" },
     });
+}
+
+// The registry's socket serves the same connection commands the same way
+// (it has no keys, no GET and no CONFIG: those stay out of its script).
+TEST_F(ConnectionTest, TheRegistrySocketRepliesAsRedis70TooInResp2AndResp3)
+{
+    expect_same_replies({
+        { "HELLO" },
+        { "HELLO", "4" },
+        { "HELLO", "2", "SETNAME", "a b" },
+        { "CLIENT", "SETNAME", "admin" },
+        { "CLIENT", "GETNAME" },
+        { "CLIENT", "INFO" },
+        { "CLIENT", "NONSENSE" },
+        { "SELECT", "0" },
+        { "SELECT", "1000" },
+        { "ECHO", "hi" },
+        { "COMMAND", "INFO", "nosuchcommand" },
+        { "INFO", "keyspace" },
+        { "HELLO", "3" },
+        { "CLIENT", "INFO" },
+        { "COMMAND", "DOCS", "nosuchcommand" },
+        { "INFO", "keyspace" },
+        { "RESET" },
+        { "CLIENT", "GETNAME" },
+        { "QUIT" },
+    }, daemon_.run_dir() + "/registry.sock");
 }
 
 TEST_F(ConnectionTest, QuitAnswersOkAndThenCloses)
