@@ -96,6 +96,8 @@ TEST_F(ConnectionTest, RepliesAreRedis70sByteForByteInResp2AndResp3)
         { "SELECT", "0" },
         { "SELECT", "16" },
         { "SELECT", "-1" },
+        { "SELECT", "-0" },
+        { "SELECT", "00" },
         { "SELECT", "x" },
         { "SELECT" },
         { "ECHO", "hello\r\nworld" },

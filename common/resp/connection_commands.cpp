@@ -35,7 +35,7 @@ using ConnectionCommand = CommandEntry<void (*)(const Call&)>;
 bool parse_long_long(std::string_view text, long long& value)
 {
     if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')
-        || (text.size() > 2 && text[0] == '-' && text[1] == '0') || text == "-")
+        || (text.size() > 1 && text[0] == '-' && text[1] == '0') || text == "-")
         return false;
     auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
     return error == std::errc() && end == text.data() + text.size();
