@@ -67,12 +67,21 @@ kv::resp::Value call(kv::Client& client, const std::vector<std::string>& request
     return reply;
 }
 
-// 16-byte keys and values, as the targets are stated.
+// 16-byte keys and values, as the targets are stated: key i is
+// "key:" and i in 12 digits, its value "val:" and the same digits, so a reader
+// can check every value it gets against the key it asked for.
 std::string fixed_key(std::uint64_t i)
 {
     char text[32]; // 16 bytes for every i below 10^12
     std::snprintf(text, sizeof text, "key:%012llu", static_cast<unsigned long long>(i));
     return text;
+}
+
+std::string fixed_value(std::uint64_t i) { return "val:" + fixed_key(i).substr(4); }
+
+bool is_value_of(std::string_view key, std::string_view value)
+{
+    return value.size() == 16 && value.substr(0, 4) == "val:" && value.substr(4) == key.substr(4);
 }
 
 // The registryd under test is trusted as kvctl trusts one: its run dir must
@@ -101,7 +110,26 @@ std::unique_ptr<kv::NameTableReader> open_names(const std::string& run_dir)
     return kv::NameTableReader::open(instance_record(run_dir).names_segment, run_dir_owner);
 }
 
-// Fills bucket `name` with `keys` 16-byte keys and values, pipelined.
+// SETs `count` keys of `make_key(i)` to `make_value(i)` through `bucket`,
+// pipelined a thousand at a time; fails unless every one is stored.
+template <typename MakeKey, typename MakeValue>
+void set_pipelined(kv::Client& bucket, std::uint64_t count, MakeKey make_key, MakeValue make_value)
+{
+    const std::uint64_t batch = 1000;
+    for (std::uint64_t start = 0; start < count; start += batch) {
+        std::string requests;
+        std::uint64_t end = std::min(count, start + batch);
+        for (std::uint64_t i = start; i < end; ++i)
+            requests += kv::resp::encode_command({ "SET", make_key(i), make_value(i) });
+        bucket.send_raw(requests);
+        for (std::uint64_t i = start; i < end; ++i) {
+            if (bucket.read_reply().text != "OK")
+                fail("SET " + make_key(i) + " refused");
+        }
+    }
+}
+
+// Creates bucket `name` and fills it with `keys` 16-byte keys and values.
 kv::BucketRecord fill_bucket(const std::string& run_dir, const std::string& name, std::uint64_t keys)
 {
     auto registry = connect_registry(run_dir);
@@ -109,26 +137,23 @@ kv::BucketRecord fill_bucket(const std::string& run_dir, const std::string& name
     auto decoded = kv::decode_bucket_record(created);
     if (!decoded)
         fail("CREATE " + name + " sent a reply kvbench cannot read");
-    kv::BucketRecord record = *decoded;
-    auto bucket = connect_to(record.socket);
-    const std::uint64_t batch = 1000;
-    for (std::uint64_t start = 0; start < keys; start += batch) {
-        std::string requests;
-        std::uint64_t end = std::min(keys, start + batch);
-        for (std::uint64_t i = start; i < end; ++i)
-            requests += kv::resp::encode_command({ "SET", fixed_key(i), "value:" + fixed_key(i).substr(6) });
-        bucket.send_raw(requests);
-        for (std::uint64_t i = start; i < end; ++i) {
-            if (bucket.read_reply().text != "OK")
-                fail("SET refused while filling " + name);
-        }
-    }
-    return record;
+    auto bucket = connect_to(decoded->socket);
+    set_pipelined(bucket, keys, fixed_key, fixed_value);
+    return *decoded;
 }
 
-void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, double seconds)
+// The keys a contended run's writer changes: never among the ones read.
+constexpr std::uint64_t writer_keys = 1000;
+std::string writer_key(std::uint64_t i) { return "other:" + std::to_string(i); }
+
+// Direct GETs of random keys from `threads` threads for `seconds`, each value
+// checked against its key. With `contended`, a writer on the bucket's socket
+// SETs other keys of the same bucket (pipelined, as fast as it is answered)
+// the whole time, so readers retry whenever a write overlaps them.
+void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, double seconds, bool contended)
 {
-    auto record = fill_bucket(run_dir, "bench-direct-" + std::to_string(keys), keys);
+    std::string name = "bench-direct-" + std::to_string(keys) + (contended ? "-contended" : "");
+    auto record = fill_bucket(run_dir, name, keys);
     // Keys side by side in one array: the harness should not add cache misses
     // of its own (16-byte std::strings would each live on the heap).
     std::vector<char> flat(keys * 16);
@@ -149,11 +174,24 @@ void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, dou
                 for (int i = 0; i < 1024; ++i) {
                     std::string_view key(flat.data() + (random() % keys) * 16, 16);
                     if (reader->get(key, value) != kv::SharedTableReader::Result::found)
-                        fail("direct GET missed a key");
+                        fail("direct GET missed key " + std::string(key));
+                    if (!is_value_of(key, value))
+                        fail("direct GET of " + std::string(key) + " returned " + value + ", not its value");
                 }
                 done += 1024;
             }
             counts[t] = done;
+        });
+    }
+    std::atomic<std::uint64_t> writes { 0 };
+    std::thread writer;
+    if (contended) {
+        writer = std::thread([&] {
+            auto bucket = connect_to(record.socket);
+            for (std::uint64_t round = 0; !stop.load(std::memory_order_relaxed); ++round) {
+                set_pipelined(bucket, writer_keys, writer_key, [round](std::uint64_t) { return "round:" + std::to_string(round); });
+                writes += writer_keys;
+            }
         });
     }
     auto start = Clock::now();
@@ -162,11 +200,16 @@ void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, dou
     for (auto& worker : workers)
         worker.join();
     double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    if (writer.joinable())
+        writer.join();
     std::uint64_t total = 0;
     for (auto c : counts)
         total += c;
-    std::printf("{\"bench\":\"direct-get\",\"keys\":%llu,\"threads\":%d,\"ops_per_s\":%.0f}\n",
-        static_cast<unsigned long long>(keys), threads, total / elapsed);
+    std::printf("{\"bench\":\"direct-get\",\"keys\":%llu,\"threads\":%d,\"contended\":%s,\"ops_per_s\":%.0f,"
+                "\"writes_per_s\":%.0f}\n",
+        static_cast<unsigned long long>(keys), threads, contended ? "true" : "false", total / elapsed, writes / elapsed);
+    auto registry = connect_registry(run_dir);
+    call(registry, { "STOP", name });
 }
 
 void lookup(const std::string& run_dir, int buckets, double seconds)
@@ -353,7 +396,19 @@ void scale(const std::string& run_dir, int count, int clients)
     while (names_reader->size(left) == kv::SharedTableReader::Result::found && left > baseline)
         std::this_thread::yield();
     double empty_seconds = std::chrono::duration<double>(Clock::now() - kill_start).count();
-    auto list = registry.call({ "LIST" });
+    // The name table is back to its count from before; LIST (the registry's
+    // own index) must hold none of these buckets either.
+    auto list = call(registry, { "LIST" });
+    for (const auto& entry : list.elements) {
+        auto listed = kv::decode_bucket_record(entry);
+        if (!listed)
+            fail("LIST sent an entry kvbench cannot read");
+        if (listed->name.rfind("bench-scale-", 0) == 0)
+            fail("LIST still holds " + listed->name + " after every bucket was killed and the name table emptied");
+    }
+    if (list.elements.size() != baseline)
+        fail("LIST holds " + std::to_string(list.elements.size()) + " buckets after the kill, not the "
+            + std::to_string(baseline) + " from before");
     std::printf("{\"bench\":\"scale\",\"count\":%d,\"clients\":%d,\"create_s\":%.2f,\"registry_rss_kib\":%llu,"
                 "\"registry_rss_before_kib\":%llu,\"bucket_pss_median_kib\":%.0f,\"bucket_pss_max_kib\":%.0f,"
                 "\"kill_all_to_empty_s\":%.3f,\"list_after\":%zu,\"list_before\":%llu}\n",
@@ -377,6 +432,8 @@ int main(int argc, char** argv)
     direct->add_option("--keys", keys);
     direct->add_option("--threads", threads);
     direct->add_option("--seconds", seconds);
+    bool contended = false;
+    direct->add_flag("--contended", contended, "a writer SETs other keys of the bucket during the measurement");
     auto* lookups = app.add_subcommand("lookup", "LOOKUP ops/s through the name table and through the socket");
     lookups->add_option("--buckets", buckets);
     lookups->add_option("--seconds", seconds);
@@ -396,7 +453,7 @@ int main(int argc, char** argv)
         fail(error.what());
     }
     if (*direct)
-        direct_get(run_dir, keys, threads, seconds);
+        direct_get(run_dir, keys, threads, seconds, contended);
     else if (*lookups)
         lookup(run_dir, buckets, seconds);
     else if (*creates)

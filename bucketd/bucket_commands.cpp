@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "command_table.h"
+#include "data_commands.h"
 #include "error_code.h"
 #include "glob.h"
 
@@ -22,15 +23,6 @@ void get(BucketContext& context, const resp::Request& request, std::string& out)
         resp::append_bulk(out, *value);
     else
         resp::append_null(out, context.protocol);
-}
-
-void set(BucketContext& context, const resp::Request& request, std::string& out)
-{
-    if (context.map.set(request[1], request[2]) == BucketMap::SetResult::stored)
-        resp::append_simple(out, "OK");
-    else
-        append_error(out, ErrorCode::full, "bucket is full: no room for " + std::to_string(request[1].size() + request[2].size())
-            + " more bytes (registryd --bucket-size sets the room per bucket)");
 }
 
 void del(BucketContext& context, const resp::Request& request, std::string& out)
@@ -147,16 +139,43 @@ void debug(BucketContext& context, const resp::Request& request, std::string& ou
     append_error(out, ErrorCode::error, "DEBUG supports SEGFAULT and EXIT <0-255>");
 }
 
+// Names in lower case, as Redis writes them in its arity error
+// ("wrong number of arguments for 'get' command"); verbs match in any case.
 const BucketCommand commands[] = {
-    { "GET", 2, get, 0, { "readonly fast", 1, 1, 1, "Get the value of a key", "string", "@read @string @fast" } },
-    { "SET", 3, set, 0, { "write denyoom", 1, 1, 1, "Set the string value of a key", "string", "@write @string @slow" } },
-    { "DEL", -2, del, 0, { "write", 1, -1, 1, "Delete a key", "generic", "@keyspace @write @slow" } },
-    { "EXISTS", -2, exists, 0, { "readonly fast", 1, -1, 1, "Determine if a key exists", "generic", "@keyspace @read @fast", "1.0.0" } },
-    { "DBSIZE", 1, dbsize, 0, { "readonly fast", 0, 0, 0, "Return the number of keys in the selected database", "server", "@keyspace @read @fast" } },
-    { "KEYS", 2, keys, 0, { "readonly", 0, 0, 0, "Find all keys matching the given pattern", "generic", "@keyspace @read @slow @dangerous" } },
-    { "PING", -1, ping, 2, { "fast", 0, 0, 0, "Ping the server", "connection", "@fast @connection" } },
-    { "CONFIG", -2, config, 0, { "", 0, 0, 0, "A container for server configuration commands (here: GET save, appendonly)", "server", "", "2.0.0" } },
-    { "DEBUG", -2, debug, 0, { "admin noscript loading stale", 0, 0, 0, "A container for debugging commands (here: SEGFAULT, EXIT)", "server", "@admin @slow @dangerous" } },
+    { "get", 2, get, 0, { "readonly fast", 1, 1, 1, "Get the value of a key", "string", "@read @string @fast" } },
+    { "set", -3, data_commands::set, 0, { "write denyoom", 1, 1, 1, "Set the string value of a key", "string", "@write @string @slow" } },
+    { "del", -2, del, 0, { "write", 1, -1, 1, "Delete a key", "generic", "@keyspace @write @slow" } },
+    { "exists", -2, exists, 0, { "readonly fast", 1, -1, 1, "Determine if a key exists", "generic", "@keyspace @read @fast", "1.0.0" } },
+    { "dbsize", 1, dbsize, 0, { "readonly fast", 0, 0, 0, "Return the number of keys in the selected database", "server", "@keyspace @read @fast" } },
+    { "keys", 2, keys, 0, { "readonly", 0, 0, 0, "Find all keys matching the given pattern", "generic", "@keyspace @read @slow @dangerous" } },
+    { "ping", -1, ping, 2, { "fast", 0, 0, 0, "Ping the server", "connection", "@fast @connection" } },
+    { "config", -2, config, 0, { "", 0, 0, 0, "A container for server configuration commands (here: GET save, appendonly)", "server", "", "2.0.0" } },
+    { "debug", -2, debug, 0, { "admin noscript loading stale", 0, 0, 0, "A container for debugging commands (here: SEGFAULT, EXIT)", "server", "@admin @slow @dangerous" } },
+    // Strings and the keyspace (data_commands.h).
+    { "setnx", 3, data_commands::setnx },
+    { "getset", 3, data_commands::getset },
+    { "getdel", 2, data_commands::getdel },
+    { "mget", -2, data_commands::mget },
+    { "mset", -3, data_commands::mset },
+    { "msetnx", -3, data_commands::msetnx },
+    { "incr", 2, data_commands::incr },
+    { "decr", 2, data_commands::decr },
+    { "incrby", 3, data_commands::incrby },
+    { "decrby", 3, data_commands::decrby },
+    { "incrbyfloat", 3, data_commands::incrbyfloat },
+    { "append", 3, data_commands::append },
+    { "strlen", 2, data_commands::strlen },
+    { "getrange", 4, data_commands::getrange },
+    { "setrange", 4, data_commands::setrange },
+    { "unlink", -2, data_commands::unlink },
+    { "type", 2, data_commands::type },
+    { "rename", 3, data_commands::rename },
+    { "renamenx", 3, data_commands::renamenx },
+    { "randomkey", 1, data_commands::randomkey },
+    { "flushdb", -1, data_commands::flushdb },
+    { "flushall", -1, data_commands::flushdb },
+    { "time", 1, data_commands::time },
+    { "scan", -2, data_commands::scan },
 };
 
 } // namespace

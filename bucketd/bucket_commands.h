@@ -1,5 +1,6 @@
-// The bucket's command table: GET, SET, DEL, EXISTS, DBSIZE, KEYS, PING,
-// CONFIG GET (for redis-benchmark), and DEBUG when enabled.
+// The bucket's command table: GET, DEL, EXISTS, DBSIZE, KEYS, PING, CONFIG
+// GET (for redis-benchmark), DEBUG when enabled, and the string and keyspace
+// commands of data_commands.h (SET, MSET, INCR, RENAME, FLUSHDB, ...).
 #pragma once
 
 #include <string>

@@ -49,9 +49,26 @@ public:
 
     std::uint64_t size() const;
     std::uint64_t bytes() const;
+    std::uint64_t segment_size() const { return table_.segment_size(); }
     const std::string& segment_name() const { return table_.segment_name(); }
 
     void for_each_key(const std::function<void(std::string_view)>& visit) const;
+    // See SharedTableWriter::scan_step.
+    std::uint64_t scan_step(std::uint64_t cursor, const std::function<void(std::string_view)>& visit) const
+    {
+        return table_.scan_step(cursor, visit);
+    }
+    // See SharedTableWriter::random_key.
+    std::optional<std::string_view> random_key(std::uint64_t random) const { return table_.random_key(random); }
+
+    // Every pair gone, in one short window (FLUSHDB).
+    void clear() { table_.clear(); }
+
+    // Changes that land together, in one write window (MSET, RENAME, ...):
+    // while the batch is open, set, erase and clear above join it; dropped
+    // without commit() it undoes them all. See SharedTableWriter::Batch.
+    using Batch = SharedTableWriter::Batch;
+    Batch begin_batch() { return table_.begin_batch(); }
 
     // Tells direct readers the bucket is serving (once it is ready).
     void publish_alive() { table_.publish_alive(); }

@@ -1,6 +1,7 @@
 // kvctl: the command-line client for registryd and its buckets.
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -64,6 +65,33 @@ kv::resp::Value checked(const kv::resp::Value& reply, const std::string& what)
         throw Failure { code, code == exit_not_found ? message : what + ": " + message };
     }
     return reply;
+}
+
+// What `put NAME KEY -` reads from stdin at most: Redis's own ceiling for one
+// value (proto-max-bulk-len's largest default). The bucket's limit
+// (registryd --max-bulk-length, 32 MiB by default) is usually lower; the
+// bucket says so if the value is over it.
+constexpr std::size_t longest_stdin_value = 512 * 1024 * 1024;
+
+// Every byte of stdin, as it is (NUL, CR, LF and a last newline included).
+std::string read_stdin_value()
+{
+    std::string value;
+    char chunk[65536];
+    for (;;) {
+        ssize_t got = ::read(STDIN_FILENO, chunk, sizeof chunk);
+        if (got == 0)
+            return value;
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            throw Failure { exit_failed, std::string("unable to read the value from stdin: ") + std::strerror(errno) };
+        }
+        if (value.size() + static_cast<std::size_t>(got) > longest_stdin_value)
+            throw Failure { exit_refused, "unable to read the value from stdin: longer than "
+                    + std::to_string(longest_stdin_value) + " bytes" };
+        value.append(chunk, static_cast<std::size_t>(got));
+    }
 }
 
 Failure unreachable(const std::string& registry_socket, const kv::SystemError& error)
@@ -263,10 +291,10 @@ int main(int argc, char** argv)
     stop->add_option("NAME", name)->required();
     auto* monitor = app.add_subcommand("monitor", "Wait until a bucket exits and print why");
     monitor->add_option("NAME", name)->required();
-    auto* put = app.add_subcommand("put", "Set KEY to VALUE in a bucket");
+    auto* put = app.add_subcommand("put", "Set KEY to VALUE in a bucket (VALUE - reads it from stdin, binary-safe)");
     put->add_option("NAME", name)->required();
     put->add_option("KEY", key)->required();
-    put->add_option("VALUE", value)->required();
+    put->add_option("VALUE", value, "the value, or - to read it from stdin")->required();
     auto* get = app.add_subcommand("get", "Print the value of KEY in a bucket");
     get->add_option("NAME", name)->required();
     get->add_option("KEY", key)->required();
@@ -305,6 +333,8 @@ int main(int argc, char** argv)
             auto reply = session.registry_call({ "MONITOR", name }, "unable to monitor bucket " + shown);
             std::cout << "bucket " << shown << " " << reply.text << "\n";
         } else if (*put) {
+            if (value == "-")
+                value = read_stdin_value();
             session.bucket_call(name, { "SET", key, value }, "unable to put " + kv::printable(key) + " in bucket " + shown);
         } else if (*get) {
             auto value = session.get(name, key, "unable to get " + kv::printable(key) + " from bucket " + shown);

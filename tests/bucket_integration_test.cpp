@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
+#include <sstream>
 
 #include "daemon_fixture.h"
 
@@ -134,10 +136,10 @@ TEST_F(BucketTest, InlineCommandsWithQuotedArgumentsAreAnswered)
 TEST_F(BucketTest, UnknownVerbAndWrongArityKeepTheConnectionOpen)
 {
     auto client = connect_bucket();
-    EXPECT_EQ(client.call({ "FLUSHALL" }).text, "ERR unknown command 'FLUSHALL'");
-    EXPECT_EQ(client.call({ "GET" }).text, "ERR wrong number of arguments for 'GET' command");
-    EXPECT_EQ(client.call({ "SET", "a" }).text, "ERR wrong number of arguments for 'SET' command");
-    EXPECT_EQ(client.call({ "PING", "a", "b" }).text, "ERR wrong number of arguments for 'PING' command");
+    EXPECT_EQ(client.call({ "LPUSH", "list", "a" }).text, "ERR unknown command 'LPUSH'"); // no lists in a bucket
+    EXPECT_EQ(client.call({ "GET" }).text, "ERR wrong number of arguments for 'get' command");
+    EXPECT_EQ(client.call({ "SET", "a" }).text, "ERR wrong number of arguments for 'set' command");
+    EXPECT_EQ(client.call({ "PING", "a", "b" }).text, "ERR wrong number of arguments for 'ping' command");
     EXPECT_EQ(client.call({ "config", "get", "save" }).elements.size(), 2u);
     EXPECT_EQ(client.call({ "PING" }).text, "PONG");
 }
@@ -177,6 +179,105 @@ TEST_F(SmallBucketTest, FullBucketRefusesSetAndKeepsItsData)
     EXPECT_EQ(client.call({ "SET", "again", value }).text, "OK");
 }
 
+TEST_F(SmallBucketTest, MsetThatDoesNotFitLeavesNothingOfItAndTheOldValuesIntact)
+{
+    auto client = connect_bucket();
+    for (int i = 0; i < 40; ++i)
+        ASSERT_EQ(client.call({ "SET", "key" + std::to_string(i), "old" + std::to_string(i) }).text, "OK");
+    // Overwrites old keys and adds new ones, then a value the bucket cannot hold.
+    std::vector<std::string> mset = { "MSET" };
+    for (int i = 0; i < 40; i += 2) {
+        mset.push_back("key" + std::to_string(i));
+        mset.push_back("new");
+    }
+    for (int i = 0; i < 300; ++i) {
+        mset.push_back("fresh" + std::to_string(i));
+        mset.push_back(std::string(100, 'f'));
+    }
+    mset.push_back("huge");
+    mset.push_back(std::string(200000, 'h'));
+    Value reply = client.call(mset);
+    EXPECT_EQ(reply.text.rfind("FULL bucket is full", 0), 0u) << reply.text;
+    EXPECT_EQ(client.call({ "DBSIZE" }).integer, 40);
+    for (int i = 0; i < 40; ++i)
+        ASSERT_EQ(client.call({ "GET", "key" + std::to_string(i) }).text, "old" + std::to_string(i));
+    EXPECT_EQ(client.call({ "EXISTS", "fresh0", "fresh299", "huge" }).integer, 0);
+    // MSETNX, RENAME and the rest still work after it; the room it took is back.
+    mset.resize(mset.size() - 2);
+    EXPECT_EQ(client.call(mset).text, "OK");
+    EXPECT_EQ(client.call({ "DBSIZE" }).integer, 340);
+    EXPECT_EQ(client.call({ "GET", "key0" }).text, "new");
+}
+
+TEST_F(BucketTest, ScanReturnsEveryKeyPresentThroughoutEvenWhileTheTableGrows)
+{
+    // Redis's guarantee: a key there from the start to the end of a scan is
+    // returned at least once. Between calls the index doubles several times
+    // (new keys) and loses keys (deletes); most keys sit past their home
+    // slot, so each home's whole probe run must be walked.
+    auto client = connect_bucket();
+    std::vector<std::string> mset = { "MSET" };
+    for (int i = 0; i < 500; ++i) {
+        mset.push_back("stay:" + std::to_string(i));
+        mset.push_back("v");
+        mset.push_back("gone:" + std::to_string(i));
+        mset.push_back("v");
+    }
+    ASSERT_EQ(client.call(mset).text, "OK");
+    std::set<std::string> seen;
+    std::string cursor = "0";
+    int calls = 0, added = 0;
+    do {
+        Value reply = client.call({ "SCAN", cursor, "COUNT", "20" });
+        ASSERT_EQ(reply.elements.size(), 2u);
+        cursor = reply.elements[0].text;
+        for (const auto& key : reply.elements[1].elements)
+            seen.insert(key.text);
+        ++calls;
+        if (calls % 3 == 0 && added < 20000) {
+            std::vector<std::string> more = { "MSET" };
+            for (int i = 0; i < 1000; ++i, ++added) {
+                more.push_back("new:" + std::to_string(added));
+                more.push_back("v");
+            }
+            ASSERT_EQ(client.call(more).text, "OK");
+        }
+        if (calls % 5 == 0)
+            client.call({ "DEL", "gone:" + std::to_string(calls) });
+        ASSERT_LT(calls, 100000) << "the scan never ends";
+    } while (cursor != "0");
+    for (int i = 0; i < 500; ++i)
+        ASSERT_TRUE(seen.count("stay:" + std::to_string(i))) << "stay:" << i << " never returned, in " << calls << " calls";
+    EXPECT_GT(added, 5000) << "the index grew during the scan";
+    // MATCH and TYPE filter; COUNT must be positive; a cursor must be a number.
+    Value matched = client.call({ "SCAN", "0", "MATCH", "stay:1?", "COUNT", "100000" });
+    EXPECT_EQ(matched.elements[0].text, "0");
+    EXPECT_EQ(matched.elements[1].elements.size(), 10u);
+    EXPECT_EQ(client.call({ "SCAN", "0", "TYPE", "list", "COUNT", "100000" }).elements[1].elements.size(), 0u);
+    EXPECT_EQ(client.call({ "SCAN", "0", "COUNT", "0" }).text, "ERR syntax error");
+    EXPECT_EQ(client.call({ "SCAN", "x" }).text, "ERR invalid cursor");
+}
+
+TEST_F(BucketTest, RedisCliScanListsEveryKey)
+{
+    const auto redis_cli = find_program("redis-cli");
+    KV_REQUIRE(!redis_cli.empty(), "redis-cli on PATH (the quick start installs redis-tools)");
+    auto client = connect_bucket();
+    std::vector<std::string> mset = { "MSET" };
+    for (int i = 0; i < 3000; ++i) {
+        mset.push_back("key:" + std::to_string(i));
+        mset.push_back(std::to_string(i));
+    }
+    ASSERT_EQ(client.call(mset).text, "OK");
+    auto scan = run_program({ redis_cli, "-s", socket_, "--scan", "--pattern", "key:1*" });
+    ASSERT_EQ(scan.exit_code, 0) << scan.err;
+    std::set<std::string> listed;
+    std::istringstream lines(scan.out);
+    for (std::string line; std::getline(lines, line);)
+        listed.insert(line);
+    EXPECT_EQ(listed.size(), 1111u) << "key:1, key:10-19, key:100-199, key:1000-1999";
+}
+
 TEST_F(BucketTest, RedisCliWorksAgainstRegistryAndBucket)
 {
     const auto redis_cli = find_program("redis-cli");
@@ -195,11 +296,14 @@ TEST_F(BucketTest, RedisBenchmarkCanLoadABucketPlainAndPipelined)
     KV_REQUIRE(!redis_benchmark.empty(), "redis-benchmark on PATH (the quick start installs redis-tools)");
     auto client = connect_bucket();
     for (const char* pipeline : { "1", "64" }) {
-        auto result = run_program({ redis_benchmark, "-s", socket_, "-t", "set,get", "-n", "2000", "-P",
+        auto result = run_program({ redis_benchmark, "-s", socket_, "-t", "ping,set,get,incr,mset", "-n", "2000", "-P",
             pipeline, "-q" });
         EXPECT_EQ(result.exit_code, 0) << result.err;
-        EXPECT_NE(result.out.find("SET: "), std::string::npos) << result.out << result.err;
-        EXPECT_NE(result.out.find("GET: "), std::string::npos) << result.out << result.err;
+        // Each test prints its line once it has run to the end.
+        for (const char* test : { "PING_INLINE: ", "PING_MBULK: ", "SET: ", "GET: ", "INCR: ", "MSET (10 keys): " })
+            EXPECT_NE(result.out.find(test), std::string::npos) << test << " missing in\n" << result.out << result.err;
     }
     EXPECT_EQ(client.call({ "EXISTS", "key:__rand_int__" }).integer, 1);
+    // INCR ran 2,000 times, then at least 2,000 more (pipelined, in whole batches of 64).
+    EXPECT_GE(std::stoll(client.call({ "GET", "counter:__rand_int__" }).text), 4000);
 }

@@ -101,7 +101,8 @@ short poll_one(int fd, short events, std::chrono::milliseconds timeout)
 
 bool wait_readable(int fd, std::chrono::milliseconds timeout) { return poll_one(fd, POLLIN, timeout) != 0; }
 
-ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& environment)
+ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& environment,
+    const std::string& stdin_file)
 {
     Pipe out = make_pipe("program stdout");
     Pipe err = make_pipe("program stderr");
@@ -109,7 +110,7 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out.write_end.get(), 1);
     posix_spawn_file_actions_adddup2(&actions, err.write_end.get(), 2);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 0, stdin_file.c_str(), O_RDONLY, 0);
     auto arguments = argv;
     auto environment_strings = environment_with(environment);
     auto c_arguments = c_strings(arguments);

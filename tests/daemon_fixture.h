@@ -37,8 +37,10 @@ struct ProgramResult {
     std::string err;
 };
 
-// Runs a program to completion with extra environment entries; output captured.
-ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& environment = {});
+// Runs a program to completion with extra environment entries; output
+// captured; stdin is `stdin_file` (nothing, by default).
+ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& environment = {},
+    const std::string& stdin_file = "/dev/null");
 
 // A fresh directory under /tmp (short, for socket paths), removed with its contents.
 class TemporaryDirectory {

@@ -2,6 +2,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -15,11 +16,11 @@ class Kvctl : public ::testing::Test {
 protected:
     explicit Kvctl(std::vector<std::string> arguments = {}) : daemon_(std::move(arguments)) {}
 
-    ProgramResult kvctl(std::vector<std::string> arguments)
+    ProgramResult kvctl(std::vector<std::string> arguments, const std::string& stdin_file = "/dev/null")
     {
         arguments.insert(arguments.begin(), binary("kvctl"));
         // The run dir comes from the environment, as a user would set it.
-        return run_program(arguments, { "KV_RUN_DIR=" + daemon_.run_dir() });
+        return run_program(arguments, { "KV_RUN_DIR=" + daemon_.run_dir() }, stdin_file);
     }
 
     RegistryDaemon daemon_;
@@ -54,6 +55,34 @@ TEST_F(Kvctl, WalkthroughFromTheReadme)
     EXPECT_EQ(lookup.exit_code, 1);
     EXPECT_EQ(lookup.err, "kvctl: no bucket named shopping\n");
     EXPECT_TRUE(children_of(daemon_.pid()).empty()); // no zombie, no bucketd left
+}
+
+TEST_F(Kvctl, PutReadsTheValueFromStdinAsItIs)
+{
+    ASSERT_EQ(kvctl({ "create", "files" }).exit_code, 0);
+    TemporaryDirectory scratch;
+    const std::string path = scratch.path() + "/value";
+    // Every byte value, NUL, CR and LF among them, no trailing newline added,
+    // and more than one read(2) worth of it.
+    std::string value;
+    for (int i = 0; i < 300000; ++i)
+        value += static_cast<char>(i * 7 % 256);
+    {
+        std::ofstream out(path, std::ios::binary);
+        out << value;
+    }
+    auto put = kvctl({ "put", "files", "blob", "-" }, path);
+    ASSERT_EQ(put.exit_code, 0) << put.err;
+    auto get = kvctl({ "get", "files", "blob" });
+    ASSERT_EQ(get.exit_code, 0) << get.err;
+    EXPECT_TRUE(get.out == value + "\n") << "the value read back differs from the bytes put";
+
+    // An empty stdin is an empty value, not a missing one.
+    auto empty = kvctl({ "put", "files", "nothing", "-" });
+    ASSERT_EQ(empty.exit_code, 0) << empty.err;
+    auto got = kvctl({ "get", "files", "nothing" });
+    EXPECT_EQ(got.exit_code, 0) << got.err;
+    EXPECT_EQ(got.out, "\n");
 }
 
 TEST_F(Kvctl, EachKindOfFailureHasItsExitCodeAndAOneLineMessage)

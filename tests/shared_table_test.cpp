@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <cerrno>
 #include <random>
 #include <thread>
@@ -773,4 +774,181 @@ TEST(SharedTable, HashSpreadsKeys)
     EXPECT_NE(kv::hash_key("a"), kv::hash_key("b"));
     EXPECT_NE(kv::hash_key(std::string("a\0", 2)), kv::hash_key("a"));
     EXPECT_EQ(kv::hash_key("same key"), kv::hash_key("same key"));
+}
+
+// --- Batches: several changes in one write window (SharedTableWriter::Batch) ---
+
+namespace {
+
+// Every key and value of a writer, for comparing a table before and after.
+std::map<std::string, std::string> contents(const kv::SharedTableWriter& writer)
+{
+    std::map<std::string, std::string> all;
+    writer.for_each([&](std::string_view key, std::string_view value) { all.emplace(key, value); });
+    return all;
+}
+
+} // namespace
+
+TEST(SharedTableBatch, ConcurrentReaderNeverSeesHalfABatch)
+{
+    // The writer sets a, then b, to the same counter in one batch. A reader
+    // that reads a and then b must find b at least a: with a window per key
+    // (no batch) it catches b one behind a whenever it reads between the two.
+    auto name = unique_segment("batchreader");
+    kv::SharedTableWriter writer(name, 64 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    ASSERT_EQ(writer.set("a", "0"), kv::SharedTableWriter::SetResult::stored);
+    ASSERT_EQ(writer.set("b", "0"), kv::SharedTableWriter::SetResult::stored);
+    std::atomic<bool> done { false };
+    std::atomic<long> reads { 0 };
+    std::atomic<bool> failed { false };
+    std::string failure; // written by the reader before it sets `failed`
+    std::thread reader_thread([&] {
+        auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+        std::string a, b;
+        while (!done) {
+            if (reader->get("a", a) != Result::found || reader->get("b", b) != Result::found) {
+                failure = "a or b missing";
+            } else if (std::stoull(b.substr(0, b.find(':'))) < std::stoull(a.substr(0, a.find(':')))) {
+                failure = "half a batch: a=" + a.substr(0, 20) + " then b=" + b.substr(0, 20);
+            } else {
+                ++reads;
+                continue;
+            }
+            failed = true;
+            return;
+        }
+    });
+    // Until the reader has made enough reads while the writer was busy (a
+    // thread may start late), and within a bound of work.
+    for (std::uint64_t counter = 1; (reads < 100000 || counter < 100000) && counter < 20'000'000 && !failed; ++counter) {
+        auto batch = writer.begin_batch();
+        // A long value now and then, so the pair moves between slot and heap.
+        std::string value = counter % 3 ? std::to_string(counter) : checked_value(counter);
+        ASSERT_EQ(batch.set("a", value), kv::SharedTableWriter::SetResult::stored);
+        ASSERT_EQ(batch.set("b", value), kv::SharedTableWriter::SetResult::stored);
+        batch.commit();
+    }
+    done = true;
+    reader_thread.join();
+    EXPECT_FALSE(failed) << failure;
+    EXPECT_GE(reads.load(), 100000);
+}
+
+TEST(SharedTableBatch, AReaderSeesNothingOfAnOpenBatchAndAllOfItOnceCommitted)
+{
+    auto name = unique_segment("batchopen");
+    kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    std::string value;
+    {
+        auto batch = writer.begin_batch();
+        ASSERT_EQ(batch.set("x", "1"), kv::SharedTableWriter::SetResult::stored);
+        EXPECT_EQ(*writer.get("x"), "1") << "the writer sees its own batch";
+        // The window is open: a reader waits out its patience, then says busy.
+        EXPECT_EQ(reader->get("x", value), Result::busy);
+        batch.commit();
+    }
+    EXPECT_EQ(reader->get("x", value), Result::found);
+    EXPECT_EQ(value, "1");
+}
+
+TEST(SharedTableBatch, RollbackOnFullLeavesTheTableExactlyAsItWas)
+{
+    // A small segment, half filled; then a batch that overwrites old keys,
+    // adds enough new ones to grow the index more than once, erases some,
+    // and finally does not fit. Dropped, it must leave every key, value and
+    // counter as before, for the writer and for a direct reader, and give
+    // back every block it took.
+    auto name = unique_segment("batchfull");
+    kv::SharedTableWriter writer(name, 1 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    for (int i = 0; i < 200; ++i)
+        ASSERT_EQ(writer.set("old" + std::to_string(i), std::string(i % 2 ? 10 : 2000, 'o')), kv::SharedTableWriter::SetResult::stored);
+    const auto before = contents(writer);
+    const auto keys = writer.size(), bytes = writer.bytes();
+    for (int round = 0; round < 3; ++round) {
+        {
+            auto batch = writer.begin_batch();
+            for (int i = 0; i < 200; i += 3)
+                ASSERT_EQ(batch.set("old" + std::to_string(i), "new"), kv::SharedTableWriter::SetResult::stored);
+            for (int i = 1; i < 200; i += 7)
+                ASSERT_TRUE(batch.erase("old" + std::to_string(i)));
+            for (int i = 0; i < 2000; ++i)
+                ASSERT_EQ(batch.set("fresh" + std::to_string(i), std::to_string(i)), kv::SharedTableWriter::SetResult::stored);
+            batch.clear(); // and a FLUSHDB inside, to be undone too
+            ASSERT_EQ(batch.set("after-clear", "x"), kv::SharedTableWriter::SetResult::stored);
+            kv::SharedTableWriter::SetResult result = kv::SharedTableWriter::SetResult::stored;
+            for (int i = 0; i < 1000 && result == kv::SharedTableWriter::SetResult::stored; ++i)
+                result = batch.set("big" + std::to_string(i), std::string(100000, 'b'));
+            ASSERT_EQ(result, kv::SharedTableWriter::SetResult::full);
+        } // dropped uncommitted
+        EXPECT_EQ(writer.size(), keys);
+        EXPECT_EQ(writer.bytes(), bytes);
+        ASSERT_EQ(contents(writer), before) << "round " << round;
+        auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+        std::string value;
+        for (const auto& [key, expected] : before) {
+            ASSERT_EQ(reader->get(key, value), Result::found) << key;
+            ASSERT_EQ(value, expected) << key;
+        }
+        EXPECT_EQ(reader->get("fresh1", value), Result::missing);
+        EXPECT_EQ(reader->get("after-clear", value), Result::missing);
+        // Nothing leaked: the same rollback works again in the next round, and
+        // so does a batch of as much as fitted before.
+    }
+    auto batch = writer.begin_batch();
+    for (int i = 0; i < 4; ++i)
+        ASSERT_EQ(batch.set("big" + std::to_string(i), std::string(100000, 'b')), kv::SharedTableWriter::SetResult::stored);
+    batch.commit();
+    EXPECT_EQ(writer.size(), keys + 4);
+}
+
+TEST(SharedTableBatch, NestedBatchUndoesOnlyItsOwnChanges)
+{
+    kv::SharedTableWriter writer(unique_segment("batchnested"), 4 << 20, kv::TableKind::bucket);
+    ASSERT_EQ(writer.set("k", "0"), kv::SharedTableWriter::SetResult::stored);
+    auto outer = writer.begin_batch();
+    ASSERT_EQ(writer.set("k", "outer"), kv::SharedTableWriter::SetResult::stored) << "joins the open batch";
+    {
+        auto inner = writer.begin_batch();
+        ASSERT_EQ(inner.set("k", "inner"), kv::SharedTableWriter::SetResult::stored);
+        for (int i = 0; i < 500; ++i) // grows the index inside the inner batch
+            ASSERT_EQ(inner.set("n" + std::to_string(i), std::string(60, 'n')), kv::SharedTableWriter::SetResult::stored);
+    } // inner dropped
+    EXPECT_EQ(*writer.get("k"), "outer");
+    EXPECT_FALSE(writer.get("n1"));
+    {
+        auto inner = writer.begin_batch();
+        ASSERT_EQ(inner.set("kept", "yes"), kv::SharedTableWriter::SetResult::stored);
+        inner.commit(); // left to the outer batch
+    }
+    outer.rollback();
+    EXPECT_EQ(*writer.get("k"), "0");
+    EXPECT_FALSE(writer.get("kept"));
+    EXPECT_EQ(writer.size(), 1u);
+}
+
+TEST(SharedTableBatch, ClearEmptiesInOneWindowAndTheTableIsUsableAfter)
+{
+    auto name = unique_segment("clear");
+    kv::SharedTableWriter writer(name, 64 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    for (int i = 0; i < 20000; ++i)
+        ASSERT_EQ(writer.set("k" + std::to_string(i), std::string(i % 100, 'v')), kv::SharedTableWriter::SetResult::stored);
+    writer.clear();
+    EXPECT_EQ(writer.size(), 0u);
+    EXPECT_EQ(writer.bytes(), 0u);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    std::string value;
+    EXPECT_EQ(reader->get("k5", value), Result::missing);
+    std::uint64_t keys = 1;
+    EXPECT_EQ(reader->size(keys), Result::found);
+    EXPECT_EQ(keys, 0u);
+    // Everything freed: the table fills to the same size again.
+    for (int i = 0; i < 20000; ++i)
+        ASSERT_EQ(writer.set("k" + std::to_string(i), std::string(i % 100, 'v')), kv::SharedTableWriter::SetResult::stored);
+    EXPECT_EQ(reader->get("k5", value), Result::found);
 }

@@ -9,6 +9,7 @@
 #include <new>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include <boost/interprocess/managed_external_buffer.hpp>
 
@@ -158,6 +159,72 @@ struct SharedTableWriter::Segment {
         return { free_slot, false };
     }
 
+    // The open batches' undo log (SharedTableWriter::Batch): what to put back
+    // and what to free, either way. Kept across batches so that their
+    // vectors keep their capacity.
+    struct UndoLine {
+        std::uint64_t index_offset; // which index the slot belongs to
+        std::uint64_t slot;
+        char line[sizeof(Slot)];
+    };
+    struct BatchLog {
+        int depth = 0; // open batches
+        std::vector<UndoLine> undo;
+        std::vector<std::uint64_t> free_on_commit;   // offsets of entries and indexes
+        std::vector<std::uint64_t> free_on_rollback; // made inside the batch
+        std::vector<std::pair<std::uint64_t, std::uint64_t>> cleared; // indexes (offset, capacity) whose entries go at commit
+    } log;
+    bool in_batch() const { return log.depth > 0; }
+
+    // A change outside a batch gets a window of its own; inside one, the
+    // batch's window is already open.
+    void open_window()
+    {
+        if (!in_batch())
+            begin_write();
+    }
+    void close_window()
+    {
+        if (!in_batch())
+            end_write();
+    }
+    // Before slot `slot` of the current index changes: its line, for a rollback.
+    void save_line(std::uint64_t slot)
+    {
+        if (!in_batch())
+            return;
+        UndoLine& undo = log.undo.emplace_back();
+        undo.index_offset = header->index_offset.load(std::memory_order_relaxed);
+        undo.slot = slot;
+        std::memcpy(undo.line, static_cast<const void*>(&slots()[slot]), sizeof(Slot));
+    }
+    // A block (entry or index) nothing refers to any more: freed now, or at
+    // the batch's commit (a rollback makes it reachable again).
+    void release(std::uint64_t offset)
+    {
+        if (in_batch())
+            log.free_on_commit.push_back(offset);
+        else
+            heap.deallocate(base + offset);
+    }
+    // A block made now: a rollback frees it.
+    void made(std::uint64_t offset)
+    {
+        if (in_batch())
+            log.free_on_rollback.push_back(offset);
+    }
+    // Frees every entry an index still refers to, then the index.
+    void free_index_and_entries(std::uint64_t offset, std::uint64_t capacity)
+    {
+        const Slot* index = reinterpret_cast<const Slot*>(base + offset);
+        for (std::uint64_t i = 0; i < capacity; ++i) {
+            std::uint64_t entry_offset = index[i].entry.load(std::memory_order_relaxed);
+            if (holds_entry(entry_offset))
+                heap.deallocate(base + entry_offset);
+        }
+        heap.deallocate(base + offset);
+    }
+
     void begin_write()
     {
         header->sequence.store(header->sequence.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -212,12 +279,13 @@ struct SharedTableWriter::Segment {
             // Nobody reads the new index yet: a plain copy of the line will do.
             std::memcpy(static_cast<void*>(&fresh[j]), static_cast<const void*>(&old[i]), sizeof(Slot));
         }
-        begin_write();
+        made(offset_of(fresh));
+        open_window();
         header->index_offset.store(offset_of(fresh), std::memory_order_relaxed);
         header->capacity.store(new_capacity, std::memory_order_relaxed);
-        end_write();
+        close_window();
         used_slots = live;
-        heap.deallocate(old);
+        release(offset_of(old));
         return true;
     }
 
@@ -338,11 +406,13 @@ SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::s
         fresh = s.make_entry(key, value);
         if (!fresh)
             return SetResult::full;
+        s.made(s.offset_of(fresh));
     }
     Slot& target = s.slots()[slot];
     const std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
     const std::size_t old_value_size = found ? s.slot_value(target).size() : 0;
-    s.begin_write();
+    s.save_line(slot);
+    s.open_window();
     target.tag.store(tag, std::memory_order_relaxed);
     if (fits_inline) {
         target.key_size = static_cast<std::uint8_t>(key.size());
@@ -361,10 +431,10 @@ SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::s
         s.header->keys.fetch_add(1, std::memory_order_relaxed);
         s.header->bytes.fetch_add(key.size() + value.size(), std::memory_order_relaxed);
     }
-    s.end_write();
+    s.close_window();
     // Unreachable now; a reader still looking at it will see the sequence move.
     if (found && holds_entry(old_offset))
-        s.heap.deallocate(s.entry(old_offset));
+        s.release(old_offset);
     return SetResult::stored;
 }
 
@@ -377,17 +447,145 @@ bool SharedTableWriter::erase(std::string_view key)
     Slot& target = s.slots()[slot];
     const std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
     const std::size_t old_bytes = s.slot_key(target).size() + s.slot_value(target).size();
-    s.begin_write();
+    s.save_line(slot);
+    s.open_window();
     target.entry.store(deleted_slot, std::memory_order_relaxed);
     s.header->keys.fetch_sub(1, std::memory_order_relaxed);
     s.header->bytes.fetch_sub(old_bytes, std::memory_order_relaxed);
-    s.end_write();
+    s.close_window();
     if (holds_entry(old_offset))
-        s.heap.deallocate(s.entry(old_offset));
+        s.release(old_offset);
     return true;
 }
 
+void SharedTableWriter::clear()
+{
+    Segment& s = *segment_;
+    const std::uint64_t old_offset = s.header->index_offset.load(std::memory_order_relaxed);
+    const std::uint64_t old_capacity = s.capacity();
+    if (Slot* fresh = s.make_index(initial_capacity)) {
+        // The usual way: a short window that switches to an empty index.
+        s.made(s.offset_of(fresh));
+        s.open_window();
+        s.header->index_offset.store(s.offset_of(fresh), std::memory_order_relaxed);
+        s.header->capacity.store(initial_capacity, std::memory_order_relaxed);
+        s.header->keys.store(0, std::memory_order_relaxed);
+        s.header->bytes.store(0, std::memory_order_relaxed);
+        s.close_window();
+        s.used_slots = 0;
+        if (s.in_batch())
+            s.log.cleared.emplace_back(old_offset, old_capacity);
+        else
+            s.free_index_and_entries(old_offset, old_capacity);
+        return;
+    }
+    // No heap even for a small index: empty the slots where they are (each
+    // line saved first inside a batch), in one window, and free after it.
+    std::vector<std::uint64_t> entries;
+    Slot* index = s.slots();
+    s.open_window();
+    for (std::uint64_t i = 0; i < old_capacity; ++i) {
+        const std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+        if (offset == empty_slot)
+            continue;
+        s.save_line(i);
+        if (holds_entry(offset))
+            entries.push_back(offset);
+        index[i].entry.store(empty_slot, std::memory_order_relaxed);
+    }
+    s.header->keys.store(0, std::memory_order_relaxed);
+    s.header->bytes.store(0, std::memory_order_relaxed);
+    s.close_window();
+    s.used_slots = 0;
+    for (std::uint64_t offset : entries)
+        s.release(offset);
+}
+
+SharedTableWriter::Batch SharedTableWriter::begin_batch()
+{
+    Segment& s = *segment_;
+    if (!s.in_batch()) {
+        s.log.undo.clear();
+        s.log.free_on_commit.clear();
+        s.log.free_on_rollback.clear();
+        s.log.cleared.clear();
+        s.begin_write();
+    }
+    Savepoint savepoint;
+    savepoint.undo = s.log.undo.size();
+    savepoint.free_on_commit = s.log.free_on_commit.size();
+    savepoint.free_on_rollback = s.log.free_on_rollback.size();
+    savepoint.cleared = s.log.cleared.size();
+    savepoint.keys = s.header->keys.load(std::memory_order_relaxed);
+    savepoint.bytes = s.header->bytes.load(std::memory_order_relaxed);
+    savepoint.used_slots = s.used_slots;
+    savepoint.index_offset = s.header->index_offset.load(std::memory_order_relaxed);
+    savepoint.capacity = s.capacity();
+    savepoint.depth = s.log.depth++;
+    return Batch(this, savepoint);
+}
+
+void SharedTableWriter::finish_batch(const Savepoint& savepoint, bool keep)
+{
+    Segment& s = *segment_;
+    if (s.log.depth != savepoint.depth + 1)
+        throw std::logic_error("SharedTableWriter: batches must end in the reverse order of their beginning");
+    auto& log = s.log;
+    if (!keep) {
+        // Latest first, so each slot ends with the line it had at the
+        // savepoint. Lines of indexes made since then go with those indexes.
+        for (std::size_t i = log.undo.size(); i-- > savepoint.undo;) {
+            const Segment::UndoLine& undo = log.undo[i];
+            if (undo.index_offset == savepoint.index_offset)
+                std::memcpy(static_cast<void*>(reinterpret_cast<Slot*>(s.base + undo.index_offset) + undo.slot), undo.line,
+                    sizeof(Slot));
+        }
+        s.header->index_offset.store(savepoint.index_offset, std::memory_order_relaxed);
+        s.header->capacity.store(savepoint.capacity, std::memory_order_relaxed);
+        s.header->keys.store(savepoint.keys, std::memory_order_relaxed);
+        s.header->bytes.store(savepoint.bytes, std::memory_order_relaxed);
+        s.used_slots = savepoint.used_slots;
+        for (std::size_t i = savepoint.free_on_rollback; i < log.free_on_rollback.size(); ++i)
+            s.heap.deallocate(s.base + log.free_on_rollback[i]);
+        log.undo.resize(savepoint.undo);
+        log.free_on_commit.resize(savepoint.free_on_commit);
+        log.free_on_rollback.resize(savepoint.free_on_rollback);
+        log.cleared.resize(savepoint.cleared);
+    }
+    --log.depth;
+    if (log.depth > 0)
+        return; // a nested batch: the outer one commits or undoes the rest
+    s.end_write();
+    // Unreachable now; a reader still looking at any of it will see the sequence move.
+    for (std::uint64_t offset : log.free_on_commit)
+        s.heap.deallocate(s.base + offset);
+    for (const auto& [offset, capacity] : log.cleared)
+        s.free_index_and_entries(offset, capacity);
+    log.undo.clear();
+    log.free_on_commit.clear();
+    log.free_on_rollback.clear();
+    log.cleared.clear();
+}
+
+SharedTableWriter::Batch::~Batch()
+{
+    if (writer_)
+        rollback();
+}
+
+void SharedTableWriter::Batch::commit()
+{
+    std::exchange(writer_, nullptr)->finish_batch(savepoint_, true);
+}
+
+void SharedTableWriter::Batch::rollback()
+{
+    std::exchange(writer_, nullptr)->finish_batch(savepoint_, false);
+}
+
 std::uint64_t SharedTableWriter::size() const { return segment_->header->keys.load(std::memory_order_relaxed); }
+
+std::uint64_t SharedTableWriter::segment_size() const { return segment_->header->size; }
 
 std::uint64_t SharedTableWriter::bytes() const { return segment_->header->bytes.load(std::memory_order_relaxed); }
 
@@ -400,6 +598,60 @@ void SharedTableWriter::for_each(const std::function<void(std::string_view, std:
         if (offset != empty_slot && offset != deleted_slot)
             visit(s.slot_key(index[i]), s.slot_value(index[i]));
     }
+}
+
+namespace {
+
+std::uint64_t reverse_bits(std::uint64_t v)
+{
+    v = ((v >> 1) & 0x5555555555555555ULL) | ((v & 0x5555555555555555ULL) << 1);
+    v = ((v >> 2) & 0x3333333333333333ULL) | ((v & 0x3333333333333333ULL) << 2);
+    v = ((v >> 4) & 0x0F0F0F0F0F0F0F0FULL) | ((v & 0x0F0F0F0F0F0F0F0FULL) << 4);
+    v = ((v >> 8) & 0x00FF00FF00FF00FFULL) | ((v & 0x00FF00FF00FF00FFULL) << 8);
+    v = ((v >> 16) & 0x0000FFFF0000FFFFULL) | ((v & 0x0000FFFF0000FFFFULL) << 16);
+    return (v >> 32) | (v << 32);
+}
+
+} // namespace
+
+std::uint64_t SharedTableWriter::scan_step(std::uint64_t cursor, const std::function<void(std::string_view)>& visit) const
+{
+    const Segment& s = *segment_;
+    const Slot* index = s.slots();
+    const std::uint64_t mask = s.capacity() - 1;
+    const std::uint64_t home = cursor & mask;
+    // A key sits at its home or after it, with no empty slot in between
+    // (erase leaves tombstones), so the run from its home holds it.
+    for (std::uint64_t i = home;;) {
+        const std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+        if (offset == empty_slot)
+            break;
+        if (offset != deleted_slot && (index[i].tag.load(std::memory_order_relaxed) & mask) == home)
+            visit(s.slot_key(index[i]));
+        i = (i + 1) & mask;
+        if (i == home)
+            break;
+    }
+    // Increment the bits above the mask's complement, from the top down.
+    cursor |= ~mask;
+    cursor = reverse_bits(cursor);
+    ++cursor;
+    return reverse_bits(cursor);
+}
+
+std::optional<std::string_view> SharedTableWriter::random_key(std::uint64_t random) const
+{
+    const Segment& s = *segment_;
+    if (size() == 0)
+        return std::nullopt;
+    const Slot* index = s.slots();
+    const std::uint64_t mask = s.capacity() - 1;
+    for (std::uint64_t probe = 0, i = random & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
+        std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+        if (offset != empty_slot && offset != deleted_slot)
+            return s.slot_key(index[i]);
+    }
+    return std::nullopt;
 }
 
 } // namespace kv

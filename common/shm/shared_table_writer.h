@@ -9,6 +9,10 @@
 // away. Only the writer ever allocates in the segment, because Boost 1.74's
 // internal locks are not robust (a process killed inside the allocator would
 // wedge every other user).
+//
+// Several changes that must be seen together (MSET, RENAME, FLUSHDB, and a
+// transaction's EXEC) go through a Batch: they all land in ONE write window,
+// so a reader sees all of them or none (see Batch below).
 #pragma once
 
 #include <cstddef>
@@ -18,6 +22,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "table_layout.h"
 #include "unique_fd.h"
@@ -55,11 +61,42 @@ public:
     // On `full` the table is unchanged: an old value is still there.
     SetResult set(std::string_view key, std::string_view value);
     bool erase(std::string_view key);
+    // Removes every pair in one short write window: a fresh, small index is
+    // switched in, then the old index and its entries are freed after the
+    // window closes. With no heap left even for that small index, the old
+    // index is wiped in place instead (still one window). Never fails.
+    void clear();
+
+    class Batch;
+    // Opens a batch: one write window that stays open until the batch is
+    // committed or dropped (see Batch below). While one is open, set, erase
+    // and clear on the writer itself join it (they open no window of their
+    // own and are undone with it), and a batch begun inside it is nested: a
+    // savepoint whose rollback undoes only its own changes, whose commit
+    // leaves them to the outer batch. So a transaction's EXEC can open a
+    // batch and run each queued command's handler unchanged, MSET included.
+    // Batches end in the reverse order of their beginning.
+    Batch begin_batch();
 
     std::uint64_t size() const;
     std::uint64_t bytes() const;
+    // The segment's size: no pair larger than this can ever be stored.
+    std::uint64_t segment_size() const;
     const std::string& segment_name() const { return segment_name_; }
     void for_each(const std::function<void(std::string_view key, std::string_view value)>& visit) const;
+    // One step of a SCAN (Redis's dictScan over the index's home slots): visits
+    // every key whose home slot (hash & mask) is `cursor`'s, walking that
+    // home's probe run, and returns the next cursor, 0 once the scan is done.
+    // The cursor advances in reverse binary order, so a key present for the
+    // whole scan is visited at least once even if the index doubles (or is
+    // replaced by a smaller one) between steps: its home in the larger index
+    // shares the low bits the cursor has not yet moved past. Keys may be
+    // visited twice.
+    std::uint64_t scan_step(std::uint64_t cursor, const std::function<void(std::string_view key)>& visit) const;
+    // A key picked from the slot `random` lands on (the first live slot from
+    // there on, wrapping): not uniform where keys cluster, as Redis's own
+    // RANDOMKEY is not. Nothing if the table is empty.
+    std::optional<std::string_view> random_key(std::uint64_t random) const;
 
     // Readers may now trust the table (the owner is serving).
     void publish_alive();
@@ -70,9 +107,77 @@ public:
 
 private:
     struct Segment;
+    struct Savepoint {
+        std::size_t undo = 0, free_on_commit = 0, free_on_rollback = 0, cleared = 0;
+        std::uint64_t keys = 0, bytes = 0, used_slots = 0, index_offset = 0, capacity = 0;
+        int depth = 0;
+    };
+    void finish_batch(const Savepoint& savepoint, bool keep);
     std::string segment_name_;
     bool owns_name_;
     std::unique_ptr<Segment> segment_;
+};
+
+// A batch of changes made in ONE write window of the seqlock: the sequence
+// is made odd by begin_batch() and even again by commit(), so a direct reader
+// (SharedTableReader) sees the table as it was before the batch or as it is
+// after it, never in between. MSET, MSETNX, RENAME, GETDEL-style pairs and
+// FLUSHDB use it; a transaction's EXEC can run its whole body in one.
+//
+//     auto batch = writer.begin_batch();
+//     if (batch.set("a", "1") == SetResult::full || batch.set("b", "2") == SetResult::full)
+//         return;          // dropped uncommitted: rolled back, nothing happened
+//     batch.commit();      // both visible at once
+//
+// All or nothing, by an undo log rather than a room check beforehand (the
+// heap's fit cannot be predicted without allocating): every slot line is
+// saved (in this process's memory) before each change, the header counters and the index's
+// offset and capacity are saved at the start, and nothing is freed until the
+// end. An entry replaced or erased, or an index replaced (grown or cleared),
+// is freed at commit; an entry or index made inside the batch is freed on
+// rollback. A batch dropped without commit() (a `full` in the middle, an
+// exception) restores every saved line and counter and then closes the
+// window: readers never saw any of it. Memory freed by a batch is therefore
+// reusable only after it, so a batch that rewrites the same large value many
+// times needs room for every copy.
+//
+// A reader that meets the odd sequence spins, then yields, and after its
+// patience (200 ms) answers "busy" rather than wait (kvctl then asks the
+// socket): a long batch delays direct readers, it never misleads them.
+// Only the writer's thread uses a batch; reads through the writer (get)
+// see the batch's changes at once.
+class SharedTableWriter::Batch {
+public:
+    Batch(Batch&& other) noexcept
+        : writer_(std::exchange(other.writer_, nullptr))
+        , savepoint_(other.savepoint_)
+    {
+    }
+    Batch& operator=(Batch&&) = delete;
+    Batch(const Batch&) = delete;
+    // Rolls back unless committed.
+    ~Batch();
+
+    // As SharedTableWriter's. On `full` that one change is not made; the
+    // earlier ones in the batch still are, until the batch is dropped.
+    SetResult set(std::string_view key, std::string_view value) { return writer_->set(key, value); }
+    bool erase(std::string_view key) { return writer_->erase(key); }
+    void clear() { writer_->clear(); }
+    std::optional<std::string_view> get(std::string_view key) const { return writer_->get(key); }
+
+    // The outermost batch: closes the window, so every change becomes visible
+    // at once, then frees what the batch replaced. A nested one: its changes
+    // stay, to be committed or undone with the outer batch.
+    void commit();
+    // Undoes every change made since this batch began; the outermost one then
+    // closes the window (readers saw nothing). The destructor's job, made explicit.
+    void rollback();
+
+private:
+    friend class SharedTableWriter;
+    Batch(SharedTableWriter* writer, Savepoint savepoint) : writer_(writer), savepoint_(savepoint) {}
+    SharedTableWriter* writer_;
+    Savepoint savepoint_;
 };
 
 } // namespace kv
