@@ -272,6 +272,38 @@ TEST_F(ConnectionTest, CommandDescribesEveryCommandOfTheSocketFromItsTable)
     EXPECT_EQ(docs.elements[1].field("group")->text, "string");
 }
 
+// What COMMAND INFO says of each command a bucket serves, up to its ACL
+// categories, is what redis-server 7.0 says of it: the docs in the command
+// tables are Redis's (kv lists no tips, key specifications or subcommands).
+// And every command has a summary for COMMAND DOCS (redis-cli's help).
+TEST_F(ConnectionTest, CommandInfoOfEveryBucketCommandIsRedis70sUpToItsCategories)
+{
+    auto ours = kv::Client::connect(bucket_socket_);
+    auto theirs = kv::Client::connect(redis_->socket());
+    auto words = [](const Value& value) {
+        std::string out;
+        for (const auto& element : value.elements)
+            out += element.text + " ";
+        return out;
+    };
+    auto described = [&](const Value& info) {
+        return info.elements.at(0).text + " arity " + std::to_string(info.elements.at(1).integer) + " flags " + words(info.elements.at(2))
+            + "keys " + std::to_string(info.elements.at(3).integer) + " " + std::to_string(info.elements.at(4).integer) + " "
+            + std::to_string(info.elements.at(5).integer) + " categories " + words(info.elements.at(6));
+    };
+    const auto all = ours.call({ "COMMAND" });
+    ASSERT_GT(all.elements.size(), 20u);
+    for (const auto& entry : all.elements) {
+        const std::string name = entry.elements.at(0).text;
+        const auto reference = theirs.call({ "COMMAND", "INFO", name });
+        ASSERT_EQ(reference.elements.size(), 1u);
+        EXPECT_EQ(described(entry), described(reference.elements[0]));
+        const auto docs = ours.call({ "COMMAND", "DOCS", name });
+        ASSERT_EQ(docs.elements.size(), 2u) << name;
+        EXPECT_FALSE(docs.elements[1].field("summary")->text.empty()) << name;
+    }
+}
+
 // --- the registry socket ---
 
 TEST(RegistryConnection, ATransactionIsRefusedWholeAndCreatesNothing)

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include "error_code.h"
 #include "resp_connection.h"
@@ -457,12 +458,14 @@ void append_command_docs(std::string& out, const CommandInfo& info, Protocol pro
     resp::append_bulk(out, info.doc.group.empty() ? std::string_view("server") : info.doc.group);
 }
 
-const CommandInfo* find_info(const ServerShared& server, std::string_view name)
+// A copy: for_each_command() hands out the connection commands' entries as
+// temporaries.
+std::optional<CommandInfo> find_info(const ServerShared& server, std::string_view name)
 {
-    const CommandInfo* found = nullptr;
+    std::optional<CommandInfo> found;
     for_each_command(server, [&](const CommandInfo& info) {
         if (!found && same_word(info.name, name))
-            found = &info;
+            found = info;
     });
     return found;
 }
@@ -490,7 +493,7 @@ void command_info(const Call& call)
     }
     resp::append_array_header(call.out, call.request.size() - 2);
     for (std::size_t j = 2; j < call.request.size(); ++j) {
-        if (const CommandInfo* info = find_info(call.server, call.request[j]))
+        if (const auto info = find_info(call.server, call.request[j]))
             append_command_info(call.out, *info, call.protocol());
         else
             resp::append_null(call.out, call.protocol());
@@ -508,7 +511,7 @@ void command_docs(const Call& call)
         });
     } else {
         for (std::size_t j = 2; j < call.request.size(); ++j) {
-            if (const CommandInfo* info = find_info(call.server, call.request[j])) {
+            if (const auto info = find_info(call.server, call.request[j])) {
                 append_command_docs(body, *info, call.protocol());
                 ++count;
             }
@@ -764,14 +767,14 @@ void discard(const Call& call)
 const ConnectionCommand connection_commands[] = {
     { "HELLO", -1, hello, 0,
         { "noscript loading stale fast no_auth allow_busy", 0, 0, 0, "Handshake with Redis", "connection", "@fast @connection", "6.0.0" } },
-    { "CLIENT", -2, client, 0, { "", 0, 0, 0, "A container for client connection commands", "connection", "", "2.4.0" } },
+    { "CLIENT", -2, client, 0, { "", 0, 0, 0, "A container for client connection commands", "connection", "@slow", "2.4.0" } },
     { "SELECT", 2, select, 0,
-        { "loading stale fast", 0, 0, 0, "Change the selected database for the current connection", "connection", "@keyspace @fast @connection", "1.0.0" } },
+        { "loading stale fast", 0, 0, 0, "Change the selected database for the current connection", "connection", "@fast @connection", "1.0.0" } },
     { "QUIT", -1, quit, 0,
         { "noscript loading stale fast no_auth allow_busy", 0, 0, 0, "Close the connection", "connection", "@fast @connection", "1.0.0" } },
     { "RESET", 1, reset, 0,
         { "noscript loading stale fast no_auth allow_busy", 0, 0, 0, "Reset the connection", "connection", "@fast @connection", "6.2.0" } },
-    { "ECHO", 2, echo, 0, { "fast", 0, 0, 0, "Echo the given string", "connection", "@fast @connection", "1.0.0" } },
+    { "ECHO", 2, echo, 0, { "loading stale fast", 0, 0, 0, "Echo the given string", "connection", "@fast @connection", "1.0.0" } },
     { "COMMAND", -1, command, 0,
         { "loading stale", 0, 0, 0, "Get array of Redis command details", "server", "@slow @connection", "2.8.13" } },
     { "INFO", -1, info, 0,
@@ -832,7 +835,7 @@ bool runs_inside_multi(std::string_view verb)
 void refuse_inside_multi(const ServerShared& server, Session& session, const resp::Request& request, std::string& out)
 {
     session.transaction.queued_command_malformed = true;
-    const CommandInfo* info = find_info(server, request[0]);
+    const auto info = find_info(server, request[0]);
     if (!info) {
         find_command(connection_commands, request, out); // the unknown-command error, in the one place that words it
         return;
