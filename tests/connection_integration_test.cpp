@@ -50,14 +50,14 @@ protected:
     // reply bytes (masked).
     void expect_same_replies(const std::vector<std::vector<std::string>>& script, std::string socket = {})
     {
-        auto ours = connect_raw(socket.empty() ? bucket_socket_ : socket);
-        auto theirs = connect_raw(redis_->socket());
+        RawConnection ours(socket.empty() ? bucket_socket_ : socket);
+        RawConnection theirs(redis_->socket());
         for (const auto& request : script) {
             std::string joined;
             for (const auto& argument : request)
                 joined += argument + " ";
-            const std::string reply = raw_call(ours.get(), request);
-            const std::string reference = raw_call(theirs.get(), request);
+            const std::string reply = ours.call(request);
+            const std::string reference = theirs.call(request);
             EXPECT_EQ(masked(reply), masked(reference)) << "request: " << joined;
         }
     }
@@ -184,16 +184,16 @@ TEST_F(ConnectionTest, QuitAnswersOkAndThenCloses)
 
 TEST_F(ConnectionTest, AClientThatSaidHello3GetsResp3NullsMapsAndVerbatimText)
 {
-    auto fd = connect_raw(bucket_socket_);
-    EXPECT_EQ(raw_call(fd.get(), { "GET", "missing" }), "$-1\r\n");
-    ASSERT_EQ(raw_call(fd.get(), { "HELLO", "3" }).substr(0, 4), "%7\r\n");
-    EXPECT_EQ(raw_call(fd.get(), { "GET", "missing" }), "_\r\n");
-    EXPECT_EQ(raw_call(fd.get(), { "CONFIG", "GET", "appendonly" }), "%1\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
-    EXPECT_EQ(raw_call(fd.get(), { "INFO", "keyspace" }), "=16\r\ntxt:# Keyspace\r\n\r\n");
+    RawConnection connection(bucket_socket_);
+    EXPECT_EQ(connection.call({ "GET", "missing" }), "$-1\r\n");
+    ASSERT_EQ(connection.call({ "HELLO", "3" }).substr(0, 4), "%7\r\n");
+    EXPECT_EQ(connection.call({ "GET", "missing" }), "_\r\n");
+    EXPECT_EQ(connection.call({ "CONFIG", "GET", "appendonly" }), "%1\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
+    EXPECT_EQ(connection.call({ "INFO", "keyspace" }), "=16\r\ntxt:# Keyspace\r\n\r\n");
     // It stays RESP3 for the rest of the connection, until RESET.
-    EXPECT_EQ(raw_call(fd.get(), { "CLIENT", "GETNAME" }), "_\r\n");
-    EXPECT_EQ(raw_call(fd.get(), { "RESET" }), "+RESET\r\n");
-    EXPECT_EQ(raw_call(fd.get(), { "GET", "missing" }), "$-1\r\n");
+    EXPECT_EQ(connection.call({ "CLIENT", "GETNAME" }), "_\r\n");
+    EXPECT_EQ(connection.call({ "RESET" }), "+RESET\r\n");
+    EXPECT_EQ(connection.call({ "GET", "missing" }), "$-1\r\n");
 }
 
 TEST_F(ConnectionTest, ResetClearsNameAndProtocolButKeepsTheConnection)

@@ -1,12 +1,14 @@
-// A real redis-server (Debian's, found on PATH) started by a test on a Unix
-// socket in a temporary directory, with nothing persisted: the reference kv's
-// replies are compared with byte for byte. Tests state the prerequisite with
-// KV_REQUIRE(!find_program("redis-server").empty(), "redis-server on PATH").
+// The reference kv's replies are compared with, byte for byte: a real
+// redis-server (Debian's 7.0, found on PATH) started by a test on a Unix
+// socket in a temporary directory, persisting nothing; and a raw connection
+// that hands back each reply's exact bytes. Tests state the prerequisite
+// with KV_REQUIRE(!find_program("redis-server").empty(), ...).
 #pragma once
 
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "daemon_fixture.h"
 #include "unique_fd.h"
@@ -16,10 +18,12 @@ namespace kv::test {
 class ReferenceRedis {
 public:
     // Starts redis-server --port 0 --unixsocket <temp>/redis.sock --save ''
-    // --appendonly no and returns once it says it accepts connections (it
-    // listens before it says so). Throws if it does not within 10 s.
+    // --appendonly no, ready once this returns: it runs as a systemd service
+    // would (--supervised systemd) and says READY=1 on a datagram socket of
+    // the test's own (NOTIFY_SOCKET), after its listening socket is open.
+    // Throws if it is not ready within 10 s (and then stops it).
     ReferenceRedis();
-    // SIGKILL and reap.
+    // SIGKILL and reap: nothing of it outlives the test.
     ~ReferenceRedis();
     ReferenceRedis(const ReferenceRedis&) = delete;
     ReferenceRedis& operator=(const ReferenceRedis&) = delete;
@@ -34,11 +38,23 @@ private:
     pid_t pid_ = -1;
 };
 
-// One request on an open connection, and the bytes of its whole reply as
-// they came (read until parse_value() finds one complete reply).
-std::string raw_call(int fd, const std::vector<std::string>& request);
+// One connection that hands back each reply's exact bytes.
+class RawConnection {
+public:
+    // Connects to the Unix socket at `path` (its server is ready), with a
+    // 20 s receive timeout so a missing reply fails instead of hanging.
+    explicit RawConnection(const std::string& path);
 
-// A raw connection to a Unix socket, with a receive timeout.
-UniqueFd connect_raw(const std::string& path);
+    // Sends one request and returns the bytes of its whole reply (read until
+    // parse_value() finds one complete reply). Throws if the server closes
+    // the connection or the timeout passes first.
+    std::string call(const std::vector<std::string>& request);
+
+    int fd() const { return fd_.get(); }
+
+private:
+    UniqueFd fd_;
+    std::string buffer_;
+};
 
 } // namespace kv::test
