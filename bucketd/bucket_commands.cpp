@@ -22,7 +22,7 @@ void get(BucketContext& context, const resp::Request& request, std::string& out)
     if (auto value = context.map.get(request[1]))
         resp::append_bulk(out, *value);
     else
-        resp::append_null(out);
+        resp::append_null(out, context.protocol);
 }
 
 void del(BucketContext& context, const resp::Request& request, std::string& out)
@@ -100,7 +100,7 @@ void ping(BucketContext&, const resp::Request& request, std::string& out) { answ
 
 // redis-benchmark asks for CONFIG GET save / appendonly before it starts.
 // A bucket persists nothing, and says so in Redis's words.
-void config(BucketContext&, const resp::Request& request, std::string& out)
+void config(BucketContext& context, const resp::Request& request, std::string& out)
 {
     if (!same_word(request[1], "GET") || request.size() != 3) {
         append_error(out, ErrorCode::error, "CONFIG supports only GET <pattern> here");
@@ -113,10 +113,10 @@ void config(BucketContext&, const resp::Request& request, std::string& out)
         if (glob_match(request[2], name)) {
             resp::append_bulk(body, name);
             resp::append_bulk(body, value);
-            count += 2;
+            ++count;
         }
     }
-    resp::append_array_header(out, count);
+    resp::append_map_header(out, count, context.protocol);
     out += body;
 }
 
@@ -145,49 +145,77 @@ void config(BucketContext&, const resp::Request& request, std::string& out)
 // Names in lower case, as Redis writes them in its arity error
 // ("wrong number of arguments for 'get' command"); verbs match in any case.
 const BucketCommand commands[] = {
-    { "get", 2, get },
-    { "set", -3, data_commands::set },
-    { "del", -2, del },
-    { "exists", -2, exists },
-    { "dbsize", 1, dbsize },
-    { "keys", 2, keys },
-    { "ping", -1, ping, 2 },
-    { "config", -2, config },
-    { "debug", -2, debug },
+    { "get", 2, get, 0, { "readonly fast", 1, 1, 1, "Get the value of a key", "string", "@read @string @fast" } },
+    { "set", -3, data_commands::set, 0, { "write denyoom", 1, 1, 1, "Set the string value of a key", "string", "@write @string @slow" } },
+    { "del", -2, del, 0, { "write", 1, -1, 1, "Delete a key", "generic", "@keyspace @write @slow" } },
+    { "exists", -2, exists, 0, { "readonly fast", 1, -1, 1, "Determine if a key exists", "generic", "@keyspace @read @fast", "1.0.0" } },
+    { "dbsize", 1, dbsize, 0, { "readonly fast", 0, 0, 0, "Return the number of keys in the selected database", "server", "@keyspace @read @fast" } },
+    { "keys", 2, keys, 0, { "readonly", 0, 0, 0, "Find all keys matching the given pattern", "generic", "@keyspace @read @slow @dangerous" } },
+    { "ping", -1, ping, 2, { "fast", 0, 0, 0, "Ping the server", "connection", "@fast @connection" } },
+    { "config", -2, config, 0, { "", 0, 0, 0, "A container for server configuration commands (here: GET save, appendonly)", "server", "@slow", "2.0.0" } },
+    { "debug", -2, debug, 0, { "admin noscript loading stale", 0, 0, 0, "A container for debugging commands (here: SEGFAULT, EXIT)", "server", "@admin @slow @dangerous" } },
     // Strings and the keyspace (data_commands.h).
-    { "setnx", 3, data_commands::setnx },
-    { "getset", 3, data_commands::getset },
-    { "getdel", 2, data_commands::getdel },
-    { "mget", -2, data_commands::mget },
-    { "mset", -3, data_commands::mset },
-    { "msetnx", -3, data_commands::msetnx },
-    { "incr", 2, data_commands::incr },
-    { "decr", 2, data_commands::decr },
-    { "incrby", 3, data_commands::incrby },
-    { "decrby", 3, data_commands::decrby },
-    { "incrbyfloat", 3, data_commands::incrbyfloat },
-    { "append", 3, data_commands::append },
-    { "strlen", 2, data_commands::strlen },
-    { "getrange", 4, data_commands::getrange },
-    { "setrange", 4, data_commands::setrange },
-    { "unlink", -2, data_commands::unlink },
-    { "type", 2, data_commands::type },
-    { "rename", 3, data_commands::rename },
-    { "renamenx", 3, data_commands::renamenx },
-    { "randomkey", 1, data_commands::randomkey },
-    { "flushdb", -1, data_commands::flushdb },
-    { "flushall", -1, data_commands::flushdb },
-    { "time", 1, data_commands::time },
-    { "scan", -2, data_commands::scan },
+    { "setnx", 3, data_commands::setnx, 0,
+        { "write denyoom fast", 1, 1, 1, "Set the value of a key, only if the key does not exist", "string", "@write @string @fast", "1.0.0" } },
+    { "getset", 3, data_commands::getset, 0,
+        { "write denyoom fast", 1, 1, 1, "Set the string value of a key and return its old value", "string", "@write @string @fast", "1.0.0" } },
+    { "getdel", 2, data_commands::getdel, 0,
+        { "write fast", 1, 1, 1, "Get the value of a key and delete the key", "string", "@write @string @fast", "6.2.0" } },
+    { "mget", -2, data_commands::mget, 0,
+        { "readonly fast", 1, -1, 1, "Get the values of all the given keys", "string", "@read @string @fast", "1.0.0" } },
+    { "mset", -3, data_commands::mset, 0,
+        { "write denyoom", 1, -1, 2, "Set multiple keys to multiple values", "string", "@write @string @slow", "1.0.1" } },
+    { "msetnx", -3, data_commands::msetnx, 0,
+        { "write denyoom", 1, -1, 2, "Set multiple keys to multiple values, only if none of the keys exist", "string", "@write @string @slow", "1.0.1" } },
+    { "incr", 2, data_commands::incr, 0,
+        { "write denyoom fast", 1, 1, 1, "Increment the integer value of a key by one", "string", "@write @string @fast", "1.0.0" } },
+    { "decr", 2, data_commands::decr, 0,
+        { "write denyoom fast", 1, 1, 1, "Decrement the integer value of a key by one", "string", "@write @string @fast", "1.0.0" } },
+    { "incrby", 3, data_commands::incrby, 0,
+        { "write denyoom fast", 1, 1, 1, "Increment the integer value of a key by the given amount", "string", "@write @string @fast", "1.0.0" } },
+    { "decrby", 3, data_commands::decrby, 0,
+        { "write denyoom fast", 1, 1, 1, "Decrement the integer value of a key by the given number", "string", "@write @string @fast", "1.0.0" } },
+    { "incrbyfloat", 3, data_commands::incrbyfloat, 0,
+        { "write denyoom fast", 1, 1, 1, "Increment the float value of a key by the given amount", "string", "@write @string @fast", "2.6.0" } },
+    { "append", 3, data_commands::append, 0,
+        { "write denyoom fast", 1, 1, 1, "Append a value to a key", "string", "@write @string @fast", "2.0.0" } },
+    { "strlen", 2, data_commands::strlen, 0,
+        { "readonly fast", 1, 1, 1, "Get the length of the value stored in a key", "string", "@read @string @fast", "2.2.0" } },
+    { "getrange", 4, data_commands::getrange, 0,
+        { "readonly", 1, 1, 1, "Get a substring of the string stored at a key", "string", "@read @string @slow", "2.4.0" } },
+    { "setrange", 4, data_commands::setrange, 0,
+        { "write denyoom", 1, 1, 1, "Overwrite part of a string at key starting at the specified offset", "string", "@write @string @slow", "2.2.0" } },
+    { "unlink", -2, data_commands::unlink, 0,
+        { "write fast", 1, -1, 1, "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.", "generic", "@keyspace @write @fast", "4.0.0" } },
+    { "type", 2, data_commands::type, 0,
+        { "readonly fast", 1, 1, 1, "Determine the type stored at key", "generic", "@keyspace @read @fast", "1.0.0" } },
+    { "rename", 3, data_commands::rename, 0,
+        { "write", 1, 2, 1, "Rename a key", "generic", "@keyspace @write @slow", "1.0.0" } },
+    { "renamenx", 3, data_commands::renamenx, 0,
+        { "write fast", 1, 2, 1, "Rename a key, only if the new key does not exist", "generic", "@keyspace @write @fast", "1.0.0" } },
+    { "randomkey", 1, data_commands::randomkey, 0,
+        { "readonly", 0, 0, 0, "Return a random key from the keyspace", "generic", "@keyspace @read @slow", "1.0.0" } },
+    { "flushdb", -1, data_commands::flushdb, 0,
+        { "write", 0, 0, 0, "Remove all keys from the current database", "server", "@keyspace @write @slow @dangerous", "1.0.0" } },
+    { "flushall", -1, data_commands::flushdb, 0,
+        { "write", 0, 0, 0, "Remove all keys from all databases", "server", "@keyspace @write @slow @dangerous", "1.0.0" } },
+    { "time", 1, data_commands::time, 0,
+        { "loading stale fast", 0, 0, 0, "Return the current server time", "server", "@fast", "2.6.0" } },
+    { "scan", -2, data_commands::scan, 0,
+        { "readonly", 0, 0, 0, "Incrementally iterate the keys space", "generic", "@keyspace @read @slow", "2.8.0" } },
 };
 
 } // namespace
 
-void run_bucket_command(BucketContext& context, const resp::Request& request, std::string& out)
+void run_bucket_command(BucketContext& context, const resp::Request& request, ReplySink& reply)
 {
+    context.protocol = reply.session().protocol;
+    std::string& out = reply.now();
     const BucketCommand* command = find_command(commands, request, out);
     if (command)
         command->run(context, request, out);
 }
+
+std::vector<CommandInfo> bucket_command_infos() { return describe_commands(commands); }
 
 } // namespace kv

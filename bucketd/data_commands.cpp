@@ -25,8 +25,8 @@ namespace {
 // APPEND and SETRANGE check before they build a longer one.
 constexpr long long longest_string = 512LL * 1024 * 1024;
 
-// Every null reply goes through here: one place to change for RESP3's `_`.
-void null_reply(std::string& out) { resp::append_null(out); }
+// Every null reply goes through here, in the request's protocol (`$-1`, or RESP3's `_`).
+void null_reply(const BucketContext& context, std::string& out) { resp::append_null(out, context.protocol); }
 
 void error_reply(std::string& out, std::string_view message) { append_error(out, ErrorCode::error, message); }
 void syntax_error(std::string& out) { error_reply(out, "syntax error"); }
@@ -269,11 +269,11 @@ void set(BucketContext& context, const resp::Request& request, std::string& out)
         if (old)
             resp::append_bulk(out, *old);
         else
-            null_reply(out);
+            null_reply(context, out);
     }
     if ((nx && old) || (xx && !old)) {
         if (!get)
-            null_reply(out);
+            null_reply(context, out);
         return;
     }
     if (context.map.set(key, value) == BucketMap::SetResult::stored) {
@@ -305,14 +305,14 @@ void getset(BucketContext& context, const resp::Request& request, std::string& o
     if (old)
         resp::append_bulk(out, *old);
     else
-        null_reply(out);
+        null_reply(context, out);
 }
 
 void getdel(BucketContext& context, const resp::Request& request, std::string& out)
 {
     auto value = context.map.get(request[1]);
     if (!value) {
-        null_reply(out);
+        null_reply(context, out);
         return;
     }
     resp::append_bulk(out, *value); // before the erase frees it
@@ -326,7 +326,7 @@ void mget(BucketContext& context, const resp::Request& request, std::string& out
         if (auto value = context.map.get(request[i]))
             resp::append_bulk(out, *value);
         else
-            null_reply(out);
+            null_reply(context, out);
     }
 }
 
@@ -508,7 +508,7 @@ void randomkey(BucketContext& context, const resp::Request&, std::string& out)
     if (auto key = context.map.random_key(random()))
         resp::append_bulk(out, *key);
     else
-        null_reply(out);
+        null_reply(context, out);
 }
 
 // FLUSHDB [ASYNC | SYNC], and FLUSHALL likewise (a bucket is one database).

@@ -26,6 +26,20 @@
 #include "system_error.h"
 #include "unique_fd.h"
 
+namespace {
+
+// What the connection commands every socket serves know of a bucket.
+kv::ServerRole bucket_role(const kv::BucketMap& map)
+{
+    kv::ServerRole role;
+    role.name = "bucket";
+    role.commands = kv::bucket_command_infos();
+    role.key_count = [&map] { return map.size(); };
+    return role;
+}
+
+} // namespace
+
 int main(int argc, char** argv)
 {
     kv::set_log_program("bucketd");
@@ -56,8 +70,8 @@ int main(int argc, char** argv)
         kv::BucketMap map(std::move(segment), environment.segment_name, environment.bucket_size);
         kv::BucketContext context { map, environment.debug_command_enabled };
         kv::RespServer server(io, std::move(listener), environment.socket_path,
-            [&context](kv::resp::Request& request, kv::ReplySink& reply) { kv::run_bucket_command(context, request, reply.now()); },
-            environment.server_config);
+            [&context](kv::resp::Request& request, kv::ReplySink& reply) { kv::run_bucket_command(context, request, reply); },
+            environment.server_config, bucket_role(map));
 
         stop_signals.async_wait([&](const boost::system::error_code& error, int) {
             if (error)

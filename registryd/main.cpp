@@ -39,6 +39,23 @@ std::string default_bucketd_path()
     return error ? std::string("bucketd") : (self.parent_path() / "bucketd").string();
 }
 
+// What the connection commands every socket serves know of the registry.
+// It refuses transactions: no CREATE or STOP inside a MULTI ever runs, so a
+// block cannot half-apply (README "Protocol").
+kv::ServerRole registry_role(const kv::Registry& registry, const std::string& run_dir)
+{
+    kv::ServerRole role;
+    role.name = "registry";
+    role.commands = kv::registry_command_infos();
+    role.transactions = kv::Transactions::refused;
+    role.extra_section = "Registry";
+    role.extra_section_lines = [&registry, run_dir](std::string& out) {
+        out += "buckets:" + std::to_string(registry.size()) + "\r\n";
+        out += "run_dir:" + kv::printable(run_dir) + "\r\n"; // one line, whatever the path holds
+    };
+    return role;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -152,7 +169,7 @@ int main(int argc, char** argv)
             [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
                 kv::run_registry_command(registry, request, reply.defer());
             },
-            server_config);
+            server_config, registry_role(registry, run_dir_path));
 
         int exit_code = 0;
         bool stopping = false;

@@ -34,16 +34,16 @@ BucketRecord record_of(const Bucket& bucket)
     return BucketRecord { bucket.name, bucket.pid, bucket.id, bucket.socket.path(), bucket.segment.name, 0 };
 }
 
-// The reply to CREATE and LOOKUP (bucket_record.h).
-std::string bucket_reply(const Bucket& bucket)
+// The reply to CREATE and LOOKUP (bucket_record.h), in the asker's protocol.
+std::string bucket_reply(const Bucket& bucket, resp::Protocol protocol)
 {
     std::string out;
-    append_resp(out, record_of(bucket));
+    append_resp(out, record_of(bucket), nullptr, protocol);
     return out;
 }
 
 // One entry of LIST: the record and the figures.
-void append_list_entry(std::string& out, const Bucket& bucket)
+void append_list_entry(std::string& out, const Bucket& bucket, resp::Protocol protocol)
 {
     const auto table = read_table_stats(bucket.segment.fd.get()).value_or(TableStats {});
     BucketStats stats;
@@ -52,7 +52,7 @@ void append_list_entry(std::string& out, const Bucket& bucket)
     stats.keys = table.keys;
     stats.bytes = table.bytes;
     stats.monitors = bucket.monitors.size();
-    append_resp(out, record_of(bucket), &stats);
+    append_resp(out, record_of(bucket), &stats, protocol);
 }
 
 std::string error_reply(ErrorCode code, const std::string& message)
@@ -114,7 +114,7 @@ void Registry::create(const std::string& name, const Responder& responder)
     }
     if (Bucket* existing = find(name)) {
         switch (existing->state) {
-        case BucketState::ready: responder.send(bucket_reply(*existing)); return;
+        case BucketState::ready: responder.send(bucket_reply(*existing, responder.protocol())); return;
         case BucketState::starting: add_waiter(*existing, &Bucket::waiting_for_ready, responder); return;
         case BucketState::stopping:
             responder.send(error_reply(ErrorCode::busy, "bucket " + printable(name) + " is stopping; create it again once STOP has replied"));
@@ -303,9 +303,8 @@ void Registry::on_readiness(const std::string& name, unsigned long long id)
     bucket->timer.cancel();
     bucket->state = BucketState::ready;
     log_line(describe(*bucket) + " ready");
-    std::string reply = bucket_reply(*bucket);
     for (const auto& [connection, waiter] : std::exchange(bucket->waiting_for_ready, {}))
-        waiter.send(reply);
+        waiter.send(bucket_reply(*bucket, waiter.protocol()));
 }
 
 void Registry::on_ready_timeout(const std::string& name, unsigned long long id)
@@ -343,7 +342,7 @@ void Registry::lookup(const std::string& name, const Responder& responder)
     if (bucket->state == BucketState::starting)
         add_waiter(*bucket, &Bucket::waiting_for_ready, responder);
     else
-        responder.send(bucket_reply(*bucket));
+        responder.send(bucket_reply(*bucket, responder.protocol()));
 }
 
 void Registry::list(const Responder& responder) const
@@ -351,7 +350,7 @@ void Registry::list(const Responder& responder) const
     std::string out;
     resp::append_array_header(out, buckets_.size());
     for (const auto& [name, bucket] : buckets_)
-        append_list_entry(out, bucket);
+        append_list_entry(out, bucket, responder.protocol());
     responder.send(std::move(out));
 }
 

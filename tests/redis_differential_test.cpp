@@ -20,6 +20,7 @@
 #include <random>
 
 #include "daemon_fixture.h"
+#include "reference_redis.h"
 #include "log.h"
 #include "require.h"
 #include "command_table.h"
@@ -30,107 +31,6 @@ extern char** environ;
 using namespace kv::test;
 
 namespace {
-
-// One connection that hands back each reply's exact bytes.
-class RawConnection {
-public:
-    // Connects to the Unix socket at `path` (its server is ready).
-    explicit RawConnection(const std::string& path)
-    {
-        fd_ = kv::UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_un address {};
-        address.sun_family = AF_UNIX;
-        std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-        if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-            throw std::runtime_error("unable to connect to " + path + ": " + std::strerror(errno));
-        timeval timeout { 20, 0 };
-        ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    }
-
-    std::string call(const std::vector<std::string>& request)
-    {
-        const std::string bytes = kv::resp::encode_command(request);
-        for (std::size_t sent = 0; sent < bytes.size();) {
-            ssize_t n = ::send(fd_.get(), bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-            if (n <= 0)
-                throw std::runtime_error("send failed");
-            sent += static_cast<std::size_t>(n);
-        }
-        for (;;) {
-            std::size_t consumed = 0;
-            kv::resp::Value value;
-            if (kv::resp::parse_value(buffer_, consumed, value) == kv::resp::ParseResult::complete) {
-                std::string reply = buffer_.substr(0, consumed);
-                buffer_.erase(0, consumed);
-                return reply;
-            }
-            char chunk[65536];
-            ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
-            if (n <= 0)
-                throw std::runtime_error("connection closed or timed out waiting for a reply");
-            buffer_.append(chunk, static_cast<std::size_t>(n));
-        }
-    }
-
-private:
-    kv::UniqueFd fd_;
-    std::string buffer_;
-};
-
-// redis-server on a Unix socket in `directory`, persisting nothing, ready
-// once the constructor returns: it runs as a systemd service would
-// (`--supervised systemd`) and says READY=1 on a datagram socket of the
-// test's own (NOTIFY_SOCKET), after its listening socket is open. Stopped
-// (SIGTERM, then reaped) when this goes.
-class RedisServer {
-public:
-    RedisServer(const std::string& program, const std::string& directory) : socket_(directory + "/redis.sock")
-    {
-        const std::string notify_path = directory + "/notify.sock";
-        kv::UniqueFd notify(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-        sockaddr_un address {};
-        address.sun_family = AF_UNIX;
-        std::strncpy(address.sun_path, notify_path.c_str(), sizeof address.sun_path - 1);
-        if (::bind(notify.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-            throw std::runtime_error("unable to bind " + notify_path + ": " + std::strerror(errno));
-        std::vector<std::string> arguments = { program, "--port", "0", "--unixsocket", socket_, "--unixsocketperm", "700",
-            "--save", "", "--appendonly", "no", "--dir", directory, "--daemonize", "no", "--supervised", "systemd",
-            "--logfile", directory + "/redis.log" };
-        std::vector<char*> argv;
-        for (auto& argument : arguments)
-            argv.push_back(argument.data());
-        argv.push_back(nullptr);
-        std::vector<std::string> environment = { "NOTIFY_SOCKET=" + notify_path };
-        for (char** entry = environ; *entry; ++entry)
-            if (std::strncmp(*entry, "NOTIFY_SOCKET=", 14) != 0)
-                environment.emplace_back(*entry);
-        std::vector<char*> envp;
-        for (auto& entry : environment)
-            envp.push_back(entry.data());
-        envp.push_back(nullptr);
-        if (::posix_spawn(&pid_, program.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0)
-            throw std::runtime_error("unable to start " + program);
-        for (;;) {
-            if (!wait_readable(notify.get(), 10s))
-                throw std::runtime_error(program + " not ready within 10 s (see " + directory + "/redis.log)");
-            char message[4096];
-            ssize_t n = ::recv(notify.get(), message, sizeof message, 0);
-            if (n > 0 && std::string_view(message, static_cast<std::size_t>(n)).find("READY=1") != std::string_view::npos)
-                break;
-        }
-    }
-    ~RedisServer()
-    {
-        ::kill(pid_, SIGTERM);
-        int status = 0;
-        ::waitpid(pid_, &status, 0);
-    }
-    const std::string& socket() const { return socket_; }
-
-private:
-    std::string socket_;
-    pid_t pid_ = -1;
-};
 
 // Random requests over a few keys, with values that probe the parsers.
 class RequestMaker {
@@ -325,10 +225,8 @@ bool is_digits(std::string_view text)
 
 TEST(RedisDifferential, RandomStringAndKeyspaceCommandsAnswerAsRedisServerByteForByte)
 {
-    const auto redis_server = find_program("redis-server");
-    KV_REQUIRE(!redis_server.empty(), "redis-server on PATH (./kv installs it)");
-    TemporaryDirectory directory;
-    RedisServer redis(redis_server, directory.path());
+    KV_REQUIRE(!find_program("redis-server").empty(), "redis-server on PATH (./kv installs it)");
+    ReferenceRedis redis;
     RegistryDaemon daemon;
     const std::string bucket_socket = daemon.create("diff").field("socket")->text;
     const auto start = std::chrono::steady_clock::now();

@@ -348,3 +348,48 @@ TEST(ParseValueLimits, EveryLimitAtExactlyTheLimitAndOnePast)
     EXPECT_EQ(parse(array), ParseResult::complete);
     EXPECT_EQ(parse("*11\r\n"), ParseResult::invalid);
 }
+
+// The encoders whose bytes depend on the protocol, as Redis 7.0 writes them.
+TEST(Encoders, WriteNullsMapsSetsVerbatimAndBooleansPerProtocol)
+{
+    using kv::resp::Protocol;
+    auto bytes = [](auto write) {
+        std::string out;
+        write(out);
+        return out;
+    };
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_null(o, Protocol::resp2); }), "$-1\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_null(o, Protocol::resp3); }), "_\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_null_array(o, Protocol::resp2); }), "*-1\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_null_array(o, Protocol::resp3); }), "_\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_map_header(o, 3, Protocol::resp2); }), "*6\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_map_header(o, 3, Protocol::resp3); }), "%3\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_set_header(o, 2, Protocol::resp2); }), "*2\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_set_header(o, 2, Protocol::resp3); }), "~2\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_verbatim(o, "a:1\r\n", Protocol::resp2); }), "$5\r\na:1\r\n\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_verbatim(o, "a:1\r\n", Protocol::resp3); }), "=9\r\ntxt:a:1\r\n\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_boolean(o, true, Protocol::resp2); }), ":1\r\n");
+    EXPECT_EQ(bytes([](std::string& o) { kv::resp::append_boolean(o, false, Protocol::resp3); }), "#f\r\n");
+}
+
+TEST(ParseValue, ParsesResp3Types)
+{
+    std::string bytes = "%2\r\n$4\r\nname\r\n=8\r\ntxt:milk\r\n$4\r\ngone\r\n_\r\n";
+    kv::resp::Value value;
+    std::size_t consumed = 0;
+    ASSERT_EQ(kv::resp::parse_value(bytes, consumed, value), kv::resp::ParseResult::complete);
+    EXPECT_EQ(consumed, bytes.size());
+    EXPECT_EQ(value.type, kv::resp::Value::Type::map);
+    ASSERT_NE(value.field("name"), nullptr);
+    EXPECT_EQ(value.field("name")->type, kv::resp::Value::Type::verbatim);
+    EXPECT_EQ(value.field("name")->text, "milk");
+    EXPECT_EQ(value.field("gone")->type, kv::resp::Value::Type::null);
+    bytes = "~2\r\n#t\r\n,1.5\r\n";
+    ASSERT_EQ(kv::resp::parse_value(bytes, consumed, value), kv::resp::ParseResult::complete);
+    EXPECT_EQ(value.type, kv::resp::Value::Type::set);
+    EXPECT_EQ(value.elements[0].integer, 1);
+    EXPECT_EQ(value.elements[1].text, "1.5");
+    // A verbatim string without its three-letter format is malformed, and so is a null map.
+    EXPECT_EQ(kv::resp::parse_value("=3\r\nabc\r\n", consumed, value), kv::resp::ParseResult::invalid);
+    EXPECT_EQ(kv::resp::parse_value("%-1\r\n", consumed, value), kv::resp::ParseResult::invalid);
+}

@@ -4,9 +4,9 @@
 
 namespace kv {
 
-void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats)
+void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats, resp::Protocol protocol)
 {
-    resp::append_array_header(out, stats ? 20 : 10);
+    resp::append_map_header(out, stats ? 10 : 5, protocol);
     resp::append_bulk(out, "name");
     resp::append_bulk(out, record.name);
     resp::append_bulk(out, "pid");
@@ -57,7 +57,7 @@ bool integer_field(const resp::Value& reply, std::string_view name, Number& out)
 std::optional<BucketRecord> decode_bucket_record(const resp::Value& reply, BucketStats* stats)
 {
     BucketRecord record;
-    if (reply.type != resp::Value::Type::array || !text_field(reply, "name", record.name)
+    if ((reply.type != resp::Value::Type::array && reply.type != resp::Value::Type::map) || !text_field(reply, "name", record.name)
         || !integer_field(reply, "pid", record.pid) || !integer_field(reply, "id", record.id)
         || !text_field(reply, "socket", record.socket) || !text_field(reply, "segment", record.segment))
         return std::nullopt;

@@ -33,8 +33,10 @@ struct BucketStats {
     std::uint64_t monitors = 0; // MONITOR calls registered on it
 };
 
-// name pid id socket segment [state uptime_ms keys bytes monitors]
-void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats = nullptr);
+// name pid id socket segment [state uptime_ms keys bytes monitors]: a flat
+// field/value array in RESP2, a map in RESP3.
+void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats = nullptr,
+    resp::Protocol protocol = resp::Protocol::resp2);
 // Empty unless `reply` has every record field (and every stats field when
 // `stats` is given); fields it does not know are ignored.
 std::optional<BucketRecord> decode_bucket_record(const resp::Value& reply, BucketStats* stats = nullptr);

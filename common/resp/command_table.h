@@ -1,20 +1,39 @@
 // The one place where a request's verb and arity are checked, for every
-// command table in kv (registryd's and bucketd's), as in Redis's command
-// table: an entry is {NAME, arity, handler[, max_arity]}; a positive arity is
-// exact, a negative one means "at least -arity", and max_arity, when set,
-// caps a variable one; all count the verb itself.
+// command table in kv (registryd's, bucketd's and the connection commands
+// every socket serves), as in Redis's command table: an entry is
+// {NAME, arity, handler[, max_arity[, doc]]}; a positive arity is exact, a
+// negative one means "at least -arity", and max_arity, when set, caps a
+// variable one; all count the verb itself. `doc` is what COMMAND INFO and
+// COMMAND DOCS tell clients about it, so those replies come from the same
+// tables that dispatch, never from a second list.
 #pragma once
 
 #include <strings.h>
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "log.h"
 #include "error_code.h"
 #include "resp.h"
 
 namespace kv {
+
+// What COMMAND INFO and COMMAND DOCS say of a command, in Redis 7.0's terms
+// (src/commands/*.json): flags and ACL categories are space-separated words
+// ("readonly fast", "@read @string @fast"); first_key, last_key and step
+// locate its keys among the arguments (0 0 0: it takes none).
+struct CommandDoc {
+    std::string_view flags;
+    int first_key = 0;
+    int last_key = 0;
+    int step = 0;
+    std::string_view summary;
+    std::string_view group; // Redis's group: "string", "keyspace", "connection", "server", "transactions"
+    std::string_view categories;
+    std::string_view since = "1.0.0"; // the Redis version that introduced it
+};
 
 // One entry of a command table, for either daemon: `Handler` is the
 // daemon's handler type.
@@ -24,7 +43,33 @@ struct CommandEntry {
     int arity;
     Handler run;
     int max_arity = 0;
+    CommandDoc doc = {};
 };
+
+// An entry without its handler: what the connection commands (COMMAND, the
+// checks inside MULTI) need to know of a daemon's table.
+struct CommandInfo {
+    std::string_view name;
+    int arity;
+    int max_arity;
+    CommandDoc doc;
+};
+
+template <typename Entry, std::size_t N>
+std::vector<CommandInfo> describe_commands(const Entry (&table)[N])
+{
+    std::vector<CommandInfo> out;
+    for (const Entry& entry : table)
+        out.push_back(CommandInfo { entry.name, entry.arity, entry.max_arity, entry.doc });
+    return out;
+}
+
+// Whether `count` arguments (the verb included) suit an entry's arity.
+inline bool arity_accepts(int arity, int max_arity, std::size_t count)
+{
+    const auto n = static_cast<long>(count);
+    return !((arity > 0 && n != arity) || (arity < 0 && n < -arity) || (max_arity > 0 && n > max_arity));
+}
 
 // Verbs and subcommands compare without regard to case, as in Redis.
 inline bool same_word(std::string_view a, std::string_view b)
@@ -42,9 +87,7 @@ const Entry* find_command(const Entry (&table)[N], const resp::Request& request,
     for (const Entry& entry : table) {
         if (!same_word(entry.name, verb))
             continue;
-        auto count = static_cast<long>(request.size());
-        if ((entry.arity > 0 && count != entry.arity) || (entry.arity < 0 && count < -entry.arity)
-            || (entry.max_arity > 0 && count > entry.max_arity)) {
+        if (!arity_accepts(entry.arity, entry.max_arity, request.size())) {
             append_error(out, ErrorCode::error, "wrong number of arguments for '" + std::string(entry.name) + "' command");
             return nullptr;
         }

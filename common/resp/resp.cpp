@@ -271,7 +271,52 @@ void append_bulk(std::string& out, std::string_view value)
     out += "\r\n";
 }
 
-void append_null(std::string& out) { out += "$-1\r\n"; }
+void append_null(std::string& out, Protocol protocol) { out += protocol == Protocol::resp3 ? "_\r\n" : "$-1\r\n"; }
+
+void append_null_array(std::string& out, Protocol protocol) { out += protocol == Protocol::resp3 ? "_\r\n" : "*-1\r\n"; }
+
+void append_map_header(std::string& out, std::size_t pairs, Protocol protocol)
+{
+    if (protocol == Protocol::resp3) {
+        out += '%';
+        out += std::to_string(pairs);
+        out += "\r\n";
+    } else {
+        append_array_header(out, pairs * 2);
+    }
+}
+
+void append_set_header(std::string& out, std::size_t count, Protocol protocol)
+{
+    if (protocol == Protocol::resp3) {
+        out += '~';
+        out += std::to_string(count);
+        out += "\r\n";
+    } else {
+        append_array_header(out, count);
+    }
+}
+
+void append_verbatim(std::string& out, std::string_view text, Protocol protocol)
+{
+    if (protocol != Protocol::resp3) {
+        append_bulk(out, text);
+        return;
+    }
+    out += '=';
+    out += std::to_string(text.size() + 4);
+    out += "\r\ntxt:";
+    out += text;
+    out += "\r\n";
+}
+
+void append_boolean(std::string& out, bool value, Protocol protocol)
+{
+    if (protocol == Protocol::resp3)
+        out += value ? "#t\r\n" : "#f\r\n";
+    else
+        out += value ? ":1\r\n" : ":0\r\n";
+}
 
 void append_array_header(std::string& out, std::size_t count)
 {
@@ -291,7 +336,7 @@ std::string encode_command(const std::vector<std::string>& arguments)
 
 const Value* Value::field(std::string_view name) const
 {
-    if (type != Type::array)
+    if (type != Type::array && type != Type::map)
         return nullptr;
     for (std::size_t i = 0; i + 1 < elements.size(); i += 2) {
         if (elements[i].text == name)
@@ -328,6 +373,22 @@ ParseResult parse_at(std::string_view buffer, std::size_t& position, Value& out,
     case ':':
         out.type = Value::Type::integer;
         return parse_integer(line, out.integer) ? ParseResult::complete : ParseResult::invalid;
+    case '_':
+        out.type = Value::Type::null;
+        return line.empty() ? ParseResult::complete : ParseResult::invalid;
+    case '#':
+        out.type = Value::Type::boolean;
+        out.integer = line == "t";
+        return line == "t" || line == "f" ? ParseResult::complete : ParseResult::invalid;
+    case ',':
+        out.type = Value::Type::double_number;
+        out.text = line;
+        return ParseResult::complete;
+    case '(':
+        out.type = Value::Type::big_number;
+        out.text = line;
+        return ParseResult::complete;
+    case '=':
     case '$': {
         long long length;
         if (!parse_integer(line, length) || length > static_cast<long long>(limits.max_bulk_length))
@@ -344,17 +405,27 @@ ParseResult parse_at(std::string_view buffer, std::size_t& position, Value& out,
         out.type = Value::Type::bulk;
         out.text = buffer.substr(position, size);
         position += size + 2;
+        if (kind == '=') { // "txt:" or "mkd:", then the text
+            if (out.text.size() < 4 || out.text[3] != ':')
+                return ParseResult::invalid;
+            out.type = Value::Type::verbatim;
+            out.text.erase(0, 4);
+        }
         return ParseResult::complete;
     }
-    case '*': {
+    case '*':
+    case '%':
+    case '~': {
         long long count;
         if (!parse_integer(line, count) || count > static_cast<long long>(limits.max_array_length))
             return ParseResult::invalid;
         if (count < 0) {
             out.type = Value::Type::null;
-            return ParseResult::complete;
+            return kind == '*' ? ParseResult::complete : ParseResult::invalid;
         }
-        out.type = Value::Type::array;
+        out.type = kind == '%' ? Value::Type::map : kind == '~' ? Value::Type::set : Value::Type::array;
+        if (kind == '%')
+            count *= 2; // keys and values in turn
         out.elements.clear();
         for (long long i = 0; i < count; ++i) {
             Value element;

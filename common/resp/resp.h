@@ -1,10 +1,14 @@
-// RESP2, the Redis serialization protocol: every kv socket speaks it, so
-// redis-cli and redis-benchmark work against registryd and every bucketd.
+// RESP, the Redis serialization protocol: every kv socket speaks it, so
+// redis-cli, redis-benchmark and Redis client libraries work against
+// registryd and every bucketd. A connection speaks RESP2 until it sends
+// `HELLO 3`, then RESP3 (common/resp/session.h keeps which).
 //
 // The server side is RequestParser: bytes in, argument vectors out, with hard
 // limits so that no client can make a process allocate what it claims. The
-// client side is parse_value(), for replies. The append_* functions write
-// replies; encode_command() writes a request.
+// client side is parse_value(), for replies (RESP2 and RESP3). The append_*
+// functions write replies; those whose bytes differ between the two protocols
+// take the connection's Protocol, as Redis's addReply* functions read c->resp.
+// encode_command() writes a request.
 #pragma once
 
 #include <cstddef>
@@ -68,25 +72,46 @@ private:
 // 'single' quotes and the escapes redis-cli uses. False on unbalanced quotes.
 bool split_inline(std::string_view line, Request& out);
 
+// The protocol a connection speaks: RESP2 (every connection starts so) or
+// RESP3 (after HELLO 3). The values are HELLO's protover.
+enum class Protocol : unsigned char { resp2 = 2, resp3 = 3 };
+
+// The same bytes in both protocols.
 void append_simple(std::string& out, std::string_view text);
 void append_error(std::string& out, std::string_view text);
 void append_integer(std::string& out, long long value);
 void append_bulk(std::string& out, std::string_view value);
-void append_null(std::string& out);
 void append_array_header(std::string& out, std::size_t count);
+
+// Bytes that differ, each as Redis 7.0 writes it (src/networking.c):
+// a missing value (addReplyNull: `$-1` / `_`);
+void append_null(std::string& out, Protocol protocol);
+// a missing array (addReplyNullArray: `*-1` / `_`);
+void append_null_array(std::string& out, Protocol protocol);
+// a map of `pairs` key/value pairs that follow (`*2N` / `%N`);
+void append_map_header(std::string& out, std::size_t pairs, Protocol protocol);
+// a set of `count` members that follow (`*N` / `~N`);
+void append_set_header(std::string& out, std::size_t count, Protocol protocol);
+// text for humans, INFO and CLIENT LIST (a bulk string / `=N\r\ntxt:...`);
+void append_verbatim(std::string& out, std::string_view text, Protocol protocol);
+// a boolean (`:1`/`:0` / `#t`/`#f`).
+void append_boolean(std::string& out, bool value, Protocol protocol);
 
 std::string encode_command(const std::vector<std::string>& arguments);
 
 // A reply as the client sees it.
 struct Value {
-    enum class Type { simple, error, integer, bulk, null, array };
+    // RESP3's aggregate types keep their own type; a map's elements are its
+    // keys and values in turn, so field() reads a RESP2 pair array and a
+    // RESP3 map alike. A verbatim string's text excludes its "txt:" format.
+    enum class Type { simple, error, integer, bulk, null, array, map, set, verbatim, boolean, double_number, big_number };
     Type type = Type::null;
-    std::string text;      // simple, error, bulk
-    long long integer = 0; // integer
+    std::string text;      // simple, error, bulk, verbatim, double_number, big_number
+    long long integer = 0; // integer, boolean (1 or 0)
     std::vector<Value> elements;
 
     bool is_error() const { return type == Type::error; }
-    // For a flat field/value array (LOOKUP, LIST entries): the value after `field`.
+    // For a flat field/value array or a map (LOOKUP, LIST entries): the value after `field`.
     const Value* field(std::string_view field) const;
 };
 

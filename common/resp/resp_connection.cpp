@@ -3,15 +3,17 @@
 //
 // Life: what the connection still does.
 //   open       reads, runs requests, writes replies
-//   closing    its last reply is an error: no request runs and no read
-//              starts any more; once the replies queued are written, it closes
+//   closing    its last reply is an error or QUIT's +OK: no request runs and
+//              no read starts any more; once the replies queued are written,
+//              it closes
 //   closed     socket closed, out of the server's list; completions still to
 //              come, send() and on_hangup() do nothing more (on_hangup runs
 //              its callback at once)
 //
 //   from       event                                                  to
 //   open       protocol error, or with no reply owed unparsed input    closing
-//              over max_client_buffer: the error reply is queued
+//              over max_client_buffer: the error reply is queued;
+//              or QUIT answered (Session::close_after_reply)
 //   closing    the last queued byte is written                         closed
 //   open,      end of file or error on a read, a write error, the      closed
 //   closing    hang-up watch firing, drop() (stall timeout, client
@@ -109,6 +111,7 @@ RespConnection::RespConnection(asio::local::stream_protocol::socket socket, std:
     : socket_(std::move(socket))
     , server_(std::move(server))
     , id_(id)
+    , session_(id, socket_.native_handle())
     , parser_(server_->config.protocol)
     , stall_timer_(socket_.get_executor())
 {
@@ -255,15 +258,19 @@ bool RespConnection::answer_requests()
     return output_.size() >= output_soft_limit && life_ == Life::open;
 }
 
-// One request through the handler: Call goes none -> running -> none or owed.
+// One request through the connection commands (connection_commands.h),
+// else the daemon's handler: Call goes none -> running -> none or owed.
 void RespConnection::run_handler()
 {
     call_ = Call::running;
     ++calls_;
+    ++server_->commands_processed;
+    session_.note_command(request_);
     const std::size_t before = output_.size();
-    ReplySink reply(output_, weak_from_this(), id_, calls_);
+    ReplySink reply(output_, session_, weak_from_this(), id_, calls_);
     try {
-        server_->handler(request_, reply);
+        if (!run_connection_command(*server_, session_, request_, output_))
+            server_->handler(request_, reply);
     } catch (const std::exception& error) {
         // The catch-all clause: a request that makes a handler throw gets an
         // error reply and is forgotten; the process goes on.
@@ -276,6 +283,8 @@ void RespConnection::run_handler()
         }
     }
     call_ = call_ == Call::running && reply.deferred() ? Call::owed : Call::none;
+    if (session_.close_after_reply && life_ == Life::open)
+        life_ = Life::closing; // QUIT: its +OK is the last reply
 }
 
 // max_client_buffer bounds what one connection holds: its unparsed input
@@ -322,6 +331,7 @@ void RespConnection::read_more(std::size_t room)
             // cannot be run until that reply is given.
             if (self->call_ != Call::owed)
                 self->note_progress();
+            self->session_.note_interaction(Session::Clock::now());
             self->parser_.feed(self->read_buffer_.data(), size);
             self->process();
         });

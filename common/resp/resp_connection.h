@@ -14,9 +14,11 @@
 #include <unordered_map>
 
 #include "asio.h"
+#include "connection_commands.h"
 #include "resp.h"
 #include "responder.h"
 #include "server_config.h"
+#include "session.h"
 
 namespace kv {
 
@@ -31,21 +33,28 @@ namespace kv {
 // own completions (an accept, its retry timer) hold this too, and touch the
 // RespServer only while `closed` is unset (so while it still exists).
 //
-// The handler, config and `where` are set once by the server and never
-// change. The handler is never called once the server is closed (a closed
-// connection runs nothing), so it may refer to what outlives the server
-// object. The rest changes on the loop's thread only.
+// The handler, role, config and `where` are set once by the server and never
+// change. The handler and the role's functions are never called once the
+// server is closed (a closed connection runs nothing), so they may refer to
+// what outlives the server object. The rest changes on the loop's thread only.
 struct ServerShared {
-    ServerShared(RequestHandler handler, ServerConfig config, std::string where)
+    ServerShared(RequestHandler handler, ServerRole role, ServerConfig config, std::string where)
         : handler(std::move(handler))
+        , role(std::move(role))
         , config(std::move(config))
         , where(std::move(where))
     {
     }
 
     const RequestHandler handler;
+    const ServerRole role; // what the connection commands know of the daemon
     const ServerConfig config;
-    const std::string where; // names the socket in log lines
+    const std::string where; // names the socket in log lines; its path (CLIENT LIST's addr)
+    const std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+    // INFO's stats: clients accepted and requests run since the server started.
+    std::uint64_t connections_received = 0;
+    std::uint64_t commands_processed = 0;
 
     // Exactly the open connections: each removes itself when it closes, so
     // this never holds a dead entry and its size is exact.
@@ -82,6 +91,13 @@ public:
 
     // Responder::on_hangup, for request number `call`.
     void on_hangup(std::uint64_t call, std::function<void()> forget);
+
+    // The client's session (CLIENT LIST reads every open connection's).
+    const Session& session() const { return session_; }
+    // Input received and not yet run, and replies not yet taken by the
+    // client: CLIENT LIST's qbuf and omem.
+    std::size_t unparsed_bytes() const { return parser_.buffered(); }
+    std::size_t unsent_bytes() const { return output_.size() + in_flight_.size(); }
 
     // Closes the socket, leaves the server's list and runs the hang-up
     // callback of a reply still owed. The object itself goes once its
@@ -121,6 +137,7 @@ private:
     asio::local::stream_protocol::socket socket_;
     const std::shared_ptr<ServerShared> server_;
     const std::uint64_t id_;
+    Session session_;
     resp::RequestParser parser_;
     resp::Request request_; // reused: its storage outlives each request
     asio::steady_timer stall_timer_;

@@ -89,9 +89,9 @@ constexpr std::size_t max_lingering_refusals = 64;
 } // namespace
 
 RespServer::RespServer(asio::io_context& io, UniqueFd listening_socket, std::string where, RequestHandler handler,
-    ServerConfig config)
+    ServerConfig config, ServerRole role)
     : io_(io)
-    , shared_(std::make_shared<ServerShared>(std::move(handler), std::move(config), std::move(where)))
+    , shared_(std::make_shared<ServerShared>(std::move(handler), std::move(role), std::move(config), std::move(where)))
     , acceptor_(io)
 {
     if (!listening_socket)
@@ -161,6 +161,7 @@ void RespServer::accept_next()
             refuse(socket, error_text(ErrorCode::error, "max connections reached (" + std::to_string(shared->config.max_connections) + "); try again later"));
         } else {
             const std::uint64_t id = next_connection_id++;
+            ++shared->connections_received;
             // Not make_shared: see RespConnection.
             std::shared_ptr<RespConnection> connection(new RespConnection(std::move(socket), shared, id));
             shared->open.emplace(id, connection);

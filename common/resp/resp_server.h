@@ -19,6 +19,7 @@
 #include <string>
 
 #include "asio.h"
+#include "connection_commands.h"
 #include "responder.h"
 #include "server_config.h"
 #include "unique_fd.h"
@@ -31,10 +32,12 @@ class RespServer {
 public:
     // Serves `listening_socket`: a bound, listening AF_UNIX stream socket
     // (made close-on-exec here too, in case it was not). `where` names it in
-    // log lines (usually its path). Throws SystemError naming `where` if the
-    // descriptor cannot be taken over.
+    // log lines (usually its path). `role` tells the connection commands
+    // every socket serves (HELLO, CLIENT, INFO, COMMAND ...) about the daemon
+    // behind it. Throws SystemError naming `where` if the descriptor cannot
+    // be taken over.
     RespServer(asio::io_context& io, UniqueFd listening_socket, std::string where, RequestHandler handler,
-        ServerConfig config = {});
+        ServerConfig config = {}, ServerRole role = {});
     // Closes (see close()). Connections, Responders and completions still
     // queued may outlive the object: they hold nothing of it but ServerShared.
     ~RespServer();

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "resp.h"
+#include "session.h"
 
 namespace kv {
 
@@ -24,10 +25,14 @@ class RespConnection;
 class Responder {
 public:
     // `call` numbers the request on its connection (see RespConnection).
-    Responder(std::weak_ptr<RespConnection> connection, std::uint64_t connection_id, std::uint64_t call)
+    // `protocol`: what the connection spoke when the request came, which
+    // the reply must be written in.
+    Responder(std::weak_ptr<RespConnection> connection, std::uint64_t connection_id, std::uint64_t call,
+        resp::Protocol protocol = resp::Protocol::resp2)
         : connection_(std::move(connection))
         , connection_id_(connection_id)
         , call_(call)
+        , protocol_(protocol)
     {
     }
 
@@ -50,22 +55,29 @@ public:
     // across servers): a key for waiters, stable after the connection closes.
     std::uint64_t connection_id() const { return connection_id_; }
 
+    // The protocol to write the reply in (a request runs before the next
+    // one can change it, so it is the connection's for this reply).
+    resp::Protocol protocol() const { return protocol_; }
+
 private:
     std::weak_ptr<RespConnection> connection_;
     std::uint64_t connection_id_;
     std::uint64_t call_;
+    resp::Protocol protocol_;
 };
 
 // Given to a handler with each request: answer now by appending one reply
 // to now(), or take defer() and answer through the Responder later. The
 // immediate path costs no allocation of its own: it is how buckets answer.
 // It lives on the connection's stack for one handler call only, so it may
-// refer to the connection's output; keep the Responder, never the sink.
+// refer to the connection's output and session; keep the Responder, never
+// the sink. Write the reply in session().protocol.
 class ReplySink {
 public:
-    ReplySink(std::string& output, std::weak_ptr<RespConnection> connection, std::uint64_t connection_id,
-        std::uint64_t call)
+    ReplySink(std::string& output, Session& session, std::weak_ptr<RespConnection> connection,
+        std::uint64_t connection_id, std::uint64_t call)
         : output_(output)
+        , session_(session)
         , connection_(std::move(connection))
         , connection_id_(connection_id)
         , call_(call)
@@ -78,12 +90,14 @@ public:
     Responder defer()
     {
         deferred_ = true;
-        return Responder(connection_, connection_id_, call_);
+        return Responder(connection_, connection_id_, call_, session_.protocol);
     }
     bool deferred() const { return deferred_; }
+    Session& session() { return session_; }
 
 private:
     std::string& output_;
+    Session& session_;
     std::weak_ptr<RespConnection> connection_;
     std::uint64_t connection_id_;
     std::uint64_t call_;

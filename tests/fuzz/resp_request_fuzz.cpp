@@ -93,9 +93,20 @@ void encode_value(std::string& out, const kv::resp::Value& value)
     case Type::error: out += '-'; out += value.text; out += "\r\n"; break;
     case Type::integer: kv::resp::append_integer(out, value.integer); break;
     case Type::bulk: kv::resp::append_bulk(out, value.text); break;
-    case Type::null: kv::resp::append_null(out); break;
+    case Type::null: kv::resp::append_null(out, kv::resp::Protocol::resp3); break;
+    case Type::verbatim: kv::resp::append_verbatim(out, value.text, kv::resp::Protocol::resp3); break;
+    case Type::boolean: kv::resp::append_boolean(out, value.integer != 0, kv::resp::Protocol::resp3); break;
+    case Type::double_number: out += ','; out += value.text; out += "\r\n"; break;
+    case Type::big_number: out += '('; out += value.text; out += "\r\n"; break;
     case Type::array:
-        kv::resp::append_array_header(out, value.elements.size());
+    case Type::map:
+    case Type::set:
+        if (value.type == Type::map)
+            kv::resp::append_map_header(out, value.elements.size() / 2, kv::resp::Protocol::resp3);
+        else if (value.type == Type::set)
+            kv::resp::append_set_header(out, value.elements.size(), kv::resp::Protocol::resp3);
+        else
+            kv::resp::append_array_header(out, value.elements.size());
         for (const auto& element : value.elements)
             encode_value(out, element);
         break;
@@ -110,10 +121,16 @@ bool same_value(const kv::resp::Value& a, const kv::resp::Value& b)
     switch (a.type) {
     case Type::simple:
     case Type::error:
-    case Type::bulk: return a.text == b.text;
-    case Type::integer: return a.integer == b.integer;
+    case Type::bulk:
+    case Type::verbatim:
+    case Type::double_number:
+    case Type::big_number: return a.text == b.text;
+    case Type::integer:
+    case Type::boolean: return a.integer == b.integer;
     case Type::null: return true;
     case Type::array:
+    case Type::map:
+    case Type::set:
         if (a.elements.size() != b.elements.size())
             return false;
         for (size_t i = 0; i < a.elements.size(); ++i) {

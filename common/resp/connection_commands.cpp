@@ -1,0 +1,872 @@
+#include "connection_commands.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <fstream>
+#include <optional>
+
+#include "error_code.h"
+#include "resp_connection.h"
+
+namespace kv {
+
+namespace {
+
+using resp::Protocol;
+
+// What one connection command runs with.
+struct Call {
+    ServerShared& server;
+    Session& session;
+    const resp::Request& request;
+    std::string& out;
+
+    Protocol protocol() const { return session.protocol; }
+    void error(std::string_view text) const { resp::append_error(out, text); }
+};
+
+using ConnectionCommand = CommandEntry<void (*)(const Call&)>;
+
+// Redis's strict integer parse (string2ll): no sign but '-', no spaces, no
+// leading zeros, no overflow.
+bool parse_long_long(std::string_view text, long long& value)
+{
+    if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')
+        || (text.size() > 1 && text[0] == '-' && text[1] == '0') || text == "-")
+        return false;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    return error == std::errc() && end == text.data() + text.size();
+}
+
+const std::string_view not_an_integer = "ERR value is not an integer or out of range";
+
+// Redis's rule for client names and library attributes (validateClientAttr):
+// printable ASCII without spaces, so CLIENT LIST splits on spaces.
+bool valid_client_attribute(std::string_view value)
+{
+    for (char c : value) {
+        if (c < '!' || c > '~')
+            return false;
+    }
+    return true;
+}
+
+std::string upper(std::string_view text)
+{
+    std::string out(text);
+    for (char& c : out)
+        c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+    return out;
+}
+
+std::string lower(std::string_view text)
+{
+    std::string out(text);
+    for (char& c : out)
+        c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    return out;
+}
+
+// Redis's errors for a container command (CLIENT, COMMAND): its subcommand
+// unknown, or given the wrong number of arguments (named "client|setname").
+void unknown_subcommand(const Call& call)
+{
+    call.error("ERR unknown subcommand '" + printable(call.request[1].substr(0, 128)) + "'. Try "
+        + upper(call.request[0]) + " HELP.");
+}
+
+void wrong_arity(const Call& call, std::string_view full_name)
+{
+    call.error("ERR wrong number of arguments for '" + std::string(full_name) + "' command");
+}
+
+// A subcommand of a container command: its name and arity (counting the
+// command and the subcommand, as Redis's do).
+struct Subcommand {
+    std::string_view name;
+    int arity;
+    void (*run)(const Call&);
+};
+
+// Finds request[1] among `subcommands` and runs it, or answers Redis's error.
+template <std::size_t N>
+void run_subcommand(const Call& call, const Subcommand (&subcommands)[N])
+{
+    for (const Subcommand& subcommand : subcommands) {
+        if (!same_word(subcommand.name, call.request[1]))
+            continue;
+        if (!arity_accepts(subcommand.arity, 0, call.request.size())) {
+            wrong_arity(call, lower(call.request[0]) + "|" + lower(subcommand.name));
+            return;
+        }
+        subcommand.run(call);
+        return;
+    }
+    unknown_subcommand(call);
+}
+
+// addReplyHelp: "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+// then the lines, then HELP, as simple strings.
+void reply_help(const Call& call, std::initializer_list<std::string_view> lines)
+{
+    resp::append_array_header(call.out, lines.size() + 3);
+    resp::append_simple(call.out, upper(call.request[0]) + " <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+    for (std::string_view line : lines)
+        resp::append_simple(call.out, line);
+    resp::append_simple(call.out, "HELP");
+    resp::append_simple(call.out, "    Prints this help.");
+}
+
+// ---- HELLO, SELECT, ECHO, QUIT, RESET ----
+
+// HELLO [protover [AUTH username password] [SETNAME clientname]]
+void hello(const Call& call)
+{
+    const auto& request = call.request;
+    long long version = 0;
+    std::size_t next = 1;
+    if (request.size() >= 2) {
+        if (!parse_long_long(request[next++], version)) {
+            call.error("ERR Protocol version is not an integer or out of range");
+            return;
+        }
+        if (version < 2 || version > 3) {
+            call.error("NOPROTO unsupported protocol version");
+            return;
+        }
+    }
+    for (std::size_t j = next; j < request.size(); ++j) {
+        const std::size_t more = request.size() - 1 - j;
+        if (same_word(request[j], "AUTH") && more >= 2) {
+            // kv has no users or passwords: it is Redis with no requirepass,
+            // whose one user "default" has nopass, so any password is
+            // accepted for it and every other user name is refused.
+            if (request[j + 1] != "default") {
+                call.error("WRONGPASS invalid username-password pair or user is disabled.");
+                return;
+            }
+            j += 2;
+        } else if (same_word(request[j], "SETNAME") && more >= 1) {
+            if (!valid_client_attribute(request[j + 1])) {
+                call.error("ERR Client names cannot contain spaces, newlines or special characters.");
+                return;
+            }
+            call.session.name = request[j + 1];
+            ++j;
+        } else {
+            call.error("ERR Syntax error in HELLO option '" + printable(request[j]) + "'");
+            return;
+        }
+    }
+    if (version != 0)
+        call.session.protocol = static_cast<Protocol>(version);
+    std::string& out = call.out;
+    resp::append_map_header(out, 7, call.protocol());
+    resp::append_bulk(out, "server");
+    resp::append_bulk(out, "redis");
+    resp::append_bulk(out, "version");
+    resp::append_bulk(out, redis_version);
+    resp::append_bulk(out, "proto");
+    resp::append_integer(out, static_cast<int>(call.protocol()));
+    resp::append_bulk(out, "id");
+    resp::append_integer(out, static_cast<long long>(call.session.id()));
+    resp::append_bulk(out, "mode");
+    resp::append_bulk(out, "standalone");
+    resp::append_bulk(out, "role");
+    resp::append_bulk(out, "master");
+    resp::append_bulk(out, "modules");
+    resp::append_array_header(out, 0);
+}
+
+// SELECT index: a bucket has one keyspace, db 0.
+void select(const Call& call)
+{
+    long long index = 0;
+    if (!parse_long_long(call.request[1], index) || index < INT32_MIN || index > INT32_MAX) {
+        call.error(not_an_integer);
+        return;
+    }
+    if (index != 0) {
+        call.error("ERR DB index is out of range");
+        return;
+    }
+    call.session.db = 0;
+    resp::append_simple(call.out, "OK");
+}
+
+void echo(const Call& call) { resp::append_bulk(call.out, call.request[1]); }
+
+// QUIT: +OK, and the connection closes once that is written.
+void quit(const Call& call)
+{
+    resp::append_simple(call.out, "OK");
+    call.session.close_after_reply = true;
+}
+
+void reset(const Call& call)
+{
+    call.session.reset();
+    resp::append_simple(call.out, "RESET");
+}
+
+// ---- CLIENT ----
+
+// One line of CLIENT LIST / CLIENT INFO, in Redis 7.0's field order
+// (catClientInfoString), with 7.2's lib-name and lib-ver at its end. Figures
+// about Redis's own buffers are kv's nearest truth: qbuf is the input not yet
+// run, omem the replies not yet taken, rbs the read buffer.
+void append_client_line(std::string& out, const ServerShared& server, const RespConnection& connection,
+    Session::Clock::time_point now)
+{
+    const Session& session = connection.session();
+    const auto seconds = [now](Session::Clock::time_point since) {
+        return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - since).count());
+    };
+    const bool in_multi = session.transaction.active;
+    const std::size_t qbuf = connection.unparsed_bytes();
+    const std::size_t omem = connection.unsent_bytes();
+    const std::size_t read_buffer = 16 * 1024;
+    // A Unix socket client's address is the socket's path and port 0.
+    const std::string address = server.where + ":0";
+    out += "id=" + std::to_string(session.id());
+    out += " addr=" + address;
+    out += " laddr=" + address;
+    out += " fd=" + std::to_string(session.fd());
+    out += " name=" + session.name;
+    out += " age=" + seconds(session.created());
+    out += " idle=" + seconds(session.last_interaction());
+    out += in_multi ? " flags=xU" : " flags=U";
+    out += " db=" + std::to_string(session.db);
+    out += " sub=0 psub=0 ssub=0";
+    out += " multi=" + std::to_string(in_multi ? static_cast<long long>(session.transaction.queued.size()) : -1LL);
+    out += " qbuf=" + std::to_string(qbuf);
+    out += " qbuf-free=0";
+    out += " argv-mem=0";
+    out += " multi-mem=" + std::to_string(session.transaction.queued_bytes);
+    out += " rbs=" + std::to_string(read_buffer);
+    out += " rbp=0 obl=0 oll=0";
+    out += " omem=" + std::to_string(omem);
+    out += " tot-mem=" + std::to_string(qbuf + omem + read_buffer + session.transaction.queued_bytes);
+    out += " events=r";
+    out += " cmd=";
+    out += session.last_command();
+    out += " user=default redir=-1";
+    out += " resp=" + std::to_string(static_cast<int>(session.protocol));
+    out += " lib-name=" + session.lib_name;
+    out += " lib-ver=" + session.lib_version;
+    out += '\n';
+}
+
+const RespConnection* connection_of(const ServerShared& server, std::uint64_t id)
+{
+    auto found = server.open.find(id);
+    if (found == server.open.end())
+        return nullptr;
+    return found->second.lock().get(); // the server's list holds only open connections, each owned elsewhere
+}
+
+void client_id(const Call& call) { resp::append_integer(call.out, static_cast<long long>(call.session.id())); }
+
+void client_info(const Call& call)
+{
+    std::string text;
+    if (const RespConnection* self = connection_of(call.server, call.session.id()))
+        append_client_line(text, call.server, *self, Session::Clock::now());
+    resp::append_verbatim(call.out, text, call.protocol());
+}
+
+// CLIENT LIST [TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID id [id ...]]
+void client_list(const Call& call)
+{
+    const auto& request = call.request;
+    std::vector<std::uint64_t> ids;
+    bool only_ids = false;
+    bool none = false; // TYPE master, replica or pubsub: kv has no such clients
+    if (request.size() == 4 && same_word(request[2], "TYPE")) {
+        const std::string& type = request[3];
+        if (same_word(type, "NORMAL")) {
+        } else if (same_word(type, "MASTER") || same_word(type, "REPLICA") || same_word(type, "SLAVE")
+            || same_word(type, "PUBSUB")) {
+            none = true;
+        } else {
+            call.error("ERR Unknown client type '" + printable(type) + "'");
+            return;
+        }
+    } else if (request.size() > 3 && same_word(request[2], "ID")) {
+        only_ids = true;
+        for (std::size_t j = 3; j < request.size(); ++j) {
+            long long id = 0;
+            if (!parse_long_long(request[j], id) || id < 1) {
+                call.error("ERR Invalid client ID");
+                return;
+            }
+            ids.push_back(static_cast<std::uint64_t>(id));
+        }
+    } else if (request.size() != 2) {
+        call.error("ERR syntax error");
+        return;
+    }
+    std::string text;
+    const auto now = Session::Clock::now();
+    if (only_ids) {
+        for (std::uint64_t id : ids) {
+            if (const RespConnection* connection = connection_of(call.server, id))
+                append_client_line(text, call.server, *connection, now);
+        }
+    } else if (!none) {
+        // In id order, as Redis lists its clients in the order they came.
+        std::vector<std::uint64_t> open;
+        for (const auto& [id, connection] : call.server.open)
+            open.push_back(id);
+        std::sort(open.begin(), open.end());
+        for (std::uint64_t id : open) {
+            if (const RespConnection* connection = connection_of(call.server, id))
+                append_client_line(text, call.server, *connection, now);
+        }
+    }
+    resp::append_verbatim(call.out, text, call.protocol());
+}
+
+void client_setname(const Call& call)
+{
+    if (!valid_client_attribute(call.request[2])) {
+        call.error("ERR Client names cannot contain spaces, newlines or special characters.");
+        return;
+    }
+    call.session.name = call.request[2];
+    resp::append_simple(call.out, "OK");
+}
+
+void client_getname(const Call& call)
+{
+    if (call.session.name.empty())
+        resp::append_null(call.out, call.protocol());
+    else
+        resp::append_bulk(call.out, call.session.name);
+}
+
+// CLIENT SETINFO LIB-NAME|LIB-VER value: Redis 7.2's, which client libraries
+// send at connect (and ignore an error from, for older servers).
+void client_setinfo(const Call& call)
+{
+    const std::string& attribute = call.request[2];
+    std::string* destination = nullptr;
+    if (same_word(attribute, "LIB-NAME"))
+        destination = &call.session.lib_name;
+    else if (same_word(attribute, "LIB-VER"))
+        destination = &call.session.lib_version;
+    else {
+        call.error("ERR Unrecognized option '" + printable(attribute) + "'");
+        return;
+    }
+    if (!valid_client_attribute(call.request[3])) {
+        call.error("ERR " + printable(attribute) + " cannot contain spaces, newlines or special characters.");
+        return;
+    }
+    *destination = call.request[3];
+    resp::append_simple(call.out, "OK");
+}
+
+void client_help(const Call& call)
+{
+    reply_help(call, {
+        "GETNAME",
+        "    Return the name of the current connection.",
+        "ID",
+        "    Return the ID of the current connection.",
+        "INFO",
+        "    Return information about the current client connection.",
+        "LIST [options ...]",
+        "    Return information about client connections. Options:",
+        "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+        "      Return clients of specified type.",
+        "    * ID <id> [<id> ...]",
+        "      Return clients with the given ids.",
+        "SETINFO <LIB-NAME|LIB-VER> <value>",
+        "    Set the name or version of the client library.",
+        "SETNAME <name>",
+        "    Assign the name <name> to the current connection.",
+    });
+}
+
+const Subcommand client_subcommands[] = {
+    { "ID", 2, client_id },
+    { "INFO", 2, client_info },
+    { "LIST", -2, client_list },
+    { "SETNAME", 3, client_setname },
+    { "GETNAME", 2, client_getname },
+    { "SETINFO", 4, client_setinfo },
+    { "HELP", 2, client_help },
+};
+
+void client(const Call& call) { run_subcommand(call, client_subcommands); }
+
+// ---- COMMAND ----
+
+void for_each_command(const ServerShared& server, const std::function<void(const CommandInfo&)>& visit);
+
+void append_words_as_set(std::string& out, std::string_view words, Protocol protocol)
+{
+    std::vector<std::string_view> items;
+    while (!words.empty()) {
+        auto space = words.find(' ');
+        if (space != 0)
+            items.push_back(words.substr(0, space));
+        if (space == std::string_view::npos)
+            break;
+        words.remove_prefix(space + 1);
+    }
+    resp::append_set_header(out, items.size(), protocol);
+    for (std::string_view item : items)
+        resp::append_simple(out, item);
+}
+
+// One command's COMMAND INFO entry (addReplyCommandInfo): name, arity,
+// flags, first key, last key, step, ACL categories, tips, key
+// specifications, subcommands. kv gives no tips, key specifications or
+// subcommands.
+void append_command_info(std::string& out, const CommandInfo& info, Protocol protocol)
+{
+    resp::append_array_header(out, 10);
+    resp::append_bulk(out, lower(info.name));
+    resp::append_integer(out, info.arity);
+    append_words_as_set(out, info.doc.flags, protocol);
+    resp::append_integer(out, info.doc.first_key);
+    resp::append_integer(out, info.doc.last_key);
+    resp::append_integer(out, info.doc.step);
+    append_words_as_set(out, info.doc.categories, protocol);
+    resp::append_set_header(out, 0, protocol);
+    resp::append_array_header(out, 0);
+    resp::append_array_header(out, 0);
+}
+
+// One command's COMMAND DOCS entry (addReplyCommandDocs): summary, since,
+// group; kv lists no arguments.
+void append_command_docs(std::string& out, const CommandInfo& info, Protocol protocol)
+{
+    resp::append_bulk(out, lower(info.name));
+    resp::append_map_header(out, 3, protocol);
+    resp::append_bulk(out, "summary");
+    resp::append_bulk(out, info.doc.summary);
+    resp::append_bulk(out, "since");
+    resp::append_bulk(out, info.doc.since);
+    resp::append_bulk(out, "group");
+    resp::append_bulk(out, info.doc.group.empty() ? std::string_view("server") : info.doc.group);
+}
+
+// A copy: for_each_command() hands out the connection commands' entries as
+// temporaries.
+std::optional<CommandInfo> find_info(const ServerShared& server, std::string_view name)
+{
+    std::optional<CommandInfo> found;
+    for_each_command(server, [&](const CommandInfo& info) {
+        if (!found && same_word(info.name, name))
+            found = info;
+    });
+    return found;
+}
+
+std::size_t command_count(const ServerShared& server)
+{
+    std::size_t count = 0;
+    for_each_command(server, [&](const CommandInfo&) { ++count; });
+    return count;
+}
+
+void command_list_all(const Call& call)
+{
+    resp::append_array_header(call.out, command_count(call.server));
+    for_each_command(call.server, [&](const CommandInfo& info) { append_command_info(call.out, info, call.protocol()); });
+}
+
+void command_count_reply(const Call& call) { resp::append_integer(call.out, static_cast<long long>(command_count(call.server))); }
+
+void command_info(const Call& call)
+{
+    if (call.request.size() == 2) {
+        command_list_all(call);
+        return;
+    }
+    resp::append_array_header(call.out, call.request.size() - 2);
+    for (std::size_t j = 2; j < call.request.size(); ++j) {
+        if (const auto info = find_info(call.server, call.request[j]))
+            append_command_info(call.out, *info, call.protocol());
+        else
+            resp::append_null(call.out, call.protocol());
+    }
+}
+
+void command_docs(const Call& call)
+{
+    std::string body;
+    std::size_t count = 0;
+    if (call.request.size() == 2) {
+        for_each_command(call.server, [&](const CommandInfo& info) {
+            append_command_docs(body, info, call.protocol());
+            ++count;
+        });
+    } else {
+        for (std::size_t j = 2; j < call.request.size(); ++j) {
+            if (const auto info = find_info(call.server, call.request[j])) {
+                append_command_docs(body, *info, call.protocol());
+                ++count;
+            }
+        }
+    }
+    resp::append_map_header(call.out, count, call.protocol());
+    call.out += body;
+}
+
+void command_help(const Call& call)
+{
+    reply_help(call, {
+        "(no subcommand)",
+        "    Return details about all commands.",
+        "COUNT",
+        "    Return the total number of commands in this server.",
+        "DOCS [<command-name> ...]",
+        "    Return documentation details about multiple commands.",
+        "    If no command names are given, documentation details for all",
+        "    commands are returned.",
+        "INFO [<command-name> ...]",
+        "    Return details about multiple commands.",
+        "    If no command names are given, documentation details for all",
+        "    commands are returned.",
+    });
+}
+
+const Subcommand command_subcommands[] = {
+    { "COUNT", 2, command_count_reply },
+    { "INFO", -2, command_info },
+    { "DOCS", -2, command_docs },
+    { "HELP", 2, command_help },
+};
+
+void command(const Call& call)
+{
+    if (call.request.size() == 1)
+        command_list_all(call);
+    else
+        run_subcommand(call, command_subcommands);
+}
+
+// ---- INFO ----
+
+// bytesToHuman: 1023B, 1.00K, 2.50M, ...
+std::string bytes_to_human(unsigned long long bytes)
+{
+    char text[64];
+    const double value = static_cast<double>(bytes);
+    if (bytes < 1024)
+        std::snprintf(text, sizeof text, "%lluB", bytes);
+    else if (bytes < 1024ULL * 1024)
+        std::snprintf(text, sizeof text, "%.2fK", value / 1024);
+    else if (bytes < 1024ULL * 1024 * 1024)
+        std::snprintf(text, sizeof text, "%.2fM", value / (1024.0 * 1024));
+    else
+        std::snprintf(text, sizeof text, "%.2fG", value / (1024.0 * 1024 * 1024));
+    return text;
+}
+
+// The process's resident memory, from /proc/self/statm (its second field, in pages).
+unsigned long long resident_bytes()
+{
+    std::ifstream statm("/proc/self/statm");
+    unsigned long long size = 0, resident = 0;
+    statm >> size >> resident;
+    return resident * static_cast<unsigned long long>(::sysconf(_SC_PAGESIZE));
+}
+
+void line(std::string& out, std::string_view field, std::string_view value)
+{
+    out += field;
+    out += ':';
+    out += value;
+    out += "\r\n";
+}
+
+void line(std::string& out, std::string_view field, unsigned long long value) { line(out, field, std::to_string(value)); }
+
+void info_server(std::string& out, const ServerShared& server)
+{
+    static const utsname name = [] {
+        utsname result {};
+        ::uname(&result);
+        return result;
+    }();
+    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - server.started).count();
+    out += "# Server\r\n";
+    line(out, "redis_version", redis_version);
+    line(out, "redis_mode", "standalone");
+    line(out, "kv_version", KV_VERSION);
+    line(out, "os", std::string(name.sysname) + " " + name.release + " " + name.machine);
+    line(out, "arch_bits", sizeof(void*) * 8);
+    line(out, "multiplexing_api", "epoll");
+    line(out, "process_id", static_cast<unsigned long long>(::getpid()));
+    line(out, "tcp_port", 0ULL);
+    line(out, "uptime_in_seconds", static_cast<unsigned long long>(uptime));
+    line(out, "uptime_in_days", static_cast<unsigned long long>(uptime / (3600 * 24)));
+}
+
+void info_clients(std::string& out, const ServerShared& server)
+{
+    out += "# Clients\r\n";
+    line(out, "connected_clients", server.open.size());
+    line(out, "maxclients", server.config.max_connections);
+    line(out, "blocked_clients", 0ULL);
+}
+
+// used_memory is the process's resident memory (RSS): a bucket's keys live
+// in its shared-memory segment, whose touched pages count there once mapped.
+void info_memory(std::string& out, const ServerShared&)
+{
+    const auto rss = resident_bytes();
+    out += "# Memory\r\n";
+    line(out, "used_memory", rss);
+    line(out, "used_memory_human", bytes_to_human(rss));
+    line(out, "used_memory_rss", rss);
+    line(out, "used_memory_rss_human", bytes_to_human(rss));
+}
+
+// Nothing is persisted, nothing is ever loaded.
+void info_persistence(std::string& out, const ServerShared&)
+{
+    out += "# Persistence\r\n";
+    line(out, "loading", 0ULL);
+    line(out, "async_loading", 0ULL);
+    line(out, "rdb_changes_since_last_save", 0ULL);
+    line(out, "rdb_bgsave_in_progress", 0ULL);
+    line(out, "rdb_last_bgsave_status", "ok");
+    line(out, "aof_enabled", 0ULL);
+    line(out, "aof_rewrite_in_progress", 0ULL);
+}
+
+void info_stats(std::string& out, const ServerShared& server)
+{
+    out += "# Stats\r\n";
+    line(out, "total_connections_received", server.connections_received);
+    line(out, "total_commands_processed", server.commands_processed);
+}
+
+void info_replication(std::string& out, const ServerShared&)
+{
+    out += "# Replication\r\n";
+    line(out, "role", "master");
+    line(out, "connected_slaves", 0ULL);
+}
+
+void info_keyspace(std::string& out, const ServerShared& server)
+{
+    out += "# Keyspace\r\n";
+    const std::size_t keys = server.role.key_count ? server.role.key_count() : 0;
+    if (keys > 0)
+        out += "db0:keys=" + std::to_string(keys) + ",expires=0,avg_ttl=0\r\n";
+}
+
+struct InfoSection {
+    std::string_view name;
+    void (*write)(std::string&, const ServerShared&);
+};
+
+// In Redis's order; all of them are in its default set.
+const InfoSection info_sections[] = {
+    { "server", info_server },
+    { "clients", info_clients },
+    { "memory", info_memory },
+    { "persistence", info_persistence },
+    { "stats", info_stats },
+    { "replication", info_replication },
+    { "keyspace", info_keyspace },
+};
+
+// INFO [section ...]: Redis's text; "default", "all" and "everything" (or
+// none) give every section; a section kv does not have gives nothing.
+void info(const Call& call)
+{
+    const auto& request = call.request;
+    bool all = request.size() == 1;
+    auto wanted = [&](std::string_view name) {
+        if (all)
+            return true;
+        for (std::size_t j = 1; j < request.size(); ++j) {
+            if (same_word(request[j], name) || same_word(request[j], "default") || same_word(request[j], "all")
+                || same_word(request[j], "everything"))
+                return true;
+        }
+        return false;
+    };
+    std::string text;
+    int sections = 0;
+    for (const InfoSection& section : info_sections) {
+        if (!wanted(section.name))
+            continue;
+        if (sections++)
+            text += "\r\n";
+        section.write(text, call.server);
+    }
+    const ServerRole& role = call.server.role;
+    if (!role.extra_section.empty() && role.extra_section_lines && wanted(role.extra_section)) {
+        if (sections++)
+            text += "\r\n";
+        text += "# ";
+        text += role.extra_section;
+        text += "\r\n";
+        role.extra_section_lines(text);
+    }
+    resp::append_verbatim(call.out, text, call.protocol());
+}
+
+// ---- MULTI, EXEC, DISCARD ----
+
+void multi(const Call& call)
+{
+    if (call.session.transaction.active) {
+        call.error("ERR MULTI calls can not be nested");
+        return;
+    }
+    call.session.transaction.active = true;
+    resp::append_simple(call.out, "OK");
+}
+
+void exec(const Call& call)
+{
+    Transaction& transaction = call.session.transaction;
+    if (!transaction.active) {
+        call.error("ERR EXEC without MULTI");
+        return;
+    }
+    const bool aborted = transaction.queued_command_malformed;
+    const bool watched_changed = transaction.watched_key_changed;
+    const bool empty = transaction.queued.empty();
+    transaction.clear();
+    if (aborted)
+        call.error("EXECABORT Transaction discarded because of previous errors.");
+    else if (watched_changed)
+        resp::append_null_array(call.out, call.protocol());
+    else if (empty)
+        resp::append_array_header(call.out, 0); // nothing was queued: nothing runs
+    else
+        call.error("ERR EXEC has nothing it can run here"); // queuing is not offered by any daemon yet
+}
+
+void discard(const Call& call)
+{
+    if (!call.session.transaction.active) {
+        call.error("ERR DISCARD without MULTI");
+        return;
+    }
+    call.session.transaction.clear();
+    resp::append_simple(call.out, "OK");
+}
+
+// The connection commands, with what COMMAND tells of them.
+const ConnectionCommand connection_commands[] = {
+    { "HELLO", -1, hello, 0,
+        { "noscript loading stale fast no_auth allow_busy", 0, 0, 0, "Handshake with Redis", "connection", "@fast @connection", "6.0.0" } },
+    { "CLIENT", -2, client, 0, { "", 0, 0, 0, "A container for client connection commands", "connection", "@slow", "2.4.0" } },
+    { "SELECT", 2, select, 0,
+        { "loading stale fast", 0, 0, 0, "Change the selected database for the current connection", "connection", "@fast @connection", "1.0.0" } },
+    { "QUIT", -1, quit, 0,
+        { "noscript loading stale fast no_auth allow_busy", 0, 0, 0, "Close the connection", "connection", "@fast @connection", "1.0.0" } },
+    { "RESET", 1, reset, 0,
+        { "noscript loading stale fast no_auth allow_busy", 0, 0, 0, "Reset the connection", "connection", "@fast @connection", "6.2.0" } },
+    { "ECHO", 2, echo, 0, { "loading stale fast", 0, 0, 0, "Echo the given string", "connection", "@fast @connection", "1.0.0" } },
+    { "COMMAND", -1, command, 0,
+        { "loading stale", 0, 0, 0, "Get array of Redis command details", "server", "@slow @connection", "2.8.13" } },
+    { "INFO", -1, info, 0,
+        { "loading stale", 0, 0, 0, "Get information and statistics about the server", "server", "@slow @dangerous", "1.0.0" } },
+    { "MULTI", 1, multi, 0,
+        { "noscript loading stale fast allow_busy", 0, 0, 0, "Mark the start of a transaction block", "transactions", "@fast @transaction", "1.2.0" } },
+    { "EXEC", 1, exec, 0,
+        { "noscript loading stale skip_slowlog", 0, 0, 0, "Execute all commands issued after MULTI", "transactions", "@slow @transaction", "1.2.0" } },
+    { "DISCARD", 1, discard, 0,
+        { "noscript loading stale fast allow_busy", 0, 0, 0, "Discard all commands issued after MULTI", "transactions", "@fast @transaction", "2.0.0" } },
+};
+
+bool is_transaction_command(const ConnectionCommand& command)
+{
+    return command.run == multi || command.run == exec || command.run == discard;
+}
+
+// The connection commands this server serves: MULTI, EXEC and DISCARD only
+// where the daemon takes part in transactions.
+bool serves(const ServerShared& server, const ConnectionCommand& command)
+{
+    return !is_transaction_command(command) || server.role.transactions != Transactions::unsupported;
+}
+
+const ConnectionCommand* find_connection_command(const ServerShared& server, std::string_view verb)
+{
+    for (const ConnectionCommand& command : connection_commands) {
+        if (same_word(command.name, verb))
+            return serves(server, command) ? &command : nullptr;
+    }
+    return nullptr;
+}
+
+void for_each_command(const ServerShared& server, const std::function<void(const CommandInfo&)>& visit)
+{
+    for (const ConnectionCommand& command : connection_commands) {
+        if (serves(server, command))
+            visit(CommandInfo { command.name, command.arity, command.max_arity, command.doc });
+    }
+    for (const CommandInfo& info : server.role.commands)
+        visit(info);
+}
+
+// Commands that run even inside MULTI, as in Redis (processCommand): the
+// ones that end or leave the block, and MULTI itself (to say it nests not).
+bool runs_inside_multi(std::string_view verb)
+{
+    for (std::string_view name : { "EXEC", "DISCARD", "MULTI", "QUIT", "RESET" }) {
+        if (same_word(name, verb))
+            return true;
+    }
+    return false;
+}
+
+// Inside MULTI on a daemon that refuses transactions: nothing runs, each
+// command gets an error (Redis's own for an unknown verb or a wrong arity),
+// and the block is flagged so that EXEC answers EXECABORT.
+void refuse_inside_multi(const ServerShared& server, Session& session, const resp::Request& request, std::string& out)
+{
+    session.transaction.queued_command_malformed = true;
+    const auto info = find_info(server, request[0]);
+    if (!info) {
+        find_command(connection_commands, request, out); // the unknown-command error, in the one place that words it
+        return;
+    }
+    if (!arity_accepts(info->arity, info->max_arity, request.size())) {
+        append_error(out, ErrorCode::error, "wrong number of arguments for '" + std::string(info->name) + "' command");
+        return;
+    }
+    append_error(out, ErrorCode::error, upper(info->name) + " inside MULTI: the " + std::string(server.role.name)
+        + " does not run transactions; nothing in this block will run");
+}
+
+} // namespace
+
+bool run_connection_command(ServerShared& server, Session& session, const resp::Request& request, std::string& out)
+{
+    if (request.empty())
+        return false;
+    if (session.transaction.active && server.role.transactions == Transactions::refused && !runs_inside_multi(request[0])) {
+        refuse_inside_multi(server, session, request, out);
+        return true;
+    }
+    const ConnectionCommand* command = find_connection_command(server, request[0]);
+    if (!command)
+        return false;
+    if (!arity_accepts(command->arity, command->max_arity, request.size())) {
+        resp::append_error(out, "ERR wrong number of arguments for '" + lower(command->name) + "' command");
+        return true;
+    }
+    command->run(Call { server, session, request, out });
+    return true;
+}
+
+} // namespace kv
