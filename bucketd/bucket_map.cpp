@@ -18,10 +18,25 @@ std::optional<std::string_view> BucketMap::get(std::string_view key) const { ret
 
 BucketMap::SetResult BucketMap::set(std::string_view key, std::string_view value)
 {
-    return table_.set(key, value) == SharedTableWriter::SetResult::stored ? SetResult::stored : SetResult::full;
+    if (table_.set(key, value) != SharedTableWriter::SetResult::stored)
+        return SetResult::full;
+    watchers_.touch(key);
+    return SetResult::stored;
 }
 
-bool BucketMap::erase(std::string_view key) { return table_.erase(key); }
+bool BucketMap::erase(std::string_view key)
+{
+    if (!table_.erase(key))
+        return false;
+    watchers_.touch(key);
+    return true;
+}
+
+void BucketMap::clear()
+{
+    watchers_.touch_existing([this](std::string_view key) { return table_.contains(key); });
+    table_.clear();
+}
 
 bool BucketMap::contains(std::string_view key) const { return table_.contains(key); }
 

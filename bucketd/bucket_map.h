@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "key_watchers.h"
 #include "shared_table.h"
 #include "unique_fd.h"
 
@@ -39,6 +40,11 @@ public:
     // The value stays valid until the next change to the map.
     std::optional<std::string_view> get(std::string_view key) const;
 
+    // Every change goes through set, erase and clear below, which tell the
+    // watchers (WATCH) of each key that changed, as Redis's
+    // signalModifiedKey: a stored value (even an equal one), a key that was
+    // there and is erased, every key there when cleared. A change that is
+    // not made (`full`, a key that was not there) touches nothing.
     enum class SetResult { stored, full };
     // On `full` the map is unchanged: the old value, if any, is still there.
     SetResult set(std::string_view key, std::string_view value);
@@ -62,7 +68,10 @@ public:
     std::optional<std::string_view> random_key(std::uint64_t random) const { return table_.random_key(random); }
 
     // Every pair gone, in one short window (FLUSHDB).
-    void clear() { table_.clear(); }
+    void clear();
+
+    // The sessions watching keys of this map (WATCH, MULTI/EXEC).
+    KeyWatchers& watchers() { return watchers_; }
 
     // Changes that land together, in one write window (MSET, RENAME, ...):
     // while the batch is open, set, erase and clear above join it; dropped
@@ -75,6 +84,7 @@ public:
 
 private:
     SharedTableWriter table_;
+    KeyWatchers watchers_;
 };
 
 } // namespace kv

@@ -29,12 +29,24 @@
 namespace {
 
 // What the connection commands every socket serves know of a bucket.
-kv::ServerRole bucket_role(const kv::BucketMap& map)
+kv::ServerRole bucket_role(kv::BucketMap& map)
 {
     kv::ServerRole role;
     role.name = "bucket";
     role.commands = kv::bucket_command_infos();
     role.key_count = [&map] { return map.size(); };
+    // MULTI/EXEC as Redis: EXEC runs its whole body in ONE batch of the
+    // table, so a direct reader sees all of a transaction or none of it. The
+    // batch is committed even when some commands answered errors (Redis
+    // does not roll back); each command's own all-or-nothing (a `full` MSET)
+    // is a savepoint nested in it.
+    role.transactions = kv::Transactions::queued;
+    role.watchers = &map.watchers();
+    role.run_atomically = [&map](const std::function<void()>& body) {
+        auto batch = map.begin_batch();
+        body();
+        batch.commit();
+    };
     return role;
 }
 

@@ -1,5 +1,6 @@
 // The bucket against redis-server itself: the same random sequences of
-// string and keyspace commands (good ones and malformed ones) sent to a real
+// string and keyspace commands (good ones and malformed ones, alone and in
+// MULTI/EXEC and MULTI/DISCARD blocks) sent to a real
 // bucket and to Debian's redis-server 7.0, every reply compared byte for
 // byte. RANDOMKEY and TIME are compared by shape; unknown commands by
 // Redis's prefix (kv leaves out "with args beginning with"), and the list,
@@ -239,12 +240,43 @@ TEST(RedisDifferential, RandomStringAndKeyspaceCommandsAnswerAsRedisServerByteFo
     RequestMaker maker(seed);
     long commands = 0;
     int sequences = 0;
+    int blocks = 0;
     // Bounded in time for CI: sequences of 200 commands for about three seconds.
     while (std::chrono::steady_clock::now() - start < 3s || sequences < 5) {
         ++sequences;
         ASSERT_EQ(reference.call({ "FLUSHALL" }), "+OK\r\n");
         ASSERT_EQ(bucket.call({ "FLUSHALL" }), "+OK\r\n");
         for (int step = 0; step < 200; ++step, ++commands) {
+            if (maker.pick(12) == 0) {
+                // A MULTI block of the requests above (a malformed one among
+                // them now and then: EXECABORT), ended by EXEC or DISCARD.
+                // Not RANDOMKEY, TIME or SCAN, whose replies are compared by
+                // shape, nor what only Redis knows.
+                std::vector<std::vector<std::string>> block = { { "MULTI" } };
+                const std::size_t size = 1 + maker.pick(6);
+                while (block.size() <= size) {
+                    auto request = maker.next();
+                    const bool redis_only_knows = is_unknown_to_kv(request[0]) && request[0] != "nosuchcommand";
+                    if (!redis_only_knows && request[0] != "RANDOMKEY" && request[0] != "TIME" && request[0] != "SCAN")
+                        block.push_back(std::move(request));
+                }
+                block.push_back({ maker.pick(6) == 0 ? "DISCARD" : "EXEC" });
+                for (const auto& request : block) {
+                    const std::string expected = reference.call(request);
+                    const std::string actual = bucket.call(request);
+                    const std::string where = "seed " + std::to_string(seed) + " (KV_DIFF_SEED), sequence "
+                        + std::to_string(sequences) + ", step " + std::to_string(step) + ", in a MULTI block: " + shown(request);
+                    if (request[0] == "nosuchcommand") {
+                        const std::string prefix = "-ERR unknown command 'nosuchcommand'";
+                        ASSERT_EQ(actual.rfind(prefix, 0), 0u) << where << "\nkv: " << actual;
+                        ASSERT_EQ(expected.rfind(prefix, 0), 0u) << where << "\nredis: " << expected;
+                    } else {
+                        ASSERT_EQ(actual, expected) << where;
+                    }
+                }
+                ++blocks;
+                continue;
+            }
             const auto request = maker.next();
             // Redis would store a list, a hash, a set: those go to the bucket only.
             const bool redis_only_knows = is_unknown_to_kv(request[0]) && request[0] != "nosuchcommand";
@@ -311,5 +343,6 @@ TEST(RedisDifferential, RandomStringAndKeyspaceCommandsAnswerAsRedisServerByteFo
             ASSERT_EQ(bucket.call({ "GET", key }), reference.call({ "GET", key })) << "seed " << seed << " after sequence " << sequences;
         ASSERT_EQ(bucket.call({ "DBSIZE" }), reference.call({ "DBSIZE" })) << "seed " << seed;
     }
-    std::cout << "compared " << commands << " commands in " << sequences << " sequences (seed " << seed << ")\n";
+    std::cout << "compared " << commands << " commands (" << blocks << " of them MULTI blocks) in " << sequences
+              << " sequences (seed " << seed << ")\n";
 }

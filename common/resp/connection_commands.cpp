@@ -207,8 +207,11 @@ void quit(const Call& call)
     call.session.close_after_reply = true;
 }
 
+void end_transaction(ServerShared& server, Session& session);
+
 void reset(const Call& call)
 {
+    end_transaction(call.server, call.session);
     call.session.reset();
     resp::append_simple(call.out, "RESET");
 }
@@ -618,6 +621,16 @@ void info_clients(std::string& out, const ServerShared& server)
     line(out, "connected_clients", server.open.size());
     line(out, "maxclients", server.config.max_connections);
     line(out, "blocked_clients", 0ULL);
+    // Redis 7.4's: connections with a WATCH in place, and keys watched by any.
+    if (const KeyWatchers* watchers = server.role.watchers) {
+        unsigned long long watching = 0;
+        for (const auto& [id, weak] : server.open) {
+            if (const auto connection = weak.lock(); connection && !connection->session().transaction.watched.empty())
+                ++watching;
+        }
+        line(out, "watching_clients", watching);
+        line(out, "total_watched_keys", watchers->watched_keys());
+    }
 }
 
 // used_memory is the process's resident memory (RSS): a bucket's keys live
@@ -720,16 +733,48 @@ void info(const Call& call)
     resp::append_verbatim(call.out, text, call.protocol());
 }
 
-// ---- MULTI, EXEC, DISCARD ----
+// ---- MULTI, EXEC, DISCARD, WATCH, UNWATCH (Redis's multi.c) ----
+
+// Redis's discardTransaction: out of the block, its flags cleared, no key
+// watched any more (EXEC, DISCARD, RESET).
+void end_transaction(ServerShared& server, Session& session)
+{
+    session.transaction.clear();
+    if (server.role.watchers)
+        server.role.watchers->unwatch_all(session);
+}
 
 void multi(const Call& call)
 {
     if (call.session.transaction.active) {
-        call.error("ERR MULTI calls can not be nested");
+        call.error("ERR MULTI calls can not be nested"); // the block goes on, unflagged, as in Redis
         return;
     }
     call.session.transaction.active = true;
     resp::append_simple(call.out, "OK");
+}
+
+// One queued request, run as if it had come alone: a connection command,
+// else the daemon's handler, which must answer at once (a bucket's always
+// does). Its reply, an error included, is one element of EXEC's array.
+void run_queued(ServerShared& server, Session& session, resp::Request& request, std::string& out)
+{
+    const std::size_t before = out.size();
+    try {
+        if (run_connection_command(server, session, request, out))
+            return;
+        ReplySink sink(out, session, {}, session.id(), 0);
+        server.handler(request, sink);
+        if (sink.deferred()) {
+            out.resize(before);
+            append_error(out, ErrorCode::error, upper(request[0]) + " cannot answer inside a transaction");
+        }
+    } catch (const std::exception& error) {
+        // As RespConnection's catch-all: this command's reply is an error,
+        // the rest of the transaction still runs.
+        out.resize(before);
+        append_error(out, ErrorCode::error, std::string("internal error: ") + error.what());
+    }
 }
 
 void exec(const Call& call)
@@ -739,18 +784,29 @@ void exec(const Call& call)
         call.error("ERR EXEC without MULTI");
         return;
     }
-    const bool aborted = transaction.queued_command_malformed;
-    const bool watched_changed = transaction.watched_key_changed;
-    const bool empty = transaction.queued.empty();
-    transaction.clear();
-    if (aborted)
+    if (transaction.queued_command_malformed) {
+        end_transaction(call.server, call.session);
         call.error("EXECABORT Transaction discarded because of previous errors.");
-    else if (watched_changed)
+        return;
+    }
+    if (transaction.watched_key_changed) {
+        end_transaction(call.server, call.session);
         resp::append_null_array(call.out, call.protocol());
-    else if (empty)
-        resp::append_array_header(call.out, 0); // nothing was queued: nothing runs
+        return;
+    }
+    // Out of the block and unwatched before the body runs (as Redis): the
+    // body's own writes mark other sessions, never this one.
+    std::vector<resp::Request> body = std::move(transaction.queued);
+    end_transaction(call.server, call.session);
+    resp::append_array_header(call.out, body.size());
+    auto run_body = [&] {
+        for (resp::Request& request : body)
+            run_queued(call.server, call.session, request, call.out);
+    };
+    if (call.server.role.run_atomically)
+        call.server.role.run_atomically(run_body);
     else
-        call.error("ERR EXEC has nothing it can run here"); // queuing is not offered by any daemon yet
+        run_body();
 }
 
 void discard(const Call& call)
@@ -759,7 +815,30 @@ void discard(const Call& call)
         call.error("ERR DISCARD without MULTI");
         return;
     }
-    call.session.transaction.clear();
+    end_transaction(call.server, call.session);
+    resp::append_simple(call.out, "OK");
+}
+
+// WATCH key [key ...]
+void watch(const Call& call)
+{
+    if (call.session.transaction.active) {
+        call.error("ERR WATCH inside MULTI is not allowed");
+        return;
+    }
+    // Once a watched key changed, EXEC fails anyway: nothing more to watch.
+    if (!call.session.transaction.watched_key_changed && call.server.role.watchers) {
+        for (std::size_t j = 1; j < call.request.size(); ++j)
+            call.server.role.watchers->watch(call.session, call.request[j]);
+    }
+    resp::append_simple(call.out, "OK");
+}
+
+void unwatch(const Call& call)
+{
+    if (call.server.role.watchers)
+        call.server.role.watchers->unwatch_all(call.session);
+    call.session.transaction.watched_key_changed = false;
     resp::append_simple(call.out, "OK");
 }
 
@@ -785,18 +864,22 @@ const ConnectionCommand connection_commands[] = {
         { "noscript loading stale skip_slowlog", 0, 0, 0, "Execute all commands issued after MULTI", "transactions", "@slow @transaction", "1.2.0" } },
     { "DISCARD", 1, discard, 0,
         { "noscript loading stale fast allow_busy", 0, 0, 0, "Discard all commands issued after MULTI", "transactions", "@fast @transaction", "2.0.0" } },
+    { "WATCH", -2, watch, 0,
+        { "noscript loading stale fast allow_busy", 1, -1, 1, "Monitor changes to keys to determine execution of a MULTI/EXEC block", "transactions", "@fast @transaction", "2.2.0" } },
+    { "UNWATCH", 1, unwatch, 0,
+        { "noscript loading stale fast allow_busy", 0, 0, 0, "Forget about all watched keys", "transactions", "@fast @transaction", "2.2.0" } },
 };
 
-bool is_transaction_command(const ConnectionCommand& command)
-{
-    return command.run == multi || command.run == exec || command.run == discard;
-}
-
 // The connection commands this server serves: MULTI, EXEC and DISCARD only
-// where the daemon takes part in transactions.
+// where the daemon takes part in transactions, WATCH and UNWATCH only where
+// it runs them.
 bool serves(const ServerShared& server, const ConnectionCommand& command)
 {
-    return !is_transaction_command(command) || server.role.transactions != Transactions::unsupported;
+    if (command.run == watch || command.run == unwatch)
+        return server.role.transactions == Transactions::queued;
+    if (command.run == multi || command.run == exec || command.run == discard)
+        return server.role.transactions != Transactions::unsupported;
+    return true;
 }
 
 const ConnectionCommand* find_connection_command(const ServerShared& server, std::string_view verb)
@@ -819,14 +902,15 @@ void for_each_command(const ServerShared& server, const std::function<void(const
 }
 
 // Commands that run even inside MULTI, as in Redis (processCommand): the
-// ones that end or leave the block, and MULTI itself (to say it nests not).
-bool runs_inside_multi(std::string_view verb)
+// ones that end or leave the block, and MULTI and WATCH themselves (to say
+// they are not allowed there).
+bool runs_inside_multi(const ServerShared& server, std::string_view verb)
 {
     for (std::string_view name : { "EXEC", "DISCARD", "MULTI", "QUIT", "RESET" }) {
         if (same_word(name, verb))
             return true;
     }
-    return false;
+    return server.role.transactions == Transactions::queued && same_word(verb, "WATCH");
 }
 
 // Inside MULTI on a daemon that refuses transactions: nothing runs, each
@@ -848,21 +932,120 @@ void refuse_inside_multi(const ServerShared& server, Session& session, const res
         + " does not run transactions; nothing in this block will run");
 }
 
+// The subcommand tables of the container commands, for the checks at queue time.
+template <std::size_t N>
+bool subcommand_accepts(const Subcommand (&subcommands)[N], const resp::Request& request, std::string& out)
+{
+    for (const Subcommand& subcommand : subcommands) {
+        if (!same_word(subcommand.name, request[1]))
+            continue;
+        if (arity_accepts(subcommand.arity, 0, request.size()))
+            return true;
+        resp::append_error(out, "ERR wrong number of arguments for '" + lower(request[0]) + "|" + lower(subcommand.name) + "' command");
+        return false;
+    }
+    resp::append_error(out, "ERR unknown subcommand '" + printable(request[1].substr(0, 128)) + "'. Try " + upper(request[0]) + " HELP.");
+    return false;
+}
+
+// What Redis checks before it queues a command (processCommand): that it
+// exists, its arity, and a container command's subcommand and its arity.
+// False, with Redis's error in `out`, if the command cannot be queued.
+bool queueable(const ServerShared& server, const resp::Request& request, std::string& out)
+{
+    const auto info = find_info(server, request[0]);
+    if (!info) {
+        find_command(connection_commands, request, out); // the unknown-command error, in the one place that words it
+        return false;
+    }
+    if (!arity_accepts(info->arity, info->max_arity, request.size())) {
+        append_error(out, ErrorCode::error, "wrong number of arguments for '" + lower(info->name) + "' command");
+        return false;
+    }
+    if (request.size() >= 2 && same_word(request[0], "CLIENT"))
+        return subcommand_accepts(client_subcommands, request, out);
+    if (request.size() >= 2 && same_word(request[0], "COMMAND"))
+        return subcommand_accepts(command_subcommands, request, out);
+    return true;
+}
+
+// What a queued request holds in memory, its arguments' bytes and their
+// strings' own size: what the queue limit counts (CLIENT LIST's multi-mem).
+std::size_t queued_cost(const resp::Request& request)
+{
+    std::size_t bytes = sizeof(resp::Request);
+    for (const std::string& argument : request)
+        bytes += sizeof(std::string) + argument.size();
+    return bytes;
+}
+
+// Inside MULTI on a daemon that queues: Redis's checks, then +QUEUED. A
+// command that fails them is answered with its error and flags the block
+// (EXEC answers EXECABORT). The queue is bounded by the client buffer limit:
+// a command that would take it past that is refused and flags the block, so
+// an endless MULTI cannot pin unbounded memory. As in Redis, a block already
+// bound to fail stores nothing more, yet answers +QUEUED.
+void queue_inside_multi(const ServerShared& server, Session& session, const resp::Request& request, std::string& out)
+{
+    Transaction& transaction = session.transaction;
+    if (!queueable(server, request, out)) {
+        transaction.queued_command_malformed = true;
+        return;
+    }
+    if (!transaction.queued_command_malformed && !transaction.watched_key_changed) {
+        const std::size_t cost = queued_cost(request);
+        const std::size_t limit = server.config.max_client_buffer;
+        if (transaction.queued_bytes + cost > limit) {
+            transaction.queued_command_malformed = true;
+            transaction.queued.clear();
+            transaction.queued_bytes = 0;
+            append_error(out, ErrorCode::error, "transaction too large: its queued commands would take more than the client buffer limit of "
+                + std::to_string(limit) + " bytes; EXEC will discard it");
+            return;
+        }
+        transaction.queued.push_back(request);
+        transaction.queued_bytes += cost;
+    }
+    resp::append_simple(out, "QUEUED");
+}
+
 } // namespace
+
+void forget_session(ServerShared& server, Session& session)
+{
+    if (server.role.watchers)
+        server.role.watchers->unwatch_all(session);
+}
 
 bool run_connection_command(ServerShared& server, Session& session, const resp::Request& request, std::string& out)
 {
     if (request.empty())
         return false;
-    if (session.transaction.active && server.role.transactions == Transactions::refused && !runs_inside_multi(request[0])) {
-        refuse_inside_multi(server, session, request, out);
-        return true;
+    if (session.transaction.active && !runs_inside_multi(server, request[0])) {
+        if (server.role.transactions == Transactions::refused) {
+            refuse_inside_multi(server, session, request, out);
+            return true;
+        }
+        if (server.role.transactions == Transactions::queued) {
+            queue_inside_multi(server, session, request, out);
+            return true;
+        }
     }
     const ConnectionCommand* command = find_connection_command(server, request[0]);
     if (!command)
         return false;
     if (!arity_accepts(command->arity, command->max_arity, request.size())) {
-        resp::append_error(out, "ERR wrong number of arguments for '" + lower(command->name) + "' command");
+        const std::string error = "wrong number of arguments for '" + lower(command->name) + "' command";
+        if (command->run == exec) {
+            // Redis's rejectCommand on EXEC itself: the transaction is
+            // discarded (if any), and the reason said after EXECABORT.
+            end_transaction(server, session);
+            resp::append_error(out, "EXECABORT Transaction discarded because of: " + error);
+            return true;
+        }
+        if (session.transaction.active)
+            session.transaction.queued_command_malformed = true; // MULTI x, DISCARD x, WATCH: the block fails
+        resp::append_error(out, "ERR " + error);
         return true;
     }
     command->run(Call { server, session, request, out });

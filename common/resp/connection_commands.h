@@ -1,7 +1,7 @@
 // The connection commands: what every kv socket answers the same way, the
 // registry's and each bucket's, before the daemon's own table is consulted
-// (HELLO, CLIENT, SELECT, QUIT, RESET, ECHO, COMMAND, INFO, and MULTI, EXEC
-// and DISCARD where the daemon takes part in transactions). Replies and
+// (HELLO, CLIENT, SELECT, QUIT, RESET, ECHO, COMMAND, INFO, and MULTI, EXEC,
+// DISCARD, WATCH and UNWATCH where the daemon takes part in transactions). Replies and
 // error texts are Redis 7.0's (src/networking.c, src/server.c, src/multi.c),
 // so client libraries handshake with kv as they do with Redis.
 //
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "command_table.h"
+#include "key_watchers.h"
 #include "resp.h"
 #include "session.h"
 
@@ -27,8 +28,10 @@ struct ServerShared;
 
 // What a daemon does with MULTI ... EXEC.
 enum class Transactions {
-    unsupported, // MULTI, EXEC and DISCARD are the daemon's to answer (unknown, for now, in a bucket)
+    unsupported, // MULTI, EXEC and DISCARD are the daemon's to answer (unknown commands)
     refused,     // MULTI opens a block in which nothing runs: each command is refused, EXEC answers EXECABORT
+    queued,      // Redis's MULTI: commands are checked and queued (+QUEUED), EXEC runs them all
+                 // at once (ServerRole::run_atomically), WATCH and UNWATCH are served
 };
 
 // What the connection commands know of the daemon behind a socket.
@@ -36,6 +39,12 @@ struct ServerRole {
     std::string_view name = "server";  // "bucket", "registry": in messages ("the registry does not run transactions")
     std::vector<CommandInfo> commands; // the daemon's own table (describe_commands), for COMMAND and MULTI's checks
     Transactions transactions = Transactions::unsupported;
+    // queued only. The keyspace's watchers (WATCH): outlives the server.
+    KeyWatchers* watchers = nullptr;
+    // queued only. Runs EXEC's body (every queued command) so that all of
+    // its changes are seen together or not at all (a bucket: one batch, one
+    // write window of its table); the body itself never throws.
+    std::function<void(const std::function<void()>& body)> run_atomically;
     // INFO keyspace: how many keys db 0 holds; none: the daemon holds no keys.
     std::function<std::size_t()> key_count;
     // INFO: one more section of the daemon's own ("Registry"), its lines
@@ -53,5 +62,9 @@ inline constexpr std::string_view redis_version = "7.0.15";
 // true; else returns false and writes nothing. Allocation-free for a request
 // it does not answer outside MULTI, which is every data command.
 bool run_connection_command(ServerShared& server, Session& session, const resp::Request& request, std::string& out);
+
+// A connection closes: its session stops watching keys (a client that WATCHes
+// and hangs up leaves nothing behind).
+void forget_session(ServerShared& server, Session& session);
 
 } // namespace kv

@@ -162,6 +162,7 @@ void RespConnection::close()
         return;
     life_ = Life::closed;
     server_->open.erase(id_);
+    forget_session(*server_, session_);
     boost::system::error_code ignored;
     stall_timer_.cancel();
     socket_.close(ignored);

@@ -18,17 +18,22 @@
 namespace kv {
 
 // Between MULTI and EXEC or DISCARD (Redis's mstate and its CLIENT_MULTI,
-// CLIENT_DIRTY_EXEC and CLIENT_DIRTY_CAS flags). Kept per connection so that
-// every daemon's dispatch (connection_commands.h) can use it: the registry
-// refuses whole blocks with it; buckets will queue into `queued`.
+// CLIENT_DIRTY_EXEC and CLIENT_DIRTY_CAS flags, and its watched_keys). Kept
+// per connection so that every daemon's dispatch (connection_commands.h) can
+// use it: the registry refuses whole blocks with it; buckets queue into
+// `queued` and run it at EXEC.
 struct Transaction {
     bool active = false;                   // MULTI was sent, EXEC or DISCARD not yet
     std::vector<resp::Request> queued;     // what EXEC would run, in order
     std::size_t queued_bytes = 0;          // their arguments' bytes (CLIENT LIST's multi-mem)
     bool queued_command_malformed = false; // a command in the block was refused: EXEC answers EXECABORT
     bool watched_key_changed = false;      // a WATCHed key changed: EXEC answers a null array
+    // The keys this session WATCHes. Only KeyWatchers (key_watchers.h)
+    // changes it, since its index points back at the session.
+    std::vector<std::string> watched;
 
-    // Back to no transaction (EXEC, DISCARD, RESET).
+    // Back to no transaction (EXEC, DISCARD, RESET); `watched` is left to
+    // KeyWatchers::unwatch_all, which they call too.
     void clear();
 };
 
