@@ -245,6 +245,80 @@ TEST(TransactionLimit, AQueueIsBoundedByTheClientBufferLimit)
     EXPECT_EQ(client.call({ "EXEC" }).elements.size(), 1u);
 }
 
+// python3-redis's transactions with its defaults: pipeline(transaction=True)
+// sends MULTI ... EXEC; a WATCHed key changed by another client raises
+// WatchError and applies nothing; a failed command in a transaction raises
+// after the others ran, as against Redis.
+TEST_F(TransactionTest, PythonRedisTransactionsAndWatchWorkAsAgainstRedis)
+{
+    KV_REQUIRE(run_program({ "/usr/bin/python3", "-c", "import redis" }).exit_code == 0,
+        "Debian's python3-redis for /usr/bin/python3 (apt-get install python3-redis)");
+    const std::string script = R"(
+import sys, redis
+r = redis.Redis(unix_socket_path=sys.argv[1])
+other = redis.Redis(unix_socket_path=sys.argv[1])
+r.flushall()
+p = r.pipeline(transaction=True)
+p.set("a", "1").incr("a").get("a")
+assert p.execute() == [True, 2, b"2"]
+with r.pipeline() as p:
+    p.watch("a")
+    other.set("a", "changed")
+    p.multi()
+    p.set("b", "1")
+    try:
+        p.execute()
+        raise SystemExit("no WatchError")
+    except redis.WatchError:
+        pass
+assert r.exists("b") == 0
+p = r.pipeline(transaction=True)
+p.set("s", "text").incr("s").set("c", "1")
+try:
+    p.execute()
+    raise SystemExit("no ResponseError")
+except redis.ResponseError:
+    pass
+assert r.get("c") == b"1"
+r.set("a", "41")
+def add_one(pipe):
+    value = int(pipe.get("a"))
+    pipe.multi()
+    pipe.set("a", value + 1)
+r.transaction(add_one, "a")
+assert r.get("a") == b"42"
+r.close(); other.close()
+print("ok")
+)";
+    const auto result = run_program({ "/usr/bin/python3", "-c", script, bucket_socket_ });
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_EQ(result.out, "ok\n") << result.err;
+}
+
+TEST(TransactionFull, ACommandThatDoesNotFitAnswersFullAndTheRestStillRun)
+{
+    // As Redis with maxmemory answers OOM per command: in a 256 KiB bucket,
+    // the 200 KiB value of the second SET does not fit after the first, and
+    // the MSET with it sets none of its keys; the commands around them run.
+    RegistryDaemon daemon({ "--bucket-size", "262144" });
+    auto client = kv::Client::connect(daemon.create("small").field("socket")->text);
+    const std::string big(200 << 10, 'x');
+    ASSERT_EQ(client.call({ "MULTI" }).text, "OK");
+    for (const std::vector<std::string>& request : std::vector<std::vector<std::string>> { { "SET", "a", big },
+             { "SET", "b", big }, { "MSET", "c", "1", "d", big }, { "SET", "e", "1" }, { "INCR", "e" } })
+        ASSERT_EQ(client.call(request).text, "QUEUED");
+    const auto replies = client.call({ "EXEC" });
+    ASSERT_EQ(replies.elements.size(), 5u);
+    EXPECT_EQ(replies.elements[0].text, "OK");
+    EXPECT_EQ(replies.elements[1].text.rfind("FULL bucket is full", 0), 0u) << replies.elements[1].text;
+    EXPECT_EQ(replies.elements[2].text.rfind("FULL bucket is full", 0), 0u) << replies.elements[2].text;
+    EXPECT_EQ(replies.elements[3].text, "OK");
+    EXPECT_EQ(replies.elements[4].integer, 2);
+    EXPECT_EQ(client.call({ "STRLEN", "a" }).integer, static_cast<long long>(big.size()));
+    EXPECT_EQ(client.call({ "EXISTS", "b", "c", "d" }).integer, 0);
+    EXPECT_EQ(client.call({ "GET", "e" }).text, "2");
+}
+
 TEST(TransactionDirectRead, AReaderNeverSeesHalfAnExec)
 {
     // As DirectRead.AReaderNeverSeesHalfAnMset, with MULTI SET a / SET b
