@@ -136,7 +136,7 @@ TEST_F(BucketTest, InlineCommandsWithQuotedArgumentsAreAnswered)
 TEST_F(BucketTest, UnknownVerbAndWrongArityKeepTheConnectionOpen)
 {
     auto client = connect_bucket();
-    EXPECT_EQ(client.call({ "LPUSH", "list", "a" }).text, "ERR unknown command 'LPUSH'"); // no lists in a bucket
+    EXPECT_EQ(client.call({ "LPUSH", "list", "a" }).text, "ERR unknown command 'LPUSH', with args beginning with: 'list' 'a' "); // no lists in a bucket
     EXPECT_EQ(client.call({ "GET" }).text, "ERR wrong number of arguments for 'get' command");
     EXPECT_EQ(client.call({ "SET", "a" }).text, "ERR wrong number of arguments for 'set' command");
     EXPECT_EQ(client.call({ "PING", "a", "b" }).text, "ERR wrong number of arguments for 'ping' command");

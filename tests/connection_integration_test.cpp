@@ -350,31 +350,7 @@ TEST(RegistryConnection, ServesTheConnectionCommandsAndResp3)
     EXPECT_EQ(client.call({ "INFO", "server" }).type, Value::Type::verbatim);
 }
 
-// --- real clients ---
-
-TEST_F(ConnectionTest, PythonRedisWithItsDefaultsRunsAgainstABucket)
-{
-    KV_REQUIRE(run_program({ "/usr/bin/python3", "-c", "import redis" }).exit_code == 0,
-        "Debian's python3-redis for /usr/bin/python3 (apt-get install python3-redis)");
-    const std::string script = R"(
-import sys, redis
-r = redis.Redis(unix_socket_path=sys.argv[1], client_name="kv-test")
-assert r.ping() is True
-assert r.set("milk", "1") is True
-assert r.get("milk") == b"1"
-assert r.get("missing") is None
-info = r.info()
-assert info["redis_version"] == "7.0.15" and info["loading"] == 0, info
-clients = r.client_list()
-assert [c["name"] for c in clients] == ["kv-test"], clients
-assert r.client_getname() == "kv-test"
-r.close()
-print("ok")
-)";
-    const auto result = run_program({ "/usr/bin/python3", "-c", script, bucket_socket_ });
-    EXPECT_EQ(result.exit_code, 0) << result.err;
-    EXPECT_EQ(result.out, "ok\n") << result.err;
-}
+// --- real clients (python3-redis, node-redis, ioredis, hiredis: clients_integration_test) ---
 
 TEST_F(ConnectionTest, RedisCliStartsItsInteractiveModeWithTheSocketsCommandDocs)
 {

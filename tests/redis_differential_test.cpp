@@ -325,7 +325,7 @@ TEST(RedisDifferential, RandomStringAndKeyspaceCommandsAnswerAsRedisServerByteFo
                 const std::string prefix = "-ERR unknown command '" + request[0] + "'";
                 ASSERT_EQ(actual.rfind(prefix, 0), 0u) << where << "\nkv: " << actual;
                 if (request[0] == "nosuchcommand") {
-                    ASSERT_EQ(expected.rfind(prefix, 0), 0u) << where << "\nredis: " << expected;
+                    ASSERT_EQ(actual, expected) << where; // a command neither knows: the same words
                 }
             } else {
                 ASSERT_EQ(actual, expected) << where;

@@ -44,7 +44,9 @@ ReferenceRedis::ReferenceRedis()
         throw std::runtime_error("unable to bind " + notify_path + ": " + std::strerror(errno));
     std::vector<std::string> arguments = { program, "--port", "0", "--unixsocket", socket_, "--unixsocketperm", "700",
         "--save", "", "--appendonly", "no", "--dir", directory, "--daemonize", "no", "--supervised", "systemd",
-        "--logfile", directory + "/redis.log" };
+        "--logfile", directory + "/redis.log",
+        // One database, as a bucket has: SELECT 1 is then out of range for both.
+        "--databases", "1" };
     std::vector<char*> argv;
     for (auto& argument : arguments)
         argv.push_back(argument.data());

@@ -18,7 +18,7 @@ namespace kv::test {
 class ReferenceRedis {
 public:
     // Starts redis-server --port 0 --unixsocket <temp>/redis.sock --save ''
-    // --appendonly no, ready once this returns: it runs as a systemd service
+    // --appendonly no --databases 1, ready once this returns: it runs as a systemd service
     // would (--supervised systemd) and says READY=1 on a datagram socket of
     // the test's own (NOTIFY_SOCKET), after its listening socket is open.
     // Throws if it is not ready within 10 s (and then stops it).

@@ -274,10 +274,13 @@ TEST(Registry, UnknownVerbAndWrongArityGetAnErrorAndTheConnectionStays)
 {
     RegistryDaemon daemon;
     auto client = daemon.connect();
-    EXPECT_EQ(client.call({ "FROBNICATE" }).text, "ERR unknown command 'FROBNICATE'");
-    EXPECT_EQ(client.call({ "CREATE" }).text, "ERR wrong number of arguments for 'CREATE' command");
-    EXPECT_EQ(client.call({ "lookup", "a", "b" }).text, "ERR wrong number of arguments for 'LOOKUP' command");
-    EXPECT_EQ(client.call({ "PING", "a", "b" }).text, "ERR wrong number of arguments for 'PING' command");
+    EXPECT_EQ(client.call({ "FROBNICATE" }).text, "ERR unknown command 'FROBNICATE', with args beginning with: ");
+    // As Redis 7 words it: up to 128 bytes of the arguments, each cut at a NUL, CR and LF as spaces.
+    EXPECT_EQ(client.call({ "FROB", std::string("a\0b", 3), "c\r\nd", std::string(200, 'x') }).text,
+        "ERR unknown command 'FROB', with args beginning with: 'a' 'c  d' '" + std::string(128 - 11, 'x') + "' ");
+    EXPECT_EQ(client.call({ "CREATE" }).text, "ERR wrong number of arguments for 'create' command");
+    EXPECT_EQ(client.call({ "lookup", "a", "b" }).text, "ERR wrong number of arguments for 'lookup' command");
+    EXPECT_EQ(client.call({ "PING", "a", "b" }).text, "ERR wrong number of arguments for 'ping' command");
     EXPECT_EQ(client.call({ "ping", "echo" }).text, "echo");
     client.send_raw("PING\r\n");
     EXPECT_EQ(client.read_reply().text, "PONG");

@@ -10,6 +10,8 @@
 
 #include <strings.h>
 
+#include <algorithm>
+#include <cctype>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,6 +79,39 @@ inline bool same_word(std::string_view a, std::string_view b)
     return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// Redis 7's error texts for a request no table entry takes, word for word, so
+// client libraries map them as they map Redis's (server.c, processCommand).
+// A verb is named as the table names it, in lower case; an unknown one as it
+// came, followed by up to 128 bytes of its arguments. As Redis's printf does,
+// each piece ends at a NUL, and CR and LF become spaces (an error reply is
+// one line).
+inline std::string redis_error_piece(std::string_view text, std::size_t at_most)
+{
+    std::string piece(text.substr(0, std::min(text.find('\0'), at_most)));
+    for (char& c : piece) {
+        if (c == '\r' || c == '\n')
+            c = ' ';
+    }
+    return piece;
+}
+
+inline std::string wrong_arity_text(std::string_view name)
+{
+    std::string lower(name);
+    for (char& c : lower)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return "wrong number of arguments for '" + lower + "' command";
+}
+
+inline std::string unknown_command_text(const resp::Request& request)
+{
+    std::string arguments;
+    for (std::size_t i = 1; i < request.size() && arguments.size() < 128; ++i)
+        arguments += "'" + redis_error_piece(request[i], 128 - arguments.size()) + "' ";
+    return "unknown command '" + redis_error_piece(request.empty() ? std::string_view() : std::string_view(request[0]), 128)
+        + "', with args beginning with: " + arguments;
+}
+
 // Finds the entry for request[0] (case-insensitive). If there is none, or the
 // arity is wrong, appends the error reply to `out` and returns nullptr: the
 // guide's catch-all clause, answered and forgotten.
@@ -88,13 +123,12 @@ const Entry* find_command(const Entry (&table)[N], const resp::Request& request,
         if (!same_word(entry.name, verb))
             continue;
         if (!arity_accepts(entry.arity, entry.max_arity, request.size())) {
-            append_error(out, ErrorCode::error, "wrong number of arguments for '" + std::string(entry.name) + "' command");
+            append_error(out, ErrorCode::error, wrong_arity_text(entry.name));
             return nullptr;
         }
         return &entry;
     }
-    std::string shown = request.empty() ? std::string() : printable(request[0].substr(0, 64));
-    append_error(out, ErrorCode::error, "unknown command '" + shown + "'");
+    append_error(out, ErrorCode::error, unknown_command_text(request));
     return nullptr;
 }
 
