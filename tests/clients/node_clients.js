@@ -1,7 +1,7 @@
 // node-redis and ioredis, each with its default options, against the Redis
 // server on the Unix socket given as the first argument: connect (each sends
 // its own handshake: HELLO 3, and ioredis an INFO for its ready check),
-// SET and GET, then quit. Exits 0 when every step gave what Redis gives,
+// SET and GET, a MULTI/EXEC transaction, then quit. Exits 0 when every step gave what Redis gives,
 // else prints one line per difference and exits 1. The libraries come from
 // npm (package.json, pinned in package-lock.json), found through NODE_PATH.
 "use strict";
@@ -25,6 +25,8 @@ async function nodeRedis() {
   expect("node-redis GET of a missing key", await client.get("node:missing"), null);
   expect("node-redis INCR", await client.incr("node:counter"), 1);
   expect("node-redis MGET", await client.mGet(["node:k", "node:missing"]), ["v1", null]);
+  const results = await client.multi().set("node:a", "1").incr("node:a").get("node:a").exec();
+  expect("node-redis MULTI/EXEC", results, ["OK", 2, "2"]);
   await client.quit();
 }
 
@@ -36,6 +38,8 @@ async function ioredis() {
   expect("ioredis GET of a missing key", await client.get("io:missing"), null);
   expect("ioredis INCR", await client.incr("io:counter"), 1);
   expect("ioredis MGET", await client.mget("io:k", "io:missing"), ["v1", null]);
+  const results = await client.multi().set("io:a", "1").incr("io:a").get("io:a").exec();
+  expect("ioredis MULTI/EXEC", results, [[null, "OK"], [null, 2], [null, "2"]]);
   expect("ioredis QUIT", await client.quit(), "OK");
 }
 
