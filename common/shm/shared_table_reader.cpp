@@ -161,9 +161,10 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
         // atomic), checked, and only then followed: what we read may be a
         // write in progress, or garbage, and only the sequence can tell.
         // The key and value bytes are compared and copied within bounds
-        // checked here, as relaxed atomics too (load_shared_bytes: a plain
-        // memcpy racing a write would be a data race), and a copy that raced
-        // a write is thrown away.
+        // checked here, read as relaxed atomics too (a plain memcpy racing
+        // a write would be a data race): a small pair's as one private copy
+        // of its slot (SlotLine), a large one's with load_shared_bytes. A
+        // copy that raced a write is thrown away.
         // Nothing is followed past the writer's reserved limit: below it
         // every page exists, above it touching one may allocate it (SIGBUS
         // with /dev/shm full).
