@@ -127,6 +127,51 @@ TEST(SharedTable, PairsMoveBetweenTheSlotAndTheHeapAsTheyGrowAndShrink)
     EXPECT_EQ(writer.bytes(), 0u);
 }
 
+// A small pair's key is compared and its value copied a word at a time, the
+// last word overlapping the one before (table_layout.h, small_bytes_equal):
+// every key and value size that fits in the slot, keys that differ from a
+// stored one only in their first or last byte (never the one asked for), and
+// a reader's string reused across sizes.
+TEST(SharedTable, EveryKeyAndValueSizeThatFitsInTheSlotReadsBackWhole)
+{
+    auto name = unique_segment("sizes");
+    kv::SharedTableWriter writer(name, 16 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    // One key per pair of sizes: its first byte alone tells the value sizes
+    // apart (at most 45 of them), its length the key sizes.
+    auto key_of = [](std::size_t key_size, std::size_t value_size) {
+        std::string key(key_size, 'm');
+        for (std::size_t i = 0; i < key_size; ++i)
+            key[i] = static_cast<char>('0' + (i * 7 + value_size) % 64);
+        return key;
+    };
+    auto value_of = [](std::size_t key_size, std::size_t value_size) {
+        std::string value(value_size, 'v');
+        for (std::size_t i = 0; i < value_size; ++i)
+            value[i] = static_cast<char>('A' + (i + key_size) % 26);
+        return value;
+    };
+    for (std::size_t key_size = 1; key_size <= kv::layout::inline_capacity; ++key_size)
+        for (std::size_t value_size = 0; key_size + value_size <= kv::layout::inline_capacity; ++value_size)
+            ASSERT_EQ(writer.set(key_of(key_size, value_size), value_of(key_size, value_size)),
+                kv::SharedTableWriter::SetResult::stored);
+    std::string value;
+    for (std::size_t key_size = 1; key_size <= kv::layout::inline_capacity; ++key_size) {
+        for (std::size_t value_size = 0; key_size + value_size <= kv::layout::inline_capacity; ++value_size) {
+            const std::string key = key_of(key_size, value_size);
+            ASSERT_EQ(reader->get(key, value), Result::found) << key;
+            EXPECT_EQ(value, value_of(key_size, value_size)) << key;
+            for (std::size_t at : { std::size_t(0), key_size - 1 }) {
+                std::string other = key;
+                other[at] = '#';
+                EXPECT_EQ(reader->get(other, value), Result::missing) << other;
+            }
+        }
+    }
+}
+
 TEST(SharedTable, GrowsItsIndexAndKeepsEveryKey)
 {
     auto name = unique_segment("grow");

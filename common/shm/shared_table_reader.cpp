@@ -161,9 +161,10 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
         // atomic), checked, and only then followed: what we read may be a
         // write in progress, or garbage, and only the sequence can tell.
         // The key and value bytes are compared and copied within bounds
-        // checked here, as relaxed atomics too (load_shared_bytes: a plain
-        // memcpy racing a write would be a data race), and a copy that raced
-        // a write is thrown away.
+        // checked here, read as relaxed atomics too (a plain memcpy racing
+        // a write would be a data race): a small pair's as one private copy
+        // of its slot (SlotLine), a large one's with load_shared_bytes. A
+        // copy that raced a write is thrown away.
         // Nothing is followed past the writer's reserved limit: below it
         // every page exists, above it touching one may allocate it (SIGBUS
         // with /dev/shm full).
@@ -196,26 +197,50 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
                 break;
             if (offset == deleted_slot || index[i].tag.load(std::memory_order_relaxed) != tag)
                 continue;
-            // The pair: in the slot itself, or in a heap entry.
-            const char* bytes;
-            std::uint64_t key_size, value_size;
             if (offset == inline_slot) {
-                bytes = index[i].bytes;
-                key_size = load_shared(index[i].key_size);
-                value_size = load_shared(index[i].value_size);
+                // A small pair, in the slot itself: the hot path. One
+                // private copy of the slot's sizes and bytes (six relaxed
+                // word loads, see SlotLine), then everything from the copy:
+                // no shared byte is read twice, and no size is used
+                // unchecked. Racy: the writer may be storing these bytes
+                // (relaxed atomics too, so no data race, and TSan sees
+                // none). Relaxed is enough: the acquire fence in
+                // unchanged() keeps these loads before its re-read of the
+                // sequence, so if any of them saw a store of a write that
+                // began after `before`, the sequence has moved and the
+                // answer is thrown away; one that began and ended before
+                // `before` is visible through the acquire load of it. The
+                // six words are inside the slot, which the index bounds
+                // above cover.
+                const layout::SlotLine line = layout::load_slot_line(index[i]);
+                const std::uint64_t key_size = line.key_size(), value_size = line.value_size();
                 if (key_size + value_size > inline_capacity)
                     return corrupt();
-            } else {
-                if (offset < table_header_size || offset % alignof(Entry) != 0 || offset > limit
-                    || limit - offset < sizeof(Entry))
-                    return corrupt();
-                const auto* e = reinterpret_cast<const Entry*>(base + offset);
-                key_size = load_shared(e->key_size);
-                value_size = load_shared(e->value_size);
-                if (key_size + value_size > limit - offset - sizeof(Entry))
-                    return corrupt();
-                bytes = base + offset + sizeof(Entry);
+                if (key_size != key.size() || !layout::small_bytes_equal(line.pair(), key.data(), key_size))
+                    continue;
+                if (value) {
+                    // At most 46 bytes, from private memory: no check
+                    // first. (resize is a call even when the size is
+                    // already right, as it is for a reader that keeps
+                    // reading values of one size into one string.)
+                    if (value->size() != value_size)
+                        value->resize(value_size);
+                    layout::small_bytes_copy(value->data(), line.pair() + key_size, value_size);
+                }
+                return Result::found;
             }
+            // A larger pair, in a heap entry: its sizes loaded once and
+            // checked, its bytes compared and copied as relaxed word loads
+            // (load_shared_bytes).
+            if (offset < table_header_size || offset % alignof(Entry) != 0 || offset > limit
+                || limit - offset < sizeof(Entry))
+                return corrupt();
+            const auto* e = reinterpret_cast<const Entry*>(base + offset);
+            const std::uint64_t key_size = load_shared(e->key_size);
+            const std::uint64_t value_size = load_shared(e->value_size);
+            if (key_size + value_size > limit - offset - sizeof(Entry))
+                return corrupt();
+            const char* bytes = base + offset + sizeof(Entry);
             if (key_size != key.size() || !shared_bytes_equal(bytes, key))
                 continue;
             if (value) {

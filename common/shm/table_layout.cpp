@@ -28,8 +28,28 @@ std::uint64_t hash_key(std::string_view key)
         std::memcpy(&word, key.data() + i, 8);
         hash = mix(hash ^ word);
     }
+    // The last 0 to 7 bytes, as a little-endian word padded with zeros (a
+    // memcpy of that many bytes into a zeroed word; x86-64 is little-endian),
+    // without a call: a key of 8 bytes or more gives them as the top of its
+    // last 8 bytes; a shorter one is read in at most two overlapping loads.
+    const std::size_t rest = key.size() - i;
     std::uint64_t tail = 0;
-    std::memcpy(&tail, key.data() + i, key.size() - i);
+    if (rest > 0 && key.size() >= 8) {
+        std::uint64_t last;
+        std::memcpy(&last, key.data() + key.size() - 8, 8);
+        tail = last >> (8 * (8 - rest));
+    } else if (rest >= 4) {
+        std::uint32_t first, last;
+        std::memcpy(&first, key.data(), 4);
+        std::memcpy(&last, key.data() + rest - 4, 4);
+        tail = first | (std::uint64_t(last) << (8 * (rest - 4)));
+    } else if (rest > 0) {
+        tail = static_cast<unsigned char>(key[0]);
+        if (rest >= 2)
+            tail |= std::uint64_t(static_cast<unsigned char>(key[1])) << 8;
+        if (rest == 3)
+            tail |= std::uint64_t(static_cast<unsigned char>(key[2])) << 16;
+    }
     return mix(hash ^ tail);
 }
 
