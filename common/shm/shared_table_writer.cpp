@@ -545,9 +545,11 @@ void SharedTableWriter::finish_batch(const Savepoint& savepoint, bool keep)
         // savepoint. Lines of indexes made since then go with those indexes.
         for (std::size_t i = log.undo.size(); i-- > savepoint.undo;) {
             const Segment::UndoLine& undo = log.undo[i];
+            // Readers may be reading this line (they will throw the read
+            // away: the window is open), so it is stored as shared bytes.
             if (undo.index_offset == savepoint.index_offset)
-                std::memcpy(static_cast<void*>(reinterpret_cast<Slot*>(s.base + undo.index_offset) + undo.slot), undo.line,
-                    sizeof(Slot));
+                store_shared_bytes(reinterpret_cast<char*>(reinterpret_cast<Slot*>(s.base + undo.index_offset) + undo.slot),
+                    reinterpret_cast<const char*>(undo.line), sizeof(Slot));
         }
         s.header->index_offset.store(savepoint.index_offset, std::memory_order_relaxed);
         s.header->capacity.store(savepoint.capacity, std::memory_order_relaxed);
