@@ -7,6 +7,9 @@
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <type_traits>
+#include <unordered_set>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -161,9 +164,42 @@ public:
     kv::resp::Value bucket_call(const kv::BucketRecord& bucket, const std::string& name,
         const std::vector<std::string>& request, const std::string& what)
     {
+        return with_bucket(bucket, name, what, [&](kv::Client& client) { return checked(client.call(request), what); });
+    }
+
+    // Every key of bucket `name` that matches glob `pattern`, each once, in
+    // the order SCAN first gave it: one connection, SCAN until its cursor
+    // comes back to 0. Every key present for the whole walk is in it (SCAN's
+    // guarantee); a key added or removed meanwhile may or may not be.
+    std::vector<std::string> keys(const std::string& name, const std::string& pattern, const std::string& what)
+    {
+        return with_bucket(lookup(name, what), name, what, [&](kv::Client& client) {
+            std::vector<std::string> found;
+            std::unordered_set<std::string> seen;
+            std::string cursor = "0";
+            do {
+                auto reply = checked(client.call({ "SCAN", cursor, "MATCH", pattern, "COUNT", "1000" }), what);
+                if (reply.type != kv::resp::Value::Type::array || reply.elements.size() != 2)
+                    throw Failure { exit_failed, what + ": the bucket sent a SCAN reply kvctl cannot read" };
+                cursor = reply.elements[0].text;
+                for (auto& key : reply.elements[1].elements) {
+                    if (seen.insert(key.text).second)
+                        found.push_back(std::move(key.text));
+                }
+            } while (cursor != "0");
+            return found;
+        });
+    }
+
+    // Runs `use` on a new connection to `bucket`, mapping what can go wrong
+    // on the way to kvctl's failures.
+    template <typename Use>
+    std::invoke_result_t<Use, kv::Client&> with_bucket(const kv::BucketRecord& bucket, const std::string& name,
+        const std::string& what, Use use)
+    {
         try {
             auto client = kv::Client::connect(bucket.socket, connect_options_);
-            return checked(client.call(request), what);
+            return use(client);
         } catch (const kv::UntrustedPeer& error) {
             throw Failure { exit_failed, what + ": " + error.what() };
         } catch (const kv::TimedOut& error) {
@@ -295,6 +331,10 @@ int main(int argc, char** argv)
     put->add_option("NAME", name)->required();
     put->add_option("KEY", key)->required();
     put->add_option("VALUE", value, "the value, or - to read it from stdin")->required();
+    auto* keys = app.add_subcommand("keys", "Print the keys of a bucket that match PATTERN (a glob; * by default), one a line");
+    keys->add_option("NAME", name)->required();
+    std::string pattern = "*";
+    keys->add_option("PATTERN", pattern, "glob, as Redis's KEYS and SCAN MATCH take it");
     auto* get = app.add_subcommand("get", "Print the value of KEY in a bucket");
     get->add_option("NAME", name)->required();
     get->add_option("KEY", key)->required();
@@ -336,6 +376,9 @@ int main(int argc, char** argv)
             if (value == "-")
                 value = read_stdin_value();
             session.bucket_call(name, { "SET", key, value }, "unable to put " + kv::printable(key) + " in bucket " + shown);
+        } else if (*keys) {
+            for (const auto& key : session.keys(name, pattern, "unable to list the keys of bucket " + shown))
+                std::cout << key << "\n";
         } else if (*get) {
             auto value = session.get(name, key, "unable to get " + kv::printable(key) + " from bucket " + shown);
             if (!value)

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -83,6 +84,50 @@ TEST_F(Kvctl, PutReadsTheValueFromStdinAsItIs)
     auto got = kvctl({ "get", "files", "nothing" });
     EXPECT_EQ(got.exit_code, 0) << got.err;
     EXPECT_EQ(got.out, "\n");
+}
+
+TEST_F(Kvctl, KeysListsEveryMatchingKeyOnceThroughScan)
+{
+    ASSERT_EQ(kvctl({ "create", "many" }).exit_code, 0);
+    // More keys than one SCAN call returns, so kvctl must follow the cursor.
+    std::set<std::string> users, all;
+    std::string requests;
+    for (int i = 0; i < 3000; ++i) {
+        std::string key = (i % 3 == 0 ? "user:" : "item:") + std::to_string(i);
+        (i % 3 == 0 ? users : all).insert(key);
+        requests += kv::resp::encode_command({ "SET", key, "v" });
+    }
+    all.insert(users.begin(), users.end());
+    auto bucket = kv::Client::connect(daemon_.create("many").field("socket")->text);
+    bucket.send_raw(requests);
+    for (int i = 0; i < 3000; ++i)
+        ASSERT_EQ(bucket.read_reply().text, "OK");
+
+    auto lines = [](const std::string& text) {
+        std::vector<std::string> split;
+        std::size_t start = 0;
+        for (std::size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1)
+            split.push_back(text.substr(start, end - start));
+        return split;
+    };
+    auto every = kvctl({ "keys", "many" });
+    ASSERT_EQ(every.exit_code, 0) << every.err;
+    auto listed = lines(every.out);
+    EXPECT_EQ(listed.size(), all.size()) << "each key once";
+    EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), all);
+
+    auto matching = kvctl({ "keys", "many", "user:*" });
+    ASSERT_EQ(matching.exit_code, 0) << matching.err;
+    listed = lines(matching.out);
+    EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), users);
+    EXPECT_EQ(listed.size(), users.size());
+
+    auto none = kvctl({ "keys", "many", "nothing:*" });
+    EXPECT_EQ(none.exit_code, 0);
+    EXPECT_EQ(none.out, "");
+    auto missing = kvctl({ "keys", "nosuchbucket" });
+    EXPECT_EQ(missing.exit_code, 1);
+    EXPECT_EQ(missing.err, "kvctl: no bucket named nosuchbucket\n");
 }
 
 TEST_F(Kvctl, EachKindOfFailureHasItsExitCodeAndAOneLineMessage)
