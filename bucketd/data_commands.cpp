@@ -586,7 +586,8 @@ void scan(BucketContext& context, const resp::Request& request, std::string& out
     std::string keys;
     long long visited = 0, found = 0; // COUNT bounds the keys visited, before filtering, as in Redis
     bool too_costly = false;
-    long long steps_left = count * 10;
+    // COUNT may be as large as a long long: its tenfold must not overflow.
+    long long steps_left = count > LLONG_MAX / 10 ? LLONG_MAX : count * 10;
     do {
         cursor = context.map.scan_step(cursor, [&](std::string_view key) {
             ++visited;

@@ -377,8 +377,10 @@ int main(int argc, char** argv)
                 value = read_stdin_value();
             session.bucket_call(name, { "SET", key, value }, "unable to put " + kv::printable(key) + " in bucket " + shown);
         } else if (*keys) {
+            // One key a line: control bytes (a newline in a key, a terminal
+            // escape) and backslashes are escaped as in kvctl's messages.
             for (const auto& key : session.keys(name, pattern, "unable to list the keys of bucket " + shown))
-                std::cout << key << "\n";
+                std::cout << kv::printable(key) << "\n";
         } else if (*get) {
             auto value = session.get(name, key, "unable to get " + kv::printable(key) + " from bucket " + shown);
             if (!value)

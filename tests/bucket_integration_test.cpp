@@ -99,6 +99,24 @@ TEST_F(BucketTest, HostileKeysPatternsDoNotHoldTheBucket)
     EXPECT_EQ(daemon_.log().find("did not stop within"), std::string::npos) << daemon_.log();
 }
 
+TEST_F(BucketTest, ScanWithTheLargestCountWalksTheWholeTable)
+{
+    auto client = connect_bucket();
+    // COUNT's tenfold used to overflow: the walk stopped after one step and
+    // answered a cursor other than 0 on an empty bucket.
+    for (const std::string count : { "922337203685477581", "9223372036854775807" }) {
+        auto reply = client.call({ "SCAN", "0", "COUNT", count });
+        ASSERT_EQ(reply.elements.size(), 2u);
+        EXPECT_EQ(reply.elements[0].text, "0") << "COUNT " << count;
+        EXPECT_TRUE(reply.elements[1].elements.empty());
+    }
+    client.call({ "SET", "a", "1" });
+    auto reply = client.call({ "SCAN", "0", "COUNT", "9223372036854775807" });
+    EXPECT_EQ(reply.elements[0].text, "0");
+    ASSERT_EQ(reply.elements[1].elements.size(), 1u);
+    EXPECT_EQ(reply.elements[1].elements[0].text, "a");
+}
+
 TEST_F(BucketTest, KeysAndValuesAreBinarySafe)
 {
     auto client = connect_bucket();

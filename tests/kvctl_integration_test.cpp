@@ -122,6 +122,12 @@ TEST_F(Kvctl, KeysListsEveryMatchingKeyOnceThroughScan)
     EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), users);
     EXPECT_EQ(listed.size(), users.size());
 
+    // A key with a newline or a terminal escape prints on one line, escaped.
+    bucket.call({ "SET", std::string("odd\nkey\x1b[2J\\"), "v" });
+    auto odd = kvctl({ "keys", "many", "odd*" });
+    ASSERT_EQ(odd.exit_code, 0) << odd.err;
+    EXPECT_EQ(odd.out, "odd\\x0akey\\x1b[2J\\x5c\n");
+
     auto none = kvctl({ "keys", "many", "nothing:*" });
     EXPECT_EQ(none.exit_code, 0);
     EXPECT_EQ(none.out, "");

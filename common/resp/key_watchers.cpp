@@ -6,14 +6,16 @@ namespace kv {
 
 void KeyWatchers::watch(Session& session, std::string_view key)
 {
-    auto& mine = session.transaction.watched;
-    if (std::find(mine.begin(), mine.end(), key) != mine.end())
-        return; // already watched by this session
+    // Already watched by this session? Asked of the key's watchers (a few
+    // sessions at most, never more than the connections), not of the
+    // session's keys: one WATCH of many keys must not cost their square.
     auto found = watchers_.find(key);
     if (found == watchers_.end())
         found = watchers_.emplace(std::string(key), std::vector<Session*> {}).first;
+    else if (std::find(found->second.begin(), found->second.end(), &session) != found->second.end())
+        return;
     found->second.push_back(&session);
-    mine.emplace_back(key);
+    session.transaction.watched.emplace_back(key);
 }
 
 void KeyWatchers::unwatch_all(Session& session)
