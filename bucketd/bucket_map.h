@@ -5,8 +5,23 @@
 // Only the bucketd that owns the segment allocates in it (Boost 1.74 has no
 // robust mutexes: a process killed inside the allocator would wedge every
 // other user). Keys and values are plain bytes, NUL included.
+//
+// Expiry, as Redis's: a key may have an expiry time (Unix milliseconds,
+// kept with the pair in the segment). Once it has passed, the key is gone
+// for everyone at once: every lookup here deletes it first (lazy expiry,
+// Redis's expireIfNeeded), expire_cycle() deletes expired keys in steps
+// (active expiry, bucketd/active_expiry.h), and direct readers compare the
+// time themselves, so none of them ever sees an expired key.
+//
+// WATCH: every change is told to the watchers of its key, as Redis's
+// signalModifiedKey (a stored value, even an equal one; a key that was there
+// and is erased or expires; every key there when cleared). A change that is
+// not made (`full`, a key that was not there) touches nothing; inside a
+// batch, the keys are told when the outermost batch commits, and a rolled
+// back change is never told.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -14,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "key_watchers.h"
 #include "shared_table.h"
@@ -37,54 +53,97 @@ public:
     BucketMap(const BucketMap&) = delete;
     BucketMap& operator=(const BucketMap&) = delete;
 
-    // The value stays valid until the next change to the map.
-    std::optional<std::string_view> get(std::string_view key) const;
+    // An expiry time: layout::never_expires, or Unix time in milliseconds.
+    static constexpr std::uint64_t never_expires = layout::never_expires;
+    // Now, as an expiry time.
+    static std::uint64_t now() { return layout::unix_time_ms(); }
 
-    // Every change goes through set, erase and clear below, which tell the
-    // watchers (WATCH) of each key that changed, as Redis's
-    // signalModifiedKey: a stored value (even an equal one), a key that was
-    // there and is erased, every key there when cleared. A change that is
-    // not made (`full`, a key that was not there) touches nothing.
+    // Lookups: each deletes the key first if it has expired. The value stays
+    // valid until the next change to the map (a lookup of another key may
+    // be one).
+    std::optional<std::string_view> get(std::string_view key);
+    bool contains(std::string_view key) { return get(key).has_value(); }
+    // The key's value and expiry time (never_expires if it has none).
+    std::optional<SharedTableWriter::Pair> find(std::string_view key);
+    // Deletes the key if it has expired (WATCH and EXEC ask, as Redis's
+    // isWatchedKeyExpired). True if it did.
+    bool expire_if_needed(std::string_view key);
+
     enum class SetResult { stored, full };
-    // On `full` the map is unchanged: the old value, if any, is still there.
-    SetResult set(std::string_view key, std::string_view value);
-
-    // True if the key was there.
+    // Stores the pair with expiry time `expires_at`: as Redis's setKey, any
+    // expiry time the key had goes, unless given again (SET ... KEEPTTL passes
+    // the old one). On `full` the map is unchanged: the old value, if any, is
+    // still there. `value` may be a view of the key's current value.
+    SetResult set(std::string_view key, std::string_view value, std::uint64_t expires_at = never_expires);
+    // True if the key was there (an expired key was not: it is deleted all the same).
     bool erase(std::string_view key);
-    bool contains(std::string_view key) const;
 
+    // How many keys, and how many with an expiry time: expired ones included
+    // until they are deleted, as Redis's DBSIZE and INFO count them.
     std::uint64_t size() const;
+    std::uint64_t expiring() const { return table_.expiring(); }
     std::uint64_t bytes() const;
     std::uint64_t segment_size() const { return table_.segment_size(); }
     const std::string& segment_name() const { return table_.segment_name(); }
+    // Keys deleted because they expired (INFO's expired_keys).
+    std::uint64_t expired_keys() const { return expired_keys_; }
 
+    // Every key not expired (deleting none: KEYS, as Redis's).
     void for_each_key(const std::function<void(std::string_view)>& visit) const;
-    // See SharedTableWriter::scan_step.
-    std::uint64_t scan_step(std::uint64_t cursor, const std::function<void(std::string_view)>& visit) const
-    {
-        return table_.scan_step(cursor, visit);
-    }
-    // See SharedTableWriter::random_key.
-    std::optional<std::string_view> random_key(std::uint64_t random) const { return table_.random_key(random); }
+    // See SharedTableWriter::scan_step; expired keys met are deleted, not visited.
+    std::uint64_t scan_step(std::uint64_t cursor, const std::function<void(std::string_view)>& visit);
+    // See SharedTableWriter::random_key; an expired key met is deleted and
+    // another one picked (Redis's dbRandomKey).
+    std::optional<std::string_view> random_key(std::uint64_t random);
 
     // Every pair gone, in one short window (FLUSHDB).
     void clear();
 
+    // One cycle of active expiry (Redis's activeExpireCycle): deletes
+    // expired keys found by walking the index from where the last cycle
+    // stopped, at least `least_slots` slots of it unless the whole index is
+    // smaller, and on while more than a tenth of the keys with an expiry
+    // time it meets have expired, until `budget` is spent. Returns how many
+    // keys it deleted. Never called inside a batch.
+    std::uint64_t expire_cycle(std::uint64_t least_slots, std::chrono::steady_clock::duration budget);
+
     // The sessions watching keys of this map (WATCH, MULTI/EXEC).
     KeyWatchers& watchers() { return watchers_; }
 
-    // Changes that land together, in one write window (MSET, RENAME, ...):
-    // while the batch is open, set, erase and clear above join it; dropped
-    // without commit() it undoes them all. See SharedTableWriter::Batch.
-    using Batch = SharedTableWriter::Batch;
-    Batch begin_batch() { return table_.begin_batch(); }
+    // Changes that land together, in one write window (MSET, RENAME, an
+    // EXEC): while a batch is open, set, erase and clear above join it;
+    // dropped without commit() it undoes them all, and their keys' watchers
+    // are never told. See SharedTableWriter::Batch.
+    class Batch {
+    public:
+        Batch(Batch&& other) noexcept;
+        Batch& operator=(Batch&&) = delete;
+        ~Batch();
+        void commit();
+
+    private:
+        friend class BucketMap;
+        Batch(BucketMap& map, SharedTableWriter::Batch table_batch);
+        BucketMap* map_;
+        SharedTableWriter::Batch table_batch_;
+        std::size_t touched_mark_;
+    };
+    Batch begin_batch();
 
     // Tells direct readers the bucket is serving (once it is ready).
     void publish_alive() { table_.publish_alive(); }
 
 private:
+    // The watchers of `key` are told now, or at the outermost commit.
+    void touch(std::string_view key);
+    bool erase_expired(std::string_view key);
+
     SharedTableWriter table_;
     KeyWatchers watchers_;
+    int open_batches_ = 0;
+    std::vector<std::string> touched_; // keys changed by the open batches, to tell at commit
+    std::uint64_t expired_keys_ = 0;
+    std::uint64_t expiry_cursor_ = 0; // where the next active expiry cycle starts
 };
 
 } // namespace kv

@@ -31,6 +31,11 @@ void null_reply(const BucketContext& context, std::string& out) { resp::append_n
 void error_reply(std::string& out, std::string_view message) { append_error(out, ErrorCode::error, message); }
 void syntax_error(std::string& out) { error_reply(out, "syntax error"); }
 void not_an_integer(std::string& out) { error_reply(out, "value is not an integer or out of range"); }
+// Redis's addReplyErrorExpireTime, with the command's name in lower case.
+void invalid_expire_time(std::string& out, std::string_view command)
+{
+    error_reply(out, "invalid expire time in '" + lower_case(command) + "' command");
+}
 
 // Redis's string2ll (util.c): a decimal long long with no sign but '-', no
 // leading zero, no space, at most 20 bytes; anything else is not a number.
@@ -115,6 +120,97 @@ std::string format_long_double(long double value)
     return std::string(buffer, size);
 }
 
+// The expiry time a pair found keeps when its value is replaced (Redis's
+// dbOverwrite: APPEND, SETRANGE, INCR... keep a key's TTL).
+std::uint64_t expiry_of(const std::optional<SharedTableWriter::Pair>& pair)
+{
+    return pair ? pair->expires_at : BucketMap::never_expires;
+}
+
+// SET's and GETEX's options, as Redis's parseExtendedStringArgumentsOrReply
+// reads them: each may repeat, conflicting ones are a syntax error, an
+// expiry needs a value.
+enum class ExpiryUnit { none, ex, px, exat, pxat };
+struct StringOptions {
+    bool nx = false, xx = false, get = false, keepttl = false, persist = false;
+    ExpiryUnit unit = ExpiryUnit::none;
+    const std::string* expiry = nullptr; // the unit's argument
+};
+enum class OptionsOf { set, getex };
+
+ExpiryUnit expiry_unit(std::string_view option)
+{
+    if (same_word(option, "EX"))
+        return ExpiryUnit::ex;
+    if (same_word(option, "PX"))
+        return ExpiryUnit::px;
+    if (same_word(option, "EXAT"))
+        return ExpiryUnit::exat;
+    if (same_word(option, "PXAT"))
+        return ExpiryUnit::pxat;
+    return ExpiryUnit::none;
+}
+
+bool parse_string_options(const resp::Request& request, OptionsOf command, StringOptions& options, std::string& out)
+{
+    const bool of_set = command == OptionsOf::set;
+    for (std::size_t i = of_set ? 3 : 2; i < request.size(); ++i) {
+        const std::string& option = request[i];
+        const bool has_next = i + 1 < request.size();
+        const bool no_expiry = options.unit == ExpiryUnit::none;
+        const ExpiryUnit unit = expiry_unit(option);
+        if (of_set && same_word(option, "NX") && !options.xx) {
+            options.nx = true;
+        } else if (of_set && same_word(option, "XX") && !options.nx) {
+            options.xx = true;
+        } else if (of_set && same_word(option, "GET")) {
+            options.get = true;
+        } else if (of_set && same_word(option, "KEEPTTL") && no_expiry) {
+            options.keepttl = true;
+        } else if (!of_set && same_word(option, "PERSIST") && no_expiry) {
+            options.persist = true;
+        } else if (unit != ExpiryUnit::none && !options.keepttl && !options.persist && (no_expiry || options.unit == unit)
+            && has_next) {
+            options.unit = unit;
+            options.expiry = &request[++i];
+        } else {
+            syntax_error(out);
+            return false;
+        }
+    }
+    return true;
+}
+
+// An expiry option's argument as an expiry time, as Redis's
+// getExpireMillisecondsOrReply: a positive integer, seconds or
+// milliseconds, from now (EX, PX) or from the epoch (EXAT, PXAT), that
+// overflows nothing. False, with Redis's error in `out`, if it is not one.
+bool expiry_time(const std::string& text, ExpiryUnit unit, std::string_view command, std::uint64_t& at, std::string& out)
+{
+    long long amount = 0;
+    if (!parse_integer(text, amount)) {
+        not_an_integer(out);
+        return false;
+    }
+    const bool seconds = unit == ExpiryUnit::ex || unit == ExpiryUnit::exat;
+    if (amount <= 0 || (seconds && amount > LLONG_MAX / 1000)) {
+        invalid_expire_time(out, command);
+        return false;
+    }
+    if (seconds)
+        amount *= 1000;
+    if (unit == ExpiryUnit::ex || unit == ExpiryUnit::px) {
+        const auto now = static_cast<long long>(BucketMap::now());
+        if (amount > LLONG_MAX - now) {
+            invalid_expire_time(out, command);
+            return false;
+        }
+        amount += now;
+    }
+    at = static_cast<std::uint64_t>(amount);
+    return true;
+}
+
 // A change that did not fit: the map is as it was before the command.
 bool stored(std::string& out, BucketMap::SetResult result, std::size_t bytes)
 {
@@ -143,7 +239,8 @@ bool fits(BucketContext& context, std::string& out, long long size, long long ap
 void incr_decr(BucketContext& context, std::string_view key, long long increment, std::string& out)
 {
     long long value = 0;
-    if (auto old = context.map.get(key); old && !parse_integer(*old, value)) {
+    const auto old = context.map.find(key);
+    if (old && !parse_integer(old->value, value)) {
         not_an_integer(out);
         return;
     }
@@ -154,7 +251,8 @@ void incr_decr(BucketContext& context, std::string_view key, long long increment
     }
     value += increment;
     const std::string text = std::to_string(value);
-    if (stored(out, context.map.set(key, text), key.size() + text.size()))
+    // As Redis's dbOverwrite: the key keeps its expiry time.
+    if (stored(out, context.map.set(key, text, expiry_of(old)), key.size() + text.size()))
         resp::append_integer(out, value);
 }
 
@@ -183,7 +281,7 @@ void rename_key(BucketContext& context, const resp::Request& request, std::strin
     const bool only_if_new = mode == RenameMode::only_if_new;
     const std::string& from = request[1];
     const std::string& to = request[2];
-    auto value = context.map.get(from);
+    const auto value = context.map.find(from);
     if (!value) {
         error_reply(out, "no such key");
         return;
@@ -196,9 +294,10 @@ void rename_key(BucketContext& context, const resp::Request& request, std::strin
         resp::append_integer(out, 0);
         return;
     }
-    const std::string copy(*value); // a view into the table may move as it changes
+    const std::string copy(value->value); // a view into the table may move as it changes
     auto batch = context.map.begin_batch();
-    if (!stored(out, context.map.set(to, copy), to.size() + copy.size()))
+    // The expiry time goes with the key, as Redis's RENAME.
+    if (!stored(out, context.map.set(to, copy, value->expires_at), to.size() + copy.size()))
         return;
     context.map.erase(from);
     batch.commit();
@@ -213,7 +312,7 @@ void append_full(std::string& out, std::size_t bytes)
         + " more bytes (registryd --bucket-size sets the room per bucket)");
 }
 
-// SET key value [NX | XX] [GET] [KEEPTTL] [EX s | PX ms | EXAT ts | PXAT ms-ts]
+// SET key value [NX | XX] [GET] [KEEPTTL | EX s | PX ms | EXAT ts | PXAT ms-ts]
 void set(BucketContext& context, const resp::Request& request, std::string& out)
 {
     const std::string& key = request[1];
@@ -223,61 +322,32 @@ void set(BucketContext& context, const resp::Request& request, std::string& out)
             resp::append_simple(out, "OK");
         return;
     }
-    // Options as Redis's parseExtendedStringArgumentsOrReply reads them:
-    // each may repeat, conflicting ones are a syntax error, an expiry needs a value.
-    bool nx = false, xx = false, get = false, keepttl = false;
-    const std::string* expiry = nullptr;
-    std::string_view expiry_unit;
-    for (std::size_t i = 3; i < request.size(); ++i) {
-        const std::string& option = request[i];
-        const bool has_next = i + 1 < request.size();
-        if (same_word(option, "NX") && !xx) {
-            nx = true;
-        } else if (same_word(option, "XX") && !nx) {
-            xx = true;
-        } else if (same_word(option, "GET")) {
-            get = true;
-        } else if (same_word(option, "KEEPTTL") && !expiry) {
-            keepttl = true;
-        } else if ((same_word(option, "EX") || same_word(option, "PX") || same_word(option, "EXAT") || same_word(option, "PXAT"))
-            && !keepttl && (!expiry || same_word(expiry_unit, option)) && has_next) {
-            expiry_unit = option;
-            expiry = &request[++i];
-        } else {
-            syntax_error(out);
-            return;
-        }
-    }
-    if (expiry) {
-        long long amount = 0;
-        if (!parse_integer(*expiry, amount)) {
-            not_an_integer(out);
-            return;
-        }
-        const bool seconds = same_word(expiry_unit, "EX") || same_word(expiry_unit, "EXAT");
-        if (amount <= 0 || (seconds && amount > LLONG_MAX / 1000)) {
-            error_reply(out, "invalid expire time in 'set' command");
-            return;
-        }
-        error_reply(out, "expiry is not supported yet (EX, PX, EXAT, PXAT): keys in a bucket do not expire");
+    StringOptions options;
+    if (!parse_string_options(request, OptionsOf::set, options, out))
         return;
-    }
-    (void)keepttl; // no key has a TTL, so there is none to keep
-    auto old = context.map.get(key);
+    std::uint64_t expires_at = BucketMap::never_expires;
+    if (options.expiry && !expiry_time(*options.expiry, options.unit, request[0], expires_at, out))
+        return;
+    const auto old = context.map.find(key);
     const std::size_t reply_start = out.size();
-    if (get) {
+    if (options.get) {
         if (old)
-            resp::append_bulk(out, *old);
+            resp::append_bulk(out, old->value);
         else
             null_reply(context, out);
     }
-    if ((nx && old) || (xx && !old)) {
-        if (!get)
+    if ((options.nx && old) || (options.xx && !old)) {
+        if (!options.get)
             null_reply(context, out);
         return;
     }
-    if (context.map.set(key, value) == BucketMap::SetResult::stored) {
-        if (!get)
+    // Any expiry time the key had goes, unless KEEPTTL keeps it. (An EXAT
+    // or PXAT in the past is stored as Redis 7.0 stores it: the key is
+    // then gone at once for every reader, and deleted at its next lookup.)
+    if (options.keepttl)
+        expires_at = expiry_of(old);
+    if (context.map.set(key, value, expires_at) == BucketMap::SetResult::stored) {
+        if (!options.get)
             resp::append_simple(out, "OK");
     } else {
         out.resize(reply_start); // the error replaces the old value GET put there
@@ -387,8 +457,8 @@ void decrby(BucketContext& context, const resp::Request& request, std::string& o
 void incrbyfloat(BucketContext& context, const resp::Request& request, std::string& out)
 {
     long double value = 0, increment = 0;
-    auto old = context.map.get(request[1]);
-    if ((old && !parse_long_double(*old, value)) || !parse_long_double(request[2], increment)) {
+    const auto old = context.map.find(request[1]);
+    if ((old && !parse_long_double(old->value, value)) || !parse_long_double(request[2], increment)) {
         error_reply(out, "value is not a valid float");
         return;
     }
@@ -398,7 +468,7 @@ void incrbyfloat(BucketContext& context, const resp::Request& request, std::stri
         return;
     }
     const std::string text = format_long_double(value);
-    if (stored(out, context.map.set(request[1], text), request[1].size() + text.size()))
+    if (stored(out, context.map.set(request[1], text, expiry_of(old)), request[1].size() + text.size()))
         resp::append_bulk(out, text);
 }
 
@@ -406,18 +476,18 @@ void append(BucketContext& context, const resp::Request& request, std::string& o
 {
     const std::string& key = request[1];
     const std::string& tail = request[2];
-    auto old = context.map.get(key);
+    const auto old = context.map.find(key);
     if (!old) {
         if (stored(out, context.map.set(key, tail), key.size() + tail.size()))
             resp::append_integer(out, static_cast<long long>(tail.size()));
         return;
     }
-    if (!fits(context, out, static_cast<long long>(old->size()), static_cast<long long>(tail.size())))
+    if (!fits(context, out, static_cast<long long>(old->value.size()), static_cast<long long>(tail.size())))
         return;
     std::string value;
-    value.reserve(old->size() + tail.size());
-    value.append(*old).append(tail);
-    if (stored(out, context.map.set(key, value), tail.size()))
+    value.reserve(old->value.size() + tail.size());
+    value.append(old->value).append(tail);
+    if (stored(out, context.map.set(key, value, old->expires_at), tail.size()))
         resp::append_integer(out, static_cast<long long>(value.size()));
 }
 
@@ -469,19 +539,19 @@ void setrange(BucketContext& context, const resp::Request& request, std::string&
         error_reply(out, "offset is out of range");
         return;
     }
-    auto old = context.map.get(key);
+    const auto old = context.map.find(key);
     if (patch.empty()) {
-        resp::append_integer(out, old ? static_cast<long long>(old->size()) : 0);
+        resp::append_integer(out, old ? static_cast<long long>(old->value.size()) : 0);
         return;
     }
     if (!fits(context, out, offset, static_cast<long long>(patch.size())))
         return;
-    std::string value(old ? *old : std::string_view());
+    std::string value(old ? old->value : std::string_view());
     const std::size_t end = static_cast<std::size_t>(offset) + patch.size();
     if (value.size() < end)
         value.resize(end, '\0');
     value.replace(static_cast<std::size_t>(offset), patch.size(), patch);
-    if (stored(out, context.map.set(key, value), key.size() + value.size()))
+    if (stored(out, context.map.set(key, value, expiry_of(old)), key.size() + value.size()))
         resp::append_integer(out, static_cast<long long>(value.size()));
 }
 
@@ -616,6 +686,190 @@ void scan(BucketContext& context, const resp::Request& request, std::string& out
     resp::append_bulk(out, std::to_string(cursor));
     resp::append_array_header(out, static_cast<std::size_t>(found));
     out += keys;
+}
+
+namespace {
+
+// SETEX key seconds value, PSETEX key milliseconds value: SET with EX or PX.
+void setex_in(BucketContext& context, const resp::Request& request, std::string& out, ExpiryUnit unit)
+{
+    std::uint64_t expires_at = 0;
+    if (!expiry_time(request[2], unit, request[0], expires_at, out))
+        return;
+    if (stored(out, context.map.set(request[1], request[3], expires_at), request[1].size() + request[3].size()))
+        resp::append_simple(out, "OK");
+}
+
+} // namespace
+
+void setex(BucketContext& context, const resp::Request& request, std::string& out) { setex_in(context, request, out, ExpiryUnit::ex); }
+
+void psetex(BucketContext& context, const resp::Request& request, std::string& out) { setex_in(context, request, out, ExpiryUnit::px); }
+
+// GETEX key [EX s | PX ms | EXAT ts | PXAT ms-ts | PERSIST], as Redis's
+// getexCommand: the value, and its expiry time changed; an absolute time
+// already past deletes the key.
+void getex(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    StringOptions options;
+    if (!parse_string_options(request, OptionsOf::getex, options, out))
+        return;
+    const std::string& key = request[1];
+    const auto old = context.map.find(key);
+    if (!old) {
+        null_reply(context, out);
+        return;
+    }
+    std::uint64_t expires_at = 0;
+    if (options.expiry && !expiry_time(*options.expiry, options.unit, request[0], expires_at, out))
+        return;
+    const std::string value(old->value); // the changes below may move it
+    const bool absolute = options.unit == ExpiryUnit::exat || options.unit == ExpiryUnit::pxat;
+    if (options.expiry && absolute && expires_at <= BucketMap::now()) {
+        context.map.erase(key);
+    } else if (options.expiry || (options.persist && old->expires_at != BucketMap::never_expires)) {
+        if (!stored(out, context.map.set(key, value, options.expiry ? expires_at : BucketMap::never_expires), key.size() + value.size()))
+            return;
+    }
+    resp::append_bulk(out, value);
+}
+
+namespace {
+
+// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time [NX | XX | GT | LT], as
+// Redis's expireGenericCommand: `relative` adds now, `seconds` multiplies by
+// 1000. A time already past deletes the key (and answers 1). Setting a time
+// on a small pair moves it from its slot to a heap entry, which may not fit
+// in a full bucket (FULL; Redis never refuses this).
+void expire_in(BucketContext& context, const resp::Request& request, std::string& out, bool relative, bool seconds)
+{
+    bool nx = false, xx = false, gt = false, lt = false;
+    for (std::size_t i = 3; i < request.size(); ++i) {
+        const std::string& option = request[i];
+        if (same_word(option, "NX")) {
+            nx = true;
+        } else if (same_word(option, "XX")) {
+            xx = true;
+        } else if (same_word(option, "GT")) {
+            gt = true;
+        } else if (same_word(option, "LT")) {
+            lt = true;
+        } else {
+            error_reply(out, "Unsupported option " + redis_error_piece(option, option.size()));
+            return;
+        }
+    }
+    if (nx && (xx || gt || lt)) {
+        error_reply(out, "NX and XX, GT or LT options at the same time are not compatible");
+        return;
+    }
+    if (gt && lt) {
+        error_reply(out, "GT and LT options at the same time are not compatible");
+        return;
+    }
+    long long when = 0;
+    if (!parse_integer(request[2], when)) {
+        not_an_integer(out);
+        return;
+    }
+    // Negative times are allowed (the key goes at once); overflows are not.
+    if (seconds) {
+        if (when > LLONG_MAX / 1000 || when < LLONG_MIN / 1000) {
+            invalid_expire_time(out, request[0]);
+            return;
+        }
+        when *= 1000;
+    }
+    const auto now = static_cast<long long>(BucketMap::now());
+    const long long base = relative ? now : 0;
+    if (when > LLONG_MAX - base) {
+        invalid_expire_time(out, request[0]);
+        return;
+    }
+    when += base;
+    const std::string& key = request[1];
+    const auto old = context.map.find(key);
+    if (!old) {
+        resp::append_integer(out, 0);
+        return;
+    }
+    const long long current = old->expires_at == BucketMap::never_expires ? -1 : static_cast<long long>(old->expires_at);
+    if ((nx && current != -1) || (xx && current == -1) || (gt && (current == -1 || when <= current))
+        || (lt && current != -1 && when >= current)) {
+        resp::append_integer(out, 0);
+        return;
+    }
+    if (when <= now) {
+        context.map.erase(key);
+        resp::append_integer(out, 1);
+        return;
+    }
+    const std::string value(old->value);
+    if (stored(out, context.map.set(key, value, static_cast<std::uint64_t>(when)), key.size() + value.size()))
+        resp::append_integer(out, 1);
+}
+
+// TTL, PTTL, EXPIRETIME, PEXPIRETIME key, as Redis's ttlGenericCommand: -2
+// for no key, -1 for no expiry time, else what is left (rounded to the
+// nearest second) or the time itself.
+void ttl_in(BucketContext& context, const resp::Request& request, std::string& out, bool milliseconds, bool absolute)
+{
+    const auto pair = context.map.find(request[1]);
+    if (!pair) {
+        resp::append_integer(out, -2);
+        return;
+    }
+    if (pair->expires_at == BucketMap::never_expires) {
+        resp::append_integer(out, -1);
+        return;
+    }
+    long long ttl = static_cast<long long>(pair->expires_at);
+    if (!absolute)
+        ttl -= static_cast<long long>(BucketMap::now());
+    if (ttl < 0)
+        ttl = 0;
+    resp::append_integer(out, milliseconds ? ttl : (ttl + 500) / 1000);
+}
+
+} // namespace
+
+void expire(BucketContext& context, const resp::Request& request, std::string& out) { expire_in(context, request, out, true, true); }
+
+void pexpire(BucketContext& context, const resp::Request& request, std::string& out) { expire_in(context, request, out, true, false); }
+
+void expireat(BucketContext& context, const resp::Request& request, std::string& out) { expire_in(context, request, out, false, true); }
+
+void pexpireat(BucketContext& context, const resp::Request& request, std::string& out) { expire_in(context, request, out, false, false); }
+
+void ttl(BucketContext& context, const resp::Request& request, std::string& out) { ttl_in(context, request, out, false, false); }
+
+void pttl(BucketContext& context, const resp::Request& request, std::string& out) { ttl_in(context, request, out, true, false); }
+
+void expiretime(BucketContext& context, const resp::Request& request, std::string& out) { ttl_in(context, request, out, false, true); }
+
+void pexpiretime(BucketContext& context, const resp::Request& request, std::string& out) { ttl_in(context, request, out, true, true); }
+
+// PERSIST key: 1 if the key had an expiry time and no longer has.
+void persist(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    const std::string& key = request[1];
+    const auto pair = context.map.find(key);
+    if (!pair || pair->expires_at == BucketMap::never_expires) {
+        resp::append_integer(out, 0);
+        return;
+    }
+    const std::string value(pair->value);
+    if (stored(out, context.map.set(key, value), key.size() + value.size()))
+        resp::append_integer(out, 1);
+}
+
+// TOUCH key [key ...]: how many exist (kv keeps no access times to update).
+void touch(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    long long found = 0;
+    for (std::size_t i = 1; i < request.size(); ++i)
+        found += context.map.contains(request[i]);
+    resp::append_integer(out, found);
 }
 
 } // namespace kv::data_commands

@@ -16,6 +16,7 @@
 
 #include <sys/stat.h>
 
+#include "active_expiry.h"
 #include "asio.h"
 #include "bucket_commands.h"
 #include "bucket_launch.h"
@@ -35,6 +36,8 @@ kv::ServerRole bucket_role(kv::BucketMap& map)
     role.name = "bucket";
     role.commands = kv::bucket_command_infos();
     role.key_count = [&map] { return map.size(); };
+    role.expiring_count = [&map] { return map.expiring(); };
+    role.expired_count = [&map] { return map.expired_keys(); };
     // MULTI/EXEC as Redis: EXEC runs its whole body in ONE batch of the
     // table, so a direct reader sees all of a transaction or none of it. The
     // batch is committed even when some commands answered errors (Redis
@@ -42,6 +45,7 @@ kv::ServerRole bucket_role(kv::BucketMap& map)
     // is a savepoint nested in it.
     role.transactions = kv::Transactions::queued;
     role.watchers = &map.watchers();
+    map.watchers().expire_if_needed = [&map](std::string_view key) { map.expire_if_needed(key); };
     role.run_atomically = [&map](const std::function<void()>& body) {
         auto batch = map.begin_batch();
         body();
@@ -81,8 +85,12 @@ int main(int argc, char** argv)
 
         kv::BucketMap map(std::move(segment), environment.segment_name, environment.bucket_size);
         kv::BucketContext context { map, environment.debug_command_enabled };
+        kv::ActiveExpiry active_expiry(io, map);
         kv::RespServer server(io, std::move(listener), environment.socket_path,
-            [&context](kv::resp::Request& request, kv::ReplySink& reply) { kv::run_bucket_command(context, request, reply); },
+            [&](kv::resp::Request& request, kv::ReplySink& reply) {
+                kv::run_bucket_command(context, request, reply);
+                active_expiry.poke();
+            },
             environment.server_config, bucket_role(map));
 
         stop_signals.async_wait([&](const boost::system::error_code& error, int) {

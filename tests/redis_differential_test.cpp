@@ -40,7 +40,7 @@ public:
 
     std::vector<std::string> next()
     {
-        switch (pick(40)) {
+        switch (pick(46)) {
         case 0: return { "SET", key(), value() };
         case 1: return set_with_options();
         case 2: return { "SETNX", key(), value() };
@@ -83,6 +83,18 @@ public:
         }
         case 30: return { "INCRBYFLOAT", key(), pick(2) ? "1e308" : "-1e308" };
         case 31: return scan();
+        case 32:
+        case 33: return expire();
+        case 34:
+        case 35: {
+            static const char* verbs[] = { "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME" };
+            return { verbs[pick(4)], key() };
+        }
+        case 36: return getex();
+        case 37: return pick(2) ? std::vector<std::string> { "SETEX", key(), seconds(), value() }
+                                : std::vector<std::string> { "PSETEX", key(), milliseconds(), value() };
+        case 38: return { "PERSIST", key() };
+        case 39: return with_keys({ "TOUCH" }, 1 + pick(3));
         default: return { pick(2) ? "SET" : "INCRBY", key(), number() };
         }
     }
@@ -126,6 +138,38 @@ public:
         return indexes[pick(std::size(indexes))];
     }
 
+    // Expiry arguments. A relative time is drawn from a wide range, so two
+    // never tie: EXPIRE ... GT compares the new time with the old one, and
+    // the two servers run a command a few milliseconds apart. Every time
+    // that stays is at least 100 s away (no key expires while compared);
+    // times in the past delete at once, in both.
+    std::string seconds()
+    {
+        static const char* refused[] = { "0", "-5", "abc", "", "1.5", "9223372036854775807", "9223372036854775",
+            "-9223372036854775808" };
+        return pick(4) ? std::to_string(100 + pick(100000)) : refused[pick(std::size(refused))];
+    }
+    std::string milliseconds()
+    {
+        // Never a whole number of seconds: no tie with a time set in seconds either.
+        static const char* refused[] = { "0", "-5", "x", "9223372036854775807" };
+        return pick(4) ? std::to_string((100 + pick(100000)) * 1000 + 1 + pick(998)) : refused[pick(std::size(refused))];
+    }
+    std::string unix_seconds(bool past_allowed)
+    {
+        const long long now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+        if (past_allowed && pick(4) == 0)
+            return pick(2) ? "1" : std::to_string(now - 100);
+        return pick(5) ? std::to_string(now + 100 + static_cast<long long>(pick(100000))) : seconds();
+    }
+    std::string unix_milliseconds(bool past_allowed)
+    {
+        const long long now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+        if (past_allowed && pick(4) == 0)
+            return pick(2) ? "1" : std::to_string(now - 100000);
+        return pick(5) ? std::to_string(now + 100000 + static_cast<long long>(pick(100000000))) : milliseconds();
+    }
+
     std::string offset()
     {
         // 536870912 and up: past Redis's 512 MB limit, an error from both. Just
@@ -161,11 +205,18 @@ private:
         for (std::size_t i = 0; i < count; ++i) {
             std::string option = options[pick(std::size(options))];
             request.push_back(option);
-            // Expiry values that are all refused by Redis too (kv keeps no TTL yet).
-            if (option == "EX" || option == "PX" || option == "EXAT" || option == "PXAT") {
-                static const char* refused[] = { "0", "-5", "abc", "9223372036854775807x" };
-                if (pick(5))
-                    request.push_back(refused[pick(4)]);
+            // SET's absolute times are never in the past: Redis 7.0 stores
+            // such a key, which is then gone whenever its server next looks
+            // (at once in kv, on its next cycle in Redis): DBSIZE would differ.
+            if (pick(6)) {
+                if (option == "EX")
+                    request.push_back(seconds());
+                else if (option == "PX")
+                    request.push_back(milliseconds());
+                else if (option == "EXAT")
+                    request.push_back(unix_seconds(false));
+                else if (option == "PXAT")
+                    request.push_back(unix_milliseconds(false));
             }
         }
         return request;
@@ -190,6 +241,39 @@ private:
         return request;
     }
 
+    // EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time [NX | XX | GT | LT ...]
+    std::vector<std::string> expire()
+    {
+        std::vector<std::string> request;
+        switch (pick(4)) {
+        case 0: request = { "EXPIRE", key(), pick(8) ? seconds() : "-5" }; break;
+        case 1: request = { "PEXPIRE", key(), pick(8) ? milliseconds() : "-1" }; break;
+        case 2: request = { "EXPIREAT", key(), unix_seconds(true) }; break;
+        default: request = { "PEXPIREAT", key(), unix_milliseconds(true) }; break;
+        }
+        static const char* flags[] = { "NX", "XX", "GT", "LT", "gt", "BAD" };
+        for (std::size_t i = pick(3) == 0 ? 1 + pick(2) : 0; i > 0; --i)
+            request.push_back(flags[pick(std::size(flags))]);
+        return request;
+    }
+
+    // GETEX key [EX s | PX ms | EXAT ts | PXAT ms-ts | PERSIST], and malformed ones.
+    std::vector<std::string> getex()
+    {
+        std::vector<std::string> request = { "GETEX", key() };
+        switch (pick(8)) {
+        case 0: break;
+        case 1: request.insert(request.end(), { "EX", seconds() }); break;
+        case 2: request.insert(request.end(), { "PX", milliseconds() }); break;
+        case 3: request.insert(request.end(), { "EXAT", unix_seconds(true) }); break;
+        case 4: request.insert(request.end(), { "pxat", unix_milliseconds(true) }); break;
+        case 5: request.push_back("PERSIST"); break;
+        case 6: request.insert(request.end(), { "PERSIST", "EX", "100" }); break;
+        default: request.push_back(pick(2) ? "KEEPTTL" : "EX"); break;
+        }
+        return request;
+    }
+
     std::vector<std::string> wrong_arity()
     {
         static const std::vector<std::vector<std::string>> requests = { { "GET" }, { "GET", "a", "b" }, { "SET", "a" },
@@ -197,7 +281,8 @@ private:
             { "INCR", "a", "b" }, { "DECRBY", "a" }, { "INCRBYFLOAT", "a" }, { "APPEND", "a" }, { "STRLEN" },
             { "GETRANGE", "a", "0" }, { "SETRANGE", "a", "0" }, { "UNLINK" }, { "TYPE" }, { "RENAME", "a" },
             { "RENAMENX", "a", "b", "c" }, { "RANDOMKEY", "a" }, { "TIME", "a" }, { "DBSIZE", "a" }, { "DEL" },
-            { "EXISTS" }, { "SCAN" } };
+            { "EXISTS" }, { "SCAN" }, { "EXPIRE", "a" }, { "TTL" }, { "PERSIST", "a", "b" }, { "SETEX", "a", "1" },
+            { "GETEX" }, { "TOUCH" }, { "PEXPIRETIME" } };
         return requests[pick(requests.size())];
     }
 
@@ -215,6 +300,26 @@ std::string shown(const std::vector<std::string>& request)
 bool is_unknown_to_kv(std::string_view verb)
 {
     return verb == "LPUSH" || verb == "HSET" || verb == "SADD" || verb == "ZADD" || verb == "nosuchcommand";
+}
+
+// TTL, PTTL, EXPIRETIME and PEXPIRETIME answer with the time, which the two
+// servers read a few milliseconds apart.
+bool answers_a_time(std::string_view verb)
+{
+    return verb == "TTL" || verb == "PTTL" || verb == "EXPIRETIME" || verb == "PEXPIRETIME";
+}
+
+// The same integer reply, or one within `tolerance` if both are times (not -1 or -2).
+::testing::AssertionResult same_time(const std::string& actual, const std::string& expected, long long tolerance)
+{
+    if (actual == expected)
+        return ::testing::AssertionSuccess();
+    if (actual.size() < 4 || expected.size() < 4 || actual[0] != ':' || expected[0] != ':')
+        return ::testing::AssertionFailure() << "kv: " << actual << " redis: " << expected;
+    const long long ours = std::stoll(actual.substr(1)), theirs = std::stoll(expected.substr(1));
+    if (ours < 0 || theirs < 0 || std::llabs(ours - theirs) > tolerance)
+        return ::testing::AssertionFailure() << "kv: " << actual << " redis: " << expected;
+    return ::testing::AssertionSuccess();
 }
 
 bool is_digits(std::string_view text)
@@ -257,7 +362,8 @@ TEST(RedisDifferential, RandomStringAndKeyspaceCommandsAnswerAsRedisServerByteFo
                 while (block.size() <= size) {
                     auto request = maker.next();
                     const bool redis_only_knows = is_unknown_to_kv(request[0]) && request[0] != "nosuchcommand";
-                    if (!redis_only_knows && request[0] != "RANDOMKEY" && request[0] != "TIME" && request[0] != "SCAN")
+                    if (!redis_only_knows && request[0] != "RANDOMKEY" && request[0] != "TIME" && request[0] != "SCAN"
+                        && !answers_a_time(request[0]))
                         block.push_back(std::move(request));
                 }
                 block.push_back({ maker.pick(6) == 0 ? "DISCARD" : "EXEC" });
@@ -320,6 +426,10 @@ TEST(RedisDifferential, RandomStringAndKeyspaceCommandsAnswerAsRedisServerByteFo
                     EXPECT_EQ(ours.elements[0].text, "0") << where;
                     EXPECT_EQ(sorted_keys(ours), sorted_keys(theirs)) << where;
                 }
+            } else if (answers_a_time(request[0])) {
+                // Seconds are rounded (TTL) or cut (EXPIRETIME): one apart at most.
+                const bool in_milliseconds = request[0][0] == 'P';
+                ASSERT_TRUE(same_time(actual, expected, in_milliseconds ? 2000 : 2)) << where;
             } else if (is_unknown_to_kv(request[0])) {
                 // Redis knows lists, hashes, sets and sorted sets; kv does not keep them.
                 const std::string prefix = "-ERR unknown command '" + request[0] + "'";
@@ -340,7 +450,11 @@ TEST(RedisDifferential, RandomStringAndKeyspaceCommandsAnswerAsRedisServerByteFo
         // And the whole content, key by key, at the end of each sequence.
         for (const std::string& key : { std::string("a"), std::string("b"), std::string("c"), std::string("counter"),
                  std::string(), std::string("\0\xff", 2) })
+        {
             ASSERT_EQ(bucket.call({ "GET", key }), reference.call({ "GET", key })) << "seed " << seed << " after sequence " << sequences;
+            ASSERT_TRUE(same_time(bucket.call({ "PTTL", key }), reference.call({ "PTTL", key }), 2000))
+                << "seed " << seed << " after sequence " << sequences;
+        }
         ASSERT_EQ(bucket.call({ "DBSIZE" }), reference.call({ "DBSIZE" })) << "seed " << seed;
     }
     std::cout << "compared " << commands << " commands (" << blocks << " of them MULTI blocks) in " << sequences

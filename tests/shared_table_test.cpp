@@ -873,7 +873,7 @@ namespace {
 std::map<std::string, std::string> contents(const kv::SharedTableWriter& writer)
 {
     std::map<std::string, std::string> all;
-    writer.for_each([&](std::string_view key, std::string_view value) { all.emplace(key, value); });
+    writer.for_each([&](std::string_view key, std::string_view value, std::uint64_t) { all.emplace(key, value); });
     return all;
 }
 

@@ -95,12 +95,18 @@ inline std::string redis_error_piece(std::string_view text, std::size_t at_most)
     return piece;
 }
 
-inline std::string wrong_arity_text(std::string_view name)
+// A command's name as Redis writes it in its messages.
+inline std::string lower_case(std::string_view name)
 {
     std::string lower(name);
     for (char& c : lower)
         c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return "wrong number of arguments for '" + lower + "' command";
+    return lower;
+}
+
+inline std::string wrong_arity_text(std::string_view name)
+{
+    return "wrong number of arguments for '" + lower_case(name) + "' command";
 }
 
 inline std::string unknown_command_text(const resp::Request& request)

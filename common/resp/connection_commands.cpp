@@ -663,6 +663,7 @@ void info_stats(std::string& out, const ServerShared& server)
     out += "# Stats\r\n";
     line(out, "total_connections_received", server.connections_received);
     line(out, "total_commands_processed", server.commands_processed);
+    line(out, "expired_keys", static_cast<unsigned long long>(server.role.expired_count ? server.role.expired_count() : 0));
 }
 
 void info_replication(std::string& out, const ServerShared&)
@@ -677,7 +678,8 @@ void info_keyspace(std::string& out, const ServerShared& server)
     out += "# Keyspace\r\n";
     const std::size_t keys = server.role.key_count ? server.role.key_count() : 0;
     if (keys > 0)
-        out += "db0:keys=" + std::to_string(keys) + ",expires=0,avg_ttl=0\r\n";
+        out += "db0:keys=" + std::to_string(keys) + ",expires="
+            + std::to_string(server.role.expiring_count ? server.role.expiring_count() : 0) + ",avg_ttl=0\r\n";
 }
 
 struct InfoSection {
@@ -789,6 +791,9 @@ void exec(const Call& call)
         call.error("EXECABORT Transaction discarded because of previous errors.");
         return;
     }
+    // A watched key that has expired since WATCH is a change (Redis's isWatchedKeyExpired).
+    if (!transaction.watched_key_changed && call.server.role.watchers)
+        call.server.role.watchers->expire_watched(call.session);
     if (transaction.watched_key_changed) {
         end_transaction(call.server, call.session);
         resp::append_null_array(call.out, call.protocol());

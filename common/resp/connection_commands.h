@@ -47,6 +47,10 @@ struct ServerRole {
     std::function<void(const std::function<void()>& body)> run_atomically;
     // INFO keyspace: how many keys db 0 holds; none: the daemon holds no keys.
     std::function<std::size_t()> key_count;
+    // INFO keyspace's `expires=` (keys with an expiry time) and INFO stats'
+    // expired_keys (keys deleted because they expired); none: 0.
+    std::function<std::size_t()> expiring_count;
+    std::function<std::size_t()> expired_count;
     // INFO: one more section of the daemon's own ("Registry"), its lines
     // appended to `out` ("buckets:3\r\n"). None: no such section.
     std::string extra_section;

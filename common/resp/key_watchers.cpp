@@ -6,6 +6,8 @@ namespace kv {
 
 void KeyWatchers::watch(Session& session, std::string_view key)
 {
+    if (expire_if_needed)
+        expire_if_needed(key);
     // Already watched by this session? Asked of the key's watchers (a few
     // sessions at most, never more than the connections), not of the
     // session's keys: one WATCH of many keys must not cost their square.
@@ -16,6 +18,16 @@ void KeyWatchers::watch(Session& session, std::string_view key)
         return;
     found->second.push_back(&session);
     session.transaction.watched.emplace_back(key);
+}
+
+void KeyWatchers::expire_watched(Session& session)
+{
+    if (!expire_if_needed)
+        return;
+    // A copy: a key that expires marks the session, which unwatches it all.
+    const std::vector<std::string> keys = session.transaction.watched;
+    for (const std::string& key : keys)
+        expire_if_needed(key);
 }
 
 void KeyWatchers::unwatch_all(Session& session)

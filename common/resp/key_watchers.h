@@ -42,6 +42,20 @@ public:
 
     // Keys watched by at least one session (0 once every watcher has gone).
     std::size_t watched_keys() const { return watchers_.size(); }
+    void for_each_watched_key(const std::function<void(std::string_view key)>& visit) const
+    {
+        for (const auto& entry : watchers_)
+            visit(entry.first);
+    }
+
+    // Asked before a key is watched and again at EXEC for each key the
+    // session watches (the keyspace's owner sets it): deletes the key if it
+    // has expired, which touches its watchers. So a key that expires after
+    // WATCH makes EXEC fail (Redis's isWatchedKeyExpired), and one that had
+    // expired before WATCH does not (it is gone, and stays gone).
+    std::function<void(std::string_view key)> expire_if_needed;
+    // EXEC's check, above.
+    void expire_watched(Session& session);
 
 private:
     void touch_watched(std::string_view key);

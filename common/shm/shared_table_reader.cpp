@@ -243,6 +243,12 @@ SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::s
             const char* bytes = base + offset + sizeof(Entry);
             if (key_size != key.size() || !shared_bytes_equal(bytes, key))
                 continue;
+            // A pair past its expiry time is not there, whether or not its
+            // owner has deleted it yet (it does so lazily, and in steps).
+            // The clock is read only for a pair that has a time.
+            const std::uint64_t expires_at = load_shared(e->expires_at);
+            if (expires_at != layout::never_expires && layout::has_expired(expires_at, layout::unix_time_ms()))
+                return Result::missing;
             if (value) {
                 if (value_size > table_bytes)
                     return corrupt();

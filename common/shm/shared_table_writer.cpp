@@ -28,6 +28,7 @@ using layout::Entry;
 using layout::holds_entry;
 using layout::inline_capacity;
 using layout::inline_slot;
+using layout::never_expires;
 using layout::Slot;
 using layout::store_shared;
 using layout::store_shared_bytes;
@@ -85,6 +86,11 @@ struct SharedTableWriter::Segment {
         if (offset == inline_slot)
             return { slot.bytes + slot.key_size, slot.value_size };
         return value_of(entry(offset));
+    }
+    std::uint64_t slot_expiry(const Slot& slot) const
+    {
+        std::uint64_t offset = slot.entry.load(std::memory_order_relaxed);
+        return offset == inline_slot ? never_expires : entry(offset)->expires_at;
     }
     // A fresh index: every slot empty (all-zero bytes). Null if the heap has
     // no room for it, or /dev/shm no pages to back it.
@@ -239,7 +245,7 @@ struct SharedTableWriter::Segment {
         header->sequence.store(header->sequence.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
 
-    Entry* make_entry(std::string_view key, std::string_view value)
+    Entry* make_entry(std::string_view key, std::string_view value, std::uint64_t expires_at)
     {
         const std::size_t size = sizeof(Entry) + key.size() + value.size();
         if (!reserve_for(size))
@@ -253,6 +259,7 @@ struct SharedTableWriter::Segment {
         // reading this memory as the entry it was: shared stores.
         store_shared(e->key_size, static_cast<std::uint32_t>(key.size()));
         store_shared(e->value_size, static_cast<std::uint32_t>(value.size()));
+        store_shared(e->expires_at, expires_at);
         store_shared_bytes(reinterpret_cast<char*>(e + 1), key.data(), key.size());
         store_shared_bytes(reinterpret_cast<char*>(e + 1) + key.size(), value.data(), value.size());
         return e;
@@ -393,7 +400,16 @@ std::optional<std::string_view> SharedTableWriter::get(std::string_view key) con
     return segment_->slot_value(segment_->slots()[slot]);
 }
 
-SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::string_view value)
+std::optional<SharedTableWriter::Pair> SharedTableWriter::find(std::string_view key) const
+{
+    const auto [slot, found] = segment_->find_slot(key, hash_key(key));
+    if (!found)
+        return std::nullopt;
+    const Slot& target = segment_->slots()[slot];
+    return Pair { segment_->slot_value(target), segment_->slot_expiry(target) };
+}
+
+SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::string_view value, std::uint64_t expires_at)
 {
     Segment& s = *segment_;
     if (key.size() > UINT32_MAX || value.size() > UINT32_MAX)
@@ -408,11 +424,13 @@ SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::s
             slot = s.find_slot(key, tag).slot; // in the new index, if it grew; still not found
         }
     }
-    // A large pair is written completely in the heap before it becomes reachable.
-    const bool fits_inline = key.size() + value.size() <= inline_capacity;
+    // A large pair, or one that expires, is written completely in the heap
+    // before it becomes reachable (`value` may be the old entry's bytes: it
+    // is freed only below).
+    const bool fits_inline = key.size() + value.size() <= inline_capacity && expires_at == never_expires;
     Entry* fresh = nullptr;
     if (!fits_inline) {
-        fresh = s.make_entry(key, value);
+        fresh = s.make_entry(key, value, expires_at);
         if (!fresh)
             return SetResult::full;
         s.made(s.offset_of(fresh));
@@ -420,6 +438,8 @@ SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::s
     Slot& target = s.slots()[slot];
     const std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
     const std::size_t old_value_size = found ? s.slot_value(target).size() : 0;
+    const bool expiring_before = found && s.slot_expiry(target) != never_expires;
+    const bool expires_now = expires_at != never_expires;
     s.save_line(slot);
     s.open_window();
     target.tag.store(tag, std::memory_order_relaxed);
@@ -432,6 +452,10 @@ SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::s
     } else {
         target.entry.store(s.offset_of(fresh), std::memory_order_relaxed);
     }
+    if (expires_now && !expiring_before)
+        s.header->expiring.fetch_add(1, std::memory_order_relaxed);
+    else if (expiring_before && !expires_now)
+        s.header->expiring.fetch_sub(1, std::memory_order_relaxed);
     if (found) {
         s.header->bytes.fetch_add(value.size() - old_value_size, std::memory_order_relaxed);
     } else {
@@ -456,9 +480,12 @@ bool SharedTableWriter::erase(std::string_view key)
     Slot& target = s.slots()[slot];
     const std::uint64_t old_offset = target.entry.load(std::memory_order_relaxed);
     const std::size_t old_bytes = s.slot_key(target).size() + s.slot_value(target).size();
+    const bool expiring = s.slot_expiry(target) != never_expires;
     s.save_line(slot);
     s.open_window();
     target.entry.store(deleted_slot, std::memory_order_relaxed);
+    if (expiring)
+        s.header->expiring.fetch_sub(1, std::memory_order_relaxed);
     s.header->keys.fetch_sub(1, std::memory_order_relaxed);
     s.header->bytes.fetch_sub(old_bytes, std::memory_order_relaxed);
     s.close_window();
@@ -480,6 +507,7 @@ void SharedTableWriter::clear()
         s.header->capacity.store(initial_capacity, std::memory_order_relaxed);
         s.header->keys.store(0, std::memory_order_relaxed);
         s.header->bytes.store(0, std::memory_order_relaxed);
+        s.header->expiring.store(0, std::memory_order_relaxed);
         s.close_window();
         s.used_slots = 0;
         if (s.in_batch())
@@ -504,6 +532,7 @@ void SharedTableWriter::clear()
     }
     s.header->keys.store(0, std::memory_order_relaxed);
     s.header->bytes.store(0, std::memory_order_relaxed);
+    s.header->expiring.store(0, std::memory_order_relaxed);
     s.close_window();
     s.used_slots = 0;
     for (std::uint64_t offset : entries)
@@ -527,6 +556,7 @@ SharedTableWriter::Batch SharedTableWriter::begin_batch()
     savepoint.cleared = s.log.cleared.size();
     savepoint.keys = s.header->keys.load(std::memory_order_relaxed);
     savepoint.bytes = s.header->bytes.load(std::memory_order_relaxed);
+    savepoint.expiring = s.header->expiring.load(std::memory_order_relaxed);
     savepoint.used_slots = s.used_slots;
     savepoint.index_offset = s.header->index_offset.load(std::memory_order_relaxed);
     savepoint.capacity = s.capacity();
@@ -555,6 +585,7 @@ void SharedTableWriter::finish_batch(const Savepoint& savepoint, bool keep)
         s.header->capacity.store(savepoint.capacity, std::memory_order_relaxed);
         s.header->keys.store(savepoint.keys, std::memory_order_relaxed);
         s.header->bytes.store(savepoint.bytes, std::memory_order_relaxed);
+        s.header->expiring.store(savepoint.expiring, std::memory_order_relaxed);
         s.used_slots = savepoint.used_slots;
         for (std::size_t i = savepoint.free_on_rollback; i < log.free_on_rollback.size(); ++i)
             s.heap.deallocate(s.base + log.free_on_rollback[i]);
@@ -600,14 +631,18 @@ std::uint64_t SharedTableWriter::segment_size() const { return segment_->header-
 
 std::uint64_t SharedTableWriter::bytes() const { return segment_->header->bytes.load(std::memory_order_relaxed); }
 
-void SharedTableWriter::for_each(const std::function<void(std::string_view, std::string_view)>& visit) const
+std::uint64_t SharedTableWriter::expiring() const { return segment_->header->expiring.load(std::memory_order_relaxed); }
+
+std::uint64_t SharedTableWriter::capacity() const { return segment_->capacity(); }
+
+void SharedTableWriter::for_each(const std::function<void(std::string_view, std::string_view, std::uint64_t)>& visit) const
 {
     const Segment& s = *segment_;
     const Slot* index = s.slots();
     for (std::uint64_t i = 0; i < s.capacity(); ++i) {
         std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
         if (offset != empty_slot && offset != deleted_slot)
-            visit(s.slot_key(index[i]), s.slot_value(index[i]));
+            visit(s.slot_key(index[i]), s.slot_value(index[i]), s.slot_expiry(index[i]));
     }
 }
 
@@ -625,7 +660,7 @@ std::uint64_t reverse_bits(std::uint64_t v)
 
 } // namespace
 
-std::uint64_t SharedTableWriter::scan_step(std::uint64_t cursor, const std::function<void(std::string_view)>& visit) const
+std::uint64_t SharedTableWriter::scan_step(std::uint64_t cursor, const std::function<void(std::string_view, std::uint64_t)>& visit) const
 {
     const Segment& s = *segment_;
     const Slot* index = s.slots();
@@ -638,7 +673,7 @@ std::uint64_t SharedTableWriter::scan_step(std::uint64_t cursor, const std::func
         if (offset == empty_slot)
             break;
         if (offset != deleted_slot && (index[i].tag.load(std::memory_order_relaxed) & mask) == home)
-            visit(s.slot_key(index[i]));
+            visit(s.slot_key(index[i]), s.slot_expiry(index[i]));
         i = (i + 1) & mask;
         if (i == home)
             break;
@@ -663,6 +698,29 @@ std::optional<std::string_view> SharedTableWriter::random_key(std::uint64_t rand
             return s.slot_key(index[i]);
     }
     return std::nullopt;
+}
+
+std::uint64_t SharedTableWriter::expired_keys(std::uint64_t cursor, std::uint64_t slots, std::uint64_t now,
+    std::vector<std::string>& expired, std::uint64_t& sampled) const
+{
+    const Segment& s = *segment_;
+    const Slot* index = s.slots();
+    const std::uint64_t mask = s.capacity() - 1;
+    slots = std::min(slots, mask + 1);
+    std::uint64_t i = cursor & mask;
+    for (std::uint64_t n = 0; n < slots; ++n, i = (i + 1) & mask) {
+        // Only a heap entry has an expiry time: an inline slot costs a load.
+        const std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+        if (!holds_entry(offset))
+            continue;
+        const Entry* e = s.entry(offset);
+        if (e->expires_at == never_expires)
+            continue;
+        ++sampled;
+        if (layout::has_expired(e->expires_at, now))
+            expired.emplace_back(Segment::key_of(e));
+    }
+    return i;
 }
 
 } // namespace kv

@@ -54,13 +54,28 @@ public:
     SharedTableWriter(const SharedTableWriter&) = delete;
     SharedTableWriter& operator=(const SharedTableWriter&) = delete;
 
+    // The writer keeps expiry times (layout::Entry::expires_at) but applies
+    // none: every pair it holds is answered here, expired or not. Whoever
+    // owns the table decides when one is gone (a bucket's BucketMap deletes
+    // it lazily and actively, as Redis); direct readers never see one
+    // (SharedTableReader compares the time itself).
+
     // The value stays valid until the next change.
     std::optional<std::string_view> get(std::string_view key) const;
     bool contains(std::string_view key) const { return get(key).has_value(); }
+    struct Pair {
+        std::string_view value;
+        std::uint64_t expires_at; // layout::never_expires, or Unix time in ms
+    };
+    std::optional<Pair> find(std::string_view key) const;
 
     enum class SetResult { stored, full };
-    // On `full` the table is unchanged: an old value is still there.
-    SetResult set(std::string_view key, std::string_view value);
+    // Stores the pair with expiry time `expires_at` (none by default): a
+    // pair with one always lives in a heap entry, which holds the time. On
+    // `full` the table is unchanged: an old value is still there. `value`
+    // may be a view of this key's own current value (the new copy is made
+    // before the old one is let go).
+    SetResult set(std::string_view key, std::string_view value, std::uint64_t expires_at = layout::never_expires);
     bool erase(std::string_view key);
     // Removes every pair in one short write window: a fresh, small index is
     // switched in, then the old index and its entries are freed after the
@@ -81,10 +96,13 @@ public:
 
     std::uint64_t size() const;
     std::uint64_t bytes() const;
+    // Keys with an expiry time (expired ones included, until they go).
+    std::uint64_t expiring() const;
     // The segment's size: no pair larger than this can ever be stored.
     std::uint64_t segment_size() const;
     const std::string& segment_name() const { return segment_name_; }
-    void for_each(const std::function<void(std::string_view key, std::string_view value)>& visit) const;
+    // Every pair, with its expiry time.
+    void for_each(const std::function<void(std::string_view key, std::string_view value, std::uint64_t expires_at)>& visit) const;
     // One step of a SCAN (Redis's dictScan over the index's home slots): visits
     // every key whose home slot (hash & mask) is `cursor`'s, walking that
     // home's probe run, and returns the next cursor, 0 once the scan is done.
@@ -93,11 +111,21 @@ public:
     // replaced by a smaller one) between steps: its home in the larger index
     // shares the low bits the cursor has not yet moved past. Keys may be
     // visited twice.
-    std::uint64_t scan_step(std::uint64_t cursor, const std::function<void(std::string_view key)>& visit) const;
+    std::uint64_t scan_step(std::uint64_t cursor, const std::function<void(std::string_view key, std::uint64_t expires_at)>& visit) const;
     // A key picked from the slot `random` lands on (the first live slot from
     // there on, wrapping): not uniform where keys cluster, as Redis's own
     // RANDOMKEY is not. Nothing if the table is empty.
     std::optional<std::string_view> random_key(std::uint64_t random) const;
+    // One step of active expiry (Redis's activeExpireCycle walks its expires
+    // table with a cursor likewise): looks at `slots` slots of the index
+    // from `cursor` on (wrapping), appends to `expired` every key whose
+    // expiry time is past `now`, adds to `sampled` how many keys with an
+    // expiry time it saw, and returns where the next step starts. Changes
+    // nothing: the owner deletes what it was given.
+    std::uint64_t expired_keys(std::uint64_t cursor, std::uint64_t slots, std::uint64_t now,
+        std::vector<std::string>& expired, std::uint64_t& sampled) const;
+    // Slots in the index (a sweep of every key takes this many).
+    std::uint64_t capacity() const;
 
     // Readers may now trust the table (the owner is serving).
     void publish_alive();
@@ -113,7 +141,7 @@ private:
     struct Segment;
     struct Savepoint {
         std::size_t undo = 0, free_on_commit = 0, free_on_rollback = 0, cleared = 0;
-        std::uint64_t keys = 0, bytes = 0, used_slots = 0, index_offset = 0, capacity = 0;
+        std::uint64_t keys = 0, bytes = 0, expiring = 0, used_slots = 0, index_offset = 0, capacity = 0;
         int depth = 0;
     };
     void finish_batch(const Savepoint& savepoint, bool keep);
@@ -164,7 +192,10 @@ public:
 
     // As SharedTableWriter's. On `full` that one change is not made; the
     // earlier ones in the batch still are, until the batch is dropped.
-    SetResult set(std::string_view key, std::string_view value) { return writer_->set(key, value); }
+    SetResult set(std::string_view key, std::string_view value, std::uint64_t expires_at = layout::never_expires)
+    {
+        return writer_->set(key, value, expires_at);
+    }
     bool erase(std::string_view key) { return writer_->erase(key); }
     void clear() { writer_->clear(); }
     std::optional<std::string_view> get(std::string_view key) const { return writer_->get(key); }

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include <time.h>
+
 namespace kv {
 
 namespace {
@@ -91,6 +93,13 @@ void zero_shared_bytes(char* to, std::size_t size)
     for_each_piece(
         to, size, [&](std::size_t i) { __atomic_store_n(to + i, char(0), __ATOMIC_RELAXED); },
         [&](std::size_t i) { __atomic_store_n(reinterpret_cast<Word*>(to + i), Word(0), __ATOMIC_RELAXED); });
+}
+
+std::uint64_t unix_time_ms()
+{
+    struct timespec now;
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    return static_cast<std::uint64_t>(now.tv_sec) * 1000 + static_cast<std::uint64_t>(now.tv_nsec) / 1'000'000;
 }
 
 } // namespace layout

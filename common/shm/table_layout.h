@@ -28,7 +28,7 @@ enum class TableKind : std::uint32_t { bucket = 1, names = 2 };
 
 struct TableHeader {
     static constexpr std::uint64_t expected_magic = 0x656c6261742d766bULL; // "kv-table"
-    static constexpr std::uint32_t expected_version = 6;
+    static constexpr std::uint32_t expected_version = 7;
 
     std::uint64_t magic;
     std::uint32_t version;
@@ -50,6 +50,8 @@ struct TableHeader {
     // offset past it: touching a hole of a sparse segment allocates a page,
     // and with /dev/shm full that is a SIGBUS.
     std::atomic<std::uint64_t> reserved_limit;
+    // Keys with an expiry time (INFO's `expires=`); the writer's count.
+    std::atomic<std::uint64_t> expiring;
 };
 
 constexpr std::size_t table_header_size = 4096;
@@ -149,9 +151,10 @@ void store_shared(T& field, T value)
     std::atomic_ref<T>(field).store(value, std::memory_order_relaxed);
 }
 
-// One cache line. A small pair (key plus value up to 46 bytes) lives in the
-// slot itself, so a direct read of it costs one cache miss, not two; a
-// larger one lives in an Entry in the heap.
+// One cache line. A small pair (key plus value up to 46 bytes) with no
+// expiry time lives in the slot itself, so a direct read of it costs one
+// cache miss, not two; a larger one, or one that expires, lives in an Entry
+// in the heap.
 struct alignas(64) Slot {
     std::atomic<std::uint64_t> tag;
     std::atomic<std::uint64_t> entry; // empty, deleted, inline, or an Entry's offset
@@ -162,11 +165,31 @@ struct alignas(64) Slot {
 static_assert(sizeof(Slot) == 64);
 static_assert(offsetof(Slot, key_size) == 16 && offsetof(Slot, bytes) == 18);
 
+// An expiry time: Unix time in milliseconds (CLOCK_REALTIME, as Redis's
+// mstime()), after which the pair no longer exists; never_expires
+// for a pair without one. The writer and every reader compare it with their
+// own clock: one machine, one clock.
+constexpr std::uint64_t never_expires = 0;
+
 struct Entry {
     std::uint32_t key_size;
     std::uint32_t value_size;
+    std::uint64_t expires_at; // never_expires, or a time as above
     // key bytes, then value bytes
 };
+static_assert(sizeof(Entry) == 16);
+
+// True if a pair that expires at `expires_at` no longer exists at `now`:
+// as Redis's keyIsExpired, once `now` is past it (at the very millisecond
+// the pair is still there).
+constexpr bool has_expired(std::uint64_t expires_at, std::uint64_t now)
+{
+    return expires_at != never_expires && now > expires_at;
+}
+
+// Now, as an expiry time: CLOCK_REALTIME in milliseconds (a vDSO call, no
+// system call, about 20 ns).
+std::uint64_t unix_time_ms();
 
 // A reader's private copy of an inline slot's last 48 bytes (key_size,
 // value_size and the 46 inline bytes), taken as six relaxed loads of the
