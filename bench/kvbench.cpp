@@ -28,6 +28,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench_keys.h"
 #include "client.h"
 #include "name_table.h"
 #include "instance_record.h"
@@ -67,22 +68,9 @@ kv::resp::Value call(kv::Client& client, const std::vector<std::string>& request
     return reply;
 }
 
-// 16-byte keys and values, as the targets are stated: key i is
-// "key:" and i in 12 digits, its value "val:" and the same digits, so a reader
-// can check every value it gets against the key it asked for.
-std::string fixed_key(std::uint64_t i)
-{
-    char text[32]; // 16 bytes for every i below 10^12
-    std::snprintf(text, sizeof text, "key:%012llu", static_cast<unsigned long long>(i));
-    return text;
-}
-
-std::string fixed_value(std::uint64_t i) { return "val:" + fixed_key(i).substr(4); }
-
-bool is_value_of(std::string_view key, std::string_view value)
-{
-    return value.size() == 16 && value.substr(0, 4) == "val:" && value.substr(4) == key.substr(4);
-}
+using kv::bench::fixed_key;
+using kv::bench::fixed_value;
+using kv::bench::is_value_of;
 
 // The registryd under test is trusted as kvctl trusts one: its run dir must
 // be ours or root's, and every socket and segment must be its owner's.

@@ -22,6 +22,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench_keys.h"
 #include "shared_table.h"
 
 namespace {
@@ -43,20 +44,10 @@ double thread_cpu_seconds()
     std::exit(1);
 }
 
-// The same keys and values as kvbench's direct-get.
-std::string fixed_key(std::uint64_t i)
-{
-    char text[32]; // 16 bytes for every i below 10^12
-    std::snprintf(text, sizeof text, "key:%012llu", static_cast<unsigned long long>(i));
-    return text;
-}
-
-std::string fixed_value(std::uint64_t i) { return "val:" + fixed_key(i).substr(4); }
-
-bool is_value_of(std::string_view key, std::string_view value)
-{
-    return value.size() == 16 && value.substr(0, 4) == "val:" && value.substr(4) == key.substr(4);
-}
+// The same keys and values as kvbench's direct-get (bench_keys.h).
+using kv::bench::fixed_key;
+using kv::bench::fixed_value;
+using kv::bench::is_value_of;
 
 } // namespace
 

@@ -4,13 +4,12 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <thread>
 
 #include <gtest/gtest.h>
 
 #include "daemon_fixture.h"
 #include "name_table.h"
+#include "paired_writes.h"
 #include "shared_table.h"
 
 using namespace kv::test;
@@ -109,52 +108,16 @@ TEST(DirectRead, KvctlGetReadsTheSegmentWithoutTheBucketSocket)
 
 TEST(DirectRead, AReaderNeverSeesHalfAnMset)
 {
-    // A client MSETs a and b to the same rising counter; a direct reader that
-    // reads a and then b must find b at least a. If MSET wrote its pairs in
-    // separate windows, the reader would catch b one behind a.
-    RegistryDaemon daemon;
-    auto bucket = daemon.create("shopping");
-    auto client = kv::Client::connect(bucket.field("socket")->text);
-    ASSERT_EQ(client.call({ "MSET", "a", "0", "b", "0" }).text, "OK");
-    std::atomic<bool> done { false }, failed { false };
-    std::atomic<long> reads { 0 };
-    std::string failure; // written by the reader before it sets `failed`
-    std::thread reader_thread([&] {
-        auto reader = kv::SharedTableReader::open(bucket.field("segment")->text, kv::TableKind::bucket, ::geteuid());
-        std::string a, b;
-        while (!done) {
-            if (!reader || reader->get("a", a) != Result::found || reader->get("b", b) != Result::found) {
-                failure = "a or b not read";
-            } else if (std::stoll(b) < std::stoll(a)) {
-                failure = "half an MSET: a=" + a + " then b=" + b;
-            } else {
-                ++reads;
-                continue;
-            }
-            failed = true;
-            return;
-        }
-    });
-    // Pipelined, 64 at a time, until the reader has read enough while they ran.
-    long counter = 0;
-    while ((reads < 20000 || counter < 20000) && counter < 2'000'000 && !failed) {
-        std::string batch;
-        for (int i = 0; i < 64; ++i) {
-            const std::string value = std::to_string(++counter);
-            // Other pairs between a and b, so a window per pair would leave
-            // b behind for a while, not for a few nanoseconds.
-            std::vector<std::string> mset = { "MSET", "a", value };
-            for (int filler = 0; filler < 30; ++filler)
-                mset.insert(mset.end(), { "filler" + std::to_string(filler), value });
-            mset.insert(mset.end(), { "b", value });
-            batch += kv::resp::encode_command(mset);
-        }
-        client.send_raw(batch);
-        for (int i = 0; i < 64; ++i)
-            ASSERT_EQ(client.read_reply().text, "OK");
-    }
-    done = true;
-    reader_thread.join();
-    EXPECT_FALSE(failed) << failure;
-    EXPECT_GE(reads.load(), 20000);
+    // a, 30 fillers and b in one MSET: all in one write window, or the reader catches b behind a.
+    PairedChange mset;
+    mset.what = "an MSET";
+    mset.encode = [](const std::vector<std::pair<std::string, std::string>>& pairs) {
+        std::vector<std::string> request = { "MSET" };
+        for (const auto& [key, value] : pairs)
+            request.insert(request.end(), { key, value });
+        return kv::resp::encode_command(request);
+    };
+    mset.read_replies = [](kv::Client& client, std::size_t) { ASSERT_EQ(client.read_reply().text, "OK"); };
+    mset.pipelined = 64;
+    expect_direct_reader_never_sees_half(mset);
 }

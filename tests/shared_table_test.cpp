@@ -915,7 +915,17 @@ TEST(SharedTableBatch, ConcurrentReaderNeverSeesHalfABatch)
         auto batch = writer.begin_batch();
         // A long value now and then, so the pair moves between slot and heap.
         std::string value = counter % 3 ? std::to_string(counter) : checked_value(counter);
-        ASSERT_EQ(batch.set("a", value), kv::SharedTableWriter::SetResult::stored);
+        if (counter % 2) {
+            // Every other batch reads first and makes its first change in a
+            // nested batch: the window opens there, late, and must stay open
+            // for the outer batch's change.
+            ASSERT_TRUE(batch.get("a"));
+            auto inner = writer.begin_batch();
+            ASSERT_EQ(inner.set("a", value), kv::SharedTableWriter::SetResult::stored);
+            inner.commit();
+        } else {
+            ASSERT_EQ(batch.set("a", value), kv::SharedTableWriter::SetResult::stored);
+        }
         ASSERT_EQ(batch.set("b", value), kv::SharedTableWriter::SetResult::stored);
         batch.commit();
     }
@@ -942,6 +952,92 @@ TEST(SharedTableBatch, AReaderSeesNothingOfAnOpenBatchAndAllOfItOnceCommitted)
     }
     EXPECT_EQ(reader->get("x", value), Result::found);
     EXPECT_EQ(value, "1");
+}
+
+TEST(SharedTableBatch, ABatchThatChangesNothingNeverMakesAReaderWait)
+{
+    // An EXEC of GETs: a batch (nested ones too) that only reads, or whose
+    // one change is refused as full before it touched anything, opens no
+    // write window. The sequence does not move and a reader is served during
+    // it, where an open window would make it wait out its patience and say busy.
+    auto name = unique_segment("batchreadonly");
+    kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    ASSERT_EQ(writer.set("a", "1"), kv::SharedTableWriter::SetResult::stored);
+    HeaderPage page(open_segment(name).get());
+    ASSERT_NE(page.header, MAP_FAILED);
+    const std::uint64_t before = page.header->sequence.load();
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    std::string value;
+    {
+        auto outer = writer.begin_batch();
+        EXPECT_EQ(*outer.get("a"), "1");
+        {
+            auto inner = writer.begin_batch();
+            EXPECT_FALSE(inner.get("missing"));
+            EXPECT_EQ(inner.set("a", std::string(8 << 20, 'x')), kv::SharedTableWriter::SetResult::full);
+            inner.commit();
+        }
+        {
+            auto dropped = writer.begin_batch();
+            EXPECT_EQ(*dropped.get("a"), "1");
+        } // rolled back
+        EXPECT_EQ(page.header->sequence.load(), before);
+        EXPECT_EQ(reader->get("a", value), Result::found) << "refused while a batch that changes nothing is open";
+        EXPECT_EQ(value, "1");
+        outer.commit();
+    }
+    {
+        auto dropped = writer.begin_batch();
+        EXPECT_EQ(*dropped.get("a"), "1");
+    } // an outermost batch rolled back
+    EXPECT_EQ(page.header->sequence.load(), before);
+    EXPECT_EQ(reader->get("a", value), Result::found);
+    EXPECT_EQ(value, "1");
+}
+
+TEST(SharedTableBatch, TheWindowOpensAtTheFirstChangeAndHoldsTheRestOfTheBatch)
+{
+    auto name = unique_segment("batchlate");
+    kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    ASSERT_EQ(writer.set("a", "1"), kv::SharedTableWriter::SetResult::stored);
+    ASSERT_EQ(writer.set("b", "1"), kv::SharedTableWriter::SetResult::stored);
+    HeaderPage page(open_segment(name).get());
+    ASSERT_NE(page.header, MAP_FAILED);
+    const std::uint64_t before = page.header->sequence.load();
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    std::string value;
+    {
+        auto outer = writer.begin_batch();
+        EXPECT_EQ(*outer.get("a"), "1");
+        EXPECT_EQ(reader->get("a", value), Result::found) << "no window before the first change";
+        {
+            // The first change, in a nested batch that is then undone: the
+            // window it opened stays open, the outer batch's.
+            auto inner = writer.begin_batch();
+            ASSERT_EQ(inner.set("a", "undone"), kv::SharedTableWriter::SetResult::stored);
+        }
+        EXPECT_EQ(page.header->sequence.load(), before + 1) << "one window, opened by the first change";
+        ASSERT_EQ(outer.set("a", "2"), kv::SharedTableWriter::SetResult::stored);
+        EXPECT_EQ(reader->get("a", value), Result::busy) << "a reader must not see a without b";
+        ASSERT_EQ(outer.set("b", "2"), kv::SharedTableWriter::SetResult::stored);
+        EXPECT_EQ(page.header->sequence.load(), before + 1) << "still the same window";
+        outer.commit();
+    }
+    EXPECT_EQ(page.header->sequence.load(), before + 2);
+    EXPECT_EQ(reader->get("a", value), Result::found);
+    EXPECT_EQ(value, "2");
+    EXPECT_EQ(reader->get("b", value), Result::found);
+    EXPECT_EQ(value, "2");
+    // A batch whose only change is rolled back still closes the window it opened.
+    {
+        auto dropped = writer.begin_batch();
+        ASSERT_EQ(dropped.erase("a"), true);
+    }
+    EXPECT_EQ(page.header->sequence.load(), before + 4);
+    EXPECT_EQ(reader->get("a", value), Result::found);
+    EXPECT_EQ(value, "2");
 }
 
 TEST(SharedTableBatch, RollbackOnFullLeavesTheTableExactlyAsItWas)

@@ -7,17 +7,15 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <regex>
 #include <thread>
 
 #include "daemon_fixture.h"
+#include "paired_writes.h"
 #include "reference_redis.h"
 #include "resp.h"
-#include "shared_table.h"
 
 using namespace kv::test;
-using Result = kv::SharedTableReader::Result;
 
 namespace {
 
@@ -321,56 +319,23 @@ TEST(TransactionFull, ACommandThatDoesNotFitAnswersFullAndTheRestStillRun)
 
 TEST(TransactionDirectRead, AReaderNeverSeesHalfAnExec)
 {
-    // As DirectRead.AReaderNeverSeesHalfAnMset, with MULTI SET a / SET b
-    // EXEC: a reader that reads a and then b must find b at least a. If EXEC
-    // ran its commands in separate windows, the reader would catch b behind a.
-    RegistryDaemon daemon;
-    auto bucket = daemon.create("shopping");
-    auto client = kv::Client::connect(bucket.field("socket")->text);
-    ASSERT_EQ(client.call({ "MSET", "a", "0", "b", "0" }).text, "OK");
-    std::atomic<bool> done { false }, failed { false };
-    std::atomic<long> reads { 0 };
-    std::string failure; // written by the reader before it sets `failed`
-    std::thread reader_thread([&] {
-        auto reader = kv::SharedTableReader::open(bucket.field("segment")->text, kv::TableKind::bucket, ::geteuid());
-        std::string a, b;
-        while (!done) {
-            if (!reader || reader->get("a", a) != Result::found || reader->get("b", b) != Result::found) {
-                failure = "a or b not read";
-            } else if (std::stoll(b) < std::stoll(a)) {
-                failure = "half an EXEC: a=" + a + " then b=" + b;
-            } else {
-                ++reads;
-                continue;
-            }
-            failed = true;
-            return;
-        }
-    });
-    long counter = 0;
-    while ((reads < 20000 || counter < 20000) && counter < 2'000'000 && !failed) {
-        std::string batch;
-        for (int i = 0; i < 16; ++i) {
-            const std::string value = std::to_string(++counter);
-            batch += kv::resp::encode_command({ "MULTI" });
-            batch += kv::resp::encode_command({ "SET", "a", value });
-            // Other writes between a and b, so a window per command would
-            // leave b behind for a while, not for a few nanoseconds.
-            for (int filler = 0; filler < 30; ++filler)
-                batch += kv::resp::encode_command({ "SET", "filler" + std::to_string(filler), value });
-            batch += kv::resp::encode_command({ "SET", "b", value });
-            batch += kv::resp::encode_command({ "EXEC" });
-        }
-        client.send_raw(batch);
-        for (int i = 0; i < 16; ++i) {
-            ASSERT_EQ(client.read_reply().text, "OK");
-            for (int queued = 0; queued < 32; ++queued)
-                ASSERT_EQ(client.read_reply().text, "QUEUED");
-            ASSERT_EQ(client.read_reply().elements.size(), 32u);
-        }
-    }
-    done = true;
-    reader_thread.join();
-    EXPECT_FALSE(failed) << failure;
-    EXPECT_GE(reads.load(), 20000);
+    // As DirectRead.AReaderNeverSeesHalfAnMset, with MULTI, SET a, 30 SETs of
+    // fillers, SET b, EXEC: if EXEC ran its commands in separate windows, the
+    // reader would catch b behind a.
+    PairedChange exec;
+    exec.what = "an EXEC";
+    exec.encode = [](const std::vector<std::pair<std::string, std::string>>& pairs) {
+        std::string requests = kv::resp::encode_command({ "MULTI" });
+        for (const auto& [key, value] : pairs)
+            requests += kv::resp::encode_command({ "SET", key, value });
+        return requests + kv::resp::encode_command({ "EXEC" });
+    };
+    exec.read_replies = [](kv::Client& client, std::size_t pairs) {
+        ASSERT_EQ(client.read_reply().text, "OK");
+        for (std::size_t queued = 0; queued < pairs; ++queued)
+            ASSERT_EQ(client.read_reply().text, "QUEUED");
+        ASSERT_EQ(client.read_reply().elements.size(), pairs);
+    };
+    exec.pipelined = 16;
+    expect_direct_reader_never_sees_half(exec);
 }

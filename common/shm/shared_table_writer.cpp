@@ -179,6 +179,7 @@ struct SharedTableWriter::Segment {
     };
     struct BatchLog {
         int depth = 0; // open batches
+        bool window_open = false; // the batches' window: opened by their first change
         std::vector<UndoLine> undo;
         std::vector<std::uint64_t> free_on_commit;   // offsets of entries and indexes
         std::vector<std::uint64_t> free_on_rollback; // made inside the batch
@@ -186,12 +187,16 @@ struct SharedTableWriter::Segment {
     } log;
     bool in_batch() const { return log.depth > 0; }
 
-    // A change outside a batch gets a window of its own; inside one, the
-    // batch's window is already open.
+    // A change outside a batch gets a window of its own. Inside one, the
+    // first change opens the batch's window, which stays open until the
+    // outermost batch ends: a batch that changes nothing (an EXEC of GETs)
+    // never makes a reader wait.
     void open_window()
     {
-        if (!in_batch())
-            begin_write();
+        if (in_batch() && log.window_open)
+            return;
+        begin_write();
+        log.window_open = in_batch();
     }
     void close_window()
     {
@@ -547,7 +552,7 @@ SharedTableWriter::Batch SharedTableWriter::begin_batch()
         s.log.free_on_commit.clear();
         s.log.free_on_rollback.clear();
         s.log.cleared.clear();
-        s.begin_write();
+        // No window yet: the first change opens it (open_window).
     }
     Savepoint savepoint;
     savepoint.undo = s.log.undo.size();
@@ -597,7 +602,8 @@ void SharedTableWriter::finish_batch(const Savepoint& savepoint, bool keep)
     --log.depth;
     if (log.depth > 0)
         return; // a nested batch: the outer one commits or undoes the rest
-    s.end_write();
+    if (std::exchange(log.window_open, false))
+        s.end_write();
     // Unreachable now; a reader still looking at any of it will see the sequence move.
     for (std::uint64_t offset : log.free_on_commit)
         s.heap.deallocate(s.base + offset);

@@ -84,14 +84,14 @@ public:
     void clear();
 
     class Batch;
-    // Opens a batch: one write window that stays open until the batch is
-    // committed or dropped (see Batch below). While one is open, set, erase
-    // and clear on the writer itself join it (they open no window of their
-    // own and are undone with it), and a batch begun inside it is nested: a
-    // savepoint whose rollback undoes only its own changes, whose commit
-    // leaves them to the outer batch. So a transaction's EXEC can open a
-    // batch and run each queued command's handler unchanged, MSET included.
-    // Batches end in the reverse order of their beginning.
+    // Opens a batch: one write window, opened by its first change and open
+    // until the batch is committed or dropped (see Batch below). While one is
+    // open, set, erase and clear on the writer itself join it (they open no
+    // window of their own and are undone with it), and a batch begun inside
+    // it is nested: a savepoint whose rollback undoes only its own changes,
+    // whose commit leaves them to the outer batch. So a transaction's EXEC
+    // can open a batch and run each queued command's handler unchanged, MSET
+    // included. Batches end in the reverse order of their beginning.
     Batch begin_batch();
 
     std::uint64_t size() const;
@@ -151,10 +151,12 @@ private:
 };
 
 // A batch of changes made in ONE write window of the seqlock: the sequence
-// is made odd by begin_batch() and even again by commit(), so a direct reader
-// (SharedTableReader) sees the table as it was before the batch or as it is
-// after it, never in between. MSET, MSETNX, RENAME, GETDEL-style pairs and
-// FLUSHDB use it; a transaction's EXEC can run its whole body in one.
+// is made odd by the batch's first change and even again by commit(), so a
+// direct reader (SharedTableReader) sees the table as it was before the batch
+// or as it is after it, never in between. A batch that changes nothing (an
+// EXEC of GETs) leaves the sequence alone: readers never wait on it. MSET,
+// MSETNX, RENAME, GETDEL-style pairs and FLUSHDB use it; a transaction's
+// EXEC can run its whole body in one.
 //
 //     auto batch = writer.begin_batch();
 //     if (batch.set("a", "1") == SetResult::full || batch.set("b", "2") == SetResult::full)
