@@ -57,7 +57,9 @@ TEST(Expiry, AnExpiredKeyIsGoneForTheSocketAndForADirectReaderAtItsTime)
     ASSERT_EQ(bucket.client.call({ "SET", "small", "kept" }).text, "OK");
     // The reader answers "found" only before the time, "missing" only after it.
     std::string value;
+    const auto deadline = std::chrono::steady_clock::now() + scaled(10s);
     for (;;) {
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the key never went for the direct reader";
         const long long before = unix_ms();
         const Result result = reader->get("token", value);
         const long long after = unix_ms();
@@ -87,8 +89,8 @@ TEST(Expiry, KeysScanAndRandomKeyNeverNameAnExpiredKey)
         ASSERT_EQ(bucket.client.call({ "SET", "old:" + std::to_string(i), "x", "PXAT", past }).text, "OK");
         ASSERT_EQ(bucket.client.call({ "SET", "new:" + std::to_string(i), "y", "EX", "1000" }).text, "OK");
     }
-    // The expired ones are stored (DBSIZE counts them, as Redis's), and hidden.
-    ASSERT_EQ(bucket.client.call({ "DBSIZE" }).integer, 100);
+    // The expired ones are stored, and hidden. (Not counted here: the
+    // bucket's own cycle may be deleting them meanwhile.)
     auto keys = bucket.client.call({ "KEYS", "*" });
     ASSERT_EQ(keys.elements.size(), 50u);
     for (const auto& key : keys.elements)
@@ -96,9 +98,10 @@ TEST(Expiry, KeysScanAndRandomKeyNeverNameAnExpiredKey)
     auto scan = bucket.client.call({ "SCAN", "0", "COUNT", "100000" });
     EXPECT_EQ(scan.elements[0].text, "0");
     EXPECT_EQ(scan.elements[1].elements.size(), 50u);
+    for (const auto& key : scan.elements[1].elements)
+        EXPECT_EQ(key.text.rfind("new:", 0), 0u) << key.text;
     for (int i = 0; i < 20; ++i)
         EXPECT_EQ(bucket.client.call({ "RANDOMKEY" }).text.rfind("new:", 0), 0u);
-    EXPECT_EQ(bucket.client.call({ "DBSIZE" }).integer, 50) << "SCAN deleted the expired keys it met";
 }
 
 TEST(Expiry, KeysNobodyAsksForAgainAreDeletedByTheBucketItself)
