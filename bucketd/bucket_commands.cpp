@@ -176,25 +176,19 @@ void memory_usage(BucketContext& context, const resp::Request& request, std::str
         resp::append_null(out, context.protocol);
 }
 
+// MEMORY's subcommands, with Redis's arities; also checked inside MULTI
+// before MEMORY is queued. DOCTOR, STATS, MALLOC-STATS and PURGE are
+// Redis's allocator reports: a bucket does not know them.
+constexpr SubcommandArity memory_subcommands[] = { { "USAGE", -3 }, { "HELP", 2 } };
+
 void memory(BucketContext& context, const resp::Request& request, std::string& out)
 {
-    // Redis's checks of a container command's subcommand (processCommand):
-    // its arity (memory|usage takes at least 3 arguments, memory|help
-    // exactly 2), else an unknown subcommand. DOCTOR, STATS, MALLOC-STATS
-    // and PURGE are Redis's allocator reports: a bucket does not know them.
-    if (same_word(request[1], "USAGE")) {
-        if (request.size() < 3) {
-            append_error(out, ErrorCode::error, wrong_arity_text("memory|usage"));
-            return;
-        }
-        memory_usage(context, request, out);
+    const SubcommandArity* subcommand = find_subcommand(memory_subcommands, request, out);
+    if (!subcommand)
         return;
-    }
-    if (same_word(request[1], "HELP")) {
-        if (request.size() != 2) {
-            append_error(out, ErrorCode::error, wrong_arity_text("memory|help"));
-            return;
-        }
+    if (subcommand->name == "USAGE") {
+        memory_usage(context, request, out);
+    } else {
         // addReplyHelp: the lines as simple strings, HELP's own last.
         static const std::string_view lines[] = {
             "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -207,9 +201,7 @@ void memory(BucketContext& context, const resp::Request& request, std::string& o
         resp::append_array_header(out, std::size(lines));
         for (std::string_view line : lines)
             resp::append_simple(out, line);
-        return;
     }
-    append_error(out, ErrorCode::error, "unknown subcommand '" + redis_error_piece(request[1], 128) + "'. Try MEMORY HELP.");
 }
 
 // Not checked by UBSan in a sanitizer build (README "Tests"): the store to
@@ -246,7 +238,8 @@ const BucketCommand commands[] = {
     { "ping", -1, ping, 2, { "fast", 0, 0, 0, "Ping the server", "connection", "@fast @connection" } },
     { "config", -2, config, 0, { "", 0, 0, 0, "A container for server configuration commands (here: GET save, appendonly)", "server", "@slow", "2.0.0" } },
     { "memory", -2, memory, 0,
-        { "", 0, 0, 0, "A container for memory diagnostics commands (here: USAGE, HELP)", "server", "@slow", "4.0.0" } },
+        { "", 0, 0, 0, "A container for memory diagnostics commands (here: USAGE, HELP)", "server", "@slow", "4.0.0",
+            memory_subcommands } },
     { "debug", -2, debug, 0, { "admin noscript loading stale", 0, 0, 0, "A container for debugging commands (here: SEGFAULT, EXIT)", "server", "@admin @slow @dangerous" } },
     // Strings and the keyspace (data_commands.h).
     { "setnx", 3, data_commands::setnx, 0,

@@ -473,6 +473,12 @@ TEST_F(BucketTest, MemoryUsageAnswersAsRedisServer)
              { "MEMORY", "USAGE", "missing", "SAMPLES", "x" }, { "MEMORY", "USAGE", "missing", "SAMPLES", "01" },
              { "MEMORY", "USAGE", "missing", "COUNT", "1" }, { "MEMORY", "NOSUCH" }, { "MEMORY", "HELP", "x" } })
         EXPECT_EQ(bucket.call(request), reference.call(request)) << request.back();
+    // Inside MULTI a subcommand is checked before it is queued: a bad one
+    // fails the block (EXECABORT), as in Redis; a good one runs in EXEC.
+    for (const auto& request : std::vector<std::vector<std::string>> { { "MULTI" }, { "MEMORY", "USAGE" },
+             { "MEMORY", "NOSUCH" }, { "MEMORY", "USAGE", "missing" }, { "EXEC" }, { "MULTI" },
+             { "MEMORY", "USAGE", "missing" }, { "EXEC" } })
+        EXPECT_EQ(bucket.call(request), reference.call(request)) << "in MULTI: " << request.back();
     bucket.call({ "SET", "small", "abc" });
     bucket.call({ "SET", "large", std::string(300, 'x') });
     EXPECT_EQ(bucket.call({ "MEMORY", "USAGE", "small" }), ":64\r\n"); // inline in its slot
