@@ -10,6 +10,7 @@
 #include "data_commands.h"
 #include "error_code.h"
 #include "glob.h"
+#include "table_layout.h"
 
 namespace kv {
 
@@ -120,6 +121,89 @@ void config(BucketContext& context, const resp::Request& request, std::string& o
     out += body;
 }
 
+// MEMORY USAGE key [SAMPLES count] and MEMORY HELP, with Redis 7.0's
+// replies and errors (object.c, memoryCommand); redis-cli --memkeys sends
+// MEMORY USAGE for every key it scans. SAMPLES is checked as Redis checks
+// it and then has nothing to sample: every value is one string.
+//
+// The usage is what the pair takes in the bucket's segment (table_layout.h):
+// its 64-byte slot, plus, for a key and value over 46 bytes together or a
+// pair with an expiry time, the heap entry that holds them (a 16-byte
+// header, the key, the value). The allocator's own bookkeeping (some 16
+// bytes a block) is not counted, as Redis counts its allocator's size
+// classes but not jemalloc's metadata.
+std::uint64_t pair_usage(std::string_view key, const SharedTableWriter::Pair& pair)
+{
+    std::uint64_t usage = sizeof(layout::Slot);
+    if (key.size() + pair.value.size() > layout::inline_capacity || pair.expires_at != layout::never_expires)
+        usage += sizeof(layout::Entry) + key.size() + pair.value.size();
+    return usage;
+}
+
+// Redis's string2ll: digits with an optional '-', no '+', no spaces, no
+// leading zeros, no overflow.
+bool parse_long_long(std::string_view text, long long& value)
+{
+    if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')
+        || (text.size() > 1 && text[0] == '-' && text[1] == '0') || text == "-")
+        return false;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    return error == std::errc() && end == text.data() + text.size();
+}
+
+void memory_usage(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    // Every option is checked before the key is looked up, as in Redis.
+    for (std::size_t j = 3; j < request.size(); ++j) {
+        if (!same_word(request[j], "SAMPLES") || j + 1 >= request.size()) {
+            append_error(out, ErrorCode::error, "syntax error");
+            return;
+        }
+        long long samples = 0;
+        if (!parse_long_long(request[j + 1], samples)) {
+            append_error(out, ErrorCode::error, "value is not an integer or out of range");
+            return;
+        }
+        if (samples < 0) {
+            append_error(out, ErrorCode::error, "syntax error");
+            return;
+        }
+        ++j;
+    }
+    if (auto pair = context.map.find(request[2])) // an expired key is deleted first, and is null here
+        resp::append_integer(out, static_cast<long long>(pair_usage(request[2], *pair)));
+    else
+        resp::append_null(out, context.protocol);
+}
+
+// MEMORY's subcommands, with Redis's arities; also checked inside MULTI
+// before MEMORY is queued. DOCTOR, STATS, MALLOC-STATS and PURGE are
+// Redis's allocator reports: a bucket does not know them.
+constexpr SubcommandArity memory_subcommands[] = { { "USAGE", -3 }, { "HELP", 2 } };
+
+void memory(BucketContext& context, const resp::Request& request, std::string& out)
+{
+    const SubcommandArity* subcommand = find_subcommand(memory_subcommands, request, out);
+    if (!subcommand)
+        return;
+    if (subcommand->name == "USAGE") {
+        memory_usage(context, request, out);
+    } else {
+        // addReplyHelp: the lines as simple strings, HELP's own last.
+        static const std::string_view lines[] = {
+            "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value. Nested values are",
+            "    sampled up to <count> times (default: 5, 0 means sample all).",
+            "HELP",
+            "    Prints this help.",
+        };
+        resp::append_array_header(out, std::size(lines));
+        for (std::string_view line : lines)
+            resp::append_simple(out, line);
+    }
+}
+
 // Not checked by UBSan in a sanitizer build (README "Tests"): the store to
 // address 0 below is the point, and must end the bucket with SIGSEGV, not
 // with UBSan's report of a null store.
@@ -153,6 +237,9 @@ const BucketCommand commands[] = {
     { "keys", 2, keys, 0, { "readonly", 0, 0, 0, "Find all keys matching the given pattern", "generic", "@keyspace @read @slow @dangerous" } },
     { "ping", -1, ping, 2, { "fast", 0, 0, 0, "Ping the server", "connection", "@fast @connection" } },
     { "config", -2, config, 0, { "", 0, 0, 0, "A container for server configuration commands (here: GET save, appendonly)", "server", "@slow", "2.0.0" } },
+    { "memory", -2, memory, 0,
+        { "", 0, 0, 0, "A container for memory diagnostics commands (here: USAGE, HELP)", "server", "@slow", "4.0.0",
+            memory_subcommands } },
     { "debug", -2, debug, 0, { "admin noscript loading stale", 0, 0, 0, "A container for debugging commands (here: SEGFAULT, EXIT)", "server", "@admin @slow @dangerous" } },
     // Strings and the keyspace (data_commands.h).
     { "setnx", 3, data_commands::setnx, 0,

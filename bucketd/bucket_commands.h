@@ -1,6 +1,7 @@
 // The bucket's command table: GET, DEL, EXISTS, DBSIZE, KEYS, PING, CONFIG
-// GET (for redis-benchmark), DEBUG when enabled, and the string and keyspace
-// commands of data_commands.h (SET, MSET, INCR, RENAME, FLUSHDB, ...).
+// GET (for redis-benchmark), MEMORY USAGE (for redis-cli --memkeys), DEBUG
+// when enabled, and the string and keyspace commands of data_commands.h
+// (SET, MSET, INCR, RENAME, FLUSHDB, ...).
 #pragma once
 
 #include <string>

@@ -2,13 +2,24 @@
 // by a real registryd, that redis-cli and redis-benchmark can talk to.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include "daemon_fixture.h"
+#include "reference_redis.h"
+#include "system_error.h"
+
+extern char** environ;
 
 using namespace kv::test;
 using kv::resp::Value;
@@ -32,6 +43,82 @@ protected:
     std::string socket_;
 };
 
+// A program that runs until it is killed (redis-cli --stat), its stdout
+// read line by line through a pipe as it prints; killed and reaped when the
+// test is done with it.
+class RunningProgram {
+public:
+    explicit RunningProgram(const std::vector<std::string>& argv)
+    {
+        kv::Pipe out = kv::make_pipe("program stdout");
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_adddup2(&actions, out.write_end.get(), 1);
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+        std::vector<char*> arguments;
+        for (const auto& argument : argv)
+            arguments.push_back(const_cast<char*>(argument.c_str()));
+        arguments.push_back(nullptr);
+        const int error = ::posix_spawn(&pid_, argv[0].c_str(), &actions, nullptr, arguments.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        if (error)
+            throw kv::SystemError("unable to spawn", argv[0], error);
+        out_ = std::move(out.read_end);
+    }
+    ~RunningProgram()
+    {
+        kill_process(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    }
+    RunningProgram(const RunningProgram&) = delete;
+    RunningProgram& operator=(const RunningProgram&) = delete;
+
+    // The next whole line it printed (without its newline), or nothing if it
+    // closed its stdout or printed no whole line before `deadline`.
+    std::optional<std::string> next_line(std::chrono::steady_clock::time_point deadline)
+    {
+        for (;;) {
+            if (auto end = buffer_.find('\n'); end != std::string::npos) {
+                std::string line = buffer_.substr(0, end);
+                buffer_.erase(0, end + 1);
+                return line;
+            }
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            pollfd fd { out_.get(), POLLIN, 0 };
+            if (left.count() <= 0 || ::poll(&fd, 1, static_cast<int>(left.count())) <= 0)
+                return std::nullopt;
+            char bytes[4096];
+            const auto n = ::read(out_.get(), bytes, sizeof bytes);
+            if (n <= 0)
+                return std::nullopt;
+            buffer_.append(bytes, static_cast<std::size_t>(n));
+        }
+    }
+
+private:
+    pid_t pid_ = -1;
+    kv::UniqueFd out_;
+    std::string buffer_;
+};
+
+// Fills the bucket with "key:0" to "key:199", whose values are 0 to 199
+// bytes long, and "the:biggest", 5,000 bytes: 201 keys.
+void fill_with_known_sizes(kv::Client& client)
+{
+    std::vector<std::string> mset = { "MSET", "the:biggest", std::string(5000, 'b') };
+    for (int i = 0; i < 200; ++i) {
+        mset.push_back("key:" + std::to_string(i));
+        mset.push_back(std::string(static_cast<std::size_t>(i), 'v'));
+    }
+    ASSERT_EQ(client.call(mset).text, "OK");
+}
+
+std::string two_decimals(double value)
+{
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f", value);
+    return text;
+}
 
 } // namespace
 
@@ -294,6 +381,111 @@ TEST_F(BucketTest, RedisCliScanListsEveryKey)
     for (std::string line; std::getline(lines, line);)
         listed.insert(line);
     EXPECT_EQ(listed.size(), 1111u) << "key:1, key:10-19, key:100-199, key:1000-1999";
+}
+
+// redis-cli --bigkeys: DBSIZE, then SCAN, TYPE and STRLEN for every key.
+TEST_F(BucketTest, RedisCliBigkeysReportsTheBiggestStringAndTheKeyCount)
+{
+    const auto redis_cli = find_program("redis-cli");
+    KV_REQUIRE(!redis_cli.empty(), "redis-cli on PATH (the quick start installs redis-tools)");
+    auto client = connect_bucket();
+    fill_with_known_sizes(client);
+    auto bigkeys = run_program({ redis_cli, "-s", socket_, "--bigkeys" });
+    ASSERT_EQ(bigkeys.exit_code, 0) << bigkeys.out << bigkeys.err;
+    EXPECT_TRUE(bigkeys.err.empty()) << bigkeys.err.substr(0, 500);
+    const auto has = [&](const std::string& line) { return bigkeys.out.find("\n" + line + "\n") != std::string::npos; };
+    EXPECT_TRUE(has("Sampled 201 keys in the keyspace!")) << bigkeys.out;
+    EXPECT_TRUE(has("Biggest string found '\"the:biggest\"' has 5000 bytes")) << bigkeys.out;
+    // 0 + 1 + ... + 199 = 19,900 bytes, and 5,000.
+    EXPECT_TRUE(has("201 strings with 24900 bytes (100.00% of keys, avg size " + two_decimals(24900.0 / 201) + ")"))
+        << bigkeys.out;
+}
+
+// redis-cli --memkeys: as --bigkeys, with MEMORY USAGE for every key. The
+// usage of a pair too large for its slot is the slot (64 bytes), the entry's
+// header (16) and the key and value bytes (README, MEMORY USAGE).
+TEST_F(BucketTest, RedisCliMemkeysReportsWhatTheBiggestKeyTakes)
+{
+    const auto redis_cli = find_program("redis-cli");
+    KV_REQUIRE(!redis_cli.empty(), "redis-cli on PATH (the quick start installs redis-tools)");
+    auto client = connect_bucket();
+    fill_with_known_sizes(client);
+    auto memkeys = run_program({ redis_cli, "-s", socket_, "--memkeys" });
+    ASSERT_EQ(memkeys.exit_code, 0) << memkeys.out << memkeys.err;
+    EXPECT_TRUE(memkeys.err.empty()) << "a MEMORY USAGE that failed: " << memkeys.err.substr(0, 500);
+    const std::string biggest = std::to_string(64 + 16 + std::string("the:biggest").size() + 5000);
+    EXPECT_NE(memkeys.out.find("\nBiggest string found '\"the:biggest\"' has " + biggest + " bytes\n"), std::string::npos)
+        << memkeys.out;
+    EXPECT_NE(memkeys.out.find("\nSampled 201 keys in the keyspace!\n"), std::string::npos) << memkeys.out;
+}
+
+// redis-cli --stat: INFO again and again, a line of it each time. It runs
+// until it is killed; -i 0.05 asks every 50 ms, stdbuf -oL makes it print
+// each line as it is made (a pipe would hold them in 4 KiB blocks).
+TEST_F(BucketTest, RedisCliStatShowsTheBucketsKeysAndRequests)
+{
+    const auto redis_cli = find_program("redis-cli");
+    KV_REQUIRE(!redis_cli.empty(), "redis-cli on PATH (the quick start installs redis-tools)");
+    const auto stdbuf = find_program("stdbuf");
+    KV_REQUIRE(!stdbuf.empty(), "stdbuf on PATH (coreutils)");
+    auto client = connect_bucket();
+    fill_with_known_sizes(client);
+    RunningProgram stat({ stdbuf, "-oL", redis_cli, "-s", socket_, "--stat", "-i", "0.05" });
+    const auto deadline = std::chrono::steady_clock::now() + scaled(20s);
+    std::vector<std::vector<std::string>> rows;
+    while (rows.size() < 2) {
+        auto line = stat.next_line(deadline);
+        ASSERT_TRUE(line) << "redis-cli --stat printed " << rows.size() << " data lines, then nothing";
+        if (line->rfind("-------", 0) == 0 || line->rfind("keys ", 0) == 0)
+            continue; // the heading
+        std::istringstream words(*line);
+        std::vector<std::string> row;
+        for (std::string word; words >> word;)
+            row.push_back(word);
+        rows.push_back(row);
+    }
+    for (const auto& row : rows) {
+        // keys, mem, clients, blocked, requests, (+new requests), connections
+        ASSERT_EQ(row.size(), 7u);
+        EXPECT_EQ(row[0], "201");
+        EXPECT_NE(row[1], "0B"); // used_memory
+        EXPECT_GE(std::stoll(row[2]), 2); // this test's client and redis-cli
+        EXPECT_EQ(row[3], "0");
+        EXPECT_GE(std::stoll(row[6]), 2);
+    }
+    // Each INFO is one more command processed.
+    EXPECT_GT(std::stoll(rows[1][4]), std::stoll(rows[0][4]));
+    EXPECT_EQ(rows[1][5], "(+" + std::to_string(std::stoll(rows[1][4]) - std::stoll(rows[0][4])) + ")");
+}
+
+// MEMORY USAGE's errors and missing keys, byte for byte as redis-server's;
+// its sizes are kv's own (the slot, and the heap entry of a larger pair).
+TEST_F(BucketTest, MemoryUsageAnswersAsRedisServer)
+{
+    KV_REQUIRE(!find_program("redis-server").empty(), "redis-server on PATH (./kv installs it)");
+    ReferenceRedis redis;
+    RawConnection reference(redis.socket());
+    connect_bucket();
+    RawConnection bucket(socket_);
+    for (const auto& request : std::vector<std::vector<std::string>> { { "MEMORY" }, { "MEMORY", "USAGE" },
+             { "MEMORY", "usage", "missing" }, { "MEMORY", "USAGE", "missing", "SAMPLES", "0" },
+             { "MEMORY", "USAGE", "missing", "SAMPLES" }, { "MEMORY", "USAGE", "missing", "SAMPLES", "-1" },
+             { "MEMORY", "USAGE", "missing", "SAMPLES", "x" }, { "MEMORY", "USAGE", "missing", "SAMPLES", "01" },
+             { "MEMORY", "USAGE", "missing", "COUNT", "1" }, { "MEMORY", "NOSUCH" }, { "MEMORY", "HELP", "x" } })
+        EXPECT_EQ(bucket.call(request), reference.call(request)) << request.back();
+    // Inside MULTI a subcommand is checked before it is queued: a bad one
+    // fails the block (EXECABORT), as in Redis; a good one runs in EXEC.
+    for (const auto& request : std::vector<std::vector<std::string>> { { "MULTI" }, { "MEMORY", "USAGE" },
+             { "MEMORY", "NOSUCH" }, { "MEMORY", "USAGE", "missing" }, { "EXEC" }, { "MULTI" },
+             { "MEMORY", "USAGE", "missing" }, { "EXEC" } })
+        EXPECT_EQ(bucket.call(request), reference.call(request)) << "in MULTI: " << request.back();
+    bucket.call({ "SET", "small", "abc" });
+    bucket.call({ "SET", "large", std::string(300, 'x') });
+    EXPECT_EQ(bucket.call({ "MEMORY", "USAGE", "small" }), ":64\r\n"); // inline in its slot
+    EXPECT_EQ(bucket.call({ "MEMORY", "USAGE", "large", "SAMPLES", "5" }), ":" + std::to_string(64 + 16 + 5 + 300) + "\r\n");
+    bucket.call({ "SET", "expiring", "abc", "EX", "1000" }); // a pair with a time lives in an entry, however small
+    EXPECT_EQ(bucket.call({ "MEMORY", "USAGE", "expiring" }), ":" + std::to_string(64 + 16 + 8 + 3) + "\r\n");
+    EXPECT_EQ(bucket.call({ "MEMORY", "HELP" }).rfind("*6\r\n+MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n", 0), 0u);
 }
 
 TEST_F(BucketTest, RedisCliWorksAgainstRegistryAndBucket)

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,14 @@
 #include "resp.h"
 
 namespace kv {
+
+// A subcommand of a daemon's container command (MEMORY USAGE): its name and
+// arity, counting the command and the subcommand, as Redis's do. Inside MULTI
+// they are checked before the request is queued, as Redis checks them.
+struct SubcommandArity {
+    std::string_view name;
+    int arity;
+};
 
 // What COMMAND INFO and COMMAND DOCS say of a command, in Redis 7.0's terms
 // (src/commands/*.json): flags and ACL categories are space-separated words
@@ -35,6 +44,7 @@ struct CommandDoc {
     std::string_view group; // Redis's group: "string", "keyspace", "connection", "server", "transactions"
     std::string_view categories;
     std::string_view since = "1.0.0"; // the Redis version that introduced it
+    std::span<const SubcommandArity> subcommands = {}; // a container command's (none: not one)
 };
 
 // One entry of a command table, for either daemon: `Handler` is the
@@ -135,6 +145,31 @@ const Entry* find_command(const Entry (&table)[N], const resp::Request& request,
         return &entry;
     }
     append_error(out, ErrorCode::error, unknown_command_text(request));
+    return nullptr;
+}
+
+// Finds request[1] (request[0] is a container command) among `subcommands`.
+// If there is none, or its arity is wrong, appends Redis's error
+// (processCommand's: "unknown subcommand 'X'. Try MEMORY HELP.", or the
+// arity error naming "memory|usage") and returns nullptr.
+inline const SubcommandArity* find_subcommand(std::span<const SubcommandArity> subcommands, const resp::Request& request,
+    std::string& out)
+{
+    std::string container(request[0]);
+    for (char& c : container)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (const SubcommandArity& subcommand : subcommands) {
+        if (!same_word(subcommand.name, request[1]))
+            continue;
+        if (!arity_accepts(subcommand.arity, 0, request.size())) {
+            append_error(out, ErrorCode::error, wrong_arity_text(container + "|" + std::string(subcommand.name)));
+            return nullptr;
+        }
+        return &subcommand;
+    }
+    for (char& c : container)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    append_error(out, ErrorCode::error, "unknown subcommand '" + redis_error_piece(request[1], 128) + "'. Try " + container + " HELP.");
     return nullptr;
 }
 

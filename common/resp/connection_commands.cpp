@@ -971,6 +971,8 @@ bool queueable(const ServerShared& server, const resp::Request& request, std::st
         return subcommand_accepts(client_subcommands, request, out);
     if (request.size() >= 2 && same_word(request[0], "COMMAND"))
         return subcommand_accepts(command_subcommands, request, out);
+    if (request.size() >= 2 && !info->doc.subcommands.empty())
+        return find_subcommand(info->doc.subcommands, request, out) != nullptr; // the daemon's own (MEMORY)
     return true;
 }
 
