@@ -93,6 +93,7 @@ int main(int argc, char** argv)
     long ready_timeout_ms = 5000;
     long stop_grace_ms = 2000;
     int notify_fd = -1;
+    app.set_version_flag("--version", "registryd " KV_VERSION, "Print the version and exit");
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)");
     app.add_option("--bucketd", options.bucketd_path, "bucketd executable")->capture_default_str();
     app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
@@ -116,6 +117,8 @@ int main(int argc, char** argv)
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& help) {
         return app.exit(help);
+    } catch (const CLI::CallForVersion& version) {
+        return app.exit(version);
     } catch (const CLI::ParseError& error) {
         std::cerr << "registryd: " << error.what() << " (see registryd --help)\n";
         return 2;

@@ -1,7 +1,8 @@
 // registryd's status and history, as an operator reads them: INFO's registry
 // section counting creates and exits by reason, HISTORY keeping the last exits
-// newest first in a bounded ring. A real registryd, real buckets; every exit
-// is waited for on a MONITOR or STOP reply, never a sleep.
+// newest first in a bounded ring, `kvctl info` and `kvctl history` (text and
+// JSON), and `--version` on every program. A real registryd, real buckets;
+// every exit is waited for on a MONITOR or STOP reply, never a sleep.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -240,4 +241,112 @@ TEST(Status, HistorySizeZeroKeepsNone)
     EXPECT_EQ(create_and_end(daemon, "a", "kill"), "killed by SIGKILL");
     EXPECT_EQ(daemon.call({ "HISTORY" }).elements.size(), 0u);
     EXPECT_EQ(registry_info(daemon)["bucket_exits"], "1");
+}
+
+TEST(Status, EveryProgramPrintsItsVersion)
+{
+    for (const char* program : { "registryd", "bucketd", "kvctl" }) {
+        auto result = run_program({ binary(program), "--version" });
+        EXPECT_EQ(result.exit_code, 0) << program << ": " << result.err;
+        EXPECT_EQ(result.out, std::string(program) + " " + KV_VERSION + "\n");
+    }
+    // bucketd takes nothing else by hand: "--help" is a bucket name like any
+    // other (and without registryd's environment it cannot start).
+    auto help = run_program({ binary("bucketd"), "--help" });
+    EXPECT_EQ(help.exit_code, 1);
+    EXPECT_EQ(help.out, "");
+    EXPECT_EQ(run_program({ binary("bucketd"), "--version", "x" }).exit_code, 2);
+    // Started by registryd (KV_INSTANCE set), "--version" is a name, not a flag.
+    auto named = run_program({ binary("bucketd"), "--version" }, { "KV_INSTANCE=0123456789abcdef" });
+    EXPECT_NE(named.exit_code, 0);
+    EXPECT_EQ(named.out, "");
+}
+
+TEST(Status, ABucketNamedVersionIsStillABucket)
+{
+    RegistryDaemon daemon;
+    auto bucket = daemon.create("--version");
+    auto children = children_of(daemon.pid());
+    ASSERT_EQ(children.size(), 1u);
+    EXPECT_EQ(children[0].cmdline, "bucketd --version");
+    auto client = kv::Client::connect(bucket.field("socket")->text);
+    EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+}
+
+namespace {
+
+class KvctlStatus : public ::testing::Test {
+protected:
+    ProgramResult kvctl(std::vector<std::string> arguments)
+    {
+        arguments.insert(arguments.begin(), binary("kvctl"));
+        return run_program(arguments, { "KV_RUN_DIR=" + daemon_.run_dir() });
+    }
+
+    // Runs Python `script` with `json` on stdin: how a user's script reads kvctl's JSON.
+    ProgramResult python(const std::string& script, const std::string& json)
+    {
+        const std::string path = scratch_.path() + "/input.json";
+        std::ofstream(path) << json;
+        return run_program({ "/usr/bin/python3", "-c", script }, {}, path);
+    }
+
+    RegistryDaemon daemon_;
+    TemporaryDirectory scratch_;
+};
+
+} // namespace
+
+TEST_F(KvctlStatus, InfoPrintsTheStatusAsTextAndJson)
+{
+    KV_REQUIRE(::access("/usr/bin/python3", X_OK) == 0, "/usr/bin/python3 (to parse kvctl's JSON)");
+    daemon_.create("a");
+    EXPECT_EQ(create_and_end(daemon_, "b", "kill"), "killed by SIGKILL");
+
+    auto text = kvctl({ "info" });
+    ASSERT_EQ(text.exit_code, 0) << text.err;
+    EXPECT_NE(text.out.find("kv version:"), std::string::npos) << text.out;
+    EXPECT_NE(text.out.find(std::string(KV_VERSION) + "\n"), std::string::npos) << text.out;
+    EXPECT_NE(text.out.find("pid:"), std::string::npos) << text.out;
+    EXPECT_NE(text.out.find(daemon_.run_dir() + "\n"), std::string::npos) << text.out;
+
+    auto json = kvctl({ "info", "--json" });
+    ASSERT_EQ(json.exit_code, 0) << json.err;
+    auto parsed = python("import json, sys\n"
+                         "d = json.load(sys.stdin)\n"
+                         "print(d['kv_version'], d['process_id'], d['buckets'], d['buckets_created'], d['bucket_exits'],"
+                         " d['bucket_exits_signal'], d['run_dir'])\n",
+        json.out);
+    ASSERT_EQ(parsed.exit_code, 0) << parsed.err << json.out;
+    EXPECT_EQ(parsed.out, std::string(KV_VERSION) + " " + std::to_string(daemon_.pid()) + " 1 2 1 1 " + daemon_.run_dir() + "\n");
+}
+
+TEST_F(KvctlStatus, HistoryPrintsTheExitsAsTextAndJson)
+{
+    KV_REQUIRE(::access("/usr/bin/python3", X_OK) == 0, "/usr/bin/python3 (to parse kvctl's JSON)");
+    EXPECT_EQ(create_and_end(daemon_, "older", "stop"), "exited with status 0");
+    EXPECT_EQ(create_and_end(daemon_, "newer", "kill"), "killed by SIGKILL");
+
+    auto text = kvctl({ "history" });
+    ASSERT_EQ(text.exit_code, 0) << text.err;
+    const auto newer = text.out.find("killed by SIGKILL");
+    const auto older = text.out.find("exited with status 0");
+    ASSERT_NE(newer, std::string::npos) << text.out;
+    ASSERT_NE(older, std::string::npos) << text.out;
+    EXPECT_LT(newer, older) << text.out;
+
+    auto one = kvctl({ "history", "1" });
+    ASSERT_EQ(one.exit_code, 0) << one.err;
+    EXPECT_EQ(one.out.find("exited with status 0"), std::string::npos) << one.out;
+    EXPECT_NE(one.out.find("newer"), std::string::npos) << one.out;
+
+    auto json = kvctl({ "history", "--json" });
+    ASSERT_EQ(json.exit_code, 0) << json.err;
+    auto parsed = python("import json, sys\n"
+                         "for e in json.load(sys.stdin):\n"
+                         "    assert e['started_ms'] <= e['ended_ms'] and e['ended'].endswith('Z'), e\n"
+                         "    print(e['name'], e['id'], e['pid'] > 0, e['reason'])\n",
+        json.out);
+    ASSERT_EQ(parsed.exit_code, 0) << parsed.err << json.out;
+    EXPECT_EQ(parsed.out, "newer 2 True killed by SIGKILL\nolder 1 True exited with status 0\n");
 }
