@@ -3,6 +3,7 @@
 // Started only by registryd, which passes the name as the one argument and
 // the rest in the environment (common/contract/bucket_launch.h: the launch
 // contract, its encoder and its decoder).
+// `bucketd --version` (and nothing else) may be run by hand.
 // SIGTERM (also the parent-death signal): stop serving, exit 0. A bucket
 // creates and removes no file: registryd made its segment and socket file and
 // removes them once it has reaped the bucket, so a bucket that outlives its
@@ -10,9 +11,11 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <string>
+#include <string_view>
 
 #include <sys/stat.h>
 
@@ -63,6 +66,13 @@ int main(int argc, char** argv)
     std::signal(SIGPIPE, SIG_IGN);
     ::umask(077);
 
+    // `bucketd --version`, by hand. registryd starts every bucket with
+    // KV_INSTANCE in its environment, so a bucket named "--version" is still
+    // a bucket; nothing else but a name is ever taken.
+    if (argc == 2 && std::string_view(argv[1]) == "--version" && !std::getenv(kv::instance_environment_variable)) {
+        std::printf("bucketd %s\n", KV_VERSION);
+        return 0;
+    }
     if (argc != 2 || kv::bucket_name_error(argv[1])) {
         kv::log_line("usage: bucketd NAME (started by registryd, not by hand)");
         return 2;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 #include <optional>
 #include <type_traits>
@@ -18,6 +19,7 @@
 #include "log.h"
 #include "client.h"
 #include "error_code.h"
+#include "exit_record.h"
 #include "instance_record.h"
 #include "name_table.h"
 #include "shared_table.h"
@@ -298,6 +300,111 @@ void print_list(const kv::resp::Value& reply, bool json)
     }
 }
 
+// A Unix time in milliseconds as RFC 3339 UTC: "2026-11-27T18:20:01.123Z".
+std::string rfc3339(long long unix_ms)
+{
+    const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+    std::tm utc {};
+    ::gmtime_r(&seconds, &utc);
+    char text[64];
+    const std::size_t length = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+    std::snprintf(text + length, sizeof text - length, ".%03lldZ", unix_ms % 1000);
+    return text;
+}
+
+// `kvctl info`: INFO's registry section (README "Protocol"), one field a
+// line with a label a person reads; fields this kvctl does not know are
+// printed as registryd names them. --json: one object, numbers as numbers.
+void print_info(const kv::resp::Value& reply, bool json)
+{
+    std::vector<std::pair<std::string, std::string>> fields;
+    std::size_t start = 0;
+    const std::string& text = reply.text;
+    while (start < text.size()) {
+        std::size_t end = text.find("\r\n", start);
+        if (end == std::string::npos)
+            end = text.size();
+        const std::string line = text.substr(start, end - start);
+        start = end + 2;
+        const auto colon = line.find(':');
+        if (line.empty() || line[0] == '#' || colon == std::string::npos)
+            continue;
+        fields.emplace_back(line.substr(0, colon), line.substr(colon + 1));
+    }
+    if (fields.empty())
+        throw Failure { exit_failed, "unable to read registryd's status: its INFO reply has no registry section" };
+    auto is_number = [](const std::string& value) {
+        return !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
+    };
+    if (json) {
+        std::cout << "{";
+        bool first = true;
+        for (const auto& [field, value] : fields) {
+            std::cout << (first ? "\n  " : ",\n  ") << json_string(field) << ": " << (is_number(value) ? value : json_string(value));
+            first = false;
+        }
+        std::cout << "\n}\n";
+        return;
+    }
+    static const std::pair<const char*, const char*> labels[] = {
+        { "kv_version", "kv version" },
+        { "process_id", "pid" },
+        { "uptime_in_seconds", "uptime (s)" },
+        { "run_dir", "run dir" },
+        { "buckets", "buckets now" },
+        { "buckets_created", "buckets created" },
+        { "bucket_exits", "bucket exits" },
+        { "bucket_exits_status_zero", "  exited with status 0" },
+        { "bucket_exits_status_nonzero", "  exited with another status" },
+        { "bucket_exits_signal", "  killed by a signal" },
+        { "bucket_exits_stopped", "  of which stopped on request" },
+        { "bucket_exits_before_ready", "  of which never ready" },
+        { "connected_clients", "clients connected" },
+        { "history_entries", "exits in history" },
+        { "history_size", "history size" },
+    };
+    for (const auto& [field, value] : fields) {
+        std::string label = field;
+        for (const auto& [known, readable] : labels) {
+            if (field == known)
+                label = readable;
+        }
+        std::printf("%-30s %s\n", (label + ":").c_str(), value.c_str());
+    }
+}
+
+// `kvctl history`: HISTORY's entries, newest first (exit_record.h).
+void print_history(const kv::resp::Value& reply, bool json)
+{
+    std::vector<kv::ExitRecord> exits;
+    for (const auto& entry : reply.elements) {
+        auto record = kv::decode_exit_record(entry);
+        if (!record)
+            throw Failure { exit_failed, "unable to read the exit history: registryd sent a HISTORY entry kvctl cannot read" };
+        exits.push_back(std::move(*record));
+    }
+    if (json) {
+        std::cout << "[";
+        bool first = true;
+        for (const auto& exit : exits) {
+            std::cout << (first ? "" : ",") << "\n  {\"name\": " << json_string(exit.name) << ", \"pid\": " << exit.pid
+                      << ", \"id\": " << exit.id << ", \"reason\": " << json_string(exit.reason)
+                      << ", \"started_ms\": " << exit.started_ms << ", \"ended_ms\": " << exit.ended_ms
+                      << ", \"started\": " << json_string(rfc3339(exit.started_ms))
+                      << ", \"ended\": " << json_string(rfc3339(exit.ended_ms)) << "}";
+            first = false;
+        }
+        std::cout << (first ? "]\n" : "\n]\n");
+        return;
+    }
+    std::printf("%-24s %-20s %8s %6s %10s %s\n", "ENDED (UTC)", "NAME", "PID", "ID", "LIVED_S", "REASON");
+    for (const auto& exit : exits) {
+        std::printf("%-24s %-20s %8d %6llu %10.1f %s\n", rfc3339(exit.ended_ms).c_str(), kv::printable(exit.name).c_str(),
+            static_cast<int>(exit.pid), exit.id, static_cast<double>(exit.ended_ms - exit.started_ms) / 1000.0,
+            exit.reason.c_str());
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -309,6 +416,7 @@ int main(int argc, char** argv)
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)")
 ;
     app.fallthrough(); // lets --run-dir come after the subcommand too (subcommands inherit this)
+    app.set_version_flag("--version", "kvctl " KV_VERSION, "Print the version and exit");
     std::string name, key, value;
     bool json = false;
     double timeout_seconds = 10;
@@ -341,6 +449,12 @@ int main(int argc, char** argv)
     auto* remove = app.add_subcommand("delete", "Delete KEY from a bucket");
     remove->add_option("NAME", name)->required();
     remove->add_option("KEY", key)->required();
+    auto* info = app.add_subcommand("info", "Print registryd's status: version, pid, uptime, buckets, exits by reason, clients");
+    info->add_flag("--json", json, "Print JSON");
+    auto* history = app.add_subcommand("history", "Print the last bucket exits, newest first (all that registryd keeps, or COUNT)");
+    history->add_flag("--json", json, "Print JSON");
+    std::size_t history_count = 0;
+    auto* history_count_option = history->add_option("COUNT", history_count, "how many of the newest exits");
 
     try {
         app.parse(argc, argv);
@@ -348,6 +462,8 @@ int main(int argc, char** argv)
         return app.exit(help);
     } catch (const CLI::CallForAllHelp& help) {
         return app.exit(help);
+    } catch (const CLI::CallForVersion& version) {
+        return app.exit(version);
     } catch (const CLI::ParseError& error) {
         std::cerr << "kvctl: " << error.what() << " (see kvctl --help)\n";
         return exit_usage;
@@ -390,6 +506,13 @@ int main(int argc, char** argv)
             auto reply = session.bucket_call(name, { "DEL", key }, "unable to delete " + kv::printable(key) + " from bucket " + shown);
             if (reply.integer == 0)
                 throw Failure { exit_not_found, "no key " + kv::printable(key) + " in bucket " + shown };
+        } else if (*info) {
+            print_info(session.registry_call({ "INFO", "registry" }, "unable to read registryd's status"), json);
+        } else if (*history) {
+            std::vector<std::string> request { "HISTORY" };
+            if (history_count_option->count() > 0)
+                request.push_back(std::to_string(history_count));
+            print_history(session.registry_call(request, "unable to read the exit history"), json);
         }
         return exit_ok;
     } catch (const Failure& failure) {

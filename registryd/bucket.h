@@ -66,6 +66,7 @@ struct Bucket {
     BucketSegment segment; // created by registryd, sized and filled by the bucket
     SocketFile socket;  // bound by registryd; the bucket serves the listener it inherits
     std::chrono::steady_clock::time_point started;
+    std::chrono::system_clock::time_point started_at; // the same moment on the wall clock, for HISTORY
     BucketState state = BucketState::starting;
 
     // Owns the pidfd; readable when the child exits.

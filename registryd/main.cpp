@@ -51,17 +51,39 @@ std::string default_bucketd_path()
 
 // What the connection commands every socket serves know of the registry.
 // It refuses transactions: no CREATE or STOP inside a MULTI ever runs, so a
-// block cannot half-apply (README "Protocol").
-kv::ServerRole registry_role(const kv::Registry& registry, const std::string& run_dir)
+// block cannot half-apply (README "Protocol"). INFO's registry section is
+// registryd's status: who it is, what it holds, and what its buckets did
+// since it started (RegistryCounters); `server` is set once the registry's
+// RespServer exists, before any client can ask.
+kv::ServerRole registry_role(const kv::Registry& registry, const std::string& run_dir, const kv::RespServer* const& server)
 {
     kv::ServerRole role;
     role.name = "registry";
     role.commands = kv::registry_command_infos();
     role.transactions = kv::Transactions::refused;
     role.extra_section = "Registry";
-    role.extra_section_lines = [&registry, run_dir](std::string& out) {
-        out += "buckets:" + std::to_string(registry.size()) + "\r\n";
-        out += "run_dir:" + kv::printable(run_dir) + "\r\n"; // one line, whatever the path holds
+    const auto started = std::chrono::steady_clock::now();
+    role.extra_section_lines = [&registry, run_dir, &server, started](std::string& out) {
+        auto line = [&out](std::string_view field, const std::string& value) {
+            out.append(field).append(":").append(value).append("\r\n");
+        };
+        const auto& counters = registry.counters();
+        const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+        line("buckets", std::to_string(registry.size()));
+        line("run_dir", kv::printable(run_dir)); // one line, whatever the path holds
+        line("kv_version", KV_VERSION);
+        line("process_id", std::to_string(::getpid()));
+        line("uptime_in_seconds", std::to_string(uptime.count()));
+        line("buckets_created", std::to_string(counters.buckets_created));
+        line("bucket_exits", std::to_string(counters.exits));
+        line("bucket_exits_status_zero", std::to_string(counters.exits_status_zero));
+        line("bucket_exits_status_nonzero", std::to_string(counters.exits_status_nonzero));
+        line("bucket_exits_signal", std::to_string(counters.exits_signal));
+        line("bucket_exits_stopped", std::to_string(counters.exits_stopped));
+        line("bucket_exits_before_ready", std::to_string(counters.exits_before_ready));
+        line("connected_clients", std::to_string(server ? server->connection_count() : 0));
+        line("history_entries", std::to_string(registry.exit_history().size()));
+        line("history_size", std::to_string(registry.exit_history().capacity()));
     };
     return role;
 }
@@ -81,6 +103,7 @@ int main(int argc, char** argv)
     long ready_timeout_ms = 5000;
     long stop_grace_ms = 2000;
     int notify_fd = -1;
+    app.set_version_flag("--version", "registryd " KV_VERSION, "Print the version and exit");
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)");
     app.add_option("--bucketd", options.bucketd_path, "bucketd executable (default: <registryd's directory>/" KV_BUCKETD_FROM_BINDIR " if it exists, as installed; else the bucketd beside registryd, as in the build tree)")->capture_default_str();
     app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
@@ -97,12 +120,15 @@ int main(int argc, char** argv)
     app.add_option("--allow-gid", server_config.allowed_gids, "Also serve members of this gid (repeatable)");
     app.add_option("--ready-timeout-ms", ready_timeout_ms, "Kill a bucket not ready after this long")->capture_default_str()->check(CLI::Range(1L, 3600000L));
     app.add_option("--stop-grace-ms", stop_grace_ms, "SIGKILL a bucket this long after SIGTERM")->capture_default_str()->check(CLI::Range(0L, 3600000L));
+    app.add_option("--history-size", options.history_size, "Bucket exits HISTORY keeps (0: none)")->capture_default_str()->check(CLI::Range(std::size_t(0), std::size_t(10000000)));
     app.add_flag("--enable-debug-command", options.debug_command_enabled, "Let buckets accept DEBUG SEGFAULT / DEBUG EXIT (for tests)");
     app.add_option("--notify-fd", notify_fd, "Write a newline to this descriptor once the socket is listening");
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& help) {
         return app.exit(help);
+    } catch (const CLI::CallForVersion& version) {
+        return app.exit(version);
     } catch (const CLI::ParseError& error) {
         std::cerr << "registryd: " << error.what() << " (see registryd --help)\n";
         return 2;
@@ -175,11 +201,13 @@ int main(int argc, char** argv)
         kv::Registry registry(io, dir, options);
         kv::SocketFile registry_socket = kv::SocketFile::listen(dir.fd(), kv::registry_socket_name,
             kv::registry_socket_path(run_dir_path), server_config.admits_others() ? 0666 : 0600);
+        const kv::RespServer* registry_server = nullptr;
         kv::RespServer server(io, registry_socket.take_listener(), registry_socket.path(),
             [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
                 kv::run_registry_command(registry, request, reply.defer());
             },
-            server_config, registry_role(registry, run_dir_path));
+            server_config, registry_role(registry, run_dir_path, registry_server));
+        registry_server = &server;
 
         int exit_code = 0;
         bool stopping = false;

@@ -62,6 +62,11 @@ std::string error_reply(ErrorCode code, const std::string& message)
     return out;
 }
 
+long long unix_ms(std::chrono::system_clock::time_point time)
+{
+    return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+}
+
 std::string not_found(const std::string& name) { return error_reply(ErrorCode::not_found, "no bucket named " + printable(name)); }
 
 // Room for every bucket's entry (name, pid, id, two paths) and the index.
@@ -77,6 +82,7 @@ Registry::Registry(asio::io_context& io, const RunDir& dir, RegistryOptions opti
     , dir_(dir)
     , options_(std::move(options))
     , names_(options_.names_segment, name_table_size(options_.max_buckets))
+    , history_(options_.history_size)
 {
     // Blocking: another registryd sweeping for dead instances may hold it
     // for a moment, while it finds that we are running.
@@ -173,11 +179,13 @@ void Registry::create(const std::string& name, const Responder& responder)
     bucket.segment.fd = std::move(segment.fd);
     bucket.socket = std::move(socket);
     bucket.started = std::chrono::steady_clock::now();
+    bucket.started_at = std::chrono::system_clock::now();
     bucket.state = BucketState::starting;
     bucket.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.pidfd.release());
     bucket.ready_pipe = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.ready_pipe.release());
     by_pidfd_[bucket.pidfd->native_handle()] = name;
     add_waiter(bucket, &Bucket::waiting_for_ready, responder);
+    ++counters_.buckets_created;
 
     log_line(describe(bucket) + " starting");
     watch_exit(bucket);
@@ -402,6 +410,16 @@ void Registry::monitor(const std::string& name, const Responder& responder)
     add_waiter(*bucket, &Bucket::monitors, responder);
 }
 
+void Registry::history(std::size_t count, const Responder& responder) const
+{
+    count = std::min(count, history_.size());
+    std::string out;
+    resp::append_array_header(out, count);
+    for (std::size_t i = 0; i < count; ++i)
+        append_resp(out, history_[i], responder.protocol());
+    responder.send(std::move(out));
+}
+
 void Registry::on_bucket_exit(int pidfd, unsigned long long id)
 {
     auto index = by_pidfd_.find(pidfd);
@@ -458,6 +476,19 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     auto waiting_for_ready = std::move(bucket.waiting_for_ready);
     auto waiting_for_stop = std::move(bucket.waiting_for_stop);
     auto monitors = std::move(bucket.monitors);
+
+    // Counted and remembered before anyone is answered, so a client that
+    // hears of the exit (MONITOR, STOP) finds it in INFO and HISTORY.
+    ++counters_.exits;
+    if (reason.code == CLD_EXITED)
+        ++(reason.status == 0 ? counters_.exits_status_zero : counters_.exits_status_nonzero);
+    else if (reason.code == CLD_KILLED || reason.code == CLD_DUMPED)
+        ++counters_.exits_signal;
+    if (bucket.state == BucketState::stopping)
+        ++counters_.exits_stopped;
+    if (bucket.state == BucketState::starting)
+        ++counters_.exits_before_ready;
+    history_.add(ExitRecord { name, bucket.pid, bucket.id, why, unix_ms(bucket.started_at), unix_ms(std::chrono::system_clock::now()) });
 
     // Both indexes change together, and before anyone is answered: once a
     // caller hears of the exit, no request can find the name. Erasing the

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -19,6 +20,7 @@
 
 #include "asio.h"
 #include "bucket.h"
+#include "exit_history.h"
 #include "name_table.h"
 #include "resp_server.h"
 #include "run_dir.h"
@@ -35,7 +37,21 @@ struct RegistryOptions {
     std::chrono::milliseconds ready_timeout { 5000 };
     std::chrono::milliseconds stop_grace { 2000 };
     bool debug_command_enabled = false;
+    std::size_t history_size = 1000; // exits HISTORY keeps (--history-size); 0: none
     ServerConfig server; // for every bucket's socket
+};
+
+// What INFO's registry section counts, since registryd started. An exit is
+// counted in exactly one of the three `exits_` by how it ended (waitid's
+// si_code), and may also be one of `exits_stopped` and `exits_before_ready`.
+struct RegistryCounters {
+    std::uint64_t buckets_created = 0;      // buckets spawned (a CREATE of an existing name spawns none)
+    std::uint64_t exits = 0;                // buckets reaped, whatever the reason
+    std::uint64_t exits_status_zero = 0;    // "exited with status 0"
+    std::uint64_t exits_status_nonzero = 0; // "exited with status N", N not 0
+    std::uint64_t exits_signal = 0;         // "killed by SIG..." (kill -9, a crash, the stop grace period's SIGKILL)
+    std::uint64_t exits_stopped = 0;        // registryd had asked it to stop: STOP, or registryd's own shutdown
+    std::uint64_t exits_before_ready = 0;   // it exited while starting, never ready and not stopped (CREATE answered an error)
 };
 
 class Registry {
@@ -60,11 +76,15 @@ public:
     void stop(const std::string& name, const Responder& responder);
     // Replies when the bucket exits, with the reason.
     void monitor(const std::string& name, const Responder& responder);
+    // The `count` newest exits (all that are kept if there are fewer), newest first.
+    void history(std::size_t count, const Responder& responder) const;
 
     // Stops every bucket and calls `done` once all are reaped.
     void shutdown(std::function<void()> done);
 
     std::size_t size() const { return buckets_.size(); }
+    const RegistryCounters& counters() const { return counters_; }
+    const ExitHistory& exit_history() const { return history_; }
 
 private:
     void watch_exit(Bucket& bucket);
@@ -98,6 +118,8 @@ private:
     // table): written only where buckets_ changes, just before callers hear.
     NameTableWriter names_;
     std::function<void()> on_empty_;
+    RegistryCounters counters_;
+    ExitHistory history_;
 };
 
 } // namespace kv

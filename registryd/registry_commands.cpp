@@ -1,10 +1,38 @@
 #include "registry_commands.h"
 
+#include <charconv>
+#include <limits>
+
 #include "command_table.h"
+#include "error_code.h"
 
 namespace kv {
 
 namespace {
+
+// HISTORY [count]: every exit kept, or the `count` newest. The count's
+// errors are Redis's for a count argument (LPOP, SPOP): not a number, then
+// a negative one.
+void history(Registry& registry, const resp::Request& request, const Responder& responder)
+{
+    std::size_t count = std::numeric_limits<std::size_t>::max();
+    if (request.size() == 2) {
+        const std::string& text = request[1];
+        long long value = 0;
+        auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        std::string out;
+        if (error != std::errc() || end != text.data() + text.size() || text.empty())
+            append_error(out, ErrorCode::error, "value is not an integer or out of range");
+        else if (value < 0)
+            append_error(out, ErrorCode::error, "value is out of range, must be positive");
+        if (!out.empty()) {
+            responder.send(std::move(out));
+            return;
+        }
+        count = static_cast<std::size_t>(value);
+    }
+    registry.history(count, responder);
+}
 
 using RegistryCommand = CommandEntry<void (*)(Registry&, const resp::Request&, const Responder&)>;
 
@@ -19,6 +47,8 @@ const RegistryCommand commands[] = {
         { "write", 0, 0, 0, "Stop a bucket; reply once its name is gone", "registry", "@write @slow", "kv" } },
     { "MONITOR", 2, [](Registry& r, const resp::Request& q, const Responder& a) { r.monitor(q[1], a); }, 0,
         { "readonly", 0, 0, 0, "Reply when the bucket exits, saying why", "registry", "@read @slow @blocking", "kv" } },
+    { "HISTORY", -1, history, 2,
+        { "readonly", 0, 0, 0, "Return the last bucket exits, newest first, with their reasons and times", "registry", "@read @slow", "kv" } },
     { "PING", -1, [](Registry&, const resp::Request& q, const Responder& a) {
          std::string out;
          answer_ping(q, out);

@@ -1,4 +1,4 @@
-// registryd's command table: CREATE, LOOKUP, LIST, STOP, MONITOR, PING.
+// registryd's command table: CREATE, LOOKUP, LIST, STOP, MONITOR, HISTORY, PING.
 #pragma once
 
 #include <vector>
