@@ -43,6 +43,36 @@ constexpr const char* exit_code_help = "Exit codes: 0 ok; 1 not found (bucket or
                                        "not start, or a bucket's socket is served by another user); 6 timed out "
                                        "(--timeout).";
 
+// In the footer of every command's --help: CLI11 reads a word that begins
+// with - as an option, wherever it stands, unless it comes after --.
+constexpr const char* dash_help = "Arguments that begin with - (a key, a value) go after --, which ends the options: "
+                                  "kvctl put NAME -- -KEY VALUE.";
+
+// "create, lookup, ...": every command kvctl has, in the order --help lists them.
+std::string command_names(CLI::App& app)
+{
+    std::string names;
+    for (const CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; }))
+        names += (names.empty() ? "" : ", ") + command->get_name();
+    return names;
+}
+
+// The line for a command line CLI11 refused. CLI11 2.1 says "A subcommand is
+// required" both when none is given and when the first word is no command
+// (which it keeps among the words it did not use): say which it was, and
+// what the commands are.
+std::string usage_error(CLI::App& app, const CLI::ParseError& error)
+{
+    if (app.get_subcommands().empty()) {
+        const auto unused = app.remaining();
+        if (!unused.empty() && !unused.front().empty() && unused.front()[0] != '-')
+            return "unknown command " + kv::printable(unused.front()) + " (commands: " + command_names(app) + ")";
+        if (unused.empty())
+            return "a command is required (commands: " + command_names(app) + "; see kvctl --help)";
+    }
+    return std::string(error.what()) + " (see kvctl --help)";
+}
+
 // A failure to report: one line on stderr, then this exit code.
 struct Failure {
     ExitCode code;
@@ -303,14 +333,14 @@ void print_list(const kv::resp::Value& reply, bool json)
 int main(int argc, char** argv)
 {
     CLI::App app { "kvctl: talk to registryd and its buckets.", "kvctl" };
-    app.footer(exit_code_help);
+    app.footer(std::string(dash_help) + "\n\n" + exit_code_help);
     app.require_subcommand(1);
     std::string run_dir_flag;
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)")
 ;
     app.fallthrough(); // lets --run-dir come after the subcommand too (subcommands inherit this)
     std::string name, key, value;
-    bool json = false;
+    bool json = false, raw = false, socket_path = false;
     double timeout_seconds = 10;
     auto* timeout = app.add_option("--timeout", timeout_seconds,
                            "Give up after this many seconds (0: wait forever); monitor waits forever unless given one")
@@ -319,8 +349,9 @@ int main(int argc, char** argv)
 
     auto* create = app.add_subcommand("create", "Create a bucket (or find the existing one); prints its pid");
     create->add_option("NAME", name)->required();
-    auto* lookup = app.add_subcommand("lookup", "Print the pid of a bucket");
+    auto* lookup = app.add_subcommand("lookup", "Print the pid of a bucket (--socket: its socket's path)");
     lookup->add_option("NAME", name)->required();
+    lookup->add_flag("--socket", socket_path, "Print the path of the bucket's socket instead of its pid");
     auto* list = app.add_subcommand("list", "List every bucket");
     list->add_flag("--json", json, "Print JSON");
     auto* stop = app.add_subcommand("stop", "Stop a bucket (SIGTERM, then SIGKILL after the grace period)");
@@ -335,12 +366,16 @@ int main(int argc, char** argv)
     keys->add_option("NAME", name)->required();
     std::string pattern = "*";
     keys->add_option("PATTERN", pattern, "glob, as Redis's KEYS and SCAN MATCH take it");
-    auto* get = app.add_subcommand("get", "Print the value of KEY in a bucket");
+    auto* get = app.add_subcommand("get", "Print the value of KEY in a bucket, byte for byte, and a newline");
     get->add_option("NAME", name)->required();
     get->add_option("KEY", key)->required();
+    get->add_flag("--raw", raw, "Print the value's bytes only, with no newline added");
     auto* remove = app.add_subcommand("delete", "Delete KEY from a bucket");
     remove->add_option("NAME", name)->required();
     remove->add_option("KEY", key)->required();
+
+    for (CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; }))
+        command->footer(dash_help);
 
     try {
         app.parse(argc, argv);
@@ -349,7 +384,7 @@ int main(int argc, char** argv)
     } catch (const CLI::CallForAllHelp& help) {
         return app.exit(help);
     } catch (const CLI::ParseError& error) {
-        std::cerr << "kvctl: " << error.what() << " (see kvctl --help)\n";
+        std::cerr << "kvctl: " << usage_error(app, error) << "\n";
         return exit_usage;
     }
 
@@ -364,7 +399,11 @@ int main(int argc, char** argv)
             auto reply = session.registry_call({ "CREATE", name }, "unable to create bucket " + shown);
             std::cout << decoded(reply, "unable to create bucket " + shown, "CREATE").pid << "\n";
         } else if (*lookup) {
-            std::cout << session.lookup(name, "unable to look up bucket " + shown).pid << "\n";
+            auto record = session.lookup(name, "unable to look up bucket " + shown);
+            if (socket_path)
+                std::cout << record.socket << "\n";
+            else
+                std::cout << record.pid << "\n";
         } else if (*list) {
             print_list(session.registry_call({ "LIST" }, "unable to list buckets"), json);
         } else if (*stop) {
@@ -385,7 +424,10 @@ int main(int argc, char** argv)
             auto value = session.get(name, key, "unable to get " + kv::printable(key) + " from bucket " + shown);
             if (!value)
                 throw Failure { exit_not_found, "no key " + kv::printable(key) + " in bucket " + shown };
-            std::cout << *value << "\n";
+            // The bytes as they are (a binary value too); --raw adds no newline.
+            std::cout.write(value->data(), static_cast<std::streamsize>(value->size()));
+            if (!raw)
+                std::cout << "\n";
         } else if (*remove) {
             auto reply = session.bucket_call(name, { "DEL", key }, "unable to delete " + kv::printable(key) + " from bucket " + shown);
             if (reply.integer == 0)

@@ -76,7 +76,10 @@ TEST_F(Kvctl, PutReadsTheValueFromStdinAsItIs)
     ASSERT_EQ(put.exit_code, 0) << put.err;
     auto get = kvctl({ "get", "files", "blob" });
     ASSERT_EQ(get.exit_code, 0) << get.err;
-    EXPECT_TRUE(get.out == value + "\n") << "the value read back differs from the bytes put";
+    EXPECT_TRUE(get.out == value + "\n") << "get prints the bytes as they are, then a newline";
+    auto raw = kvctl({ "get", "files", "blob", "--raw" });
+    ASSERT_EQ(raw.exit_code, 0) << raw.err;
+    EXPECT_TRUE(raw.out == value) << "get --raw prints exactly the bytes put, nothing added";
 
     // An empty stdin is an empty value, not a missing one.
     auto empty = kvctl({ "put", "files", "nothing", "-" });
@@ -84,6 +87,40 @@ TEST_F(Kvctl, PutReadsTheValueFromStdinAsItIs)
     auto got = kvctl({ "get", "files", "nothing" });
     EXPECT_EQ(got.exit_code, 0) << got.err;
     EXPECT_EQ(got.out, "\n");
+    EXPECT_EQ(kvctl({ "get", "files", "nothing", "--raw" }).out, "");
+}
+
+TEST_F(Kvctl, ArgumentsThatBeginWithADashGoAfterDoubleDash)
+{
+    ASSERT_EQ(kvctl({ "create", "shop" }).exit_code, 0);
+    auto put = kvctl({ "put", "shop", "--", "-milk", "-1" });
+    ASSERT_EQ(put.exit_code, 0) << put.err;
+    auto get = kvctl({ "get", "shop", "--raw", "--", "-milk" });
+    ASSERT_EQ(get.exit_code, 0) << get.err;
+    EXPECT_EQ(get.out, "-1");
+    // Without --, -milk is read as options: a usage error, never a wrong key.
+    auto without = kvctl({ "put", "shop", "-milk", "2" });
+    EXPECT_EQ(without.exit_code, 2);
+    EXPECT_EQ(kvctl({ "get", "shop", "--", "-milk" }).out, "-1\n");
+
+    // And --help says so, for kvctl and for each command.
+    for (const auto& help : { kvctl({ "--help" }), kvctl({ "put", "--help" }), kvctl({ "get", "--help" }) }) {
+        EXPECT_EQ(help.exit_code, 0);
+        EXPECT_NE(help.out.find("go after --, which ends the options: kvctl put NAME -- -KEY VALUE"), std::string::npos) << help.out;
+    }
+}
+
+TEST_F(Kvctl, LookupSocketPrintsThePathToGiveRedisCli)
+{
+    auto created = daemon_.create("shopping");
+    auto lookup = kvctl({ "lookup", "shopping", "--socket" });
+    ASSERT_EQ(lookup.exit_code, 0) << lookup.err;
+    EXPECT_EQ(lookup.out, created.field("socket")->text + "\n");
+    // It is the bucket's socket: a client that connects there talks to the bucket.
+    auto bucket = kv::Client::connect(lookup.out.substr(0, lookup.out.size() - 1));
+    EXPECT_EQ(bucket.call({ "SET", "milk", "1" }).text, "OK");
+    EXPECT_EQ(kvctl({ "get", "shopping", "milk" }).out, "1\n");
+    EXPECT_EQ(kvctl({ "lookup", "nope", "--socket" }).exit_code, 1);
 }
 
 TEST_F(Kvctl, KeysListsEveryMatchingKeyOnceThroughScan)
@@ -150,8 +187,15 @@ TEST_F(Kvctl, EachKindOfFailureHasItsExitCodeAndAOneLineMessage)
     auto usage = kvctl({ "put", "shopping" });
     EXPECT_EQ(usage.exit_code, 2);
     EXPECT_EQ(std::count(usage.err.begin(), usage.err.end(), '\n'), 1);
-    EXPECT_EQ(kvctl({ "frobnicate" }).exit_code, 2);
-    EXPECT_EQ(kvctl({}).exit_code, 2);
+    // An unknown command says so and names the real ones, on one line.
+    auto unknown = kvctl({ "frobnicate", "x" });
+    EXPECT_EQ(unknown.exit_code, 2);
+    EXPECT_EQ(unknown.err.rfind("kvctl: unknown command frobnicate (commands: create, lookup, list, stop, ", 0), 0u) << unknown.err;
+    EXPECT_NE(unknown.err.find(", delete"), std::string::npos) << unknown.err;
+    EXPECT_EQ(std::count(unknown.err.begin(), unknown.err.end(), '\n'), 1) << unknown.err;
+    auto none = kvctl({});
+    EXPECT_EQ(none.exit_code, 2);
+    EXPECT_EQ(none.err.rfind("kvctl: a command is required (commands: create, lookup, ", 0), 0u) << none.err;
 
     auto invalid = kvctl({ "create", std::string(256, 'x') });
     EXPECT_EQ(invalid.exit_code, 4);
