@@ -94,8 +94,12 @@ kv::resp::Value checked(const kv::resp::Value& reply, const std::string& what)
         // The reply's code word says which exit code (common/resp/error_code.h).
         const auto code = static_cast<ExitCode>(kv::kvctl_exit_code(kv::error_code_of(reply.text)));
         const std::string message(kv::error_message(reply.text));
-        // "no bucket named shopping" reads best alone; other errors say what failed first.
-        throw Failure { code, code == exit_not_found ? message : what + ": " + message };
+        // "no bucket named shopping" reads best alone; other errors say what
+        // failed first, unless the reply already does (registryd's CREATE
+        // errors say "unable to create bucket two: ...", as a redis-cli user
+        // needs them to), so no line says it twice.
+        const bool says_what = message.compare(0, what.size(), what) == 0;
+        throw Failure { code, code == exit_not_found || says_what ? message : what + ": " + message };
     }
     return reply;
 }
@@ -127,8 +131,15 @@ std::string read_stdin_value()
     }
 }
 
+// EACCES is no sign that registryd is down: it runs, and the run directory
+// or the socket (0700, 0600 unless --allow-uid/--allow-gid) is not ours to
+// use. That is a refusal (exit 4), with what to do about it.
 Failure unreachable(const std::string& registry_socket, const kv::SystemError& error)
 {
+    if (error.error() == EACCES)
+        return Failure { exit_refused, "unable to reach registryd at " + registry_socket + ": " + std::strerror(error.error())
+                + " (uid " + std::to_string(::getuid()) + " may not use this run dir: use a run dir of your own, or ask "
+                "its owner to start registryd with --allow-uid or --allow-gid)" };
     return Failure { exit_unreachable, "unable to reach registryd at " + registry_socket + ": " + std::strerror(error.error())
             + " (is registryd running with this run dir?)" };
 }
@@ -234,7 +245,9 @@ public:
             throw Failure { exit_failed, what + ": " + error.what() };
         } catch (const kv::TimedOut& error) {
             throw Failure { exit_timed_out, what + ": " + error.what() + timeout_text_ };
-        } catch (const kv::SystemError&) {
+        } catch (const kv::SystemError& error) {
+            if (error.error() == EACCES) // the socket is there, and not ours to use: not gone
+                throw Failure { exit_refused, what + ": " + bucket.socket + ": " + std::strerror(EACCES) };
             throw Failure { exit_not_found, what + ": bucket " + kv::printable(name) + " is gone (its process exited)" };
         } catch (const kv::ConnectionClosed&) {
             throw Failure { exit_not_found, what + ": bucket " + kv::printable(name) + " exited before replying" };

@@ -265,6 +265,19 @@ TEST_F(FullKvctl, FullBucketIsRefused)
     EXPECT_EQ(result.err.rfind("kvctl: unable to put k in bucket a: bucket is full", 0), 0u) << result.err;
 }
 
+class LimitedKvctl : public Kvctl {
+protected:
+    LimitedKvctl() : Kvctl({ "--max-buckets", "1" }) {}
+};
+
+TEST_F(LimitedKvctl, ARefusedCreateSaysWhatFailedOnce)
+{
+    ASSERT_EQ(kvctl({ "create", "one" }).exit_code, 0);
+    auto two = kvctl({ "create", "two" });
+    EXPECT_EQ(two.exit_code, 4);
+    EXPECT_EQ(two.err, "kvctl: unable to create bucket two: limit of 1 buckets reached (--max-buckets)\n");
+}
+
 TEST_F(Kvctl, TimeoutGivesUpOnAStoppedBucketOrRegistryWithItsOwnExitCode)
 {
     auto create = kvctl({ "create", "shopping" });
