@@ -1,5 +1,7 @@
 // kvctl: the command-line client for registryd and its buckets.
+#include <locale.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include <cerrno>
 #include <chrono>
@@ -310,6 +312,47 @@ std::string json_string(const std::string& bytes)
     return out + "\"";
 }
 
+// Columns `text` takes on a terminal: wcwidth of each character (2 for most
+// CJK, 0 for a combining mark), decoded as UTF-8 whatever the user's locale,
+// since names are UTF-8 (bucket_name.h). Debian's libc-bin always ships the
+// C.UTF-8 locale, with glibc's Unicode width tables; without it, each byte
+// counts one column (a misaligned table, nothing worse).
+std::size_t display_width(const std::string& text)
+{
+    static const locale_t utf8 = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t {});
+    const locale_t previous = utf8 ? ::uselocale(utf8) : locale_t {};
+    std::size_t width = 0;
+    std::mbstate_t state {};
+    for (std::size_t at = 0; at < text.size();) {
+        wchar_t character;
+        const std::size_t length = std::mbrtowc(&character, text.data() + at, text.size() - at, &state);
+        if (length == 0 || length > text.size() - at) { // NUL, or not UTF-8: a byte, a column
+            state = {};
+            ++width;
+            ++at;
+            continue;
+        }
+        const int columns = ::wcwidth(character);
+        width += columns < 0 ? 1 : static_cast<std::size_t>(columns);
+        at += length;
+    }
+    if (utf8)
+        ::uselocale(previous);
+    return width;
+}
+
+// `text` and the spaces that make it `columns` wide on a terminal (printf's
+// %-20s counts bytes, and a name of two CJK characters is 6 bytes, 4 columns).
+std::string padded(const std::string& text, std::size_t columns)
+{
+    const std::size_t width = display_width(text);
+    return text + std::string(width < columns ? columns - width : 0, ' ');
+}
+
+// The schema of `kvctl list --json` (README "kvctl"): an object with its
+// version, so a script can tell a change from a bug; version 1 is this one.
+constexpr int list_json_version = 1;
+
 void print_list(const kv::resp::Value& reply, bool json)
 {
     std::vector<std::pair<kv::BucketRecord, kv::BucketStats>> buckets;
@@ -321,21 +364,22 @@ void print_list(const kv::resp::Value& reply, bool json)
         buckets.emplace_back(std::move(*record), std::move(stats));
     }
     if (json) {
-        std::cout << "[";
+        std::cout << "{\n  \"version\": " << list_json_version << ",\n  \"buckets\": [";
         bool first = true;
         for (const auto& [record, stats] : buckets) {
-            std::cout << (first ? "" : ",") << "\n  {\"name\": " << json_string(record.name) << ", \"pid\": " << record.pid
+            std::cout << (first ? "" : ",") << "\n    {\"name\": " << json_string(record.name) << ", \"pid\": " << record.pid
                       << ", \"id\": " << record.id << ", \"state\": " << json_string(stats.state)
-                      << ", \"socket\": " << json_string(record.socket) << ", \"uptime_ms\": " << stats.uptime_ms
-                      << ", \"keys\": " << stats.keys << ", \"bytes\": " << stats.bytes << ", \"monitors\": " << stats.monitors << "}";
+                      << ", \"socket\": " << json_string(record.socket) << ", \"segment\": " << json_string(record.segment)
+                      << ", \"uptime_ms\": " << stats.uptime_ms << ", \"keys\": " << stats.keys << ", \"bytes\": " << stats.bytes
+                      << ", \"monitors\": " << stats.monitors << "}";
             first = false;
         }
-        std::cout << (first ? "]\n" : "\n]\n");
+        std::cout << (first ? "]\n}\n" : "\n  ]\n}\n");
         return;
     }
     std::printf("%-20s %8s %6s %-8s %10s %8s %10s %s\n", "NAME", "PID", "ID", "STATE", "UPTIME_S", "KEYS", "BYTES", "SOCKET");
     for (const auto& [record, stats] : buckets) {
-        std::printf("%-20s %8d %6llu %-8s %10.1f %8llu %10llu %s\n", kv::printable(record.name).c_str(), static_cast<int>(record.pid),
+        std::printf("%s %8d %6llu %-8s %10.1f %8llu %10llu %s\n", padded(kv::printable(record.name), 20).c_str(), static_cast<int>(record.pid),
             record.id, stats.state.c_str(), static_cast<double>(stats.uptime_ms) / 1000.0,
             static_cast<unsigned long long>(stats.keys), static_cast<unsigned long long>(stats.bytes), record.socket.c_str());
     }

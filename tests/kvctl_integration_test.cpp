@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -239,6 +240,60 @@ TEST_F(Kvctl, ListShowsBucketsAndDeleteOrStopOfWhatIsGoneExitsOne)
     EXPECT_EQ(watcher.read_reply().text, "exited with status 0");
     EXPECT_EQ(kvctl({ "lookup", "b" }).exit_code, 1);
     EXPECT_EQ(kvctl({ "stop", "b" }).exit_code, 1);
+}
+
+TEST_F(Kvctl, ListJsonIsVersionedAndReadsAsJson)
+{
+    const std::string japan = "\xe6\x97\xa5\xe6\x9c\xac";
+    auto created = daemon_.create(japan);
+    const std::string odd = "quote\"back\\slash";
+    auto odd_created = daemon_.create(odd);
+    auto json = kvctl({ "list", "--json" });
+    ASSERT_EQ(json.exit_code, 0) << json.err;
+    EXPECT_EQ(json.out.rfind("{\n  \"version\": 1,\n  \"buckets\": [", 0), 0u) << json.out;
+
+    // A real JSON parser reads it: the version, each bucket's name (UTF-8
+    // and escapes intact) and segment, the fields the README documents.
+    const std::string python = "/usr/bin/python3";
+    KV_REQUIRE(run_program({ python, "-c", "import json" }).exit_code == 0, "Debian's python3 (/usr/bin/python3)");
+    TemporaryDirectory scratch;
+    const std::string path = scratch.path() + "/list.json";
+    std::ofstream(path, std::ios::binary) << json.out;
+    auto parsed = run_program({ python, "-c",
+        "import json, sys\n"
+        "d = json.load(open(sys.argv[1], encoding='utf-8'))\n"
+        "print(d['version'])\n"
+        "for b in sorted(d['buckets'], key=lambda b: b['id']):\n"
+        "    print(sorted(b) == sorted(['name', 'pid', 'id', 'state', 'socket', 'segment', 'uptime_ms', 'keys', 'bytes', 'monitors']))\n"
+        "    sys.stdout.buffer.write((b['name'] + '|' + b['segment'] + '|' + b['socket'] + '\\n').encode('utf-8'))\n",
+        path });
+    ASSERT_EQ(parsed.exit_code, 0) << parsed.err;
+    EXPECT_EQ(parsed.out, "1\nTrue\n" + japan + "|" + created.field("segment")->text + "|" + created.field("socket")->text
+            + "\nTrue\n" + odd + "|" + odd_created.field("segment")->text + "|" + odd_created.field("socket")->text + "\n");
+}
+
+TEST_F(Kvctl, ListAlignsNamesByDisplayWidth)
+{
+    // 日本: 6 bytes, 4 columns. e + combining acute + x: 4 bytes, 2 columns. 🍎: 4 bytes, 2 columns.
+    const std::vector<std::pair<std::string, std::size_t>> names = { { "ab", 2 }, { "\xe6\x97\xa5\xe6\x9c\xac", 4 },
+        { "e\xcc\x81x", 2 }, { "\xf0\x9f\x8d\x8e", 2 } };
+    for (const auto& [name, columns] : names)
+        ASSERT_EQ(kvctl({ "create", name }).exit_code, 0) << name;
+    auto list = kvctl({ "list" });
+    ASSERT_EQ(list.exit_code, 0) << list.err;
+    std::vector<std::string> lines;
+    std::istringstream in(list.out);
+    for (std::string line; std::getline(in, line);)
+        lines.push_back(line);
+    ASSERT_EQ(lines.size(), names.size() + 1) << list.out;
+    // The STATE column starts at the same terminal column on every line: a
+    // line's byte offset is its column plus the bytes its name has over its width.
+    const auto state_column = lines[0].find(" STATE");
+    for (const auto& [name, columns] : names) {
+        auto line = std::find_if(lines.begin() + 1, lines.end(), [&](const std::string& l) { return l.rfind(name + " ", 0) == 0; });
+        ASSERT_NE(line, lines.end()) << name << "\n" << list.out;
+        EXPECT_EQ(line->find(" ready"), state_column + (name.size() - columns)) << list.out;
+    }
 }
 
 TEST_F(Kvctl, MonitorOfABucketThatHasGoneExitsOne)
