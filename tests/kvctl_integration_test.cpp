@@ -202,6 +202,11 @@ TEST_F(Kvctl, EachKindOfFailureHasItsExitCodeAndAOneLineMessage)
     EXPECT_EQ(invalid.exit_code, 4);
     EXPECT_EQ(invalid.err.rfind("kvctl: unable to create bucket ", 0), 0u);
     EXPECT_NE(invalid.err.find("a bucket name is at most 255 bytes, this one has 256"), std::string::npos) << invalid.err;
+    // A name that is not UTF-8 is refused, and shown escaped, never as raw bytes.
+    auto latin1 = kvctl({ "create", "caf\xe9" });
+    EXPECT_EQ(latin1.exit_code, 4);
+    EXPECT_EQ(latin1.err, "kvctl: unable to create bucket caf\\xe9: invalid bucket name: a bucket name must be valid UTF-8 "
+                          "(byte 0xe9 at offset 3 is not)\n");
 
     auto unreachable = run_program({ binary("kvctl"), "--run-dir", "/nonexistent/kv", "lookup", "a" });
     EXPECT_EQ(unreachable.exit_code, 3);
