@@ -107,6 +107,17 @@ TEST_F(Access, AllowUidServesThatUserOnEverySocketButNotTheSegments)
     EXPECT_NE(as_nobody({ "/bin/cat", "/dev/shm/" + segments[0] }).exit_code, 0);
 }
 
+TEST_F(Access, ABucketSocketNotOursToUseIsARefusalNotAGoneBucket)
+{
+    RegistryDaemon daemon({ "--allow-uid", std::to_string(SecondUser::uid) });
+    auto bucket = daemon.create("shared");
+    // The registry admits nobody; this bucket's socket does not (its mode, not SO_PEERCRED).
+    ASSERT_EQ(::chmod(bucket.field("socket")->text.c_str(), 0600), 0);
+    auto put = kvctl_as_nobody(daemon, { "put", "shared", "milk", "1" });
+    EXPECT_EQ(put.exit_code, 4) << put.err;
+    EXPECT_EQ(put.err, "kvctl: unable to put milk in bucket shared: " + bucket.field("socket")->text + ": Permission denied\n");
+}
+
 TEST_F(Access, AllowGidServesMembersOfThatGroupOnly)
 {
     RegistryDaemon daemon({ "--allow-gid", "4242" });
