@@ -1,5 +1,7 @@
 // kvctl: the command-line client for registryd and its buckets.
+#include <locale.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include <cerrno>
 #include <chrono>
@@ -45,6 +47,36 @@ constexpr const char* exit_code_help = "Exit codes: 0 ok; 1 not found (bucket or
                                        "not start, or a bucket's socket is served by another user); 6 timed out "
                                        "(--timeout).";
 
+// In the footer of every command's --help: CLI11 reads a word that begins
+// with - as an option, wherever it stands, unless it comes after --.
+constexpr const char* dash_help = "Arguments that begin with - (a key, a value) go after --, which ends the options: "
+                                  "kvctl put NAME -- -KEY VALUE.";
+
+// "create, lookup, ...": every command kvctl has, in the order --help lists them.
+std::string command_names(CLI::App& app)
+{
+    std::string names;
+    for (const CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; }))
+        names += (names.empty() ? "" : ", ") + command->get_name();
+    return names;
+}
+
+// The line for a command line CLI11 refused. CLI11 2.1 says "A subcommand is
+// required" both when none is given and when the first word is no command
+// (which it keeps among the words it did not use): say which it was, and
+// what the commands are.
+std::string usage_error(CLI::App& app, const CLI::ParseError& error)
+{
+    if (app.get_subcommands().empty()) {
+        const auto unused = app.remaining();
+        if (!unused.empty() && !unused.front().empty() && unused.front()[0] != '-')
+            return "unknown command " + kv::printable(unused.front()) + " (commands: " + command_names(app) + ")";
+        if (unused.empty())
+            return "a command is required (commands: " + command_names(app) + "; see kvctl --help)";
+    }
+    return std::string(error.what()) + " (see kvctl --help)";
+}
+
 // A failure to report: one line on stderr, then this exit code.
 struct Failure {
     ExitCode code;
@@ -66,8 +98,12 @@ kv::resp::Value checked(const kv::resp::Value& reply, const std::string& what)
         // The reply's code word says which exit code (common/resp/error_code.h).
         const auto code = static_cast<ExitCode>(kv::kvctl_exit_code(kv::error_code_of(reply.text)));
         const std::string message(kv::error_message(reply.text));
-        // "no bucket named shopping" reads best alone; other errors say what failed first.
-        throw Failure { code, code == exit_not_found ? message : what + ": " + message };
+        // "no bucket named shopping" reads best alone; other errors say what
+        // failed first, unless the reply already does (registryd's CREATE
+        // errors say "unable to create bucket two: ...", as a redis-cli user
+        // needs them to), so no line says it twice.
+        const bool says_what = message.compare(0, what.size(), what) == 0;
+        throw Failure { code, code == exit_not_found || says_what ? message : what + ": " + message };
     }
     return reply;
 }
@@ -99,8 +135,15 @@ std::string read_stdin_value()
     }
 }
 
+// EACCES is no sign that registryd is down: it runs, and the run directory
+// or the socket (0700, 0600 unless --allow-uid/--allow-gid) is not ours to
+// use. That is a refusal (exit 4), with what to do about it.
 Failure unreachable(const std::string& registry_socket, const kv::SystemError& error)
 {
+    if (error.error() == EACCES)
+        return Failure { exit_refused, "unable to reach registryd at " + registry_socket + ": " + std::strerror(error.error())
+                + " (uid " + std::to_string(::getuid()) + " may not use this run dir: use a run dir of your own, or ask "
+                "its owner to start registryd with --allow-uid or --allow-gid)" };
     return Failure { exit_unreachable, "unable to reach registryd at " + registry_socket + ": " + std::strerror(error.error())
             + " (is registryd running with this run dir?)" };
 }
@@ -206,7 +249,9 @@ public:
             throw Failure { exit_failed, what + ": " + error.what() };
         } catch (const kv::TimedOut& error) {
             throw Failure { exit_timed_out, what + ": " + error.what() + timeout_text_ };
-        } catch (const kv::SystemError&) {
+        } catch (const kv::SystemError& error) {
+            if (error.error() == EACCES) // the socket is there, and not ours to use: not gone
+                throw Failure { exit_refused, what + ": " + bucket.socket + ": " + std::strerror(EACCES) };
             throw Failure { exit_not_found, what + ": bucket " + kv::printable(name) + " is gone (its process exited)" };
         } catch (const kv::ConnectionClosed&) {
             throw Failure { exit_not_found, what + ": bucket " + kv::printable(name) + " exited before replying" };
@@ -251,6 +296,27 @@ private:
     std::unique_ptr<kv::NameTableReader> names_;
 };
 
+// A bucket name as kvctl's messages show it: printable()'s escapes, and,
+// for a name that is not UTF-8 (which CREATE refuses), every byte past
+// ASCII as \xNN too, so kvctl never echoes invalid bytes to a terminal.
+std::string shown_name(const std::string& name)
+{
+    std::string shown = kv::printable(name);
+    if (!kv::bucket_name_error(name))
+        return shown;
+    std::string escaped;
+    for (unsigned char c : shown) {
+        if (c < 0x80) {
+            escaped += static_cast<char>(c);
+        } else {
+            char code[8];
+            std::snprintf(code, sizeof code, "\\x%02x", c);
+            escaped += code;
+        }
+    }
+    return escaped;
+}
+
 std::string json_string(const std::string& bytes)
 {
     std::string out = "\"";
@@ -269,6 +335,47 @@ std::string json_string(const std::string& bytes)
     return out + "\"";
 }
 
+// Columns `text` takes on a terminal: wcwidth of each character (2 for most
+// CJK, 0 for a combining mark), decoded as UTF-8 whatever the user's locale,
+// since names are UTF-8 (bucket_name.h). Debian's libc-bin always ships the
+// C.UTF-8 locale, with glibc's Unicode width tables; without it, each byte
+// counts one column (a misaligned table, nothing worse).
+std::size_t display_width(const std::string& text)
+{
+    static const locale_t utf8 = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t {});
+    const locale_t previous = utf8 ? ::uselocale(utf8) : locale_t {};
+    std::size_t width = 0;
+    std::mbstate_t state {};
+    for (std::size_t at = 0; at < text.size();) {
+        wchar_t character;
+        const std::size_t length = std::mbrtowc(&character, text.data() + at, text.size() - at, &state);
+        if (length == 0 || length > text.size() - at) { // NUL, or not UTF-8: a byte, a column
+            state = {};
+            ++width;
+            ++at;
+            continue;
+        }
+        const int columns = ::wcwidth(character);
+        width += columns < 0 ? 1 : static_cast<std::size_t>(columns);
+        at += length;
+    }
+    if (utf8)
+        ::uselocale(previous);
+    return width;
+}
+
+// `text` and the spaces that make it `columns` wide on a terminal (printf's
+// %-20s counts bytes, and a name of two CJK characters is 6 bytes, 4 columns).
+std::string padded(const std::string& text, std::size_t columns)
+{
+    const std::size_t width = display_width(text);
+    return text + std::string(width < columns ? columns - width : 0, ' ');
+}
+
+// The schema of `kvctl list --json` (README "kvctl"): an object with its
+// version, so a script can tell a change from a bug; version 1 is this one.
+constexpr int list_json_version = 1;
+
 void print_list(const kv::resp::Value& reply, bool json)
 {
     std::vector<std::pair<kv::BucketRecord, kv::BucketStats>> buckets;
@@ -280,21 +387,22 @@ void print_list(const kv::resp::Value& reply, bool json)
         buckets.emplace_back(std::move(*record), std::move(stats));
     }
     if (json) {
-        std::cout << "[";
+        std::cout << "{\n  \"version\": " << list_json_version << ",\n  \"buckets\": [";
         bool first = true;
         for (const auto& [record, stats] : buckets) {
-            std::cout << (first ? "" : ",") << "\n  {\"name\": " << json_string(record.name) << ", \"pid\": " << record.pid
+            std::cout << (first ? "" : ",") << "\n    {\"name\": " << json_string(record.name) << ", \"pid\": " << record.pid
                       << ", \"id\": " << record.id << ", \"state\": " << json_string(stats.state)
-                      << ", \"socket\": " << json_string(record.socket) << ", \"uptime_ms\": " << stats.uptime_ms
-                      << ", \"keys\": " << stats.keys << ", \"bytes\": " << stats.bytes << ", \"monitors\": " << stats.monitors << "}";
+                      << ", \"socket\": " << json_string(record.socket) << ", \"segment\": " << json_string(record.segment)
+                      << ", \"uptime_ms\": " << stats.uptime_ms << ", \"keys\": " << stats.keys << ", \"bytes\": " << stats.bytes
+                      << ", \"monitors\": " << stats.monitors << "}";
             first = false;
         }
-        std::cout << (first ? "]\n" : "\n]\n");
+        std::cout << (first ? "]\n}\n" : "\n  ]\n}\n");
         return;
     }
     std::printf("%-20s %8s %6s %-8s %10s %8s %10s %s\n", "NAME", "PID", "ID", "STATE", "UPTIME_S", "KEYS", "BYTES", "SOCKET");
     for (const auto& [record, stats] : buckets) {
-        std::printf("%-20s %8d %6llu %-8s %10.1f %8llu %10llu %s\n", kv::printable(record.name).c_str(), static_cast<int>(record.pid),
+        std::printf("%s %8d %6llu %-8s %10.1f %8llu %10llu %s\n", padded(kv::printable(record.name), 20).c_str(), static_cast<int>(record.pid),
             record.id, stats.state.c_str(), static_cast<double>(stats.uptime_ms) / 1000.0,
             static_cast<unsigned long long>(stats.keys), static_cast<unsigned long long>(stats.bytes), record.socket.c_str());
     }
@@ -410,7 +518,7 @@ void print_history(const kv::resp::Value& reply, bool json)
 int main(int argc, char** argv)
 {
     CLI::App app { "kvctl: talk to registryd and its buckets.", "kvctl" };
-    app.footer(exit_code_help);
+    app.footer(std::string(dash_help) + "\n\n" + exit_code_help);
     app.require_subcommand(1);
     std::string run_dir_flag;
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)")
@@ -418,7 +526,7 @@ int main(int argc, char** argv)
     app.fallthrough(); // lets --run-dir come after the subcommand too (subcommands inherit this)
     app.set_version_flag("--version", "kvctl " KV_VERSION, "Print the version and exit");
     std::string name, key, value;
-    bool json = false;
+    bool json = false, raw = false, socket_path = false;
     double timeout_seconds = 10;
     auto* timeout = app.add_option("--timeout", timeout_seconds,
                            "Give up after this many seconds (0: wait forever); monitor waits forever unless given one")
@@ -427,8 +535,9 @@ int main(int argc, char** argv)
 
     auto* create = app.add_subcommand("create", "Create a bucket (or find the existing one); prints its pid");
     create->add_option("NAME", name)->required();
-    auto* lookup = app.add_subcommand("lookup", "Print the pid of a bucket");
+    auto* lookup = app.add_subcommand("lookup", "Print the pid of a bucket (--socket: its socket's path)");
     lookup->add_option("NAME", name)->required();
+    lookup->add_flag("--socket", socket_path, "Print the path of the bucket's socket instead of its pid");
     auto* list = app.add_subcommand("list", "List every bucket");
     list->add_flag("--json", json, "Print JSON");
     auto* stop = app.add_subcommand("stop", "Stop a bucket (SIGTERM, then SIGKILL after the grace period)");
@@ -443,9 +552,10 @@ int main(int argc, char** argv)
     keys->add_option("NAME", name)->required();
     std::string pattern = "*";
     keys->add_option("PATTERN", pattern, "glob, as Redis's KEYS and SCAN MATCH take it");
-    auto* get = app.add_subcommand("get", "Print the value of KEY in a bucket");
+    auto* get = app.add_subcommand("get", "Print the value of KEY in a bucket, byte for byte, and a newline");
     get->add_option("NAME", name)->required();
     get->add_option("KEY", key)->required();
+    get->add_flag("--raw", raw, "Print the value's bytes only, with no newline added");
     auto* remove = app.add_subcommand("delete", "Delete KEY from a bucket");
     remove->add_option("NAME", name)->required();
     remove->add_option("KEY", key)->required();
@@ -456,6 +566,9 @@ int main(int argc, char** argv)
     std::size_t history_count = 0;
     auto* history_count_option = history->add_option("COUNT", history_count, "how many of the newest exits");
 
+    for (CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; }))
+        command->footer(dash_help);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& help) {
@@ -465,11 +578,11 @@ int main(int argc, char** argv)
     } catch (const CLI::CallForVersion& version) {
         return app.exit(version);
     } catch (const CLI::ParseError& error) {
-        std::cerr << "kvctl: " << error.what() << " (see kvctl --help)\n";
+        std::cerr << "kvctl: " << usage_error(app, error) << "\n";
         return exit_usage;
     }
 
-    const std::string shown = kv::printable(name);
+    const std::string shown = shown_name(name);
     try {
         std::optional<std::chrono::steady_clock::time_point> deadline;
         if (timeout_seconds > 0 && (!*monitor || timeout->count() > 0))
@@ -480,7 +593,11 @@ int main(int argc, char** argv)
             auto reply = session.registry_call({ "CREATE", name }, "unable to create bucket " + shown);
             std::cout << decoded(reply, "unable to create bucket " + shown, "CREATE").pid << "\n";
         } else if (*lookup) {
-            std::cout << session.lookup(name, "unable to look up bucket " + shown).pid << "\n";
+            auto record = session.lookup(name, "unable to look up bucket " + shown);
+            if (socket_path)
+                std::cout << record.socket << "\n";
+            else
+                std::cout << record.pid << "\n";
         } else if (*list) {
             print_list(session.registry_call({ "LIST" }, "unable to list buckets"), json);
         } else if (*stop) {
@@ -501,7 +618,10 @@ int main(int argc, char** argv)
             auto value = session.get(name, key, "unable to get " + kv::printable(key) + " from bucket " + shown);
             if (!value)
                 throw Failure { exit_not_found, "no key " + kv::printable(key) + " in bucket " + shown };
-            std::cout << *value << "\n";
+            // The bytes as they are (a binary value too); --raw adds no newline.
+            std::cout.write(value->data(), static_cast<std::streamsize>(value->size()));
+            if (!raw)
+                std::cout << "\n";
         } else if (*remove) {
             auto reply = session.bucket_call(name, { "DEL", key }, "unable to delete " + kv::printable(key) + " from bucket " + shown);
             if (reply.integer == 0)

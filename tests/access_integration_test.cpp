@@ -59,9 +59,12 @@ TEST_F(Access, RunDirSocketsAndSegmentsArePrivate)
     ASSERT_EQ(segments.size(), 1u);
     EXPECT_EQ(mode_of("/dev/shm/" + segments[0]), 0600u);
 
+    // registryd is running: kvctl says it may not reach it (exit 4), and what to do, not "is registryd running?".
     auto denied = kvctl_as_nobody(daemon, { "lookup", "secret" });
-    EXPECT_EQ(denied.exit_code, 3);
-    EXPECT_NE(denied.err.find("Permission denied"), std::string::npos) << denied.err;
+    EXPECT_EQ(denied.exit_code, 4);
+    EXPECT_EQ(denied.err, "kvctl: unable to reach registryd at " + kv::registry_socket_path(daemon.run_dir())
+            + ": Permission denied (uid 65534 may not use this run dir: use a run dir of your own, or ask its owner "
+              "to start registryd with --allow-uid or --allow-gid)\n");
     // Reading another user's segment directly fails too.
     auto peek = as_nobody({ "/bin/cat", "/dev/shm/" + segments[0] });
     EXPECT_NE(peek.exit_code, 0);
@@ -102,6 +105,17 @@ TEST_F(Access, AllowUidServesThatUserOnEverySocketButNotTheSegments)
     auto segments = bucket_segments(daemon.run_dir());
     ASSERT_EQ(segments.size(), 1u);
     EXPECT_NE(as_nobody({ "/bin/cat", "/dev/shm/" + segments[0] }).exit_code, 0);
+}
+
+TEST_F(Access, ABucketSocketNotOursToUseIsARefusalNotAGoneBucket)
+{
+    RegistryDaemon daemon({ "--allow-uid", std::to_string(SecondUser::uid) });
+    auto bucket = daemon.create("shared");
+    // The registry admits nobody; this bucket's socket does not (its mode, not SO_PEERCRED).
+    ASSERT_EQ(::chmod(bucket.field("socket")->text.c_str(), 0600), 0);
+    auto put = kvctl_as_nobody(daemon, { "put", "shared", "milk", "1" });
+    EXPECT_EQ(put.exit_code, 4) << put.err;
+    EXPECT_EQ(put.err, "kvctl: unable to put milk in bucket shared: " + bucket.field("socket")->text + ": Permission denied\n");
 }
 
 TEST_F(Access, AllowGidServesMembersOfThatGroupOnly)

@@ -186,12 +186,13 @@ TEST(HostileInput, OddNamesAndKeysAreDataNeverPaths)
 {
     RegistryDaemon daemon(without_debug());
     const std::vector<std::string> refused = { "", std::string(256, 'n'), std::string("a\0b", 3), "tab\there",
-        "new\nline", std::string("\x1b[31mred", 8), "del\x7f" };
+        "new\nline", std::string("\x1b[31mred", 8), "del\x7f", "\xff\xfe invalid utf-8", "\xc2\x9b" "2J" };
     for (const auto& name : refused) {
         auto reply = daemon.call({ "CREATE", name });
         EXPECT_EQ(reply.text.rfind("INVALID invalid bucket name: ", 0), 0u) << kv::printable(name) << ": " << reply.text;
     }
-    const std::vector<std::string> odd = { "../../etc/passwd", "/", ".", "..", "buckets/1.sock", "\xff\xfe invalid utf-8",
+    // Names are UTF-8 text (bucket_name.h); keys are any bytes, so the refused names are tried as keys below.
+    const std::vector<std::string> odd = { "../../etc/passwd", "/", ".", "..", "buckets/1.sock", "\xe6\x97\xa5\xe6\x9c\xac",
         "-rf", "$(reboot)", std::string(255, '/') };
     auto bucket = daemon.create("keys");
     auto client = kv::Client::connect(bucket.field("socket")->text);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -76,7 +77,10 @@ TEST_F(Kvctl, PutReadsTheValueFromStdinAsItIs)
     ASSERT_EQ(put.exit_code, 0) << put.err;
     auto get = kvctl({ "get", "files", "blob" });
     ASSERT_EQ(get.exit_code, 0) << get.err;
-    EXPECT_TRUE(get.out == value + "\n") << "the value read back differs from the bytes put";
+    EXPECT_TRUE(get.out == value + "\n") << "get prints the bytes as they are, then a newline";
+    auto raw = kvctl({ "get", "files", "blob", "--raw" });
+    ASSERT_EQ(raw.exit_code, 0) << raw.err;
+    EXPECT_TRUE(raw.out == value) << "get --raw prints exactly the bytes put, nothing added";
 
     // An empty stdin is an empty value, not a missing one.
     auto empty = kvctl({ "put", "files", "nothing", "-" });
@@ -84,6 +88,40 @@ TEST_F(Kvctl, PutReadsTheValueFromStdinAsItIs)
     auto got = kvctl({ "get", "files", "nothing" });
     EXPECT_EQ(got.exit_code, 0) << got.err;
     EXPECT_EQ(got.out, "\n");
+    EXPECT_EQ(kvctl({ "get", "files", "nothing", "--raw" }).out, "");
+}
+
+TEST_F(Kvctl, ArgumentsThatBeginWithADashGoAfterDoubleDash)
+{
+    ASSERT_EQ(kvctl({ "create", "shop" }).exit_code, 0);
+    auto put = kvctl({ "put", "shop", "--", "-milk", "-1" });
+    ASSERT_EQ(put.exit_code, 0) << put.err;
+    auto get = kvctl({ "get", "shop", "--raw", "--", "-milk" });
+    ASSERT_EQ(get.exit_code, 0) << get.err;
+    EXPECT_EQ(get.out, "-1");
+    // Without --, -milk is read as options: a usage error, never a wrong key.
+    auto without = kvctl({ "put", "shop", "-milk", "2" });
+    EXPECT_EQ(without.exit_code, 2);
+    EXPECT_EQ(kvctl({ "get", "shop", "--", "-milk" }).out, "-1\n");
+
+    // And --help says so, for kvctl and for each command.
+    for (const auto& help : { kvctl({ "--help" }), kvctl({ "put", "--help" }), kvctl({ "get", "--help" }) }) {
+        EXPECT_EQ(help.exit_code, 0);
+        EXPECT_NE(help.out.find("go after --, which ends the options: kvctl put NAME -- -KEY VALUE"), std::string::npos) << help.out;
+    }
+}
+
+TEST_F(Kvctl, LookupSocketPrintsThePathToGiveRedisCli)
+{
+    auto created = daemon_.create("shopping");
+    auto lookup = kvctl({ "lookup", "shopping", "--socket" });
+    ASSERT_EQ(lookup.exit_code, 0) << lookup.err;
+    EXPECT_EQ(lookup.out, created.field("socket")->text + "\n");
+    // It is the bucket's socket: a client that connects there talks to the bucket.
+    auto bucket = kv::Client::connect(lookup.out.substr(0, lookup.out.size() - 1));
+    EXPECT_EQ(bucket.call({ "SET", "milk", "1" }).text, "OK");
+    EXPECT_EQ(kvctl({ "get", "shopping", "milk" }).out, "1\n");
+    EXPECT_EQ(kvctl({ "lookup", "nope", "--socket" }).exit_code, 1);
 }
 
 TEST_F(Kvctl, KeysListsEveryMatchingKeyOnceThroughScan)
@@ -150,13 +188,25 @@ TEST_F(Kvctl, EachKindOfFailureHasItsExitCodeAndAOneLineMessage)
     auto usage = kvctl({ "put", "shopping" });
     EXPECT_EQ(usage.exit_code, 2);
     EXPECT_EQ(std::count(usage.err.begin(), usage.err.end(), '\n'), 1);
-    EXPECT_EQ(kvctl({ "frobnicate" }).exit_code, 2);
-    EXPECT_EQ(kvctl({}).exit_code, 2);
+    // An unknown command says so and names the real ones, on one line.
+    auto unknown = kvctl({ "frobnicate", "x" });
+    EXPECT_EQ(unknown.exit_code, 2);
+    EXPECT_EQ(unknown.err.rfind("kvctl: unknown command frobnicate (commands: create, lookup, list, stop, ", 0), 0u) << unknown.err;
+    EXPECT_NE(unknown.err.find(", delete"), std::string::npos) << unknown.err;
+    EXPECT_EQ(std::count(unknown.err.begin(), unknown.err.end(), '\n'), 1) << unknown.err;
+    auto none = kvctl({});
+    EXPECT_EQ(none.exit_code, 2);
+    EXPECT_EQ(none.err.rfind("kvctl: a command is required (commands: create, lookup, ", 0), 0u) << none.err;
 
     auto invalid = kvctl({ "create", std::string(256, 'x') });
     EXPECT_EQ(invalid.exit_code, 4);
     EXPECT_EQ(invalid.err.rfind("kvctl: unable to create bucket ", 0), 0u);
     EXPECT_NE(invalid.err.find("a bucket name is at most 255 bytes, this one has 256"), std::string::npos) << invalid.err;
+    // A name that is not UTF-8 is refused, and shown escaped, never as raw bytes.
+    auto latin1 = kvctl({ "create", "caf\xe9" });
+    EXPECT_EQ(latin1.exit_code, 4);
+    EXPECT_EQ(latin1.err, "kvctl: unable to create bucket caf\\xe9: invalid bucket name: a bucket name must be valid UTF-8 "
+                          "(byte 0xe9 at offset 3 is not)\n");
 
     auto unreachable = run_program({ binary("kvctl"), "--run-dir", "/nonexistent/kv", "lookup", "a" });
     EXPECT_EQ(unreachable.exit_code, 3);
@@ -197,6 +247,60 @@ TEST_F(Kvctl, ListShowsBucketsAndDeleteOrStopOfWhatIsGoneExitsOne)
     EXPECT_EQ(kvctl({ "stop", "b" }).exit_code, 1);
 }
 
+TEST_F(Kvctl, ListJsonIsVersionedAndReadsAsJson)
+{
+    const std::string japan = "\xe6\x97\xa5\xe6\x9c\xac";
+    auto created = daemon_.create(japan);
+    const std::string odd = "quote\"back\\slash";
+    auto odd_created = daemon_.create(odd);
+    auto json = kvctl({ "list", "--json" });
+    ASSERT_EQ(json.exit_code, 0) << json.err;
+    EXPECT_EQ(json.out.rfind("{\n  \"version\": 1,\n  \"buckets\": [", 0), 0u) << json.out;
+
+    // A real JSON parser reads it: the version, each bucket's name (UTF-8
+    // and escapes intact) and segment, the fields the README documents.
+    const std::string python = "/usr/bin/python3";
+    KV_REQUIRE(run_program({ python, "-c", "import json" }).exit_code == 0, "Debian's python3 (/usr/bin/python3)");
+    TemporaryDirectory scratch;
+    const std::string path = scratch.path() + "/list.json";
+    std::ofstream(path, std::ios::binary) << json.out;
+    auto parsed = run_program({ python, "-c",
+        "import json, sys\n"
+        "d = json.load(open(sys.argv[1], encoding='utf-8'))\n"
+        "print(d['version'])\n"
+        "for b in sorted(d['buckets'], key=lambda b: b['id']):\n"
+        "    print(sorted(b) == sorted(['name', 'pid', 'id', 'state', 'socket', 'segment', 'uptime_ms', 'keys', 'bytes', 'monitors']))\n"
+        "    sys.stdout.buffer.write((b['name'] + '|' + b['segment'] + '|' + b['socket'] + '\\n').encode('utf-8'))\n",
+        path });
+    ASSERT_EQ(parsed.exit_code, 0) << parsed.err;
+    EXPECT_EQ(parsed.out, "1\nTrue\n" + japan + "|" + created.field("segment")->text + "|" + created.field("socket")->text
+            + "\nTrue\n" + odd + "|" + odd_created.field("segment")->text + "|" + odd_created.field("socket")->text + "\n");
+}
+
+TEST_F(Kvctl, ListAlignsNamesByDisplayWidth)
+{
+    // 日本: 6 bytes, 4 columns. e + combining acute + x: 4 bytes, 2 columns. 🍎: 4 bytes, 2 columns.
+    const std::vector<std::pair<std::string, std::size_t>> names = { { "ab", 2 }, { "\xe6\x97\xa5\xe6\x9c\xac", 4 },
+        { "e\xcc\x81x", 2 }, { "\xf0\x9f\x8d\x8e", 2 } };
+    for (const auto& [name, columns] : names)
+        ASSERT_EQ(kvctl({ "create", name }).exit_code, 0) << name;
+    auto list = kvctl({ "list" });
+    ASSERT_EQ(list.exit_code, 0) << list.err;
+    std::vector<std::string> lines;
+    std::istringstream in(list.out);
+    for (std::string line; std::getline(in, line);)
+        lines.push_back(line);
+    ASSERT_EQ(lines.size(), names.size() + 1) << list.out;
+    // The STATE column starts at the same terminal column on every line: a
+    // line's byte offset is its column plus the bytes its name has over its width.
+    const auto state_column = lines[0].find(" STATE");
+    for (const auto& [name, columns] : names) {
+        auto line = std::find_if(lines.begin() + 1, lines.end(), [&](const std::string& l) { return l.rfind(name + " ", 0) == 0; });
+        ASSERT_NE(line, lines.end()) << name << "\n" << list.out;
+        EXPECT_EQ(line->find(" ready"), state_column + (name.size() - columns)) << list.out;
+    }
+}
+
 TEST_F(Kvctl, MonitorOfABucketThatHasGoneExitsOne)
 {
     auto pid = std::stoi(kvctl({ "create", "a" }).out);
@@ -219,6 +323,19 @@ TEST_F(FullKvctl, FullBucketIsRefused)
     auto result = kvctl({ "put", "a", "k", std::string(130000, 'x') });
     EXPECT_EQ(result.exit_code, 4);
     EXPECT_EQ(result.err.rfind("kvctl: unable to put k in bucket a: bucket is full", 0), 0u) << result.err;
+}
+
+class LimitedKvctl : public Kvctl {
+protected:
+    LimitedKvctl() : Kvctl({ "--max-buckets", "1" }) {}
+};
+
+TEST_F(LimitedKvctl, ARefusedCreateSaysWhatFailedOnce)
+{
+    ASSERT_EQ(kvctl({ "create", "one" }).exit_code, 0);
+    auto two = kvctl({ "create", "two" });
+    EXPECT_EQ(two.exit_code, 4);
+    EXPECT_EQ(two.err, "kvctl: unable to create bucket two: limit of 1 buckets reached (--max-buckets)\n");
 }
 
 TEST_F(Kvctl, TimeoutGivesUpOnAStoppedBucketOrRegistryWithItsOwnExitCode)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -301,6 +302,29 @@ TEST(Registry, RefusesInvalidNamesAndKeepsOddOnesAsData)
     EXPECT_EQ(children[0].cmdline, "bucketd ../../etc/passwd");
     auto longest = daemon.create(std::string(255, 'n'));
     EXPECT_EQ(longest.field("name")->text, std::string(255, 'n'));
+}
+
+TEST(Registry, NamesAreUtf8TextAndAnythingElseIsInvalid)
+{
+    RegistryDaemon daemon;
+    // Invalid bytes, an overlong '/', a surrogate, past U+10FFFF, a C1 control (CSI).
+    for (const std::string& name : { std::string("caf\xe9"), std::string("\xc0\xaf"), std::string("\xed\xa0\x80"),
+             std::string("\xf4\x90\x80\x80"), std::string("\xc2\x9b" "2J") }) {
+        auto reply = daemon.call({ "CREATE", name });
+        EXPECT_TRUE(reply.is_error());
+        EXPECT_EQ(reply.text.rfind("INVALID invalid bucket name: a bucket name must ", 0), 0u) << reply.text;
+    }
+    EXPECT_TRUE(children_of(daemon.pid()).empty()); // nothing was started for them
+    EXPECT_EQ(daemon.call({ "LIST" }).elements.size(), 0u);
+
+    // Multi-byte names are names like any other, shown as they are.
+    const std::string japan = "\xe6\x97\xa5\xe6\x9c\xac", apple = "\xf0\x9f\x8d\x8e";
+    EXPECT_EQ(daemon.create(japan).field("name")->text, japan);
+    EXPECT_EQ(daemon.create(apple).field("name")->text, apple);
+    std::set<std::string> shown;
+    for (const auto& child : children_of(daemon.pid()))
+        shown.insert(child.cmdline);
+    EXPECT_EQ(shown, (std::set<std::string> { "bucketd " + japan, "bucketd " + apple }));
 }
 
 TEST(Registry, RefusesCreatePastMaxBuckets)
