@@ -36,6 +36,9 @@ struct RegistryOptions {
     std::chrono::milliseconds stop_grace { 2000 };
     bool debug_command_enabled = false;
     ServerConfig server; // for every bucket's socket
+    // Called (on the loop) after a bucket is added or removed: registryd's
+    // STATUS= for systemd follows size() through it.
+    std::function<void(std::size_t buckets)> on_size_change;
 };
 
 class Registry {
