@@ -242,8 +242,10 @@ void run_bucket_command(BucketContext& context, const resp::Request& request, Re
     context.protocol = reply.session().protocol;
     std::string& out = reply.now();
     const BucketCommand* command = find_command(commands, request, out);
-    if (command)
-        command->run(context, request, out);
+    if (!command)
+        return;
+    BucketMap::FrozenClock one_instant(context.map); // one instant for the whole command: MGET k k agrees with itself
+    command->run(context, request, out);
 }
 
 std::vector<CommandInfo> bucket_command_infos() { return describe_commands(commands); }

@@ -1,5 +1,6 @@
 #include "bucket_map.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace kv {
@@ -20,7 +21,7 @@ std::optional<SharedTableWriter::Pair> BucketMap::find(std::string_view key)
 {
     auto pair = table_.find(key);
     // The clock is read only for a key that has an expiry time.
-    if (pair && pair->expires_at != never_expires && layout::has_expired(pair->expires_at, now())) {
+    if (pair && pair->expires_at != never_expires && layout::has_expired(pair->expires_at, expiry_clock())) {
         erase_expired(key);
         return std::nullopt;
     }
@@ -37,7 +38,16 @@ std::optional<std::string_view> BucketMap::get(std::string_view key)
 bool BucketMap::expire_if_needed(std::string_view key)
 {
     auto pair = table_.find(key);
-    return pair && layout::has_expired(pair->expires_at, now()) && erase_expired(key);
+    return pair && pair->expires_at != never_expires && layout::has_expired(pair->expires_at, expiry_clock()) && erase_expired(key);
+}
+
+std::uint64_t BucketMap::expiry_clock()
+{
+    if (clock_freezes_ == 0)
+        return now();
+    if (frozen_now_ == 0)
+        frozen_now_ = now();
+    return frozen_now_;
 }
 
 bool BucketMap::erase_expired(std::string_view key)
@@ -50,10 +60,20 @@ bool BucketMap::erase_expired(std::string_view key)
     return true;
 }
 
+BucketMap::SetResult BucketMap::set_expiry(std::string_view key, std::uint64_t expires_at)
+{
+    if (table_.set_expiry(key, expires_at) != SharedTableWriter::SetResult::stored)
+        return SetResult::full;
+    note_expiry(expires_at);
+    touch(key);
+    return SetResult::stored;
+}
+
 BucketMap::SetResult BucketMap::set(std::string_view key, std::string_view value, std::uint64_t expires_at)
 {
     if (table_.set(key, value, expires_at) != SharedTableWriter::SetResult::stored)
         return SetResult::full;
+    note_expiry(expires_at);
     touch(key);
     return SetResult::stored;
 }
@@ -84,9 +104,9 @@ std::uint64_t BucketMap::size() const { return table_.size(); }
 
 std::uint64_t BucketMap::bytes() const { return table_.bytes(); }
 
-void BucketMap::for_each_key(const std::function<void(std::string_view)>& visit) const
+void BucketMap::for_each_key(const std::function<void(std::string_view)>& visit)
 {
-    const std::uint64_t at = now();
+    const std::uint64_t at = expiry_clock();
     table_.for_each([&](std::string_view key, std::string_view, std::uint64_t expires_at) {
         if (!layout::has_expired(expires_at, at))
             visit(key);
@@ -95,7 +115,7 @@ void BucketMap::for_each_key(const std::function<void(std::string_view)>& visit)
 
 std::uint64_t BucketMap::scan_step(std::uint64_t cursor, const std::function<void(std::string_view)>& visit)
 {
-    const std::uint64_t at = now();
+    const std::uint64_t at = expiry_clock();
     std::vector<std::string> expired;
     cursor = table_.scan_step(cursor, [&](std::string_view key, std::uint64_t expires_at) {
         if (layout::has_expired(expires_at, at))
@@ -116,7 +136,7 @@ std::optional<std::string_view> BucketMap::random_key(std::uint64_t random)
         if (!key)
             return std::nullopt;
         const auto pair = table_.find(*key);
-        if (!layout::has_expired(pair->expires_at, now()))
+        if (!layout::has_expired(pair->expires_at, expiry_clock()))
             return key;
         erase_expired(*key);
         random = random * 6364136223846793005ULL + 1442695040888963407ULL; // another slot next time (an LCG step)
@@ -127,6 +147,11 @@ std::uint64_t BucketMap::expire_cycle(std::uint64_t least_slots, std::chrono::st
 {
     if (table_.expiring() == 0)
         return 0;
+    std::uint64_t now = BucketMap::now();
+    // Nothing known can have expired yet: no walk at all. (A bucket whose
+    // only key with a time lives for a day costs a clock read a tick.)
+    if (now < next_due_)
+        return 0;
     const auto deadline = std::chrono::steady_clock::now() + budget;
     // Slots are looked at in steps of this many: Redis samples 20 keys with
     // a TTL a loop from its expires table, which holds nothing else; ours
@@ -135,21 +160,46 @@ std::uint64_t BucketMap::expire_cycle(std::uint64_t least_slots, std::chrono::st
     std::uint64_t walked = 0, deleted = 0;
     std::vector<std::string> expired;
     for (;;) {
+        const std::uint64_t capacity = table_.capacity();
+        if (capacity != sweep_capacity_) {
+            // The index was rebuilt: slots moved, so the sweep starts over
+            // (the earliest time seen so far still counts).
+            sweep_capacity_ = capacity;
+            sweep_walked_ = 0;
+        }
         std::uint64_t sampled = 0;
         expired.clear();
-        expiry_cursor_ = table_.expired_keys(expiry_cursor_, step, now(), expired, sampled);
+        expiry_cursor_ = table_.expired_keys(expiry_cursor_, step, now, expired, sampled, sweep_earliest_);
         for (const std::string& key : expired)
             deleted += erase_expired(key);
         walked += step;
-        if (walked >= table_.capacity() || table_.expiring() == 0)
-            break; // the whole index, once
+        sweep_walked_ += step;
+        if (sweep_walked_ >= capacity) {
+            // A whole sweep: every key with a time was seen (or set since,
+            // and noted by set). None is due before the earliest of them.
+            next_due_ = sweep_earliest_;
+            sweep_earliest_ = never_due;
+            sweep_walked_ = 0;
+            break;
+        }
+        if (table_.expiring() == 0)
+            break;
         // More than a tenth of what was sampled had expired: probably more
         // to find, so go on (Redis's ACTIVE_EXPIRE_CYCLE_ACCEPTABLE_STALE).
         const bool stale = expired.size() * 10 > sampled;
         if ((walked >= least_slots && !stale) || std::chrono::steady_clock::now() >= deadline)
             break;
+        now = BucketMap::now();
     }
     return deleted;
+}
+
+void BucketMap::note_expiry(std::uint64_t expires_at)
+{
+    if (expires_at == never_expires)
+        return;
+    next_due_ = std::min(next_due_, expires_at);
+    sweep_earliest_ = std::min(sweep_earliest_, expires_at);
 }
 
 void BucketMap::touch(std::string_view key)

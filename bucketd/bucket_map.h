@@ -55,8 +55,28 @@ public:
 
     // An expiry time: layout::never_expires, or Unix time in milliseconds.
     static constexpr std::uint64_t never_expires = layout::never_expires;
-    // Now, as an expiry time.
+    // Now, as an expiry time (for new times: EX, EXPIRE...).
     static std::uint64_t now() { return layout::unix_time_ms(); }
+
+    // Whether a key has expired is judged against one instant for a whole
+    // command, and for a whole EXEC (Redis's fixed_time_expire): MGET k k
+    // or a transaction never sees a key both there and gone. The instant is
+    // read at the first question, so a command that meets no key with a time
+    // reads no clock. Frozen while one of these lives; they nest.
+    class FrozenClock {
+    public:
+        explicit FrozenClock(BucketMap& map) : map_(map)
+        {
+            if (map_.clock_freezes_++ == 0)
+                map_.frozen_now_ = 0;
+        }
+        ~FrozenClock() { --map_.clock_freezes_; }
+        FrozenClock(const FrozenClock&) = delete;
+        FrozenClock& operator=(const FrozenClock&) = delete;
+
+    private:
+        BucketMap& map_;
+    };
 
     // Lookups: each deletes the key first if it has expired. The value stays
     // valid until the next change to the map (a lookup of another key may
@@ -75,6 +95,11 @@ public:
     // the old one). On `full` the map is unchanged: the old value, if any, is
     // still there. `value` may be a view of the key's current value.
     SetResult set(std::string_view key, std::string_view value, std::uint64_t expires_at = never_expires);
+    // Changes the expiry time of `key`, which must be there (never_expires:
+    // it has none): in place, whatever the value's size, except for a
+    // small pair without a time, which moves from its slot to an entry
+    // (`full` if that does not fit, nothing changed).
+    SetResult set_expiry(std::string_view key, std::uint64_t expires_at);
     // True if the key was there (an expired key was not: it is deleted all the same).
     bool erase(std::string_view key);
 
@@ -89,7 +114,7 @@ public:
     std::uint64_t expired_keys() const { return expired_keys_; }
 
     // Every key not expired (deleting none: KEYS, as Redis's).
-    void for_each_key(const std::function<void(std::string_view)>& visit) const;
+    void for_each_key(const std::function<void(std::string_view)>& visit);
     // See SharedTableWriter::scan_step; expired keys met are deleted, not visited.
     std::uint64_t scan_step(std::uint64_t cursor, const std::function<void(std::string_view)>& visit);
     // See SharedTableWriter::random_key; an expired key met is deleted and
@@ -103,8 +128,11 @@ public:
     // expired keys found by walking the index from where the last cycle
     // stopped, at least `least_slots` slots of it unless the whole index is
     // smaller, and on while more than a tenth of the keys with an expiry
-    // time it meets have expired, until `budget` is spent. Returns how many
-    // keys it deleted. Never called inside a batch.
+    // time it meets have expired, until `budget` is spent. A whole sweep of
+    // the index learns the earliest time still ahead (as does every time
+    // set since): until that time comes, a cycle walks nothing, so a bucket
+    // with a few long-lived times among many keys costs nothing between
+    // sweeps. Returns how many keys it deleted. Never called inside a batch.
     std::uint64_t expire_cycle(std::uint64_t least_slots, std::chrono::steady_clock::duration budget);
 
     // The sessions watching keys of this map (WATCH, MULTI/EXEC).
@@ -137,13 +165,27 @@ private:
     // The watchers of `key` are told now, or at the outermost commit.
     void touch(std::string_view key);
     bool erase_expired(std::string_view key);
+    // A time was set: the next cycle may have work before it thought.
+    void note_expiry(std::uint64_t expires_at);
+    // Now, to judge expiry by: the frozen instant, if the clock is frozen.
+    std::uint64_t expiry_clock();
 
     SharedTableWriter table_;
     KeyWatchers watchers_;
     int open_batches_ = 0;
     std::vector<std::string> touched_; // keys changed by the open batches, to tell at commit
     std::uint64_t expired_keys_ = 0;
-    std::uint64_t expiry_cursor_ = 0; // where the next active expiry cycle starts
+    // Active expiry's sweep: where the next cycle starts, how much of the
+    // index (of this capacity) the sweep has walked, the earliest time it
+    // has seen still ahead, and when the next key can be due at the soonest.
+    static constexpr std::uint64_t never_due = ~std::uint64_t(0);
+    std::uint64_t expiry_cursor_ = 0;
+    std::uint64_t sweep_capacity_ = 0;
+    std::uint64_t sweep_walked_ = 0;
+    std::uint64_t sweep_earliest_ = never_due;
+    std::uint64_t next_due_ = 0; // 0: unknown, so the first cycle walks
+    int clock_freezes_ = 0;
+    std::uint64_t frozen_now_ = 0; // 0: not read yet
 };
 
 } // namespace kv

@@ -290,14 +290,17 @@ void rename_key(BucketContext& context, const resp::Request& request, std::strin
         only_if_new ? resp::append_integer(out, 0) : resp::append_simple(out, "OK");
         return;
     }
+    // Copied before anything else may change the table (contains() below
+    // may delete an expired `to`).
+    const std::string copy(value->value);
+    const std::uint64_t expires_at = value->expires_at;
     if (only_if_new && context.map.contains(to)) {
         resp::append_integer(out, 0);
         return;
     }
-    const std::string copy(value->value); // a view into the table may move as it changes
     auto batch = context.map.begin_batch();
     // The expiry time goes with the key, as Redis's RENAME.
-    if (!stored(out, context.map.set(to, copy, value->expires_at), to.size() + copy.size()))
+    if (!stored(out, context.map.set(to, copy, expires_at), to.size() + copy.size()))
         return;
     context.map.erase(from);
     batch.commit();
@@ -723,15 +726,19 @@ void getex(BucketContext& context, const resp::Request& request, std::string& ou
     std::uint64_t expires_at = 0;
     if (options.expiry && !expiry_time(*options.expiry, options.unit, request[0], expires_at, out))
         return;
-    const std::string value(old->value); // the changes below may move it
+    // The reply first: the changes below may move or free the value.
+    const std::size_t reply_start = out.size();
+    const std::size_t bytes = key.size() + old->value.size();
+    resp::append_bulk(out, old->value);
     const bool absolute = options.unit == ExpiryUnit::exat || options.unit == ExpiryUnit::pxat;
     if (options.expiry && absolute && expires_at <= BucketMap::now()) {
         context.map.erase(key);
     } else if (options.expiry || (options.persist && old->expires_at != BucketMap::never_expires)) {
-        if (!stored(out, context.map.set(key, value, options.expiry ? expires_at : BucketMap::never_expires), key.size() + value.size()))
-            return;
+        if (context.map.set_expiry(key, options.expiry ? expires_at : BucketMap::never_expires) != BucketMap::SetResult::stored) {
+            out.resize(reply_start); // the error replaces the value
+            append_full(out, bytes);
+        }
     }
-    resp::append_bulk(out, value);
 }
 
 namespace {
@@ -804,8 +811,7 @@ void expire_in(BucketContext& context, const resp::Request& request, std::string
         resp::append_integer(out, 1);
         return;
     }
-    const std::string value(old->value);
-    if (stored(out, context.map.set(key, value, static_cast<std::uint64_t>(when)), key.size() + value.size()))
+    if (stored(out, context.map.set_expiry(key, static_cast<std::uint64_t>(when)), key.size() + old->value.size()))
         resp::append_integer(out, 1);
 }
 
@@ -828,7 +834,9 @@ void ttl_in(BucketContext& context, const resp::Request& request, std::string& o
         ttl -= static_cast<long long>(BucketMap::now());
     if (ttl < 0)
         ttl = 0;
-    resp::append_integer(out, milliseconds ? ttl : (ttl + 500) / 1000);
+    // Rounded to the nearest second as Redis's (ttl + 500) / 1000, which
+    // would overflow for a time near the largest PXAT.
+    resp::append_integer(out, milliseconds ? ttl : ttl / 1000 + (ttl % 1000 >= 500));
 }
 
 } // namespace
@@ -858,8 +866,7 @@ void persist(BucketContext& context, const resp::Request& request, std::string& 
         resp::append_integer(out, 0);
         return;
     }
-    const std::string value(pair->value);
-    if (stored(out, context.map.set(key, value), key.size() + value.size()))
+    if (stored(out, context.map.set_expiry(key, BucketMap::never_expires), key.size() + pair->value.size()))
         resp::append_integer(out, 1);
 }
 

@@ -38,11 +38,21 @@
 
 namespace {
 
+// Where bucketd is when --bucketd is not given, found from where registryd
+// itself is (/proc/self/exe): installed, it is <prefix>/libexec/kv/bucketd
+// beside <prefix>/bin/registryd (an internal program, not on PATH; the
+// relative path comes from the install rules in CMakeLists.txt); in the build
+// tree both are in bin/, side by side.
 std::string default_bucketd_path()
 {
     std::error_code error;
     auto self = std::filesystem::read_symlink("/proc/self/exe", error);
-    return error ? std::string("bucketd") : (self.parent_path() / "bucketd").string();
+    if (error)
+        return "bucketd";
+    auto installed = (self.parent_path() / KV_BUCKETD_FROM_BINDIR).lexically_normal();
+    if (std::filesystem::exists(installed, error))
+        return installed.string();
+    return (self.parent_path() / "bucketd").string();
 }
 
 // What the connection commands every socket serves know of the registry.
@@ -79,7 +89,7 @@ int main(int argc, char** argv)
     int notify_fd = -1;
     std::string log_level_name = "info";
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)");
-    app.add_option("--bucketd", options.bucketd_path, "bucketd executable")->capture_default_str();
+    app.add_option("--bucketd", options.bucketd_path, "bucketd executable (default: <registryd's directory>/" KV_BUCKETD_FROM_BINDIR " if it exists, as installed; else the bucketd beside registryd, as in the build tree)")->capture_default_str();
     app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
     app.add_option("--bucket-size", options.bucket_size, "Bytes of shared memory per bucket")->capture_default_str()->check(CLI::Range(std::size_t(1) << 17, std::size_t(1) << 40));
     kv::ServerConfig& server_config = options.server;

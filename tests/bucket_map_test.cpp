@@ -120,3 +120,52 @@ TEST(BucketMap, FullSegmentRefusesAndKeepsEveryKey)
     for (int i = 0; i < stored; ++i)
         ASSERT_EQ(*map.get("key" + std::to_string(i)), value) << i;
 }
+
+TEST(BucketMap, ALookupDeletesAnExpiredKeyAndTheCycleDeletesTheRest)
+{
+    kv::BucketMap map(unique_segment("expiry"), 4 << 20);
+    const std::uint64_t past = kv::BucketMap::now() - 1;
+    const std::uint64_t later = kv::BucketMap::now() + 100000;
+    for (int i = 0; i < 1000; ++i) {
+        ASSERT_EQ(map.set("gone" + std::to_string(i), "v", past), kv::BucketMap::SetResult::stored);
+        ASSERT_EQ(map.set("stays" + std::to_string(i), "v", i % 2 ? later : kv::BucketMap::never_expires), kv::BucketMap::SetResult::stored);
+    }
+    EXPECT_EQ(map.size(), 2000u);
+    EXPECT_FALSE(map.get("gone0"));
+    EXPECT_EQ(map.size(), 1999u) << "the lookup deleted it";
+    EXPECT_FALSE(map.erase("gone1")) << "an expired key was not there";
+    EXPECT_EQ(map.expired_keys(), 2u);
+    // One cycle with time enough: every expired key, none of the others.
+    std::uint64_t deleted = 0;
+    while (map.size() > 1000)
+        deleted += map.expire_cycle(16384, std::chrono::seconds(1));
+    EXPECT_EQ(deleted, 998u);
+    EXPECT_EQ(map.expiring(), 500u);
+    EXPECT_EQ(map.expired_keys(), 1000u);
+    EXPECT_TRUE(map.get("stays999"));
+    // The sweep learnt that nothing is due for 100 s; a time set since that
+    // is due now is still found by the next cycle.
+    ASSERT_EQ(map.set("late", "v", past), kv::BucketMap::SetResult::stored);
+    EXPECT_EQ(map.expire_cycle(16384, std::chrono::seconds(1)), 1u);
+    ASSERT_EQ(map.set("later", "v"), kv::BucketMap::SetResult::stored);
+    ASSERT_EQ(map.set_expiry("later", past), kv::BucketMap::SetResult::stored);
+    EXPECT_EQ(map.expire_cycle(16384, std::chrono::seconds(1)), 1u);
+    // Nothing with a time: a cycle does nothing.
+    map.clear();
+    EXPECT_EQ(map.expire_cycle(16384, std::chrono::seconds(1)), 0u);
+}
+
+TEST(BucketMap, OneCommandJudgesExpiryAtOneInstant)
+{
+    kv::BucketMap map(unique_segment("frozen"), 4 << 20);
+    const std::uint64_t soon = kv::BucketMap::now() + 30;
+    ASSERT_EQ(map.set("k", "v", soon), kv::BucketMap::SetResult::stored);
+    {
+        kv::BucketMap::FrozenClock one_instant(map);
+        ASSERT_TRUE(map.get("k")); // the instant is read here, before `soon`
+        while (kv::BucketMap::now() <= soon) {
+        }
+        EXPECT_TRUE(map.get("k")) << "the same command saw the key there, then gone";
+    }
+    EXPECT_FALSE(map.get("k"));
+}

@@ -155,19 +155,24 @@ public:
         static const char* refused[] = { "0", "-5", "x", "9223372036854775807" };
         return pick(4) ? std::to_string((100 + pick(100000)) * 1000 + 1 + pick(998)) : refused[pick(std::size(refused))];
     }
+    // Absolute times: in the future, refused, or (where the command then
+    // deletes the key at once, as EXPIREAT and GETEX do) in the past.
     std::string unix_seconds(bool past_allowed)
     {
         const long long now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
         if (past_allowed && pick(4) == 0)
             return pick(2) ? "1" : std::to_string(now - 100);
-        return pick(5) ? std::to_string(now + 100 + static_cast<long long>(pick(100000))) : seconds();
+        static const char* refused[] = { "0", "-5", "abc", "", "1.5", "9223372036854775807", "-9223372036854775808" };
+        return pick(5) ? std::to_string(now + 100 + static_cast<long long>(pick(100000))) : refused[pick(std::size(refused))];
     }
     std::string unix_milliseconds(bool past_allowed)
     {
         const long long now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
         if (past_allowed && pick(4) == 0)
             return pick(2) ? "1" : std::to_string(now - 100000);
-        return pick(5) ? std::to_string(now + 100000 + static_cast<long long>(pick(100000000))) : milliseconds();
+        // The largest time there is, too: EXPIRETIME must round it without overflowing.
+        static const char* refused[] = { "0", "-5", "x", "9223372036854775807" };
+        return pick(5) ? std::to_string(now + 100000 + static_cast<long long>(pick(100000000))) : refused[pick(std::size(refused))];
     }
 
     std::string offset()

@@ -1137,3 +1137,81 @@ TEST(SharedTableBatch, ClearEmptiesInOneWindowAndTheTableIsUsableAfter)
         ASSERT_EQ(writer.set("k" + std::to_string(i), std::string(i % 100, 'v')), kv::SharedTableWriter::SetResult::stored);
     EXPECT_EQ(reader->get("k5", value), Result::found);
 }
+
+TEST(SharedTableExpiry, AReaderNeverReturnsAPairPastItsTimeAndTheWriterStillHoldsIt)
+{
+    auto name = unique_segment("expiry");
+    kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    const std::uint64_t now = kv::layout::unix_time_ms();
+    ASSERT_EQ(writer.set("past", "v", now - 1), kv::SharedTableWriter::SetResult::stored);
+    ASSERT_EQ(writer.set("future", "v", now + 100000), kv::SharedTableWriter::SetResult::stored);
+    ASSERT_EQ(writer.set("big-past", std::string(5000, 'b'), now - 1), kv::SharedTableWriter::SetResult::stored);
+    std::string value;
+    EXPECT_EQ(reader->get("past", value), Result::missing);
+    EXPECT_EQ(reader->exists("big-past"), Result::missing);
+    EXPECT_EQ(reader->get("future", value), Result::found);
+    EXPECT_EQ(value, "v");
+    // The writer applies no policy: it still holds them, with their times.
+    ASSERT_TRUE(writer.find("past"));
+    EXPECT_EQ(writer.find("past")->expires_at, now - 1);
+    EXPECT_EQ(writer.size(), 3u);
+    EXPECT_EQ(writer.expiring(), 3u);
+    // Its time removed in place, a pair is back for readers.
+    ASSERT_EQ(writer.set_expiry("big-past", kv::layout::never_expires), kv::SharedTableWriter::SetResult::stored);
+    EXPECT_EQ(reader->get("big-past", value), Result::found);
+    EXPECT_EQ(value.size(), 5000u);
+    EXPECT_EQ(writer.expiring(), 2u);
+}
+
+TEST(SharedTableExpiry, TheCountOfPairsWithATimeFollowsEveryChangeAndEveryRollback)
+{
+    auto name = unique_segment("expiring");
+    kv::SharedTableWriter writer(name, 4 << 20, kv::TableKind::bucket);
+    const std::uint64_t later = kv::layout::unix_time_ms() + 100000;
+    using SetResult = kv::SharedTableWriter::SetResult;
+    ASSERT_EQ(writer.set("a", "small"), SetResult::stored);
+    ASSERT_EQ(writer.set_expiry("a", later), SetResult::stored); // inline: moves to an entry
+    EXPECT_EQ(writer.find("a")->expires_at, later);
+    EXPECT_EQ(*writer.get("a"), "small");
+    EXPECT_EQ(writer.expiring(), 1u);
+    ASSERT_EQ(writer.set("a", "again"), SetResult::stored); // a plain set drops the time
+    EXPECT_EQ(writer.find("a")->expires_at, kv::layout::never_expires);
+    EXPECT_EQ(writer.expiring(), 0u);
+    ASSERT_EQ(writer.set("b", std::string(100, 'b'), later), SetResult::stored);
+    ASSERT_EQ(writer.set("c", "c", later), SetResult::stored);
+    EXPECT_EQ(writer.expiring(), 2u);
+    EXPECT_TRUE(writer.erase("c"));
+    EXPECT_EQ(writer.expiring(), 1u);
+    {
+        // Inside a batch, changed in place, added, dropped, erased, a nested
+        // savepoint: all undone with the batch, times included.
+        auto batch = writer.begin_batch();
+        ASSERT_EQ(batch.set_expiry("b", later + 5), SetResult::stored);
+        ASSERT_EQ(batch.set("d", "d", later), SetResult::stored);
+        ASSERT_EQ(batch.set_expiry("a", later), SetResult::stored);
+        {
+            auto nested = writer.begin_batch();
+            ASSERT_EQ(nested.set_expiry("b", kv::layout::never_expires), SetResult::stored);
+            EXPECT_TRUE(nested.erase("d"));
+            EXPECT_EQ(writer.expiring(), 1u); // a
+        } // rolled back: b has later + 5, d is back
+        EXPECT_EQ(writer.find("b")->expires_at, later + 5);
+        EXPECT_EQ(writer.expiring(), 3u);
+        batch.clear();
+        EXPECT_EQ(writer.expiring(), 0u);
+    }
+    EXPECT_EQ(writer.expiring(), 1u);
+    EXPECT_EQ(writer.find("b")->expires_at, later);
+    EXPECT_EQ(writer.find("a")->expires_at, kv::layout::never_expires);
+    EXPECT_FALSE(writer.find("d"));
+    // The index grows: times move with their pairs.
+    for (int i = 0; i < 5000; ++i)
+        ASSERT_EQ(writer.set("k" + std::to_string(i), "v", i % 2 ? later : kv::layout::never_expires), SetResult::stored);
+    EXPECT_EQ(writer.expiring(), 2501u);
+    EXPECT_EQ(writer.find("k4999")->expires_at, later);
+    writer.clear();
+    EXPECT_EQ(writer.expiring(), 0u);
+}

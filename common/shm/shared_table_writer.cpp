@@ -184,6 +184,7 @@ struct SharedTableWriter::Segment {
         std::vector<std::uint64_t> free_on_commit;   // offsets of entries and indexes
         std::vector<std::uint64_t> free_on_rollback; // made inside the batch
         std::vector<std::pair<std::uint64_t, std::uint64_t>> cleared; // indexes (offset, capacity) whose entries go at commit
+        std::vector<std::pair<std::uint64_t, std::uint64_t>> expiry_undo; // (entry offset, expires_at before) of times changed in place
     } log;
     bool in_batch() const { return log.depth > 0; }
 
@@ -476,6 +477,37 @@ SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::s
     return SetResult::stored;
 }
 
+SharedTableWriter::SetResult SharedTableWriter::set_expiry(std::string_view key, std::uint64_t expires_at)
+{
+    Segment& s = *segment_;
+    const auto [slot, found] = s.find_slot(key, hash_key(key));
+    if (!found)
+        return SetResult::stored;
+    Slot& target = s.slots()[slot];
+    const std::uint64_t offset = target.entry.load(std::memory_order_relaxed);
+    if (!holds_entry(offset)) {
+        if (expires_at == never_expires)
+            return SetResult::stored; // an inline pair has no time to remove
+        // Only an entry holds a time: the pair moves there (its bytes are
+        // copied from the slot before the slot changes).
+        return set(key, s.slot_value(target), expires_at);
+    }
+    Entry* e = s.entry(offset);
+    const std::uint64_t before = e->expires_at;
+    if (before == expires_at)
+        return SetResult::stored;
+    if (s.in_batch())
+        s.log.expiry_undo.emplace_back(offset, before);
+    s.open_window();
+    store_shared(e->expires_at, expires_at);
+    if (before == never_expires)
+        s.header->expiring.fetch_add(1, std::memory_order_relaxed);
+    else if (expires_at == never_expires)
+        s.header->expiring.fetch_sub(1, std::memory_order_relaxed);
+    s.close_window();
+    return SetResult::stored;
+}
+
 bool SharedTableWriter::erase(std::string_view key)
 {
     Segment& s = *segment_;
@@ -552,6 +584,7 @@ SharedTableWriter::Batch SharedTableWriter::begin_batch()
         s.log.free_on_commit.clear();
         s.log.free_on_rollback.clear();
         s.log.cleared.clear();
+        s.log.expiry_undo.clear();
         // No window yet: the first change opens it (open_window).
     }
     Savepoint savepoint;
@@ -559,6 +592,7 @@ SharedTableWriter::Batch SharedTableWriter::begin_batch()
     savepoint.free_on_commit = s.log.free_on_commit.size();
     savepoint.free_on_rollback = s.log.free_on_rollback.size();
     savepoint.cleared = s.log.cleared.size();
+    savepoint.expiry_undo = s.log.expiry_undo.size();
     savepoint.keys = s.header->keys.load(std::memory_order_relaxed);
     savepoint.bytes = s.header->bytes.load(std::memory_order_relaxed);
     savepoint.expiring = s.header->expiring.load(std::memory_order_relaxed);
@@ -575,7 +609,13 @@ void SharedTableWriter::finish_batch(const Savepoint& savepoint, bool keep)
     if (s.log.depth != savepoint.depth + 1)
         throw std::logic_error("SharedTableWriter: batches must end in the reverse order of their beginning");
     auto& log = s.log;
-    if (!keep) {
+    if (!keep && log.window_open) { // no window open: nothing changed since the savepoint
+        // Expiry times changed in place, latest first (their entries are
+        // still allocated: nothing is freed before the end).
+        for (std::size_t i = log.expiry_undo.size(); i-- > savepoint.expiry_undo;) {
+            const auto& [offset, expires_at] = log.expiry_undo[i];
+            store_shared(s.entry(offset)->expires_at, expires_at);
+        }
         // Latest first, so each slot ends with the line it had at the
         // savepoint. Lines of indexes made since then go with those indexes.
         for (std::size_t i = log.undo.size(); i-- > savepoint.undo;) {
@@ -598,6 +638,7 @@ void SharedTableWriter::finish_batch(const Savepoint& savepoint, bool keep)
         log.free_on_commit.resize(savepoint.free_on_commit);
         log.free_on_rollback.resize(savepoint.free_on_rollback);
         log.cleared.resize(savepoint.cleared);
+        log.expiry_undo.resize(savepoint.expiry_undo);
     }
     --log.depth;
     if (log.depth > 0)
@@ -613,6 +654,7 @@ void SharedTableWriter::finish_batch(const Savepoint& savepoint, bool keep)
     log.free_on_commit.clear();
     log.free_on_rollback.clear();
     log.cleared.clear();
+    log.expiry_undo.clear();
 }
 
 SharedTableWriter::Batch::~Batch()
@@ -707,7 +749,7 @@ std::optional<std::string_view> SharedTableWriter::random_key(std::uint64_t rand
 }
 
 std::uint64_t SharedTableWriter::expired_keys(std::uint64_t cursor, std::uint64_t slots, std::uint64_t now,
-    std::vector<std::string>& expired, std::uint64_t& sampled) const
+    std::vector<std::string>& expired, std::uint64_t& sampled, std::uint64_t& earliest) const
 {
     const Segment& s = *segment_;
     const Slot* index = s.slots();
@@ -725,6 +767,8 @@ std::uint64_t SharedTableWriter::expired_keys(std::uint64_t cursor, std::uint64_
         ++sampled;
         if (layout::has_expired(e->expires_at, now))
             expired.emplace_back(Segment::key_of(e));
+        else
+            earliest = std::min(earliest, e->expires_at);
     }
     return i;
 }

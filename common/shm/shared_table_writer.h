@@ -76,6 +76,11 @@ public:
     // may be a view of this key's own current value (the new copy is made
     // before the old one is let go).
     SetResult set(std::string_view key, std::string_view value, std::uint64_t expires_at = layout::never_expires);
+    // Changes the expiry time of `key` (never_expires: it has none): in
+    // place, one 8-byte store, when the pair is in an entry, whatever its
+    // size; a small pair in its slot moves to an entry first, which may not
+    // fit (`full`, nothing changed). A key that is not there: nothing to do.
+    SetResult set_expiry(std::string_view key, std::uint64_t expires_at);
     bool erase(std::string_view key);
     // Removes every pair in one short write window: a fresh, small index is
     // switched in, then the old index and its entries are freed after the
@@ -120,10 +125,11 @@ public:
     // table with a cursor likewise): looks at `slots` slots of the index
     // from `cursor` on (wrapping), appends to `expired` every key whose
     // expiry time is past `now`, adds to `sampled` how many keys with an
-    // expiry time it saw, and returns where the next step starts. Changes
+    // expiry time it saw, lowers `earliest` to the earliest time still
+    // ahead among them, and returns where the next step starts. Changes
     // nothing: the owner deletes what it was given.
     std::uint64_t expired_keys(std::uint64_t cursor, std::uint64_t slots, std::uint64_t now,
-        std::vector<std::string>& expired, std::uint64_t& sampled) const;
+        std::vector<std::string>& expired, std::uint64_t& sampled, std::uint64_t& earliest) const;
     // Slots in the index (a sweep of every key takes this many).
     std::uint64_t capacity() const;
 
@@ -140,7 +146,7 @@ public:
 private:
     struct Segment;
     struct Savepoint {
-        std::size_t undo = 0, free_on_commit = 0, free_on_rollback = 0, cleared = 0;
+        std::size_t undo = 0, free_on_commit = 0, free_on_rollback = 0, cleared = 0, expiry_undo = 0;
         std::uint64_t keys = 0, bytes = 0, expiring = 0, used_slots = 0, index_offset = 0, capacity = 0;
         int depth = 0;
     };
@@ -165,7 +171,8 @@ private:
 //
 // All or nothing, by an undo log rather than a room check beforehand (the
 // heap's fit cannot be predicted without allocating): every slot line is
-// saved (in this process's memory) before each change, the header counters and the index's
+// saved (in this process's memory) before each change, and every expiry
+// time changed in place in an entry, the header counters and the index's
 // offset and capacity are saved at the start, and nothing is freed until the
 // end. An entry replaced or erased, or an index replaced (grown or cleared),
 // is freed at commit; an entry or index made inside the batch is freed on
@@ -198,6 +205,7 @@ public:
     {
         return writer_->set(key, value, expires_at);
     }
+    SetResult set_expiry(std::string_view key, std::uint64_t expires_at) { return writer_->set_expiry(key, expires_at); }
     bool erase(std::string_view key) { return writer_->erase(key); }
     void clear() { writer_->clear(); }
     std::optional<std::string_view> get(std::string_view key) const { return writer_->get(key); }
