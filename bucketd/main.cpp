@@ -74,7 +74,7 @@ int main(int argc, char** argv)
         return 0;
     }
     if (argc != 2 || kv::bucket_name_error(argv[1])) {
-        kv::log_line("usage: bucketd NAME (started by registryd, not by hand)");
+        kv::log_line(kv::LogLevel::error, "usage: bucketd NAME (started by registryd, not by hand)");
         return 2;
     }
     std::string name = argv[1];
@@ -87,6 +87,7 @@ int main(int argc, char** argv)
         // decode the rest is still told to registryd.
         notify = kv::UniqueFd(kv::decode_notify_descriptor());
         kv::BucketEnvironment environment = kv::decode_bucket_environment();
+        kv::set_log_level(environment.log_level);
         kv::UniqueFd segment(environment.segment_fd);
         kv::UniqueFd listener(environment.listen_fd);
 
@@ -122,7 +123,7 @@ int main(int argc, char** argv)
         io.run();
         return 0;
     } catch (const std::exception& error) {
-        kv::log_line("bucket " + kv::printable(name) + ": " + error.what());
+        kv::log_line(kv::LogLevel::error, "bucket " + kv::printable(name) + ": " + error.what());
         if (notify) {
             std::string line = kv::failure_line(error.what());
             [[maybe_unused]] auto written = ::write(notify.get(), line.data(), line.size());

@@ -1,6 +1,9 @@
 // registryd: the registry daemon. Spawns one bucketd per bucket name,
 // watches each through a pidfd, and removes a name the moment its bucket
-// exits. Runs in the foreground and logs one line per event to stderr.
+// exits. Runs in the foreground and logs one line per event to stderr (log.h:
+// a time and a level, or journal priorities under systemd); as a Type=notify
+// service it tells systemd when it is ready and pings its watchdog
+// (service_manager.h).
 //
 // Exit codes: 0 stopped by SIGTERM, SIGINT or SIGQUIT after stopping every
 // bucket; 1 unable to start (run dir, lock, socket); 2 usage; 3 stopped every
@@ -19,13 +22,16 @@
 #include <CLI/CLI.hpp>
 
 #include "asio.h"
+#include "command_table.h"
 #include "log.h"
+#include "peer_credentials.h"
 #include "registry.h"
 #include "registry_commands.h"
 #include "resp_server.h"
 #include "run_dir.h"
 #include "leftovers.h"
 #include "run_dir_lock.h"
+#include "service_manager.h"
 #include "socket_file.h"
 #include "system_error.h"
 #include "unique_fd.h"
@@ -104,6 +110,7 @@ int main(int argc, char** argv)
     long stop_grace_ms = 2000;
     int notify_fd = -1;
     app.set_version_flag("--version", "registryd " KV_VERSION, "Print the version and exit");
+    std::string log_level_name = "info";
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)");
     app.add_option("--bucketd", options.bucketd_path, "bucketd executable (default: <registryd's directory>/" KV_BUCKETD_FROM_BINDIR " if it exists, as installed; else the bucketd beside registryd, as in the build tree)")->capture_default_str();
     app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
@@ -123,6 +130,9 @@ int main(int argc, char** argv)
     app.add_option("--history-size", options.history_size, "Bucket exits HISTORY keeps (0: none)")->capture_default_str()->check(CLI::Range(std::size_t(0), std::size_t(10000000)));
     app.add_flag("--enable-debug-command", options.debug_command_enabled, "Let buckets accept DEBUG SEGFAULT / DEBUG EXIT (for tests)");
     app.add_option("--notify-fd", notify_fd, "Write a newline to this descriptor once the socket is listening");
+    app.add_option("--log-level", log_level_name, "Least severe level logged, by registryd and its buckets: error, warning, notice, info or debug")
+        ->capture_default_str()
+        ->check([](const std::string& text) { return kv::parse_log_level(text) ? std::string() : "not a log level: " + text; });
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& help) {
@@ -133,6 +143,7 @@ int main(int argc, char** argv)
         std::cerr << "registryd: " << error.what() << " (see registryd --help)\n";
         return 2;
     }
+    kv::set_log_level(*kv::parse_log_level(log_level_name));
     options.ready_timeout = std::chrono::milliseconds(ready_timeout_ms);
     options.stop_grace = std::chrono::milliseconds(stop_grace_ms);
     server_config.stall_timeout = std::chrono::milliseconds(stall_timeout_ms);
@@ -168,6 +179,8 @@ int main(int argc, char** argv)
         kv::asio::signal_set harmless_signals(io, SIGHUP, SIGUSR1, SIGUSR2);
         harmless_signals.add(SIGALRM);
         ::sigprocmask(SIG_UNBLOCK, &handled, nullptr);
+        kv::ServiceManager service_manager(io);
+        options.on_size_change = [&service_manager](std::size_t buckets) { service_manager.buckets_changed(buckets); };
 
         const std::string run_dir_path = kv::resolve_run_dir(run_dir_flag);
         kv::RunDir dir = kv::RunDir::prepare(run_dir_path);
@@ -176,7 +189,7 @@ int main(int argc, char** argv)
         if (const auto& predecessor = lock.predecessor()) {
             auto removed = kv::remove_leftovers(dir, predecessor->instance);
             if (removed.total() > 0)
-                kv::log_line("registryd pid " + std::to_string(predecessor->pid) + " (instance " + predecessor->instance
+                kv::log_line(kv::LogLevel::warning, "registryd pid " + std::to_string(predecessor->pid) + " (instance " + predecessor->instance
                     + ") died without cleaning up: killed " + std::to_string(removed.processes) + " of its processes, removed "
                     + std::to_string(removed.segments) + " segments and " + std::to_string(removed.sockets) + " sockets");
         }
@@ -188,7 +201,7 @@ int main(int argc, char** argv)
                 + kv::registry_socket_path(run_dir_path) + " (its lock file was removed); stop it first");
         const auto dead = kv::remove_dead_instances();
         if (dead.total() > 0)
-            kv::log_line("removed what dead registryd instances of ours left: killed " + std::to_string(dead.processes)
+            kv::log_line(kv::LogLevel::warning, "removed what dead registryd instances of ours left: killed " + std::to_string(dead.processes)
                 + " processes, removed " + std::to_string(dead.segments) + " segments");
         if (::access(options.bucketd_path.c_str(), X_OK) == -1)
             throw kv::SystemError("unable to use bucketd executable", options.bucketd_path, errno);
@@ -204,6 +217,10 @@ int main(int argc, char** argv)
         const kv::RespServer* registry_server = nullptr;
         kv::RespServer server(io, registry_socket.take_listener(), registry_socket.path(),
             [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
+                // Who stopped a bucket is worth knowing afterwards.
+                if (request.size() == 2 && kv::same_word(request[0], "STOP"))
+                    kv::log_line(kv::LogLevel::notice, "STOP " + kv::printable(request[1]) + " asked by a client ("
+                        + kv::describe_peer(reply.session().fd()) + ")");
                 kv::run_registry_command(registry, request, reply.defer());
             },
             server_config, registry_role(registry, run_dir_path, registry_server));
@@ -214,7 +231,8 @@ int main(int argc, char** argv)
         auto stop = [&](const std::string& why) {
             if (std::exchange(stopping, true))
                 return;
-            kv::log_line(why + ", stopping " + std::to_string(registry.size()) + " buckets");
+            service_manager.stopping(why);
+            kv::log_line(kv::LogLevel::notice, why + ", stopping " + std::to_string(registry.size()) + " buckets");
             server.close();
             registry_socket.remove();
             registry.shutdown([&io] { io.stop(); });
@@ -228,7 +246,7 @@ int main(int argc, char** argv)
             harmless_signals.async_wait([&](const boost::system::error_code& error, int signal) {
                 if (error)
                     return;
-                kv::log_line("received " + kv::signal_name(signal) + "; ignored (SIGTERM, SIGINT or SIGQUIT stop registryd)");
+                kv::log_line(kv::LogLevel::notice, "received " + kv::signal_name(signal) + "; ignored (SIGTERM, SIGINT or SIGQUIT stop registryd)");
                 watch_harmless_signals();
             });
         };
@@ -258,7 +276,8 @@ int main(int argc, char** argv)
         };
         watch_run_dir();
 
-        kv::log_line("listening on " + registry_socket.path());
+        kv::log_line(kv::LogLevel::notice, "listening on " + registry_socket.path());
+        service_manager.ready(registry.size()); // listen(2) was called: a connect succeeds from now on
         if (notify_fd >= 0) {
             kv::UniqueFd notify(notify_fd);
             [[maybe_unused]] auto written = ::write(notify.get(), "\n", 1);
@@ -267,10 +286,10 @@ int main(int argc, char** argv)
         registry_socket.remove();
         if (exit_code == 0)
             lock.clear(); // nothing left behind, so nothing for a successor to sweep
-        kv::log_line("stopped");
+        kv::log_line(kv::LogLevel::notice, "stopped");
         return exit_code;
     } catch (const std::exception& error) {
-        kv::log_line(error.what());
+        kv::log_line(kv::LogLevel::error, error.what());
         return 1;
     }
 }

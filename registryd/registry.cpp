@@ -161,9 +161,10 @@ void Registry::create(const std::string& name, const Responder& responder)
         launch.environment.bucket_size = options_.bucket_size;
         launch.environment.server_config = options_.server;
         launch.environment.debug_command_enabled = options_.debug_command_enabled;
+        launch.environment.log_level = log_level();
         spawned = spawn_bucket(launch);
     } catch (const std::exception& error) {
-        log_line("unable to create bucket " + printable(name) + ": " + error.what());
+        log_line(LogLevel::warning, "unable to create bucket " + printable(name) + ": " + error.what());
         responder.send(error_reply(ErrorCode::error, std::string("unable to create bucket ") + printable(name) + ": " + error.what()));
         return; // the segment and the socket file go with their owners
     }
@@ -190,6 +191,8 @@ void Registry::create(const std::string& name, const Responder& responder)
     log_line(describe(bucket) + " starting");
     watch_exit(bucket);
     watch_ready(bucket);
+    if (options_.on_size_change)
+        options_.on_size_change(buckets_.size());
 }
 
 void Registry::add_waiter(Bucket& bucket, Bucket::Waiters Bucket::*list, const Responder& responder)
@@ -297,14 +300,14 @@ void Registry::on_readiness(const std::string& name, unsigned long long id)
         return;
     }
     if (bucket->state != BucketState::starting) {
-        log_line(describe(*bucket) + ": readiness reported while " + to_string(bucket->state) + "; ignored");
+        log_line(LogLevel::warning, describe(*bucket) + ": readiness reported while " + to_string(bucket->state) + "; ignored");
         return;
     }
     // Published before anyone hears CREATE's reply, as the guide's registry
     // inserts into ETS before it replies.
     if (!names_.publish(bucket->name, record_of(*bucket))) {
         bucket->failure = "could not be published: the name table is full";
-        log_line(describe(*bucket) + " " + bucket->failure + "; killing it");
+        log_line(LogLevel::warning, describe(*bucket) + " " + bucket->failure + "; killing it");
         kill_group(*bucket);
         return;
     }
@@ -322,7 +325,7 @@ void Registry::on_ready_timeout(const std::string& name, unsigned long long id)
         return;
     bucket->failure = "did not become ready within "
         + std::to_string(options_.ready_timeout.count()) + " ms";
-    log_line(describe(*bucket) + " " + bucket->failure + "; killing it");
+    log_line(LogLevel::warning, describe(*bucket) + " " + bucket->failure + "; killing it");
     kill_group(*bucket);
 }
 
@@ -330,13 +333,13 @@ void Registry::send_signal(Bucket& bucket, int signal)
 {
     // Through the pidfd: the pid cannot have been reused, whatever happened.
     if (::pidfd_send_signal(bucket.pidfd->native_handle(), signal, nullptr, 0) == -1 && errno != ESRCH)
-        log_line(describe(bucket) + ": unable to send " + signal_name(signal) + ": " + std::strerror(errno));
+        log_line(LogLevel::error, describe(bucket) + ": unable to send " + signal_name(signal) + ": " + std::strerror(errno));
 }
 
 void Registry::kill_group(Bucket& bucket)
 {
     if (bucket.pid > 1 && ::kill(-bucket.pid, SIGKILL) == -1 && errno != ESRCH)
-        log_line(describe(bucket) + ": unable to kill its process group: " + std::strerror(errno));
+        log_line(LogLevel::error, describe(bucket) + ": unable to kill its process group: " + std::strerror(errno));
     send_signal(bucket, SIGKILL); // in case it left its group
 }
 
@@ -396,7 +399,7 @@ void Registry::on_grace_expired(const std::string& name, unsigned long long id)
     if (!bucket || bucket->id != id)
         return;
     bucket->failure = "did not stop within " + std::to_string(options_.stop_grace.count()) + " ms of SIGTERM";
-    log_line(describe(*bucket) + " " + bucket->failure + "; killing it");
+    log_line(LogLevel::warning, describe(*bucket) + " " + bucket->failure + "; killing it");
     kill_group(*bucket);
 }
 
@@ -432,13 +435,13 @@ void Registry::on_bucket_exit(int pidfd, unsigned long long id)
     // that keeps its pid, and so its process group's id, from being reused.
     siginfo_t info {};
     if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) == -1) {
-        log_line(describe(*bucket) + ": unable to wait for it: " + std::strerror(errno));
+        log_line(LogLevel::error, describe(*bucket) + ": unable to wait for it: " + std::strerror(errno));
         remove(*bucket, ExitReason { 0, 0 });
         return;
     }
     if (info.si_pid == 0) {
         // Readable without an exit should not happen; say so and keep watching.
-        log_line(describe(*bucket) + ": pidfd readable but the process has not exited; still watching");
+        log_line(LogLevel::warning, describe(*bucket) + ": pidfd readable but the process has not exited; still watching");
         watch_exit(*bucket);
         return;
     }
@@ -466,7 +469,10 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     names_.withdraw(name); // already gone when the exit was seen; not when a wait failed
 
     std::string why = reason.describe();
-    log_line(describe(bucket) + " " + why + (bucket.failure.empty() ? "" : " (" + bucket.failure + ")"));
+    // A bucket that ends other than by the SIGTERM we sent it is news.
+    const bool expected = bucket.state == BucketState::stopping && bucket.failure.empty()
+        && ((reason.code == CLD_EXITED && reason.status == 0) || (reason.code == CLD_KILLED && reason.status == SIGTERM));
+    log_line(expected ? LogLevel::info : LogLevel::warning, describe(bucket) + " " + why + (bucket.failure.empty() ? "" : " (" + bucket.failure + ")"));
 
     std::string create_error = error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " "
         + (bucket.failure.empty() ? why : bucket.failure + "; " + why) + " before it was ready");
@@ -497,6 +503,8 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     // ones it made).
     by_pidfd_.erase(bucket.pidfd->native_handle());
     buckets_.erase(name);
+    if (options_.on_size_change)
+        options_.on_size_change(buckets_.size());
 
     for (const auto& [connection, waiter] : waiting_for_ready)
         waiter.send(create_error);

@@ -39,6 +39,9 @@ struct RegistryOptions {
     bool debug_command_enabled = false;
     std::size_t history_size = 1000; // exits HISTORY keeps (--history-size); 0: none
     ServerConfig server; // for every bucket's socket
+    // Called (on the loop) after a bucket is added or removed: registryd's
+    // STATUS= for systemd follows size() through it.
+    std::function<void(std::size_t buckets)> on_size_change;
 };
 
 // What INFO's registry section counts, since registryd started. An exit is

@@ -43,6 +43,13 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
     bucket_environment.notify_fd = ready_fd;
     for (const auto& [variable, value] : encode(bucket_environment))
         environment[variable] = value;
+    // systemd's notification socket and watchdog are registryd's: a bucket
+    // must not tell systemd it is ready or alive on registryd's behalf.
+    // (JOURNAL_STREAM stays: the bucket writes to the same stderr.)
+    for (const char* variable : { "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID" }) {
+        if (environment.count(variable))
+            environment.erase(variable);
+    }
 
     // argv is exactly {"bucketd", name}: Boost.Process would put the full
     // path in argv[0], and ps should read "bucketd shopping".

@@ -92,6 +92,7 @@ TEST_F(Access, PeerCredentialsRefuseOtherUsersEvenWhenTheFilesAreOpen)
     EXPECT_EQ(redis.out.find("v\n"), std::string::npos) << redis.out;
     EXPECT_NE((redis.out + redis.err).find("permission denied: uid 65534"), std::string::npos) << redis.out << redis.err;
     EXPECT_NE(daemon.log().find("refused a client of"), std::string::npos);
+    EXPECT_NE(daemon.log().find(", uid 65534)"), std::string::npos) << "the refusal names who was refused: " << daemon.log();
 }
 
 TEST_F(Access, AllowUidServesThatUserOnEverySocketButNotTheSegments)

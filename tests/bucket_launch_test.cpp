@@ -36,6 +36,7 @@ kv::BucketEnvironment sample()
     environment.server_config.max_connections = 3;
     environment.server_config.allowed_uids = { 1000, 1001 };
     environment.debug_command_enabled = true;
+    environment.log_level = kv::LogLevel::debug;
     return environment;
 }
 
@@ -55,6 +56,7 @@ TEST(BucketLaunch, WhatRegistrydEncodesBucketdDecodes)
     EXPECT_EQ(read.bucket_size, 1ULL << 33);
     EXPECT_EQ(read.server_config.encode(), written.server_config.encode());
     EXPECT_TRUE(read.debug_command_enabled);
+    EXPECT_EQ(read.log_level, kv::LogLevel::debug) << "buckets log at registryd's --log-level";
     EXPECT_EQ(environment.variables.at("KV_INSTANCE"), "0123456789abcdef") << "how leftovers are found";
 }
 
@@ -77,6 +79,9 @@ TEST(BucketLaunch, BucketdRefusesAnEnvironmentRegistrydWouldNotWrite)
     Environment debug_off(sample());
     debug_off.variables.erase("KV_DEBUG_COMMAND");
     EXPECT_FALSE(kv::decode_bucket_environment(std::ref(debug_off)).debug_command_enabled);
+    Environment bad_level(sample());
+    bad_level.variables["KV_LOG_LEVEL"] = "loud";
+    EXPECT_THROW(kv::decode_bucket_environment(std::ref(bad_level)), std::invalid_argument);
 }
 
 TEST(BucketLaunch, ReadinessIsANewlineAndAFailureIsOneLine)

@@ -476,12 +476,32 @@ RegistryDaemon::RegistryDaemon(DaemonOptions options)
     posix_spawn_file_actions_addopen(&actions, 2, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&actions, 2, 1);
     posix_spawn_file_actions_adddup2(&actions, ready.write_end.get(), notify_fd);
-    int error = ::posix_spawnp(&pid_, arguments[0].c_str(), &actions, nullptr, c_arguments.data(), environ);
+    std::vector<std::string> environment = options.environment;
+    if (options.journal_stderr) {
+        // The log file exists before the spawn, so its inode can be named.
+        UniqueFd log_file(::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+        struct stat info {};
+        if (!log_file || ::fstat(log_file.get(), &info) == -1)
+            throw SystemError("unable to create", log_path_, errno);
+        environment.push_back("JOURNAL_STREAM=" + std::to_string(info.st_dev) + ":" + std::to_string(info.st_ino));
+    }
+    auto environment_strings = environment_with(environment);
+    auto c_environment = c_strings(environment_strings);
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    if (options.own_process_group) {
+        posix_spawnattr_setpgroup(&attributes, 0);
+        posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+    }
+    int error = ::posix_spawnp(&pid_, arguments[0].c_str(), &actions, &attributes, c_arguments.data(), c_environment.data());
+    posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
     if (error)
         throw SystemError("unable to spawn", arguments[0], error);
     pidfd_ = open_pidfd(pid_);
     ready.write_end.reset();
+    if (!options.wait_until_listening)
+        return;
     char byte = 0;
     if (!wait_readable(ready.read_end.get(), scaled(10s)) || ::read(ready.read_end.get(), &byte, 1) != 1) {
         ::kill(pid_, SIGKILL);

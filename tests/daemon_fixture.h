@@ -177,6 +177,10 @@ struct DaemonOptions {
     std::vector<std::string> wrapper;     // run through this (prlimit, setpriv, unshare ...), which must exec
     bool debug_command = true;            // pass --enable-debug-command
     std::string binary_dir = KV_BIN_DIR;  // where registryd (and so bucketd) are
+    std::vector<std::string> environment; // extra NAME=value entries (NOTIFY_SOCKET, WATCHDOG_USEC ...)
+    bool own_process_group = false;       // setpgid(0, 0) in the child, as a shell does for a foreground job
+    bool journal_stderr = false;          // JOURNAL_STREAM names its stderr (the log file), as systemd sets it
+    bool wait_until_listening = true;     // false: return once it is spawned (a test then waits its own way)
 };
 
 class RegistryDaemon {

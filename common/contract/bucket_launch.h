@@ -14,6 +14,7 @@
 //   KV_BUCKET_SIZE   the segment's size in bytes
 //   KV_SERVER_CONFIG limits and access policy for the socket (ServerConfig::encode)
 //   KV_DEBUG_COMMAND "1" to accept DEBUG SEGFAULT / DEBUG EXIT (tests)
+//   KV_LOG_LEVEL     registryd's --log-level, which its buckets log at too
 // On its readiness pipe it writes, s6-style, "\n" once it serves, or one
 // line saying why it could not start, and then exits.
 #pragma once
@@ -26,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "log.h"
 #include "server_config.h"
 
 namespace kv {
@@ -42,6 +44,7 @@ struct BucketEnvironment {
     std::size_t bucket_size = 0;
     ServerConfig server_config;
     bool debug_command_enabled = false;
+    LogLevel log_level = LogLevel::info;
 };
 
 // registryd's side: NAME=value pairs to add to the bucket's environment.

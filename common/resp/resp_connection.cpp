@@ -72,6 +72,7 @@
 
 #include "error_code.h"
 #include "log.h"
+#include "peer_credentials.h"
 
 namespace kv {
 
@@ -132,6 +133,7 @@ void RespConnection::deliver(std::uint64_t call, std::string reply)
     if (life_ == Life::closed || !owes(call))
         return;
     forget_on_hangup_ = nullptr;
+    log_if_refusal(reply);
     output_ += reply;
     note_progress(); // input queued behind the reply can move again
     if (call_ == Call::running) {
@@ -248,6 +250,8 @@ bool RespConnection::answer_requests()
         if (status == resp::RequestParser::Status::need_more)
             break;
         if (status == resp::RequestParser::Status::protocol_error) {
+            peer_event_log().log(LogLevel::warning, "protocol error from a client of " + server_->where + ": " + error
+                + " (" + describe_peer(socket_.native_handle()) + "); closing the connection");
             append_error(output_, ErrorCode::error, error);
             life_ = Life::closing;
             break;
@@ -283,6 +287,8 @@ void RespConnection::run_handler()
             run_forget();
         }
     }
+    if (output_.size() > before)
+        log_if_refusal(std::string_view(output_).substr(before));
     call_ = call_ == Call::running && reply.deferred() ? Call::owed : Call::none;
     if (session_.close_after_reply && life_ == Life::open)
         life_ = Life::closing; // QUIT: its +OK is the last reply
@@ -424,8 +430,24 @@ void RespConnection::watch_for_stall()
 
 void RespConnection::drop(const std::string& why)
 {
-    log_line("dropped a client of " + server_->where + ": " + why);
+    peer_event_log().log(LogLevel::warning, "dropped a client of " + server_->where + ": " + why + " (" + describe_peer(socket_.native_handle()) + ")");
     close();
+}
+
+void RespConnection::log_if_refusal(std::string_view reply)
+{
+    // Only the refusals a client's own behaviour or identity brings about;
+    // FULL, NOTFOUND and the rest are answers, not events.
+    for (ErrorCode code : { ErrorCode::limit, ErrorCode::denied }) {
+        const std::string_view word = wire_word(code);
+        if (reply.size() > word.size() + 1 && reply[0] == '-' && reply.substr(1, word.size()) == word && reply[word.size() + 1] == ' ') {
+            const std::size_t end = reply.find("\r\n");
+            const std::string_view text = reply.substr(1, end == std::string_view::npos ? end : end - 1);
+            peer_event_log().log(LogLevel::warning, "refused a request of a client of " + server_->where + ": " + printable(text)
+                + " (" + describe_peer(socket_.native_handle()) + ")");
+            return;
+        }
+    }
 }
 
 } // namespace kv

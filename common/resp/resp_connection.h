@@ -125,6 +125,9 @@ private:
     bool waiting_on_client() const;
     void note_progress();
     void drop(const std::string& why);
+    // Logs (rate-limited, with the peer's pid and uid) a reply that refuses
+    // the client something: LIMIT or DENIED.
+    void log_if_refusal(std::string_view reply);
     void run_forget();
 
     bool writing() const { return !in_flight_.empty(); }

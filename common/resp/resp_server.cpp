@@ -8,6 +8,7 @@
 
 #include "error_code.h"
 #include "log.h"
+#include "peer_credentials.h"
 #include "resp_connection.h"
 #include "system_error.h"
 
@@ -128,7 +129,7 @@ void RespServer::close()
 
 void RespServer::refuse(asio::local::stream_protocol::socket& socket, const std::string& reason)
 {
-    log_line("refused a client of " + shared_->where + ": " + reason);
+    peer_event_log().log(LogLevel::warning, "refused a client of " + shared_->where + ": " + reason + " (" + describe_peer(socket.native_handle()) + ")");
     std::string reply;
     resp::append_error(reply, reason);
     if (shared_->lingering_refusals >= max_lingering_refusals) {
@@ -150,7 +151,7 @@ void RespServer::accept_next()
             // Out of descriptors (EMFILE/ENFILE) or a transient failure: keep
             // serving the clients we have and try again shortly, rather than
             // spinning on an accept that cannot succeed.
-            log_line("unable to accept a client on " + shared->where + ": " + error.message());
+            log_line(LogLevel::error, "unable to accept a client on " + shared->where + ": " + error.message());
             retry_accept_later();
             return;
         }
