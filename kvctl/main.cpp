@@ -4,6 +4,7 @@
 #include <wchar.h>
 
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -517,6 +518,10 @@ void print_history(const kv::resp::Value& reply, bool json)
 
 int main(int argc, char** argv)
 {
+    // SIGPIPE kills nothing of kv's: a reader of our output that hangs up
+    // (`kvctl keys b | head -1`) leaves writes failing quietly, and kvctl
+    // finishes its request and exits as it would have.
+    std::signal(SIGPIPE, SIG_IGN);
     CLI::App app { "kvctl: talk to registryd and its buckets.", "kvctl" };
     app.footer(std::string(dash_help) + "\n\n" + exit_code_help);
     app.require_subcommand(1);
