@@ -9,12 +9,94 @@
 
 namespace kv {
 
+BucketStep bucket_step(BucketState state, BucketEvent event)
+{
+    using S = BucketState;
+    using E = BucketEvent;
+    using T = BucketTransition;
+    const BucketStep stay { T::ignore, state };
+    if (state == S::exited)
+        return stay; // erased in the transition that got here: nothing can follow
+    switch (event) {
+    case E::ready_line:
+        if (state == S::starting)
+            return { T::publish, S::ready };
+        return { T::ignore_late_ready, state };
+    case E::failure_line:
+        return { T::note_failure, state };
+    case E::pipe_closed:
+        // Killed already (the ready timeout, a STOP) or it closed the pipe
+        // itself; the pipe is gone once ready, so never seen then.
+        if (state == S::ready)
+            return stay;
+        return { T::kill_silent, state };
+    case E::publish_failed:
+        if (state == S::starting)
+            return { T::kill_unpublished, state };
+        return stay;
+    case E::ready_timeout:
+        if (state == S::starting)
+            return { T::kill_timed_out, state };
+        return stay; // fired as it was cancelled
+    case E::stop_requested:
+    case E::registry_shutdown:
+        if (state == S::stopping)
+            return stay; // SIGTERM sent and the grace period running already
+        return { T::begin_stop, S::stopping };
+    case E::grace_expired:
+        if (state == S::stopping)
+            return { T::kill_stubborn, state };
+        return stay;
+    case E::exited:
+        return { T::reap, S::exited };
+    case E::wait_failed:
+        return { T::forget, S::exited };
+    }
+    return stay;
+}
+
 const char* to_string(BucketState state)
 {
     switch (state) {
     case BucketState::starting: return "starting";
     case BucketState::ready: return "ready";
     case BucketState::stopping: return "stopping";
+    case BucketState::exited: return "exited";
+    }
+    return "unknown";
+}
+
+const char* to_string(BucketEvent event)
+{
+    switch (event) {
+    case BucketEvent::ready_line: return "ready_line";
+    case BucketEvent::failure_line: return "failure_line";
+    case BucketEvent::pipe_closed: return "pipe_closed";
+    case BucketEvent::publish_failed: return "publish_failed";
+    case BucketEvent::ready_timeout: return "ready_timeout";
+    case BucketEvent::stop_requested: return "stop_requested";
+    case BucketEvent::registry_shutdown: return "registry_shutdown";
+    case BucketEvent::grace_expired: return "grace_expired";
+    case BucketEvent::exited: return "exited";
+    case BucketEvent::wait_failed: return "wait_failed";
+    }
+    return "unknown";
+}
+
+const char* to_string(BucketTransition transition)
+{
+    switch (transition) {
+    case BucketTransition::publish: return "publish";
+    case BucketTransition::note_failure: return "note_failure";
+    case BucketTransition::kill_silent: return "kill_silent";
+    case BucketTransition::kill_timed_out: return "kill_timed_out";
+    case BucketTransition::kill_unpublished: return "kill_unpublished";
+    case BucketTransition::begin_stop: return "begin_stop";
+    case BucketTransition::kill_stubborn: return "kill_stubborn";
+    case BucketTransition::reap: return "reap";
+    case BucketTransition::forget: return "forget";
+    case BucketTransition::ignore_late_ready: return "ignore_late_ready";
+    case BucketTransition::ignore: return "ignore";
     }
     return "unknown";
 }

@@ -1,9 +1,32 @@
-// Bucket: what registryd knows about one bucketd child, and the states it
-// goes through. Transitions happen only in Registry (registry.cpp).
+// Bucket: what registryd knows about one bucketd child, and its lifecycle as
+// one table: bucket_step() maps (state x event) to a named transition and the
+// state after it. Registry (registry.cpp) turns events into calls of
+// Registry::dispatch and carries each transition out; it decides nothing
+// about the lifecycle itself.
 //
-//   starting --ready "\n"--> ready --STOP--> stopping
-//       |                      |                |
-//       +---- pidfd readable: name withdrawn, process group killed, reaped ----+--> gone (erased)
+//                 ready_line: publish
+//   starting ─────────────────────────────────────────> ready
+//    │ │  failure_line: note_failure        (stays)       │
+//    │ │  pipe_closed: kill_silent          (stays)       │
+//    │ │  ready_timeout: kill_timed_out     (stays)       │
+//    │ │  publish_failed: kill_unpublished  (stays)       │
+//    │ │                                                  │
+//    │ └── stop_requested, registry_shutdown: begin_stop ─┤
+//    │                        │                           │ stop_requested,
+//    │                        v                           │ registry_shutdown:
+//    │                    stopping <──────────────────────┘ begin_stop
+//    │                     │  grace_expired: kill_stubborn      (stays)
+//    │                     │  failure_line: note_failure        (stays)
+//    │                     │  pipe_closed: kill_silent          (stays)
+//    │                     │  ready_line: ignore_late_ready     (stays)
+//    v                     v
+//   starting, ready, stopping ──exited: reap──────> exited (erased at once)
+//                            ──wait_failed: forget─> exited (erased at once)
+//
+// Any pair not drawn is `ignore`: a late event with nothing left to do (a
+// timer that fired as it was cancelled, a second STOP). A callback for a
+// bucket that has gone, or been replaced by one of the same name, never gets
+// this far: callbacks name their bucket by id, never reused (Registry::find).
 //
 // Everything registryd made for a bucket (its segment, its socket file) is
 // held here by descriptor and removed with an identity check, so nothing
@@ -28,9 +51,50 @@
 
 namespace kv {
 
-enum class BucketState { starting, ready, stopping };
+// LIST shows the state by these names (to_string); `exited` is never seen
+// there: an exited bucket is erased in the same transition.
+enum class BucketState { starting, ready, stopping, exited };
+
+// What can happen to a bucket.
+enum class BucketEvent {
+    ready_line,        // the readiness pipe says "\n"
+    failure_line,      // the readiness pipe says why the bucket could not start
+    pipe_closed,       // the readiness pipe closed without a line
+    publish_failed,    // ready, but the name table is full
+    ready_timeout,     // --ready-timeout-ms passed while starting
+    stop_requested,    // STOP
+    registry_shutdown, // registryd itself is stopping (SIGTERM, SIGINT)
+    grace_expired,     // --stop-grace-ms passed after SIGTERM
+    exited,            // the pidfd is readable and the exit was seen
+    wait_failed,       // the pidfd is readable but waitid failed: the reason is lost
+};
+
+// What registryd does about it (Registry::dispatch carries each out).
+enum class BucketTransition {
+    publish,           // publish the name, answer CREATE and LOOKUP
+    note_failure,      // remember why it could not start; its exit follows
+    kill_silent,       // it closed the pipe without a word: SIGKILL its group
+    kill_timed_out,    // never ready in time: SIGKILL its group
+    kill_unpublished,  // no room in the name table: SIGKILL its group
+    begin_stop,        // SIGTERM, arm the grace period
+    kill_stubborn,     // still there after the grace period: SIGKILL its group
+    reap,              // withdraw the name, kill its group, reap it, remove it, answer everyone
+    forget,            // remove it without a reason, answer everyone
+    ignore_late_ready, // ready after a STOP (or twice): logged, ignored
+    ignore,            // nothing left to do
+};
+
+struct BucketStep {
+    BucketTransition transition;
+    BucketState next;
+};
+
+// The lifecycle table: every (state x event) pair, in one switch.
+BucketStep bucket_step(BucketState state, BucketEvent event);
 
 const char* to_string(BucketState state);
+const char* to_string(BucketEvent event);
+const char* to_string(BucketTransition transition);
 
 // "SIGTERM", or "signal 40" for one without a name.
 std::string signal_name(int signal);
@@ -81,6 +145,7 @@ struct Bucket {
     asio::steady_timer timer;
     // Why it failed, if registryd knows: "did not become ready within 5000 ms",
     // "could not start: unable to reserve segment ...: No space left on device".
+    // Reported with the exit; it decides no transition.
     std::string failure;
 
     // Callers waiting on this bucket, by connection id: a connection has at

@@ -103,6 +103,7 @@ Registry::~Registry()
         siginfo_t info {};
         ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(bucket.pidfd->native_handle()), &info, WEXITED);
     }
+    by_id_.clear();
     buckets_.clear();
 }
 
@@ -110,6 +111,45 @@ Bucket* Registry::find(const std::string& name)
 {
     auto it = buckets_.find(name);
     return it == buckets_.end() ? nullptr : &it->second;
+}
+
+Bucket* Registry::find(unsigned long long id)
+{
+    auto it = by_id_.find(id);
+    return it == by_id_.end() ? nullptr : find(it->second);
+}
+
+template <class Handler>
+auto Registry::guarded(const Bucket& bucket, Handler handler)
+{
+    return [this, id = bucket.id, handler = std::move(handler)](const boost::system::error_code& error = {}) {
+        if (error == asio::error::operation_aborted)
+            return;
+        if (Bucket* current = find(id))
+            handler(*current);
+    };
+}
+
+Bucket& Registry::admit(const std::string& name, unsigned long long id)
+{
+    Bucket& bucket = buckets_.try_emplace(name, io_).first->second;
+    bucket.name = name;
+    bucket.id = id;
+    by_id_[id] = name;
+    if (options_.on_size_change)
+        options_.on_size_change(buckets_.size());
+    return bucket;
+}
+
+void Registry::erase(Bucket& bucket)
+{
+    // Erasing the bucket closes its pidfd and pipe, cancels its timer, and
+    // removes the segment and socket file registryd made for it (if they
+    // are still the ones it made).
+    by_id_.erase(bucket.id);
+    buckets_.erase(bucket.name);
+    if (options_.on_size_change)
+        options_.on_size_change(buckets_.size());
 }
 
 void Registry::create(const std::string& name, const Responder& responder)
@@ -123,6 +163,7 @@ void Registry::create(const std::string& name, const Responder& responder)
         case BucketState::ready: responder.send(bucket_reply(*existing, responder.protocol())); return;
         case BucketState::starting: add_waiter(*existing, &Bucket::waiting_for_ready, responder); return;
         case BucketState::stopping:
+        case BucketState::exited: // never found: erased as it exits
             responder.send(error_reply(ErrorCode::busy, "bucket " + printable(name) + " is stopping; create it again once STOP has replied"));
             return;
         }
@@ -132,11 +173,10 @@ void Registry::create(const std::string& name, const Responder& responder)
             + std::to_string(options_.max_buckets) + " buckets reached (--max-buckets)"));
         return;
     }
-    if (on_empty_) {
+    if (state_ == RegistryState::shutting_down) {
         responder.send(error_reply(ErrorCode::busy, "unable to create bucket " + printable(name) + ": registryd is shutting down"));
         return;
     }
-
     const unsigned long long id = next_id_++;
     BucketSegment segment;
     SocketFile socket;
@@ -171,10 +211,7 @@ void Registry::create(const std::string& name, const Responder& responder)
     socket.take_listener().reset(); // the bucket has its copy; ours would only keep clients waiting
 
     // Every step that can fail is done: commit the bucket to both indexes.
-    auto [it, inserted] = buckets_.try_emplace(name, io_);
-    Bucket& bucket = it->second;
-    bucket.name = name;
-    bucket.id = id;
+    Bucket& bucket = admit(name, id);
     bucket.pid = spawned.pid;
     bucket.segment.name = std::move(segment.name);
     bucket.segment.fd = std::move(segment.fd);
@@ -184,65 +221,51 @@ void Registry::create(const std::string& name, const Responder& responder)
     bucket.state = BucketState::starting;
     bucket.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.pidfd.release());
     bucket.ready_pipe = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.ready_pipe.release());
-    by_pidfd_[bucket.pidfd->native_handle()] = name;
     add_waiter(bucket, &Bucket::waiting_for_ready, responder);
     ++counters_.buckets_created;
 
     log_line(describe(bucket) + " starting");
     watch_exit(bucket);
     watch_ready(bucket);
-    if (options_.on_size_change)
-        options_.on_size_change(buckets_.size());
 }
 
 void Registry::add_waiter(Bucket& bucket, Bucket::Waiters Bucket::*list, const Responder& responder)
 {
     const std::uint64_t connection = responder.connection_id();
     (bucket.*list).insert_or_assign(connection, responder);
-    responder.on_hangup([this, name = bucket.name, id = bucket.id, list, connection] {
-        if (Bucket* waited_on = find(name); waited_on && waited_on->id == id)
-            (waited_on->*list).erase(connection);
-    });
+    responder.on_hangup(guarded(bucket, [list, connection](Bucket& waited_on) { (waited_on.*list).erase(connection); }));
 }
 
 void Registry::watch_exit(Bucket& bucket)
 {
-    const int pidfd = bucket.pidfd->native_handle();
-    const unsigned long long id = bucket.id;
     bucket.pidfd->async_wait(asio::posix::stream_descriptor::wait_read,
-        [this, pidfd, id](const boost::system::error_code& error) {
-            if (error != asio::error::operation_aborted)
-                on_bucket_exit(pidfd, id);
-        });
+        guarded(bucket, [this](Bucket& exited) { on_bucket_exit(exited); }));
     // The reactor is edge-triggered: an exit between the spawn and the
     // arming above would never be reported. Look once, without reaping.
     siginfo_t info {};
-    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) == 0
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(bucket.pidfd->native_handle()), &info,
+            WEXITED | WNOHANG | WNOWAIT) == 0
         && info.si_pid != 0)
-        asio::post(io_, [this, pidfd, id] { on_bucket_exit(pidfd, id); });
+        asio::post(io_, guarded(bucket, [this](Bucket& exited) { on_bucket_exit(exited); }));
 }
 
 void Registry::watch_ready(Bucket& bucket)
 {
-    const std::string name = bucket.name;
-    const unsigned long long id = bucket.id;
     wait_for_readiness(bucket);
-    bucket.timer.expires_after(options_.ready_timeout);
-    bucket.timer.async_wait([this, name, id](const boost::system::error_code& error) {
-        if (!error)
-            on_ready_timeout(name, id);
-    });
+    arm_timer(bucket, options_.ready_timeout, BucketEvent::ready_timeout);
+}
+
+void Registry::arm_timer(Bucket& bucket, std::chrono::milliseconds after, BucketEvent event)
+{
+    bucket.timer.cancel();
+    bucket.timer.expires_after(after);
+    bucket.timer.async_wait(guarded(bucket, [this, event](Bucket& timed) { dispatch(timed, event); }));
 }
 
 void Registry::wait_for_readiness(Bucket& bucket)
 {
-    const std::string name = bucket.name;
-    const unsigned long long id = bucket.id;
     bucket.ready_pipe->async_wait(asio::posix::stream_descriptor::wait_read,
-        [this, name, id](const boost::system::error_code& error) {
-            if (error != asio::error::operation_aborted)
-                on_readiness(name, id);
-        });
+        guarded(bucket, [this](Bucket& readable) { on_readiness(readable); }));
 }
 
 namespace {
@@ -271,62 +294,138 @@ Readiness read_readiness(Bucket& bucket, std::string& why)
 
 } // namespace
 
-void Registry::on_readiness(const std::string& name, unsigned long long id)
+void Registry::on_readiness(Bucket& bucket)
 {
-    Bucket* bucket = find(name);
-    if (!bucket || bucket->id != id || !bucket->ready_pipe)
-        return;
+    if (!bucket.ready_pipe)
+        return; // readable as the pipe was closed: its line was read already
     std::string message;
-    const Readiness readiness = read_readiness(*bucket, message);
+    const Readiness readiness = read_readiness(bucket, message);
     if (readiness == Readiness::waiting) {
-        wait_for_readiness(*bucket);
+        wait_for_readiness(bucket);
         return;
     }
-    bucket->ready_pipe.reset();
-    if (readiness == Readiness::failed) {
-        // It says why and exits; its exit, seen on the pidfd, answers the
-        // callers (and the ready timeout still holds if it does not exit).
-        if (bucket->failure.empty())
-            bucket->failure = "could not start: " + message;
-        return;
+    bucket.ready_pipe.reset();
+    switch (readiness) {
+    case Readiness::waiting: break;
+    case Readiness::failed: dispatch(bucket, BucketEvent::failure_line, message); break;
+    case Readiness::closed: dispatch(bucket, BucketEvent::pipe_closed); break;
+    case Readiness::ready: dispatch(bucket, BucketEvent::ready_line); break;
     }
-    if (readiness == Readiness::closed) {
-        // Killed already (the ready timeout, a STOP) or it closed the pipe
-        // itself; the first reason registryd knew is the one it reports.
-        if (bucket->failure.empty()) {
-            bucket->failure = "closed its readiness pipe without writing a newline";
-            kill_group(*bucket);
-        }
-        return;
-    }
-    if (bucket->state != BucketState::starting) {
-        log_line(LogLevel::warning, describe(*bucket) + ": readiness reported while " + to_string(bucket->state) + "; ignored");
-        return;
-    }
-    // Published before anyone hears CREATE's reply, as the guide's registry
-    // inserts into ETS before it replies.
-    if (!names_.publish(bucket->name, record_of(*bucket))) {
-        bucket->failure = "could not be published: the name table is full";
-        log_line(LogLevel::warning, describe(*bucket) + " " + bucket->failure + "; killing it");
-        kill_group(*bucket);
-        return;
-    }
-    bucket->timer.cancel();
-    bucket->state = BucketState::ready;
-    log_line(describe(*bucket) + " ready");
-    for (const auto& [connection, waiter] : std::exchange(bucket->waiting_for_ready, {}))
-        waiter.send(bucket_reply(*bucket, waiter.protocol()));
 }
 
-void Registry::on_ready_timeout(const std::string& name, unsigned long long id)
+void Registry::on_bucket_exit(Bucket& bucket)
 {
-    Bucket* bucket = find(name);
-    if (!bucket || bucket->id != id || bucket->state != BucketState::starting)
+    // Look without reaping: until it is reaped, the exited bucket is a zombie
+    // that keeps its pid, and so its process group's id, from being reused.
+    siginfo_t info {};
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(bucket.pidfd->native_handle()), &info,
+            WEXITED | WNOHANG | WNOWAIT) == -1) {
+        log_line(LogLevel::error, describe(bucket) + ": unable to wait for it: " + std::strerror(errno));
+        dispatch(bucket, BucketEvent::wait_failed, {}, ExitReason { 0, 0 });
         return;
-    bucket->failure = "did not become ready within "
-        + std::to_string(options_.ready_timeout.count()) + " ms";
-    log_line(LogLevel::warning, describe(*bucket) + " " + bucket->failure + "; killing it");
-    kill_group(*bucket);
+    }
+    if (info.si_pid == 0) {
+        // Readable without an exit should not happen; say so and keep watching.
+        log_line(LogLevel::warning, describe(bucket) + ": pidfd readable but the process has not exited; still watching");
+        watch_exit(bucket);
+        return;
+    }
+    dispatch(bucket, BucketEvent::exited, {}, ExitReason { info.si_code, info.si_status });
+}
+
+void Registry::dispatch(Bucket& bucket, BucketEvent event, const std::string& message, const ExitReason& reason)
+{
+    const BucketStep step = bucket_step(bucket.state, event);
+    const BucketState was = bucket.state;
+    switch (step.transition) {
+    case BucketTransition::publish:
+        // Published before anyone hears CREATE's reply, as the guide's
+        // registry inserts into ETS before it replies.
+        if (!names_.publish(bucket.name, record_of(bucket))) {
+            dispatch(bucket, BucketEvent::publish_failed);
+            return;
+        }
+        bucket.timer.cancel();
+        bucket.state = step.next;
+        log_line(describe(bucket) + " ready");
+        for (const auto& [connection, waiter] : std::exchange(bucket.waiting_for_ready, {}))
+            waiter.send(bucket_reply(bucket, waiter.protocol()));
+        return;
+
+    case BucketTransition::note_failure:
+        // It says why and exits; its exit, seen on the pidfd, answers the
+        // callers (and the ready timeout still holds if it does not exit).
+        if (bucket.failure.empty())
+            bucket.failure = "could not start: " + message;
+        return;
+
+    case BucketTransition::kill_silent:
+        // Killed already (the ready timeout, a STOP) or it closed the pipe
+        // itself; the first reason registryd knew is the one it reports.
+        if (bucket.failure.empty()) {
+            bucket.failure = "closed its readiness pipe without writing a newline";
+            kill_group(bucket);
+        }
+        return;
+
+    case BucketTransition::kill_timed_out:
+        bucket.failure = "did not become ready within " + std::to_string(options_.ready_timeout.count()) + " ms";
+        log_line(LogLevel::warning, describe(bucket) + " " + bucket.failure + "; killing it");
+        kill_group(bucket);
+        return;
+
+    case BucketTransition::kill_unpublished:
+        bucket.failure = "could not be published: the name table is full";
+        log_line(LogLevel::warning, describe(bucket) + " " + bucket.failure + "; killing it");
+        kill_group(bucket);
+        return;
+
+    case BucketTransition::begin_stop:
+        bucket.state = step.next;
+        log_line(describe(bucket) + " stopping");
+        send_signal(bucket, SIGTERM);
+        arm_timer(bucket, options_.stop_grace, BucketEvent::grace_expired);
+        return;
+
+    case BucketTransition::kill_stubborn:
+        bucket.failure = "did not stop within " + std::to_string(options_.stop_grace.count()) + " ms of SIGTERM";
+        log_line(LogLevel::warning, describe(bucket) + " " + bucket.failure + "; killing it");
+        kill_group(bucket);
+        return;
+
+    case BucketTransition::reap: {
+        // Its last words (why it could not start) are in the pipe already: it
+        // wrote them before it exited. Read what is there and stop waiting: a
+        // descendant may hold the pipe open forever.
+        if (bucket.ready_pipe) {
+            std::string last_words;
+            if (read_readiness(bucket, last_words) == Readiness::failed && bucket.failure.empty())
+                bucket.failure = "could not start: " + last_words;
+            bucket.ready_pipe.reset();
+        }
+        bucket.state = step.next;
+        // The name goes first, so no client is ever given a pid that is free;
+        // then whatever it left in its process group; then the reap.
+        names_.withdraw(bucket.name);
+        kill_group(bucket);
+        siginfo_t info {};
+        ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(bucket.pidfd->native_handle()), &info, WEXITED | WNOHANG);
+        remove(bucket, was, reason);
+        return;
+    }
+
+    case BucketTransition::forget:
+        bucket.state = step.next;
+        remove(bucket, was, reason);
+        return;
+
+    case BucketTransition::ignore_late_ready:
+        log_line(LogLevel::warning, describe(bucket) + ": readiness reported while " + to_string(bucket.state) + "; ignored");
+        return;
+
+    case BucketTransition::ignore:
+        return;
+    }
 }
 
 void Registry::send_signal(Bucket& bucket, int signal)
@@ -373,34 +472,7 @@ void Registry::stop(const std::string& name, const Responder& responder)
         return;
     }
     add_waiter(*bucket, &Bucket::waiting_for_stop, responder);
-    begin_stop(*bucket);
-}
-
-void Registry::begin_stop(Bucket& bucket)
-{
-    if (bucket.state == BucketState::stopping)
-        return;
-    bucket.state = BucketState::stopping;
-    log_line(describe(bucket) + " stopping");
-    send_signal(bucket, SIGTERM);
-    bucket.timer.cancel();
-    bucket.timer.expires_after(options_.stop_grace);
-    const std::string name = bucket.name;
-    const unsigned long long id = bucket.id;
-    bucket.timer.async_wait([this, name, id](const boost::system::error_code& error) {
-        if (!error)
-            on_grace_expired(name, id);
-    });
-}
-
-void Registry::on_grace_expired(const std::string& name, unsigned long long id)
-{
-    Bucket* bucket = find(name);
-    if (!bucket || bucket->id != id)
-        return;
-    bucket->failure = "did not stop within " + std::to_string(options_.stop_grace.count()) + " ms of SIGTERM";
-    log_line(LogLevel::warning, describe(*bucket) + " " + bucket->failure + "; killing it");
-    kill_group(*bucket);
+    dispatch(*bucket, BucketEvent::stop_requested);
 }
 
 void Registry::monitor(const std::string& name, const Responder& responder)
@@ -423,54 +495,14 @@ void Registry::history(std::size_t count, const Responder& responder) const
     responder.send(std::move(out));
 }
 
-void Registry::on_bucket_exit(int pidfd, unsigned long long id)
-{
-    auto index = by_pidfd_.find(pidfd);
-    if (index == by_pidfd_.end())
-        return; // already handled (the exit was seen twice: by the look at arming and by the reactor)
-    Bucket* bucket = find(index->second);
-    if (!bucket || bucket->id != id)
-        return;
-    // Look without reaping: until it is reaped, the exited bucket is a zombie
-    // that keeps its pid, and so its process group's id, from being reused.
-    siginfo_t info {};
-    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) == -1) {
-        log_line(LogLevel::error, describe(*bucket) + ": unable to wait for it: " + std::strerror(errno));
-        remove(*bucket, ExitReason { 0, 0 });
-        return;
-    }
-    if (info.si_pid == 0) {
-        // Readable without an exit should not happen; say so and keep watching.
-        log_line(LogLevel::warning, describe(*bucket) + ": pidfd readable but the process has not exited; still watching");
-        watch_exit(*bucket);
-        return;
-    }
-    const ExitReason reason { info.si_code, info.si_status };
-    // Its last words (why it could not start) are in the pipe already: it
-    // wrote them before it exited. Read what is there and stop waiting: a
-    // descendant may hold the pipe open forever.
-    if (bucket->ready_pipe) {
-        std::string message;
-        if (read_readiness(*bucket, message) == Readiness::failed && bucket->failure.empty())
-            bucket->failure = "could not start: " + message;
-        bucket->ready_pipe.reset();
-    }
-    // The name goes first, so no client is ever given a pid that is free;
-    // then whatever it left in its process group; then the reap.
-    names_.withdraw(bucket->name);
-    kill_group(*bucket);
-    ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG);
-    remove(*bucket, reason);
-}
-
-void Registry::remove(Bucket& bucket, const ExitReason& reason)
+void Registry::remove(Bucket& bucket, BucketState was, const ExitReason& reason)
 {
     const std::string name = bucket.name;
     names_.withdraw(name); // already gone when the exit was seen; not when a wait failed
 
     std::string why = reason.describe();
     // A bucket that ends other than by the SIGTERM we sent it is news.
-    const bool expected = bucket.state == BucketState::stopping && bucket.failure.empty()
+    const bool expected = was == BucketState::stopping && bucket.failure.empty()
         && ((reason.code == CLD_EXITED && reason.status == 0) || (reason.code == CLD_KILLED && reason.status == SIGTERM));
     log_line(expected ? LogLevel::info : LogLevel::warning, describe(bucket) + " " + why + (bucket.failure.empty() ? "" : " (" + bucket.failure + ")"));
 
@@ -490,21 +522,15 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
         ++(reason.status == 0 ? counters_.exits_status_zero : counters_.exits_status_nonzero);
     else if (reason.code == CLD_KILLED || reason.code == CLD_DUMPED)
         ++counters_.exits_signal;
-    if (bucket.state == BucketState::stopping)
+    if (was == BucketState::stopping)
         ++counters_.exits_stopped;
-    if (bucket.state == BucketState::starting)
+    if (was == BucketState::starting)
         ++counters_.exits_before_ready;
     history_.add(ExitRecord { name, bucket.pid, bucket.id, why, unix_ms(bucket.started_at), unix_ms(std::chrono::system_clock::now()) });
 
     // Both indexes change together, and before anyone is answered: once a
-    // caller hears of the exit, no request can find the name. Erasing the
-    // bucket closes its pidfd and pipe, cancels its timer, and removes the
-    // segment and socket file registryd made for it (if they are still the
-    // ones it made).
-    by_pidfd_.erase(bucket.pidfd->native_handle());
-    buckets_.erase(name);
-    if (options_.on_size_change)
-        options_.on_size_change(buckets_.size());
+    // caller hears of the exit, no request can find the name.
+    erase(bucket);
 
     for (const auto& [connection, waiter] : waiting_for_ready)
         waiter.send(create_error);
@@ -513,19 +539,20 @@ void Registry::remove(Bucket& bucket, const ExitReason& reason)
     for (const auto& [connection, waiter] : monitors)
         waiter.send(monitor_reply);
 
-    if (buckets_.empty() && on_empty_)
+    if (state_ == RegistryState::shutting_down && buckets_.empty() && on_empty_)
         std::exchange(on_empty_, nullptr)();
 }
 
 void Registry::shutdown(std::function<void()> done)
 {
+    state_ = RegistryState::shutting_down;
     on_empty_ = std::move(done);
     if (buckets_.empty()) {
         std::exchange(on_empty_, nullptr)();
         return;
     }
     for (auto& [name, bucket] : buckets_)
-        begin_stop(bucket);
+        dispatch(bucket, BucketEvent::registry_shutdown);
 }
 
 } // namespace kv

@@ -1,12 +1,16 @@
 // Registry: the GenServer of the guide. It owns every bucketd child and is
 // the only source of truth about them, in exactly two indexes changed
-// together: name -> bucket, and pidfd -> name (the guide's monitor refs).
+// together, in admit() and erase() only: name -> bucket, and id -> name
+// (the guide's monitor refs: an id is never reused, so a callback that
+// names its bucket by id can never reach another bucket of the same name).
 // Ready buckets are also published in the name table, a read-only copy for
-// clients that is changed in the same places.
+// clients.
 //
 // It monitors its buckets and is not linked to them: a bucket's exit is an
 // event (pidfd readable), handled by reaping it with waitid(P_PIDFD),
-// removing its name and whatever it left behind. Nothing here blocks.
+// removing its name and whatever it left behind. Every event goes through
+// dispatch(), which asks the lifecycle table (bucket.h) what to do. Nothing
+// here blocks.
 #pragma once
 
 #include <sys/types.h>
@@ -57,6 +61,10 @@ struct RegistryCounters {
     std::uint64_t exits_before_ready = 0;   // it exited while starting, never ready and not stopped (CREATE answered an error)
 };
 
+// registryd's own life: it takes CREATE until shutdown(), then stops every
+// bucket and refuses new ones until it exits.
+enum class RegistryState { running, shutting_down };
+
 class Registry {
 public:
     // `dir` outlives the registry: every file it makes is made relative to it.
@@ -86,18 +94,21 @@ public:
     void shutdown(std::function<void()> done);
 
     std::size_t size() const { return buckets_.size(); }
+    RegistryState state() const { return state_; }
     const RegistryCounters& counters() const { return counters_; }
     const ExitHistory& exit_history() const { return history_; }
 
 private:
+    // Carries out what the lifecycle table (bucket_step) says for `event`;
+    // `message` is the readiness pipe's line, `reason` the exit's.
+    void dispatch(Bucket& bucket, BucketEvent event, const std::string& message = {}, const ExitReason& reason = {});
     void watch_exit(Bucket& bucket);
     void watch_ready(Bucket& bucket);
     void wait_for_readiness(Bucket& bucket);
-    void on_readiness(const std::string& name, unsigned long long id);
-    void on_ready_timeout(const std::string& name, unsigned long long id);
-    void on_grace_expired(const std::string& name, unsigned long long id);
-    void on_bucket_exit(int pidfd, unsigned long long id);
-    void begin_stop(Bucket& bucket);
+    // Runs `event` when `timer` expires, unless it was cancelled.
+    void arm_timer(Bucket& bucket, std::chrono::milliseconds after, BucketEvent event);
+    void on_readiness(Bucket& bucket);
+    void on_bucket_exit(Bucket& bucket);
     void send_signal(Bucket& bucket, int signal);
     // SIGKILL to the bucket and everything left in its process group (it
     // runs in a session of its own). Only ever called before the bucket is
@@ -107,20 +118,33 @@ private:
     // Registers a call waiting on `bucket`; forgotten if its client hangs up.
     void add_waiter(Bucket& bucket, Bucket::Waiters Bucket::*list, const Responder& responder);
     // Removes the bucket from both indexes, its segment and socket from the
-    // system, and answers everyone waiting on it.
-    void remove(Bucket& bucket, const ExitReason& reason);
+    // system, and answers everyone waiting on it. `was` is the state it
+    // exited from.
+    void remove(Bucket& bucket, BucketState was, const ExitReason& reason);
+    // The only places the two indexes change.
+    Bucket& admit(const std::string& name, unsigned long long id);
+    void erase(Bucket& bucket);
     Bucket* find(const std::string& name);
+    // The stale-callback guard, the only one: every timer, pipe, pidfd and
+    // hangup callback names its bucket by id and runs only if this finds it.
+    Bucket* find(unsigned long long id);
+    // Wraps `handler(Bucket&)` into a callback for an asynchronous wait on
+    // `bucket`: it does nothing once the wait was cancelled or the bucket
+    // is gone.
+    template <class Handler>
+    auto guarded(const Bucket& bucket, Handler handler);
 
     asio::io_context& io_;
     const RunDir& dir_;
     RegistryOptions options_;
     unsigned long long next_id_ = 1;
     std::map<std::string, Bucket> buckets_;           // name -> bucket
-    std::unordered_map<int, std::string> by_pidfd_;   // pidfd -> name
+    std::unordered_map<unsigned long long, std::string> by_id_; // id -> name
     // name -> bucket again, published read-only for clients (the guide's ETS
     // table): written only where buckets_ changes, just before callers hear.
     NameTableWriter names_;
-    std::function<void()> on_empty_;
+    RegistryState state_ = RegistryState::running;
+    std::function<void()> on_empty_; // shutdown()'s `done`, called once the last bucket is gone
     RegistryCounters counters_;
     ExitHistory history_;
 };
