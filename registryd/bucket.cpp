@@ -21,8 +21,12 @@ BucketStep bucket_step(BucketState state, BucketEvent event)
     case E::ready_line:
         if (state == S::starting)
             return { T::publish, S::ready };
-        return { T::ignore_late_ready, state };
+        if (state == S::stopping)
+            return { T::ignore_late_ready, state };
+        return stay; // ready already: the pipe is closed once ready, so never seen
     case E::failure_line:
+        if (state == S::ready)
+            return stay; // never seen: the pipe is closed once ready
         return { T::note_failure, state };
     case E::pipe_closed:
         // Killed already (the ready timeout, a STOP) or it closed the pipe

@@ -80,7 +80,7 @@ enum class BucketTransition {
     kill_stubborn,     // still there after the grace period: SIGKILL its group
     reap,              // withdraw the name, kill its group, reap it, remove it, answer everyone
     forget,            // remove it without a reason, answer everyone
-    ignore_late_ready, // ready after a STOP (or twice): logged, ignored
+    ignore_late_ready, // ready after a STOP: logged, ignored
     ignore,            // nothing left to do
 };
 

@@ -25,6 +25,7 @@ TEST(BucketLifecycle, OnlyAStartingBucketBecomesReady)
 {
     expect_step(BucketState::starting, BucketEvent::ready_line, BucketTransition::publish, BucketState::ready);
     expect_step(BucketState::stopping, BucketEvent::ready_line, BucketTransition::ignore_late_ready, BucketState::stopping);
+    expect_step(BucketState::ready, BucketEvent::ready_line, BucketTransition::ignore, BucketState::ready);
     expect_step(BucketState::starting, BucketEvent::publish_failed, BucketTransition::kill_unpublished, BucketState::starting);
 }
 
