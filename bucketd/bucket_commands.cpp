@@ -140,17 +140,6 @@ std::uint64_t pair_usage(std::string_view key, const SharedTableWriter::Pair& pa
     return usage;
 }
 
-// Redis's string2ll: digits with an optional '-', no '+', no spaces, no
-// leading zeros, no overflow.
-bool parse_long_long(std::string_view text, long long& value)
-{
-    if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')
-        || (text.size() > 1 && text[0] == '-' && text[1] == '0') || text == "-")
-        return false;
-    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-    return error == std::errc() && end == text.data() + text.size();
-}
-
 void memory_usage(BucketContext& context, const resp::Request& request, std::string& out)
 {
     // Every option is checked before the key is looked up, as in Redis.

@@ -8,6 +8,8 @@
 // tables that dispatch, never from a second list.
 #pragma once
 
+#include <charconv>
+
 #include <strings.h>
 
 #include <algorithm>
@@ -103,6 +105,18 @@ inline std::string redis_error_piece(std::string_view text, std::size_t at_most)
             c = ' ';
     }
     return piece;
+}
+
+// Redis's strict integer parse (string2ll, util.c), for every argument
+// that must be a long long: digits with an optional '-', no '+', no
+// spaces, no leading zeros, at most 20 bytes, no overflow.
+inline bool parse_long_long(std::string_view text, long long& value)
+{
+    if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')
+        || (text.size() > 1 && text[0] == '-' && text[1] == '0') || text == "-")
+        return false;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    return error == std::errc() && end == text.data() + text.size();
 }
 
 // A command's name as Redis writes it in its messages.

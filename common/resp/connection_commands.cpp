@@ -31,17 +31,6 @@ struct Call {
 
 using ConnectionCommand = CommandEntry<void (*)(const Call&)>;
 
-// Redis's strict integer parse (string2ll): no sign but '-', no spaces, no
-// leading zeros, no overflow.
-bool parse_long_long(std::string_view text, long long& value)
-{
-    if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')
-        || (text.size() > 1 && text[0] == '-' && text[1] == '0') || text == "-")
-        return false;
-    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-    return error == std::errc() && end == text.data() + text.size();
-}
-
 const std::string_view not_an_integer = "ERR value is not an integer or out of range";
 
 // Redis's rule for client names and library attributes (validateClientAttr):
