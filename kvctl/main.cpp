@@ -468,6 +468,8 @@ void print_info(const kv::resp::Value& reply, bool json)
         { "bucket_exits_signal", "  killed by a signal" },
         { "bucket_exits_stopped", "  of which stopped on request" },
         { "bucket_exits_before_ready", "  of which never ready" },
+        { "bucket_restarts", "bucket restarts" },
+        { "buckets_given_up", "buckets given up" },
         { "connected_clients", "clients connected" },
         { "history_entries", "exits in history" },
         { "history_size", "history size" },

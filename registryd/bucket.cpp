@@ -17,6 +17,15 @@ BucketStep bucket_step(BucketState state, BucketEvent event)
     const BucketStep stay { T::ignore, state };
     if (state == S::exited)
         return stay; // erased in the transition that got here: nothing can follow
+    if (state == S::restarting) {
+        // No process, no pipe, no pidfd: only its timer and requests reach it.
+        switch (event) {
+        case E::restart_due: return { T::respawn, S::starting };
+        case E::stop_requested:
+        case E::registry_shutdown: return { T::cancel_restart, S::exited };
+        default: return stay;
+        }
+    }
     switch (event) {
     case E::ready_line:
         if (state == S::starting)
@@ -55,6 +64,8 @@ BucketStep bucket_step(BucketState state, BucketEvent event)
         return { T::reap, S::exited };
     case E::wait_failed:
         return { T::forget, S::exited };
+    case E::restart_due:
+        return stay; // fired as it was cancelled
     }
     return stay;
 }
@@ -65,6 +76,7 @@ const char* to_string(BucketState state)
     case BucketState::starting: return "starting";
     case BucketState::ready: return "ready";
     case BucketState::stopping: return "stopping";
+    case BucketState::restarting: return "restarting";
     case BucketState::exited: return "exited";
     }
     return "unknown";
@@ -83,6 +95,7 @@ const char* to_string(BucketEvent event)
     case BucketEvent::grace_expired: return "grace_expired";
     case BucketEvent::exited: return "exited";
     case BucketEvent::wait_failed: return "wait_failed";
+    case BucketEvent::restart_due: return "restart_due";
     }
     return "unknown";
 }
@@ -99,6 +112,8 @@ const char* to_string(BucketTransition transition)
     case BucketTransition::kill_stubborn: return "kill_stubborn";
     case BucketTransition::reap: return "reap";
     case BucketTransition::forget: return "forget";
+    case BucketTransition::respawn: return "respawn";
+    case BucketTransition::cancel_restart: return "cancel_restart";
     case BucketTransition::ignore_late_ready: return "ignore_late_ready";
     case BucketTransition::ignore: return "ignore";
     }
@@ -121,6 +136,8 @@ std::string ExitReason::describe() const
     }
     return "ended (waitid si_code " + std::to_string(code) + ", status " + std::to_string(status) + ")";
 }
+
+bool ExitReason::clean() const { return code == CLD_EXITED && status == 0; }
 
 BucketSegment::~BucketSegment()
 {

@@ -6,22 +6,32 @@
 //
 //                 ready_line: publish
 //   starting ─────────────────────────────────────────> ready
-//    │ │  failure_line: note_failure        (stays)       │
-//    │ │  pipe_closed: kill_silent          (stays)       │
-//    │ │  ready_timeout: kill_timed_out     (stays)       │
-//    │ │  publish_failed: kill_unpublished  (stays)       │
-//    │ │                                                  │
-//    │ └── stop_requested, registry_shutdown: begin_stop ─┤
-//    │                        │                           │ stop_requested,
-//    │                        v                           │ registry_shutdown:
-//    │                    stopping <──────────────────────┘ begin_stop
-//    │                     │  grace_expired: kill_stubborn      (stays)
-//    │                     │  failure_line: note_failure        (stays)
-//    │                     │  pipe_closed: kill_silent          (stays)
-//    │                     │  ready_line: ignore_late_ready     (stays)
-//    v                     v
-//   starting, ready, stopping ──exited: reap──────> exited (erased at once)
-//                            ──wait_failed: forget─> exited (erased at once)
+//    ^ │ │  failure_line: note_failure        (stays)       │
+//    │ │ │  pipe_closed: kill_silent          (stays)       │
+//    │ │ │  ready_timeout: kill_timed_out     (stays)       │
+//    │ │ │  publish_failed: kill_unpublished  (stays)       │
+//    │ │ │                                                  │
+//    │ │ └── stop_requested, registry_shutdown: begin_stop ─┤
+//    │ │                        │                           │ stop_requested,
+//    │ │                        v                           │ registry_shutdown:
+//    │ │                    stopping <──────────────────────┘ begin_stop
+//    │ │                     │  grace_expired: kill_stubborn      (stays)
+//    │ │                     │  failure_line: note_failure        (stays)
+//    │ │                     │  pipe_closed: kill_silent          (stays)
+//    │ │                     │  ready_line: ignore_late_ready     (stays)
+//    │ v                     v
+//    │ starting, ready, stopping ──exited: reap──────> exited (erased at once)
+//    │                          ──wait_failed: forget─> exited (erased at once)
+//    │                                  │
+//    │     reap, when supervision.h says restart: the name stays, under a new id
+//    │                                  v
+//    └──restart_due: respawn──── restarting ──stop_requested, registry_shutdown:
+//                                               cancel_restart──> exited (erased)
+//
+// `restarting` has no process: it waits out the restart delay (none by
+// default, so respawn follows the exit at once). Whether `reap` ends in
+// `exited` or `restarting` is not the table's to say: supervision.h decides
+// it from the policy, the exit and the restart intensity.
 //
 // Any pair not drawn is `ignore`: a late event with nothing left to do (a
 // timer that fired as it was cancelled, a second STOP). A callback for a
@@ -46,14 +56,16 @@
 
 #include "asio.h"
 #include "resp_server.h"
+#include "restart_policy.h"
 #include "socket_file.h"
+#include "supervision.h"
 #include "unique_fd.h"
 
 namespace kv {
 
 // LIST shows the state by these names (to_string); `exited` is never seen
 // there: an exited bucket is erased in the same transition.
-enum class BucketState { starting, ready, stopping, exited };
+enum class BucketState { starting, ready, stopping, restarting, exited };
 
 // What can happen to a bucket.
 enum class BucketEvent {
@@ -67,6 +79,7 @@ enum class BucketEvent {
     grace_expired,     // --stop-grace-ms passed after SIGTERM
     exited,            // the pidfd is readable and the exit was seen
     wait_failed,       // the pidfd is readable but waitid failed: the reason is lost
+    restart_due,       // the restart delay has passed
 };
 
 // What registryd does about it (Registry::dispatch carries each out).
@@ -80,6 +93,8 @@ enum class BucketTransition {
     kill_stubborn,     // still there after the grace period: SIGKILL its group
     reap,              // withdraw the name, kill its group, reap it, remove it, answer everyone
     forget,            // remove it without a reason, answer everyone
+    respawn,           // start the process again under the same name
+    cancel_restart,    // stopped while waiting to restart: remove it, answer everyone
     ignore_late_ready, // ready after a STOP: logged, ignored
     ignore,            // nothing left to do
 };
@@ -106,6 +121,7 @@ struct ExitReason {
 
     // "exited with status 3", "killed by SIGKILL", "killed by SIGSEGV (core dumped)"
     std::string describe() const;
+    bool clean() const; // exited with status 0
 };
 
 // The segment registryd created for a bucket. Going out of scope, it removes
@@ -132,6 +148,14 @@ struct Bucket {
     std::chrono::steady_clock::time_point started;
     std::chrono::system_clock::time_point started_at; // the same moment on the wall clock, for HISTORY
     BucketState state = BucketState::starting;
+
+    // Supervision (supervision.h). These, and the callers waiting for it to
+    // be ready, are all a restart carries to the new process; a restarted
+    // bucket is otherwise new: its own id, pid, segment and socket.
+    RestartPolicy policy = RestartPolicy::temporary;
+    RestartIntensity intensity;
+    unsigned long long restarts = 0; // since its CREATE
+    std::string last_exit;           // why the process before this one ended; empty before a restart
 
     // Owns the pidfd; readable when the child exits.
     std::unique_ptr<asio::posix::stream_descriptor> pidfd;

@@ -87,6 +87,8 @@ kv::ServerRole registry_role(const kv::Registry& registry, const std::string& ru
         line("bucket_exits_signal", std::to_string(counters.exits_signal));
         line("bucket_exits_stopped", std::to_string(counters.exits_stopped));
         line("bucket_exits_before_ready", std::to_string(counters.exits_before_ready));
+        line("bucket_restarts", std::to_string(counters.restarts));
+        line("buckets_given_up", std::to_string(counters.given_up));
         line("connected_clients", std::to_string(server ? server->connection_count() : 0));
         line("history_entries", std::to_string(registry.exit_history().size()));
         line("history_size", std::to_string(registry.exit_history().capacity()));
@@ -128,6 +130,18 @@ int main(int argc, char** argv)
     app.add_option("--ready-timeout-ms", ready_timeout_ms, "Kill a bucket not ready after this long")->capture_default_str()->check(CLI::Range(1L, 3600000L));
     app.add_option("--stop-grace-ms", stop_grace_ms, "SIGKILL a bucket this long after SIGTERM")->capture_default_str()->check(CLI::Range(0L, 3600000L));
     app.add_option("--history-size", options.history_size, "Bucket exits HISTORY keeps (0: none)")->capture_default_str()->check(CLI::Range(std::size_t(0), std::size_t(10000000)));
+    std::string restart_name = "temporary";
+    long max_seconds = 5;
+    long restart_delay_ms = 0;
+    long restart_delay_max_ms = 30000;
+    kv::SupervisionOptions& supervision = options.supervision;
+    app.add_option("--restart", restart_name, "Restart policy of a bucket whose CREATE names none: temporary (never restarted), transient (after a crash or a non-zero exit) or permanent (after any exit but a STOP)")
+        ->capture_default_str()
+        ->check([](const std::string& text) { return kv::parse_restart_policy(text) ? std::string() : "not a restart policy: " + text; });
+    app.add_option("--max-restarts", supervision.max_restarts, "Give a bucket up after more than this many restarts within --max-seconds (OTP's intensity)")->capture_default_str()->check(CLI::Range(std::size_t(0), std::size_t(1000000)));
+    app.add_option("--max-seconds", max_seconds, "The window of --max-restarts, in seconds (OTP's period)")->capture_default_str()->check(CLI::Range(1L, 86400L));
+    app.add_option("--restart-delay-ms", restart_delay_ms, "Wait this long before a restart, doubled for each earlier restart within --max-seconds")->capture_default_str()->check(CLI::Range(0L, 3600000L));
+    app.add_option("--restart-delay-max-ms", restart_delay_max_ms, "The longest a doubled restart delay grows")->capture_default_str()->check(CLI::Range(0L, 3600000L));
     app.add_flag("--enable-debug-command", options.debug_command_enabled, "Let buckets accept DEBUG SEGFAULT / DEBUG EXIT (for tests)");
     app.add_option("--notify-fd", notify_fd, "Write a newline to this descriptor once the socket is listening");
     app.add_option("--log-level", log_level_name, "Least severe level logged, by registryd and its buckets: error, warning, notice, info or debug")
@@ -146,6 +160,10 @@ int main(int argc, char** argv)
     kv::set_log_level(*kv::parse_log_level(log_level_name));
     options.ready_timeout = std::chrono::milliseconds(ready_timeout_ms);
     options.stop_grace = std::chrono::milliseconds(stop_grace_ms);
+    supervision.default_policy = *kv::parse_restart_policy(restart_name);
+    supervision.max_seconds = std::chrono::seconds(max_seconds);
+    supervision.restart_delay = std::chrono::milliseconds(restart_delay_ms);
+    supervision.restart_delay_max = std::chrono::milliseconds(restart_delay_max_ms);
     server_config.stall_timeout = std::chrono::milliseconds(stall_timeout_ms);
 
     // Reaping is ours alone, through pidfds: SIGCHLD must not be ignored

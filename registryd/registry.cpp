@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
 
 #include "bucket_name.h"
 #include "error_code.h"
@@ -52,6 +53,9 @@ void append_list_entry(std::string& out, const Bucket& bucket, resp::Protocol pr
     stats.keys = table.keys;
     stats.bytes = table.bytes;
     stats.monitors = bucket.monitors.size();
+    stats.restart = to_string(bucket.policy);
+    stats.restarts = bucket.restarts;
+    stats.last_exit = bucket.last_exit;
     append_resp(out, record_of(bucket), &stats, protocol);
 }
 
@@ -99,6 +103,8 @@ Registry::~Registry()
     // main), leave no child behind: kill and reap each through its pidfd;
     // erasing them removes their segments and sockets.
     for (auto& [name, bucket] : buckets_) {
+        if (!bucket.pidfd)
+            continue; // restarting: no process
         kill_group(bucket);
         siginfo_t info {};
         ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(bucket.pidfd->native_handle()), &info, WEXITED);
@@ -152,16 +158,22 @@ void Registry::erase(Bucket& bucket)
         options_.on_size_change(buckets_.size());
 }
 
-void Registry::create(const std::string& name, const Responder& responder)
+void Registry::create(const std::string& name, std::optional<RestartPolicy> policy, const Responder& responder)
 {
     if (auto reason = bucket_name_error(name)) {
         responder.send(error_reply(ErrorCode::invalid, "invalid bucket name: " + *reason));
         return;
     }
     if (Bucket* existing = find(name)) {
+        if (policy && *policy != existing->policy) {
+            responder.send(error_reply(ErrorCode::error, "bucket " + printable(name) + " exists with restart policy "
+                + to_string(existing->policy) + "; STOP it to create it with another"));
+            return;
+        }
         switch (existing->state) {
         case BucketState::ready: responder.send(bucket_reply(*existing, responder.protocol())); return;
-        case BucketState::starting: add_waiter(*existing, &Bucket::waiting_for_ready, responder); return;
+        case BucketState::starting:
+        case BucketState::restarting: add_waiter(*existing, &Bucket::waiting_for_ready, responder); return;
         case BucketState::stopping:
         case BucketState::exited: // never found: erased as it exits
             responder.send(error_reply(ErrorCode::busy, "bucket " + printable(name) + " is stopping; create it again once STOP has replied"));
@@ -177,22 +189,35 @@ void Registry::create(const std::string& name, const Responder& responder)
         responder.send(error_reply(ErrorCode::busy, "unable to create bucket " + printable(name) + ": registryd is shutting down"));
         return;
     }
-    const unsigned long long id = next_id_++;
+    Bucket& bucket = admit(name, next_id_++);
+    bucket.policy = policy.value_or(options_.supervision.default_policy);
+    if (auto error = start_process(bucket)) {
+        log_line(LogLevel::warning, "unable to create bucket " + printable(name) + ": " + *error);
+        erase(bucket); // its segment and socket file, if made, go with it
+        responder.send(error_reply(ErrorCode::error, "unable to create bucket " + printable(name) + ": " + *error));
+        return;
+    }
+    add_waiter(bucket, &Bucket::waiting_for_ready, responder);
+    ++counters_.buckets_created;
+}
+
+std::optional<std::string> Registry::start_process(Bucket& bucket)
+{
     BucketSegment segment;
     SocketFile socket;
     SpawnedBucket spawned;
     try {
         // What the bucket needs is made here, by registryd, so registryd
         // alone creates and removes files: the bucket inherits descriptors.
-        segment.name = new_segment_name(options_.instance, "b" + std::to_string(id));
+        segment.name = new_segment_name(options_.instance, "b" + std::to_string(bucket.id));
         segment.fd = create_segment(segment.name);
-        const std::string socket_name = bucket_socket_name(options_.instance, id);
+        const std::string socket_name = bucket_socket_name(options_.instance, bucket.id);
         socket = SocketFile::listen(dir_.buckets_fd(), socket_name,
             dir_.path() + "/" + buckets_directory_name + "/" + socket_name, options_.server.admits_others() ? 0666 : 0600);
 
         BucketLaunch launch;
         launch.bucketd_path = options_.bucketd_path;
-        launch.name = name;
+        launch.name = bucket.name;
         launch.environment.instance = options_.instance;
         launch.environment.segment_name = segment.name;
         launch.environment.segment_fd = segment.fd.get();
@@ -204,14 +229,11 @@ void Registry::create(const std::string& name, const Responder& responder)
         launch.environment.log_level = log_level();
         spawned = spawn_bucket(launch);
     } catch (const std::exception& error) {
-        log_line(LogLevel::warning, "unable to create bucket " + printable(name) + ": " + error.what());
-        responder.send(error_reply(ErrorCode::error, std::string("unable to create bucket ") + printable(name) + ": " + error.what()));
-        return; // the segment and the socket file go with their owners
+        return std::string(error.what()); // the segment and the socket file go with their owners
     }
     socket.take_listener().reset(); // the bucket has its copy; ours would only keep clients waiting
 
-    // Every step that can fail is done: commit the bucket to both indexes.
-    Bucket& bucket = admit(name, id);
+    // Every step that can fail is done: the bucket has a process.
     bucket.pid = spawned.pid;
     bucket.segment.name = std::move(segment.name);
     bucket.segment.fd = std::move(segment.fd);
@@ -221,12 +243,11 @@ void Registry::create(const std::string& name, const Responder& responder)
     bucket.state = BucketState::starting;
     bucket.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.pidfd.release());
     bucket.ready_pipe = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.ready_pipe.release());
-    add_waiter(bucket, &Bucket::waiting_for_ready, responder);
-    ++counters_.buckets_created;
 
-    log_line(describe(bucket) + " starting");
+    log_line(describe(bucket) + " starting" + (bucket.restarts ? " (restart " + std::to_string(bucket.restarts) + ")" : ""));
     watch_exit(bucket);
     watch_ready(bucket);
+    return std::nullopt;
 }
 
 void Registry::add_waiter(Bucket& bucket, Bucket::Waiters Bucket::*list, const Responder& responder)
@@ -410,7 +431,7 @@ void Registry::dispatch(Bucket& bucket, BucketEvent event, const std::string& me
         kill_group(bucket);
         siginfo_t info {};
         ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(bucket.pidfd->native_handle()), &info, WEXITED | WNOHANG);
-        remove(bucket, was, reason);
+        after_exit(bucket, was, reason);
         return;
     }
 
@@ -418,6 +439,27 @@ void Registry::dispatch(Bucket& bucket, BucketEvent event, const std::string& me
         bucket.state = step.next;
         remove(bucket, was, reason);
         return;
+
+    case BucketTransition::respawn:
+        if (auto error = start_process(bucket)) {
+            // As a child whose restart fails in OTP: nothing is left to supervise.
+            const std::string why = "gave up: unable to restart: " + *error;
+            log_line(LogLevel::error, describe(bucket) + " " + why);
+            ++counters_.given_up;
+            std::string monitor_reply;
+            resp::append_simple(monitor_reply, why);
+            retire(bucket, monitor_reply, error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " " + why));
+        }
+        return;
+
+    case BucketTransition::cancel_restart: {
+        bucket.state = step.next;
+        log_line(describe(bucket) + " stopped while waiting to restart");
+        std::string monitor_reply;
+        resp::append_simple(monitor_reply, "stopped before its restart");
+        retire(bucket, monitor_reply, error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " was stopped before its restart"));
+        return;
+    }
 
     case BucketTransition::ignore_late_ready:
         log_line(LogLevel::warning, describe(bucket) + ": readiness reported while " + to_string(bucket.state) + "; ignored");
@@ -449,7 +491,7 @@ void Registry::lookup(const std::string& name, const Responder& responder)
         responder.send(not_found(name));
         return;
     }
-    if (bucket->state == BucketState::starting)
+    if (bucket->state == BucketState::starting || bucket->state == BucketState::restarting)
         add_waiter(*bucket, &Bucket::waiting_for_ready, responder);
     else
         responder.send(bucket_reply(*bucket, responder.protocol()));
@@ -495,25 +537,68 @@ void Registry::history(std::size_t count, const Responder& responder) const
     responder.send(std::move(out));
 }
 
-void Registry::remove(Bucket& bucket, BucketState was, const ExitReason& reason)
+void Registry::after_exit(Bucket& bucket, BucketState was, const ExitReason& reason)
 {
-    const std::string name = bucket.name;
-    names_.withdraw(name); // already gone when the exit was seen; not when a wait failed
+    const bool first_start = was == BucketState::starting && bucket.restarts == 0;
+    if (state_ == RegistryState::shutting_down
+        || !wants_restart(bucket.policy, was == BucketState::stopping, first_start, reason.clean())) {
+        remove(bucket, was, reason);
+        return;
+    }
+    if (!bucket.intensity.admit(std::chrono::steady_clock::now(), options_.supervision)) {
+        remove(bucket, was, reason,
+            gave_up_text(bucket.intensity.recent(), options_.supervision.max_seconds, reason.describe()));
+        return;
+    }
+    restart(bucket, was, reason);
+}
 
-    std::string why = reason.describe();
+void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason)
+{
+    const std::string why = reason.describe();
+    names_.withdraw(bucket.name); // already gone when the exit was seen
+    record_exit(bucket, was, reason, "restarting");
+    ++counters_.restarts;
+
+    // A restart starts a new process under the same name: everything else
+    // of the old one (its id, segment, socket) goes with erase().
+    const std::string name = bucket.name;
+    const RestartPolicy policy = bucket.policy;
+    RestartIntensity intensity = std::move(bucket.intensity);
+    const unsigned long long restarts = bucket.restarts + 1;
+    auto waiting_for_ready = std::move(bucket.waiting_for_ready);
+    auto monitors = std::move(bucket.monitors);
+    erase(bucket);
+
+    Bucket& next = admit(name, next_id_++);
+    next.policy = policy;
+    next.intensity = std::move(intensity);
+    next.restarts = restarts;
+    next.last_exit = why;
+    next.state = BucketState::restarting;
+    for (const auto& [connection, waiter] : waiting_for_ready)
+        add_waiter(next, &Bucket::waiting_for_ready, waiter);
+
+    std::string monitor_reply;
+    resp::append_simple(monitor_reply, why + "; restarting");
+    for (const auto& [connection, waiter] : monitors)
+        waiter.send(monitor_reply);
+
+    const auto delay = next.intensity.delay(options_.supervision);
+    if (delay.count() > 0)
+        arm_timer(next, delay, BucketEvent::restart_due);
+    else
+        dispatch(next, BucketEvent::restart_due);
+}
+
+void Registry::record_exit(const Bucket& bucket, BucketState was, const ExitReason& reason, const std::string& outcome)
+{
+    const std::string why = reason.describe();
     // A bucket that ends other than by the SIGTERM we sent it is news.
     const bool expected = was == BucketState::stopping && bucket.failure.empty()
         && ((reason.code == CLD_EXITED && reason.status == 0) || (reason.code == CLD_KILLED && reason.status == SIGTERM));
-    log_line(expected ? LogLevel::info : LogLevel::warning, describe(bucket) + " " + why + (bucket.failure.empty() ? "" : " (" + bucket.failure + ")"));
-
-    std::string create_error = error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " "
-        + (bucket.failure.empty() ? why : bucket.failure + "; " + why) + " before it was ready");
-    std::string stopped = "+OK\r\n";
-    std::string monitor_reply;
-    resp::append_simple(monitor_reply, why);
-    auto waiting_for_ready = std::move(bucket.waiting_for_ready);
-    auto waiting_for_stop = std::move(bucket.waiting_for_stop);
-    auto monitors = std::move(bucket.monitors);
+    log_line(expected ? LogLevel::info : LogLevel::warning, describe(bucket) + " " + why
+        + (bucket.failure.empty() ? "" : " (" + bucket.failure + ")") + (outcome == "removed" ? "" : "; " + outcome));
 
     // Counted and remembered before anyone is answered, so a client that
     // hears of the exit (MONITOR, STOP) finds it in INFO and HISTORY.
@@ -524,9 +609,32 @@ void Registry::remove(Bucket& bucket, BucketState was, const ExitReason& reason)
         ++counters_.exits_signal;
     if (was == BucketState::stopping)
         ++counters_.exits_stopped;
-    if (was == BucketState::starting)
+    if (was == BucketState::starting && bucket.restarts == 0)
         ++counters_.exits_before_ready;
-    history_.add(ExitRecord { name, bucket.pid, bucket.id, why, unix_ms(bucket.started_at), unix_ms(std::chrono::system_clock::now()) });
+    history_.add(ExitRecord { bucket.name, bucket.pid, bucket.id, why, unix_ms(bucket.started_at),
+        unix_ms(std::chrono::system_clock::now()), to_string(bucket.policy), bucket.restarts, outcome });
+}
+
+void Registry::remove(Bucket& bucket, BucketState was, const ExitReason& reason, const std::string& gave_up)
+{
+    names_.withdraw(bucket.name); // already gone when the exit was seen; not when a wait failed
+    const std::string why = reason.describe();
+    record_exit(bucket, was, reason, gave_up.empty() ? "removed" : gave_up.substr(0, gave_up.find(';')));
+    if (!gave_up.empty())
+        ++counters_.given_up;
+
+    std::string monitor_reply;
+    resp::append_simple(monitor_reply, gave_up.empty() ? why : gave_up);
+    std::string create_error = error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " "
+        + (!gave_up.empty() ? gave_up : (bucket.failure.empty() ? why : bucket.failure + "; " + why) + " before it was ready"));
+    retire(bucket, monitor_reply, create_error);
+}
+
+void Registry::retire(Bucket& bucket, const std::string& monitor_reply, const std::string& create_error)
+{
+    auto waiting_for_ready = std::move(bucket.waiting_for_ready);
+    auto waiting_for_stop = std::move(bucket.waiting_for_stop);
+    auto monitors = std::move(bucket.monitors);
 
     // Both indexes change together, and before anyone is answered: once a
     // caller hears of the exit, no request can find the name.
@@ -535,7 +643,7 @@ void Registry::remove(Bucket& bucket, BucketState was, const ExitReason& reason)
     for (const auto& [connection, waiter] : waiting_for_ready)
         waiter.send(create_error);
     for (const auto& [connection, waiter] : waiting_for_stop)
-        waiter.send(stopped);
+        waiter.send("+OK\r\n");
     for (const auto& [connection, waiter] : monitors)
         waiter.send(monitor_reply);
 
@@ -551,8 +659,13 @@ void Registry::shutdown(std::function<void()> done)
         std::exchange(on_empty_, nullptr)();
         return;
     }
-    for (auto& [name, bucket] : buckets_)
-        dispatch(bucket, BucketEvent::registry_shutdown);
+    // A restarting bucket is erased by its event: walk the ids, not the map.
+    std::vector<unsigned long long> ids;
+    for (const auto& [name, bucket] : buckets_)
+        ids.push_back(bucket.id);
+    for (unsigned long long id : ids)
+        if (Bucket* bucket = find(id))
+            dispatch(*bucket, BucketEvent::registry_shutdown);
 }
 
 } // namespace kv

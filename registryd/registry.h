@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -29,6 +30,7 @@
 #include "resp_server.h"
 #include "run_dir.h"
 #include "server_config.h"
+#include "supervision.h"
 
 namespace kv {
 
@@ -42,6 +44,7 @@ struct RegistryOptions {
     std::chrono::milliseconds stop_grace { 2000 };
     bool debug_command_enabled = false;
     std::size_t history_size = 1000; // exits HISTORY keeps (--history-size); 0: none
+    SupervisionOptions supervision;  // restart policy, intensity and delay (supervision.h)
     ServerConfig server; // for every bucket's socket
     // Called (on the loop) after a bucket is added or removed: registryd's
     // STATUS= for systemd follows size() through it.
@@ -59,6 +62,8 @@ struct RegistryCounters {
     std::uint64_t exits_signal = 0;         // "killed by SIG..." (kill -9, a crash, the stop grace period's SIGKILL)
     std::uint64_t exits_stopped = 0;        // registryd had asked it to stop: STOP, or registryd's own shutdown
     std::uint64_t exits_before_ready = 0;   // it exited while starting, never ready and not stopped (CREATE answered an error)
+    std::uint64_t restarts = 0;             // exits followed by a restart of the same name
+    std::uint64_t given_up = 0;             // exits that called for a restart the intensity refused
 };
 
 // registryd's own life: it takes CREATE until shutdown(), then stops every
@@ -78,9 +83,11 @@ public:
 
     // Each call answers through `responder` exactly once, now or later.
     // CREATE replies once the bucket is ready (or with why it never was);
-    // an existing name gets the existing bucket.
-    void create(const std::string& name, const Responder& responder);
-    // Replies with the bucket, waiting for it if it is still starting.
+    // an existing name gets the existing bucket (an error if `policy` is
+    // given and is not that bucket's). No policy: --restart's.
+    void create(const std::string& name, std::optional<RestartPolicy> policy, const Responder& responder);
+    // Replies with the bucket, waiting for it if it is still starting or
+    // restarting.
     void lookup(const std::string& name, const Responder& responder);
     void list(const Responder& responder) const;
     // SIGTERM now, SIGKILL after the grace period; replies once the name is gone.
@@ -102,6 +109,13 @@ private:
     // Carries out what the lifecycle table (bucket_step) says for `event`;
     // `message` is the readiness pipe's line, `reason` the exit's.
     void dispatch(Bucket& bucket, BucketEvent event, const std::string& message = {}, const ExitReason& reason = {});
+    // Makes the bucket's segment and socket and spawns its process, then
+    // watches it; the error's text if any step failed (nothing is left then).
+    std::optional<std::string> start_process(Bucket& bucket);
+    // What follows a reaped exit: a restart, giving up, or removal.
+    void after_exit(Bucket& bucket, BucketState was, const ExitReason& reason);
+    // The name stays, under a new id; the process starts after the delay.
+    void restart(Bucket& bucket, BucketState was, const ExitReason& reason);
     void watch_exit(Bucket& bucket);
     void watch_ready(Bucket& bucket);
     void wait_for_readiness(Bucket& bucket);
@@ -119,8 +133,13 @@ private:
     void add_waiter(Bucket& bucket, Bucket::Waiters Bucket::*list, const Responder& responder);
     // Removes the bucket from both indexes, its segment and socket from the
     // system, and answers everyone waiting on it. `was` is the state it
-    // exited from.
-    void remove(Bucket& bucket, BucketState was, const ExitReason& reason);
+    // exited from; `gave_up`, why it is not restarted although its policy
+    // asked for it.
+    void remove(Bucket& bucket, BucketState was, const ExitReason& reason, const std::string& gave_up = {});
+    // Counts an exit, logs it and keeps it in HISTORY, with what follows it.
+    void record_exit(const Bucket& bucket, BucketState was, const ExitReason& reason, const std::string& outcome);
+    // Erases the bucket and gives everyone waiting on it their answer.
+    void retire(Bucket& bucket, const std::string& monitor_reply, const std::string& create_error);
     // The only places the two indexes change.
     Bucket& admit(const std::string& name, unsigned long long id);
     void erase(Bucket& bucket);

@@ -1,10 +1,13 @@
 #include "registry_commands.h"
 
+#include <strings.h>
+
 #include <charconv>
 #include <limits>
 
 #include "command_table.h"
 #include "error_code.h"
+#include "restart_policy.h"
 
 namespace kv {
 
@@ -34,11 +37,34 @@ void history(Registry& registry, const resp::Request& request, const Responder& 
     registry.history(count, responder);
 }
 
+// CREATE name [RESTART temporary|transient|permanent]: the option word and
+// the policy in any case, as Redis's option words; anything else is Redis's
+// "syntax error".
+void create(Registry& registry, const resp::Request& request, const Responder& responder)
+{
+    std::optional<RestartPolicy> policy;
+    std::string out;
+    for (std::size_t i = 2; i < request.size() && out.empty(); ++i) {
+        if (::strcasecmp(request[i].c_str(), "RESTART") == 0 && i + 1 < request.size()) {
+            policy = parse_restart_policy(request[++i]);
+            if (!policy)
+                append_error(out, ErrorCode::error, std::string("invalid restart policy: expected ") + restart_policy_choices);
+        } else {
+            append_error(out, ErrorCode::error, "syntax error");
+        }
+    }
+    if (!out.empty()) {
+        responder.send(std::move(out));
+        return;
+    }
+    registry.create(request[1], policy, responder);
+}
+
 using RegistryCommand = CommandEntry<void (*)(Registry&, const resp::Request&, const Responder&)>;
 
 const RegistryCommand commands[] = {
-    { "CREATE", 2, [](Registry& r, const resp::Request& q, const Responder& a) { r.create(q[1], a); }, 0,
-        { "write", 0, 0, 0, "Start a bucket of this name (or return the existing one)", "registry", "@write @slow", "kv" } },
+    { "CREATE", -2, create, 4,
+        { "write", 0, 0, 0, "Start a bucket of this name (or return the existing one), with a restart policy", "registry", "@write @slow", "kv" } },
     { "LOOKUP", 2, [](Registry& r, const resp::Request& q, const Responder& a) { r.lookup(q[1], a); }, 0,
         { "readonly fast", 0, 0, 0, "Return the bucket of this name", "registry", "@read @fast", "kv" } },
     { "LIST", 1, [](Registry& r, const resp::Request&, const Responder& a) { r.list(a); }, 0,

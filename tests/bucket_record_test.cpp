@@ -40,7 +40,7 @@ TEST(BucketRecord, AReplyDecodesToTheRecordRegistrydEncoded)
 
 TEST(BucketRecord, AListEntryCarriesTheFigures)
 {
-    kv::BucketStats written { "ready", 1234, 5, 678, 2 };
+    kv::BucketStats written { "ready", 1234, 5, 678, 2, "transient", 3, "killed by SIGSEGV" };
     std::string bytes;
     kv::append_resp(bytes, sample(), &written);
     kv::BucketStats read;
@@ -52,6 +52,9 @@ TEST(BucketRecord, AListEntryCarriesTheFigures)
     EXPECT_EQ(read.keys, 5u);
     EXPECT_EQ(read.bytes, 678u);
     EXPECT_EQ(read.monitors, 2u);
+    EXPECT_EQ(read.restart, "transient");
+    EXPECT_EQ(read.restarts, 3u);
+    EXPECT_EQ(read.last_exit, "killed by SIGSEGV");
 }
 
 TEST(BucketRecord, AReplyWithoutEveryFieldIsNotARecord)

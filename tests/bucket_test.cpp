@@ -12,7 +12,7 @@ namespace {
 constexpr BucketState live_states[] = { BucketState::starting, BucketState::ready, BucketState::stopping };
 constexpr BucketEvent all_events[] = { BucketEvent::ready_line, BucketEvent::failure_line, BucketEvent::pipe_closed,
     BucketEvent::publish_failed, BucketEvent::ready_timeout, BucketEvent::stop_requested,
-    BucketEvent::registry_shutdown, BucketEvent::grace_expired, BucketEvent::exited, BucketEvent::wait_failed };
+    BucketEvent::registry_shutdown, BucketEvent::grace_expired, BucketEvent::exited, BucketEvent::wait_failed, BucketEvent::restart_due };
 
 void expect_step(BucketState state, BucketEvent event, BucketTransition transition, BucketState next)
 {
@@ -59,6 +59,26 @@ TEST(BucketLifecycle, NothingFollowsTheExit)
 {
     for (BucketEvent event : all_events)
         expect_step(BucketState::exited, event, BucketTransition::ignore, BucketState::exited);
+}
+
+TEST(BucketLifecycle, ARestartingBucketHasNoProcessAndLeavesOnlyByItsDelayOrAStop)
+{
+    expect_step(BucketState::restarting, BucketEvent::restart_due, BucketTransition::respawn, BucketState::starting);
+    for (BucketEvent stop : { BucketEvent::stop_requested, BucketEvent::registry_shutdown })
+        expect_step(BucketState::restarting, stop, BucketTransition::cancel_restart, BucketState::exited);
+    for (BucketEvent event : all_events) {
+        if (event == BucketEvent::restart_due || event == BucketEvent::stop_requested || event == BucketEvent::registry_shutdown)
+            continue;
+        // Its pipe and pidfd belong to the process that exited: nothing of
+        // theirs may reach the bucket that replaces it.
+        expect_step(BucketState::restarting, event, BucketTransition::ignore, BucketState::restarting);
+    }
+}
+
+TEST(BucketLifecycle, ALateRestartTimerDoesNothingToALiveBucket)
+{
+    for (BucketState state : live_states)
+        expect_step(state, BucketEvent::restart_due, BucketTransition::ignore, state);
 }
 
 TEST(BucketLifecycle, OnlyTheExitLeavesStopping)

@@ -8,7 +8,8 @@ namespace {
 
 kv::ExitRecord sample()
 {
-    return kv::ExitRecord { "shop ping\xff", 4242, 7, "killed by SIGKILL", 1795000000123, 1795000004567 };
+    return kv::ExitRecord { "shop ping\xff", 4242, 7, "killed by SIGKILL", 1795000000123, 1795000004567, "permanent", 2,
+        "restarting" };
 }
 
 kv::resp::Value parsed(const std::string& bytes)
@@ -28,6 +29,9 @@ void expect_sample(const std::optional<kv::ExitRecord>& record)
     EXPECT_EQ(record->id, 7u);
     EXPECT_EQ(record->reason, "killed by SIGKILL");
     EXPECT_EQ(record->started_ms, 1795000000123);
+    EXPECT_EQ(record->restart, "permanent");
+    EXPECT_EQ(record->restarts, 2u);
+    EXPECT_EQ(record->outcome, "restarting");
     EXPECT_EQ(record->ended_ms, 1795000004567);
 }
 
@@ -37,7 +41,7 @@ TEST(ExitRecord, AFlatArrayInResp2DecodesToTheRecord)
 {
     std::string bytes;
     kv::append_resp(bytes, sample(), kv::resp::Protocol::resp2);
-    EXPECT_EQ(bytes.substr(0, 4), "*12\r");
+    EXPECT_EQ(bytes.substr(0, 4), "*18\r");
     expect_sample(kv::decode_exit_record(parsed(bytes)));
 }
 
@@ -45,7 +49,7 @@ TEST(ExitRecord, AMapInResp3DecodesToTheRecord)
 {
     std::string bytes;
     kv::append_resp(bytes, sample(), kv::resp::Protocol::resp3);
-    EXPECT_EQ(bytes.substr(0, 3), "%6\r");
+    EXPECT_EQ(bytes.substr(0, 3), "%9\r");
     expect_sample(kv::decode_exit_record(parsed(bytes)));
 }
 

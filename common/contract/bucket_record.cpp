@@ -6,7 +6,7 @@ namespace kv {
 
 void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats, resp::Protocol protocol)
 {
-    resp::append_map_header(out, stats ? 10 : 5, protocol);
+    resp::append_map_header(out, stats ? 13 : 5, protocol);
     resp::append_bulk(out, "name");
     resp::append_bulk(out, record.name);
     resp::append_bulk(out, "pid");
@@ -29,6 +29,12 @@ void append_resp(std::string& out, const BucketRecord& record, const BucketStats
     resp::append_integer(out, static_cast<long long>(stats->bytes));
     resp::append_bulk(out, "monitors");
     resp::append_integer(out, static_cast<long long>(stats->monitors));
+    resp::append_bulk(out, "restart");
+    resp::append_bulk(out, stats->restart);
+    resp::append_bulk(out, "restarts");
+    resp::append_integer(out, static_cast<long long>(stats->restarts));
+    resp::append_bulk(out, "last_exit");
+    resp::append_bulk(out, stats->last_exit);
 }
 
 namespace {
@@ -64,7 +70,8 @@ std::optional<BucketRecord> decode_bucket_record(const resp::Value& reply, Bucke
     if (stats
         && (!text_field(reply, "state", stats->state) || !integer_field(reply, "uptime_ms", stats->uptime_ms)
             || !integer_field(reply, "keys", stats->keys) || !integer_field(reply, "bytes", stats->bytes)
-            || !integer_field(reply, "monitors", stats->monitors)))
+            || !integer_field(reply, "monitors", stats->monitors) || !text_field(reply, "restart", stats->restart)
+            || !integer_field(reply, "restarts", stats->restarts) || !text_field(reply, "last_exit", stats->last_exit)))
         return std::nullopt;
     return record;
 }

@@ -4,7 +4,7 @@ namespace kv {
 
 void append_resp(std::string& out, const ExitRecord& record, resp::Protocol protocol)
 {
-    resp::append_map_header(out, 6, protocol);
+    resp::append_map_header(out, 9, protocol);
     resp::append_bulk(out, "name");
     resp::append_bulk(out, record.name);
     resp::append_bulk(out, "pid");
@@ -17,6 +17,12 @@ void append_resp(std::string& out, const ExitRecord& record, resp::Protocol prot
     resp::append_integer(out, record.started_ms);
     resp::append_bulk(out, "ended_ms");
     resp::append_integer(out, record.ended_ms);
+    resp::append_bulk(out, "restart");
+    resp::append_bulk(out, record.restart);
+    resp::append_bulk(out, "restarts");
+    resp::append_integer(out, static_cast<long long>(record.restarts));
+    resp::append_bulk(out, "outcome");
+    resp::append_bulk(out, record.outcome);
 }
 
 namespace {
@@ -48,7 +54,9 @@ std::optional<ExitRecord> decode_exit_record(const resp::Value& reply)
     if ((reply.type != resp::Value::Type::array && reply.type != resp::Value::Type::map)
         || !text_field(reply, "name", record.name) || !integer_field(reply, "pid", record.pid)
         || !integer_field(reply, "id", record.id) || !text_field(reply, "reason", record.reason)
-        || !integer_field(reply, "started_ms", record.started_ms) || !integer_field(reply, "ended_ms", record.ended_ms))
+        || !integer_field(reply, "started_ms", record.started_ms) || !integer_field(reply, "ended_ms", record.ended_ms)
+        || !text_field(reply, "restart", record.restart) || !integer_field(reply, "restarts", record.restarts)
+        || !text_field(reply, "outcome", record.outcome))
         return std::nullopt;
     return record;
 }

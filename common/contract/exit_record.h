@@ -23,9 +23,14 @@ struct ExitRecord {
     std::string reason;        // MONITOR's words: "exited with status 0", "killed by SIGKILL"
     long long started_ms = 0;  // when registryd spawned it, Unix ms
     long long ended_ms = 0;    // when registryd reaped it, Unix ms
+    std::string restart;       // its restart policy: "temporary", "transient", "permanent"
+    unsigned long long restarts = 0; // times it had been restarted before this exit
+    // What registryd did next: "removed", "restarting", or why it gave up
+    // ("gave up after 4 restarts in 5 s").
+    std::string outcome;
 };
 
-// name pid id reason started_ms ended_ms: a flat field/value array in RESP2,
+// name pid id reason started_ms ended_ms restart restarts outcome: a flat field/value array in RESP2,
 // a map in RESP3 (as LIST's entries).
 void append_resp(std::string& out, const ExitRecord& record, resp::Protocol protocol = resp::Protocol::resp2);
 // Empty unless `reply` has every field with its type; fields it does not

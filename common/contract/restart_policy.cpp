@@ -1,0 +1,29 @@
+#include "restart_policy.h"
+
+#include <strings.h>
+
+#include <string>
+
+namespace kv {
+
+const char* to_string(RestartPolicy policy)
+{
+    switch (policy) {
+    case RestartPolicy::temporary: return "temporary";
+    case RestartPolicy::transient: return "transient";
+    case RestartPolicy::permanent: return "permanent";
+    }
+    return "unknown";
+}
+
+std::optional<RestartPolicy> parse_restart_policy(std::string_view word)
+{
+    for (auto policy : { RestartPolicy::temporary, RestartPolicy::transient, RestartPolicy::permanent }) {
+        const std::string_view name = to_string(policy);
+        if (word.size() == name.size() && ::strncasecmp(word.data(), name.data(), name.size()) == 0)
+            return policy;
+    }
+    return std::nullopt;
+}
+
+} // namespace kv
