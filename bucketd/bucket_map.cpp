@@ -15,6 +15,11 @@ BucketMap::BucketMap(UniqueFd segment_fd, std::string segment_name, std::size_t 
 {
 }
 
+BucketMap::BucketMap(UniqueFd segment_fd, std::string segment_name, std::size_t size, SharedTableWriter::KeepData keep)
+    : table_(std::move(segment_fd), std::move(segment_name), size, TableKind::bucket, keep)
+{
+}
+
 BucketMap::~BucketMap() = default;
 
 std::optional<SharedTableWriter::Pair> BucketMap::find(std::string_view key)

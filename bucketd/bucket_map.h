@@ -48,6 +48,12 @@ public:
     // created, and formats it with `size` bytes; leaves the name to registryd.
     // Throws likewise.
     BucketMap(UniqueFd segment_fd, std::string segment_name, std::size_t size);
+    // KEEP: adopts `segment_fd` with the pairs a bucket of the same name
+    // left in it, if its table is provably intact; else formats it afresh
+    // (SharedTableWriter's adopting constructor). adoption() says which.
+    BucketMap(UniqueFd segment_fd, std::string segment_name, std::size_t size, SharedTableWriter::KeepData keep);
+    SharedTableWriter::Adoption adoption() const { return table_.adoption(); }
+    const std::string& discarded_why() const { return table_.discarded_why(); }
     // Tells readers the table is gone; removes the segment if it created it.
     ~BucketMap();
     BucketMap(const BucketMap&) = delete;

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -95,9 +96,24 @@ int main(int argc, char** argv)
         kv::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
         kv::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
 
-        kv::BucketMap map(std::move(segment), environment.segment_name, environment.bucket_size);
+        std::optional<kv::BucketMap> maybe_map;
+        if (environment.keep_data)
+            maybe_map.emplace(std::move(segment), environment.segment_name, environment.bucket_size, kv::SharedTableWriter::KeepData {});
+        else
+            maybe_map.emplace(std::move(segment), environment.segment_name, environment.bucket_size);
+        kv::BucketMap& map = *maybe_map;
+        switch (map.adoption()) {
+        case kv::SharedTableWriter::Adoption::formatted: break;
+        case kv::SharedTableWriter::Adoption::kept:
+            kv::log_line("bucket " + kv::printable(name) + ": data kept: " + std::to_string(map.size()) + " keys");
+            break;
+        case kv::SharedTableWriter::Adoption::discarded:
+            kv::log_line(kv::LogLevel::warning, "bucket " + kv::printable(name) + ": data discarded: " + map.discarded_why());
+            break;
+        }
         kv::BucketContext context { map, environment.debug_command_enabled };
         kv::ActiveExpiry active_expiry(io, map);
+        active_expiry.poke(); // kept keys may have expiry times
         kv::RespServer server(io, std::move(listener), environment.socket_path,
             [&](kv::resp::Request& request, kv::ReplySink& reply) {
                 kv::run_bucket_command(context, request, reply);

@@ -153,6 +153,9 @@ struct Bucket {
     // be ready, are all a restart carries to the new process; a restarted
     // bucket is otherwise new: its own id, pid, segment and socket.
     RestartPolicy policy = RestartPolicy::temporary;
+    // KEEP: a restart hands this bucket's segment to the new process, which
+    // adopts its table if it is intact (else starts empty and logs why).
+    bool keep = false;
     RestartIntensity intensity;
     unsigned long long restarts = 0; // since its CREATE
     std::string last_exit;           // why the process before this one ended; empty before a restart

@@ -158,16 +158,21 @@ void Registry::erase(Bucket& bucket)
         options_.on_size_change(buckets_.size());
 }
 
-void Registry::create(const std::string& name, std::optional<RestartPolicy> policy, const Responder& responder)
+void Registry::create(const std::string& name, std::optional<RestartPolicy> policy, bool keep, const Responder& responder)
 {
     if (auto reason = bucket_name_error(name)) {
         responder.send(error_reply(ErrorCode::invalid, "invalid bucket name: " + *reason));
         return;
     }
+    const RestartPolicy chosen = policy.value_or(options_.supervision.default_policy);
+    if (keep && chosen == RestartPolicy::temporary) {
+        responder.send(error_reply(ErrorCode::error, "KEEP needs a restart policy that restarts: RESTART transient or RESTART permanent"));
+        return;
+    }
     if (Bucket* existing = find(name)) {
-        if (policy && *policy != existing->policy) {
+        if ((policy && *policy != existing->policy) || (keep && !existing->keep)) {
             responder.send(error_reply(ErrorCode::error, "bucket " + printable(name) + " exists with restart policy "
-                + to_string(existing->policy) + "; STOP it to create it with another"));
+                + to_string(existing->policy) + (existing->keep ? " KEEP" : "") + "; STOP it to create it with another"));
             return;
         }
         switch (existing->state) {
@@ -190,7 +195,8 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
         return;
     }
     Bucket& bucket = admit(name, next_id_++);
-    bucket.policy = policy.value_or(options_.supervision.default_policy);
+    bucket.policy = chosen;
+    bucket.keep = keep;
     if (auto error = start_process(bucket)) {
         log_line(LogLevel::warning, "unable to create bucket " + printable(name) + ": " + *error);
         erase(bucket); // its segment and socket file, if made, go with it
@@ -206,11 +212,19 @@ std::optional<std::string> Registry::start_process(Bucket& bucket)
     BucketSegment segment;
     SocketFile socket;
     SpawnedBucket spawned;
+    // KEEP: the segment of the process before, which the new one adopts.
+    const bool kept = static_cast<bool>(bucket.segment.fd);
+    if (kept) {
+        segment.name = std::move(bucket.segment.name);
+        segment.fd = std::move(bucket.segment.fd);
+    }
     try {
         // What the bucket needs is made here, by registryd, so registryd
         // alone creates and removes files: the bucket inherits descriptors.
-        segment.name = new_segment_name(options_.instance, "b" + std::to_string(bucket.id));
-        segment.fd = create_segment(segment.name);
+        if (!kept) {
+            segment.name = new_segment_name(options_.instance, "b" + std::to_string(bucket.id));
+            segment.fd = create_segment(segment.name);
+        }
         const std::string socket_name = bucket_socket_name(options_.instance, bucket.id);
         socket = SocketFile::listen(dir_.buckets_fd(), socket_name,
             dir_.path() + "/" + buckets_directory_name + "/" + socket_name, options_.server.admits_others() ? 0666 : 0600);
@@ -227,6 +241,7 @@ std::optional<std::string> Registry::start_process(Bucket& bucket)
         launch.environment.server_config = options_.server;
         launch.environment.debug_command_enabled = options_.debug_command_enabled;
         launch.environment.log_level = log_level();
+        launch.environment.keep_data = kept;
         spawned = spawn_bucket(launch);
     } catch (const std::exception& error) {
         return std::string(error.what()); // the segment and the socket file go with their owners
@@ -564,6 +579,16 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     // of the old one (its id, segment, socket) goes with erase().
     const std::string name = bucket.name;
     const RestartPolicy policy = bucket.policy;
+    const bool keep = bucket.keep;
+    // KEEP: the segment stays, held here between the two processes. Its
+    // readers are told the table is gone (its writer is), as for any exit;
+    // the new bucket marks it alive again once it has adopted it.
+    BucketSegment kept_segment;
+    if (keep && bucket.segment.fd) {
+        mark_table_gone(bucket.segment.fd.get());
+        kept_segment.name = std::move(bucket.segment.name);
+        kept_segment.fd = std::move(bucket.segment.fd);
+    }
     RestartIntensity intensity = std::move(bucket.intensity);
     const unsigned long long restarts = bucket.restarts + 1;
     auto waiting_for_ready = std::move(bucket.waiting_for_ready);
@@ -572,6 +597,9 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
 
     Bucket& next = admit(name, next_id_++);
     next.policy = policy;
+    next.keep = keep;
+    next.segment.name = std::move(kept_segment.name);
+    next.segment.fd = std::move(kept_segment.fd);
     next.intensity = std::move(intensity);
     next.restarts = restarts;
     next.last_exit = why;

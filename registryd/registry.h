@@ -85,7 +85,9 @@ public:
     // CREATE replies once the bucket is ready (or with why it never was);
     // an existing name gets the existing bucket (an error if `policy` is
     // given and is not that bucket's). No policy: --restart's.
-    void create(const std::string& name, std::optional<RestartPolicy> policy, const Responder& responder);
+    // `keep`: KEEP, the data survives a restart when it is provably intact;
+    // only with a policy that restarts.
+    void create(const std::string& name, std::optional<RestartPolicy> policy, bool keep, const Responder& responder);
     // Replies with the bucket, waiting for it if it is still starting or
     // restarting.
     void lookup(const std::string& name, const Responder& responder);

@@ -37,15 +37,18 @@ void history(Registry& registry, const resp::Request& request, const Responder& 
     registry.history(count, responder);
 }
 
-// CREATE name [RESTART temporary|transient|permanent]: the option word and
-// the policy in any case, as Redis's option words; anything else is Redis's
-// "syntax error".
+// CREATE name [RESTART temporary|transient|permanent] [KEEP]: the option
+// words and the policy in any case, as Redis's option words; anything else
+// is Redis's "syntax error".
 void create(Registry& registry, const resp::Request& request, const Responder& responder)
 {
     std::optional<RestartPolicy> policy;
+    bool keep = false;
     std::string out;
     for (std::size_t i = 2; i < request.size() && out.empty(); ++i) {
-        if (::strcasecmp(request[i].c_str(), "RESTART") == 0 && i + 1 < request.size()) {
+        if (::strcasecmp(request[i].c_str(), "KEEP") == 0) {
+            keep = true;
+        } else if (::strcasecmp(request[i].c_str(), "RESTART") == 0 && i + 1 < request.size()) {
             policy = parse_restart_policy(request[++i]);
             if (!policy)
                 append_error(out, ErrorCode::error, std::string("invalid restart policy: expected ") + restart_policy_choices);
@@ -57,13 +60,13 @@ void create(Registry& registry, const resp::Request& request, const Responder& r
         responder.send(std::move(out));
         return;
     }
-    registry.create(request[1], policy, responder);
+    registry.create(request[1], policy, keep, responder);
 }
 
 using RegistryCommand = CommandEntry<void (*)(Registry&, const resp::Request&, const Responder&)>;
 
 const RegistryCommand commands[] = {
-    { "CREATE", -2, create, 4,
+    { "CREATE", -2, create, 5,
         { "write", 0, 0, 0, "Start a bucket of this name (or return the existing one), with a restart policy", "registry", "@write @slow", "kv" } },
     { "LOOKUP", 2, [](Registry& r, const resp::Request& q, const Responder& a) { r.lookup(q[1], a); }, 0,
         { "readonly fast", 0, 0, 0, "Return the bucket of this name", "registry", "@read @fast", "kv" } },

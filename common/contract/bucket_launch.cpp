@@ -21,6 +21,7 @@ std::vector<std::pair<std::string, std::string>> encode(const BucketEnvironment&
         { "KV_SERVER_CONFIG", environment.server_config.encode() },
         { "KV_DEBUG_COMMAND", environment.debug_command_enabled ? "1" : "0" },
         { "KV_LOG_LEVEL", std::string(to_string(environment.log_level)) },
+        { "KV_KEEP_DATA", environment.keep_data ? "1" : "0" },
     };
 }
 
@@ -70,6 +71,8 @@ BucketEnvironment decode_bucket_environment(const EnvironmentLookup& lookup)
     environment.server_config = ServerConfig::decode(required(lookup, "KV_SERVER_CONFIG"));
     const char* debug = lookup("KV_DEBUG_COMMAND");
     environment.debug_command_enabled = debug && std::string_view(debug) == "1";
+    const char* keep = lookup("KV_KEEP_DATA");
+    environment.keep_data = keep && std::string_view(keep) == "1";
     const std::string level = required(lookup, "KV_LOG_LEVEL");
     if (auto parsed = parse_log_level(level))
         environment.log_level = *parsed;

@@ -45,6 +45,10 @@ struct BucketEnvironment {
     ServerConfig server_config;
     bool debug_command_enabled = false;
     LogLevel log_level = LogLevel::info;
+    // KEEP: the segment holds the table of this bucket's previous process;
+    // adopt it if it is intact (SharedTableWriter::KeepData) instead of
+    // formatting an empty one.
+    bool keep_data = false;
 };
 
 // registryd's side: NAME=value pairs to add to the bucket's environment.

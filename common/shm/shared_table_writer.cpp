@@ -196,6 +196,8 @@ struct SharedTableWriter::Segment {
     {
         if (in_batch() && log.window_open)
             return;
+        if (in_batch())
+            mark(); // the batch's: held until its last free (finish_batch)
         begin_write();
         log.window_open = in_batch();
     }
@@ -240,6 +242,36 @@ struct SharedTableWriter::Segment {
         }
         heap.deallocate(base + offset);
     }
+
+    // The change mark (TableHeader::changing), counted so that nested
+    // changes (set inside set_expiry, every change inside a batch) set it
+    // once and clear it once. What must hold is only an order: the mark is
+    // stored before the change's first store and cleared after its last, for
+    // whoever looks after this process was killed at any instruction. The
+    // release fence and the release store give that order (on x86-64 they
+    // only stop the compiler from moving stores: its stores are seen in
+    // program order).
+    int marks = 0;
+    void mark()
+    {
+        if (marks++ == 0) {
+            header->changing.store(1, std::memory_order_relaxed);
+            std::atomic_thread_fence(std::memory_order_release);
+        }
+    }
+    void unmark()
+    {
+        if (--marks == 0)
+            header->changing.store(0, std::memory_order_release);
+    }
+    struct Marked {
+        explicit Marked(Segment& segment) : segment(segment) { segment.mark(); }
+        ~Marked() { segment.unmark(); }
+        Segment& segment;
+    };
+
+    std::optional<std::string> adopt(const std::string& name, std::size_t size, TableKind kind);
+    std::optional<std::string> verify(std::uint64_t* used = nullptr) const;
 
     void begin_write()
     {
@@ -385,6 +417,133 @@ SharedTableWriter::SharedTableWriter(UniqueFd segment_fd, std::string segment_na
     segment_ = std::move(segment);
 }
 
+SharedTableWriter::SharedTableWriter(UniqueFd segment_fd, std::string segment_name, std::size_t size, TableKind kind, KeepData)
+    : segment_name_(std::move(segment_name))
+    , owns_name_(false)
+{
+    check(::fcntl(segment_fd.get(), F_SETFD, FD_CLOEXEC), "unable to set close-on-exec on segment", segment_name_);
+    auto segment = std::make_unique<Segment>(std::move(segment_fd));
+    auto why = segment->adopt(segment_name_, size, kind);
+    if (!why) {
+        adoption_ = Adoption::kept;
+        segment_ = std::move(segment);
+        return;
+    }
+    // Nothing of it can be trusted: start over in the same object.
+    UniqueFd fd = std::move(segment->fd);
+    segment.reset();
+    if (!why->empty()) {
+        adoption_ = Adoption::discarded;
+        discarded_why_ = *why;
+        check(::ftruncate(fd.get(), 0), "unable to empty segment", segment_name_);
+    }
+    segment = std::make_unique<Segment>(std::move(fd));
+    segment->format(segment_name_, size, kind);
+    segment_ = std::move(segment);
+}
+
+// Takes over the table a writer left in this object: nullopt once adopted;
+// else why not ("" if the object is empty: there was nothing to keep).
+std::optional<std::string> SharedTableWriter::Segment::adopt(const std::string& name, std::size_t size, TableKind kind)
+{
+    struct stat info;
+    check(::fstat(fd.get(), &info), "unable to inspect segment", name);
+    if (!S_ISREG(info.st_mode))
+        throw std::runtime_error("unable to adopt segment " + name + ": it is not a shared-memory object");
+    if (info.st_size == 0)
+        return std::string();
+    if (static_cast<std::uint64_t>(info.st_size) != size || size < table_header_size + reserved_at_creation)
+        return "its size is " + std::to_string(info.st_size) + " bytes, not " + std::to_string(size);
+    mapping = Mapping::map(fd.get(), size, Access::read_write, "segment " + name);
+    base = mapping.base();
+    header = reinterpret_cast<TableHeader*>(base);
+    if (header->magic != TableHeader::expected_magic || header->version != TableHeader::expected_version
+        || header->kind != kind || header->size != size)
+        return std::string("it does not hold a table of this layout and version");
+    if (header->changing.load(std::memory_order_acquire) != 0 || header->sequence.load(std::memory_order_acquire) % 2 != 0)
+        return std::string("a write was in flight");
+    reserved_until = header->reserved_limit.load(std::memory_order_acquire);
+    if (reserved_until < reserved_at_creation || reserved_until > size)
+        return "its reserved limit " + std::to_string(reserved_until) + " is out of bounds";
+    try {
+        heap = bip::managed_external_buffer(bip::open_only, base + table_header_size, size - table_header_size);
+    } catch (const std::exception& error) {
+        return std::string("its heap cannot be opened: ") + error.what();
+    }
+    // Every block handed out lies below what was reserved for it.
+    high_water = reserved_until;
+    if (auto fault = verify(&used_slots))
+        return "its table is inconsistent: " + *fault;
+    const ProcessIdentity owner = self_identity();
+    header->alive.store(0, std::memory_order_relaxed);
+    header->owner_pid = owner.pid;
+    header->owner_start_time = owner.start_time;
+    std::atomic_thread_fence(std::memory_order_release);
+    return std::nullopt;
+}
+
+std::optional<std::string> SharedTableWriter::Segment::verify(std::uint64_t* used) const
+{
+    const std::uint64_t limit = header->reserved_limit.load(std::memory_order_relaxed);
+    const std::uint64_t index_offset = header->index_offset.load(std::memory_order_relaxed);
+    const std::uint64_t slot_count = capacity();
+    if (slot_count == 0 || (slot_count & (slot_count - 1)) != 0)
+        return "index capacity " + std::to_string(slot_count) + " is not a power of two";
+    if (index_offset < table_header_size || index_offset % alignof(Slot) != 0 || index_offset > limit
+        || slot_count > (limit - index_offset) / sizeof(Slot))
+        return "index at " + std::to_string(index_offset) + " lies outside the reserved pages";
+    std::uint64_t keys = 0, bytes = 0, expiring = 0, taken = 0;
+    const Slot* index = slots();
+    for (std::uint64_t i = 0; i < slot_count; ++i) {
+        const std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+        if (offset == empty_slot)
+            continue;
+        ++taken;
+        if (offset == deleted_slot)
+            continue;
+        std::string_view key;
+        std::uint64_t value_size = 0;
+        if (offset == inline_slot) {
+            if (std::uint64_t(index[i].key_size) + index[i].value_size > inline_capacity)
+                return "slot " + std::to_string(i) + " holds an inline pair longer than a slot";
+            key = { index[i].bytes, index[i].key_size };
+            value_size = index[i].value_size;
+        } else {
+            if (offset < table_header_size || offset % alignof(Entry) != 0 || offset > limit - sizeof(Entry))
+                return "slot " + std::to_string(i) + " refers to an entry outside the reserved pages";
+            const Entry* e = entry(offset);
+            if (std::uint64_t(e->key_size) + e->value_size > limit - offset - sizeof(Entry))
+                return "slot " + std::to_string(i) + "'s entry runs past the reserved pages";
+            key = key_of(e);
+            value_size = e->value_size;
+            if (e->expires_at != never_expires)
+                ++expiring;
+        }
+        if (index[i].tag.load(std::memory_order_relaxed) != hash_key(key))
+            return "slot " + std::to_string(i) + "'s tag is not its key's hash";
+        // Reachable from its home slot, and the only slot of its key.
+        const SlotSearch search = find_slot(key, hash_key(key));
+        if (!search.found || search.slot != i)
+            return "slot " + std::to_string(i) + "'s key is not found where a lookup looks";
+        ++keys;
+        bytes += key.size() + value_size;
+    }
+    // Boost's own walk of the heap's free blocks (it takes the heap's lock,
+    // which only a change in flight can hold: adopt() looked at that first).
+    if (!const_cast<bip::managed_external_buffer&>(heap).check_sanity())
+        return std::string("its heap's free blocks are inconsistent");
+    if (keys != header->keys.load(std::memory_order_relaxed) || bytes != header->bytes.load(std::memory_order_relaxed)
+        || expiring != header->expiring.load(std::memory_order_relaxed))
+        return "its counters (" + std::to_string(header->keys.load()) + " keys, " + std::to_string(header->bytes.load())
+            + " bytes, " + std::to_string(header->expiring.load()) + " expiring) are not what its slots hold ("
+            + std::to_string(keys) + ", " + std::to_string(bytes) + ", " + std::to_string(expiring) + ")";
+    if (used)
+        *used = taken;
+    return std::nullopt;
+}
+
+std::optional<std::string> SharedTableWriter::verify() const { return segment_->verify(); }
+
 SharedTableWriter::~SharedTableWriter()
 {
     segment_->header->alive.store(0, std::memory_order_release);
@@ -418,6 +577,7 @@ std::optional<SharedTableWriter::Pair> SharedTableWriter::find(std::string_view 
 SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::string_view value, std::uint64_t expires_at)
 {
     Segment& s = *segment_;
+    Segment::Marked marked(s);
     if (key.size() > UINT32_MAX || value.size() > UINT32_MAX)
         return SetResult::full;
     const std::uint64_t tag = hash_key(key);
@@ -480,6 +640,7 @@ SharedTableWriter::SetResult SharedTableWriter::set(std::string_view key, std::s
 SharedTableWriter::SetResult SharedTableWriter::set_expiry(std::string_view key, std::uint64_t expires_at)
 {
     Segment& s = *segment_;
+    Segment::Marked marked(s);
     const auto [slot, found] = s.find_slot(key, hash_key(key));
     if (!found)
         return SetResult::stored;
@@ -511,6 +672,7 @@ SharedTableWriter::SetResult SharedTableWriter::set_expiry(std::string_view key,
 bool SharedTableWriter::erase(std::string_view key)
 {
     Segment& s = *segment_;
+    Segment::Marked marked(s);
     const auto [slot, found] = s.find_slot(key, hash_key(key));
     if (!found)
         return false;
@@ -534,6 +696,7 @@ bool SharedTableWriter::erase(std::string_view key)
 void SharedTableWriter::clear()
 {
     Segment& s = *segment_;
+    Segment::Marked marked(s);
     const std::uint64_t old_offset = s.header->index_offset.load(std::memory_order_relaxed);
     const std::uint64_t old_capacity = s.capacity();
     if (Slot* fresh = s.make_index(initial_capacity)) {
@@ -643,7 +806,8 @@ void SharedTableWriter::finish_batch(const Savepoint& savepoint, bool keep)
     --log.depth;
     if (log.depth > 0)
         return; // a nested batch: the outer one commits or undoes the rest
-    if (std::exchange(log.window_open, false))
+    const bool changed = std::exchange(log.window_open, false);
+    if (changed)
         s.end_write();
     // Unreachable now; a reader still looking at any of it will see the sequence move.
     for (std::uint64_t offset : log.free_on_commit)
@@ -655,6 +819,8 @@ void SharedTableWriter::finish_batch(const Savepoint& savepoint, bool keep)
     log.free_on_rollback.clear();
     log.cleared.clear();
     log.expiry_undo.clear();
+    if (changed)
+        s.unmark(); // the batch's mark, set when its window opened
 }
 
 SharedTableWriter::Batch::~Batch()

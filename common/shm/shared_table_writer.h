@@ -46,6 +46,30 @@ public:
     // does. `segment_name` is its name, for messages and readers. Throws
     // likewise, also when the object is not empty.
     SharedTableWriter(UniqueFd segment_fd, std::string segment_name, std::size_t size, TableKind kind);
+    // What an adopting writer did with what the object held.
+    enum class Adoption {
+        formatted, // it was empty: a new table
+        kept,      // it held an intact table: its pairs are this writer's now
+        discarded, // it held a table that cannot be trusted: formatted afresh (discarded_why says why)
+    };
+    // KEEP (a bucket restarted with its data): adopts `segment_fd`, which a
+    // writer of this layout used before, with its pairs, if the table is
+    // provably intact: of this layout, version, kind and size, no change in
+    // flight when its last writer ended (TableHeader::changing clear, the
+    // sequence even), and every slot, entry and counter consistent
+    // (verify()). Anything else is formatted afresh, as the constructor
+    // above does, and adoption() says so. `alive` stays clear until
+    // publish_alive(), as for a new table.
+    struct KeepData {};
+    SharedTableWriter(UniqueFd segment_fd, std::string segment_name, std::size_t size, TableKind kind, KeepData);
+    Adoption adoption() const { return adoption_; }
+    // Why an adopted table was discarded ("a write was in flight").
+    const std::string& discarded_why() const { return discarded_why_; }
+    // A structural check of the whole table: every slot's marker or offset,
+    // every entry inside the reserved pages, no key twice, and the header's
+    // counters equal to what the slots hold. Empty if it holds, else the
+    // first fault found. O(slots); for KEEP's adoption and for tests.
+    std::optional<std::string> verify() const;
     // Clears `alive`. A writer that created its segment by name then removes
     // the name, but only if it still refers to the object it created (never
     // a segment that took the name since); an adopting writer leaves the
@@ -154,6 +178,8 @@ private:
     std::string segment_name_;
     bool owns_name_;
     std::unique_ptr<Segment> segment_;
+    Adoption adoption_ = Adoption::formatted;
+    std::string discarded_why_;
 };
 
 // A batch of changes made in ONE write window of the seqlock: the sequence

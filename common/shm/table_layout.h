@@ -28,7 +28,7 @@ enum class TableKind : std::uint32_t { bucket = 1, names = 2 };
 
 struct TableHeader {
     static constexpr std::uint64_t expected_magic = 0x656c6261742d766bULL; // "kv-table"
-    static constexpr std::uint32_t expected_version = 7;
+    static constexpr std::uint32_t expected_version = 8;
 
     std::uint64_t magic;
     std::uint32_t version;
@@ -36,7 +36,12 @@ struct TableHeader {
     // The owner (the writer's process), as a ProcessIdentity: a reused pid
     // is not the owner.
     std::int32_t owner_pid;
-    std::uint32_t reserved;
+    // 1 while the writer changes anything, the heap's allocator included
+    // (the seqlock's odd `sequence` covers only the slots and counters): a
+    // writer that died with it set left the table in an unknown state, and
+    // a restarted bucket with KEEP formats the segment afresh instead of
+    // adopting it (SharedTableWriter's adopting constructor).
+    std::atomic<std::uint32_t> changing;
     std::uint64_t owner_start_time; // field 22 of /proc/PID/stat
     std::uint64_t size; // whole segment, header included
     std::atomic<std::uint32_t> alive;
