@@ -23,6 +23,16 @@ _kvctl_options()
         section == "Options:" && /^  -/ { n = split($1, names, ","); for (i = 1; i <= n; i++) if (names[i] ~ /^--/) print names[i] }'
 }
 
+# The values `kvctl SUBCOMMAND --help` lists for OPTION, one a line: CLI11
+# shows a check's choices beside the option's type, as in
+# "--restart POLICY:{temporary,transient,permanent}"; none for an
+# option without such a list.
+_kvctl_option_values()
+{
+    "$1" "$2" --help 2>/dev/null | awk -v option="$3" '$1 == option && match($2, /:\{[^}]*\}/) {
+        n = split(substr($2, RSTART + 2, RLENGTH - 3), values, ","); for (i = 1; i <= n; i++) print values[i] }'
+}
+
 # Whether SUBCOMMAND's first argument is an existing bucket's name: its --help
 # has a NAME positional, and it is not create (which takes a new one).
 _kvctl_takes_bucket()
@@ -59,7 +69,7 @@ _kvctl()
         case $word in
         --run-dir) run_dir=(--run-dir "${COMP_WORDS[i + 1]}"); i=$((i + 1)) ;;
         --run-dir=*) run_dir=("$word") ;;
-        --timeout) i=$((i + 1)) ;;
+        --timeout | --restart) i=$((i + 1)) ;;
         -*) ;;
         *) if [[ -z $subcommand ]]; then subcommand=$word; else arguments=$((arguments + 1)); fi ;;
         esac
@@ -69,6 +79,17 @@ _kvctl()
     --run-dir) mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return 0 ;;
     --timeout) return 0 ;;
     esac
+
+    # The value of an option whose --help lists its choices (create --restart).
+    if [[ -n $subcommand && $prev == --* ]]; then
+        mapfile -t candidates < <(_kvctl_option_values "$kvctl" "$subcommand" "$prev")
+        if ((${#candidates[@]} > 0)); then
+            for word in "${candidates[@]}"; do
+                [[ $word == "$cur"* ]] && COMPREPLY+=("$word")
+            done
+            return 0
+        fi
+    fi
 
     if [[ $cur == -* ]]; then
         # kvctl's own options are taken after a subcommand too (CLI11's fallthrough).

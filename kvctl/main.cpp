@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <wchar.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <chrono>
@@ -25,6 +26,7 @@
 #include "exit_record.h"
 #include "instance_record.h"
 #include "name_table.h"
+#include "restart_policy.h"
 #include "shared_table.h"
 #include "run_dir.h"
 #include "system_error.h"
@@ -181,7 +183,12 @@ public:
     }
 
     // Where a bucket is: from the name table registryd publishes in shared
-    // memory when it can answer (no round trip), else LOOKUP on the socket.
+    // memory when it has the name (no round trip), else LOOKUP on the socket.
+    // A name missing from the table is not proof that there is no bucket:
+    // the table holds ready buckets only, and a bucket being restarted
+    // (registryd/supervision.h) is out of it from its exit until its new
+    // process is ready. LOOKUP waits through that, and answers NOTFOUND
+    // for a name that is really gone.
     kv::BucketRecord lookup(const std::string& name, const std::string& what)
     {
         if (!names_tried_) {
@@ -190,14 +197,8 @@ public:
                 names_ = kv::NameTableReader::open(record->names_segment, dir_.owner());
         }
         kv::BucketRecord record;
-        if (names_) {
-            switch (names_->lookup(name, record)) {
-            case kv::NameTableReader::Result::found: return record;
-            case kv::NameTableReader::Result::missing:
-                throw Failure { exit_not_found, "no bucket named " + kv::printable(name) };
-            case kv::NameTableReader::Result::unavailable: break;
-            }
-        }
+        if (names_ && names_->lookup(name, record) == kv::NameTableReader::Result::found)
+            return record;
         return decoded(registry_call({ "LOOKUP", name }, what), what, "LOOKUP");
     }
 
@@ -395,17 +396,29 @@ void print_list(const kv::resp::Value& reply, bool json)
                       << ", \"id\": " << record.id << ", \"state\": " << json_string(stats.state)
                       << ", \"socket\": " << json_string(record.socket) << ", \"segment\": " << json_string(record.segment)
                       << ", \"uptime_ms\": " << stats.uptime_ms << ", \"keys\": " << stats.keys << ", \"bytes\": " << stats.bytes
-                      << ", \"monitors\": " << stats.monitors << "}";
+                      << ", \"monitors\": " << stats.monitors << ", \"restart\": " << json_string(stats.restart)
+                      << ", \"restarts\": " << stats.restarts << ", \"last_exit\": " << json_string(stats.last_exit) << "}";
             first = false;
         }
         std::cout << (first ? "]\n}\n" : "\n  ]\n}\n");
         return;
     }
-    std::printf("%-20s %8s %6s %-8s %10s %8s %10s %s\n", "NAME", "PID", "ID", "STATE", "UPTIME_S", "KEYS", "BYTES", "SOCKET");
+    // LAST_EXIT last: it has spaces ("killed by SIGKILL"), so every column
+    // before it stays one word for awk. "-" for what a bucket does not have:
+    // a process (pid -1 and no socket while it waits to restart, and so no
+    // uptime), or a last exit (never restarted).
+    std::printf("%-20s %8s %6s %-10s %-9s %8s %10s %8s %10s %s %s\n", "NAME", "PID", "ID", "STATE", "RESTART", "RESTARTS",
+        "UPTIME_S", "KEYS", "BYTES", "SOCKET", "LAST_EXIT");
     for (const auto& [record, stats] : buckets) {
-        std::printf("%s %8d %6llu %-8s %10.1f %8llu %10llu %s\n", padded(kv::printable(record.name), 20).c_str(), static_cast<int>(record.pid),
-            record.id, stats.state.c_str(), static_cast<double>(stats.uptime_ms) / 1000.0,
-            static_cast<unsigned long long>(stats.keys), static_cast<unsigned long long>(stats.bytes), record.socket.c_str());
+        const bool running = record.pid > 0;
+        char uptime[32] = "-";
+        if (running)
+            std::snprintf(uptime, sizeof uptime, "%.1f", static_cast<double>(stats.uptime_ms) / 1000.0);
+        std::printf("%s %8s %6llu %-10s %-9s %8llu %10s %8llu %10llu %s %s\n", padded(kv::printable(record.name), 20).c_str(),
+            running ? std::to_string(record.pid).c_str() : "-", record.id, stats.state.c_str(), stats.restart.c_str(),
+            static_cast<unsigned long long>(stats.restarts), uptime, static_cast<unsigned long long>(stats.keys),
+            static_cast<unsigned long long>(stats.bytes), record.socket.empty() ? "-" : record.socket.c_str(),
+            stats.last_exit.empty() ? "-" : stats.last_exit.c_str());
     }
 }
 
@@ -502,17 +515,26 @@ void print_history(const kv::resp::Value& reply, bool json)
                       << ", \"id\": " << exit.id << ", \"reason\": " << json_string(exit.reason)
                       << ", \"started_ms\": " << exit.started_ms << ", \"ended_ms\": " << exit.ended_ms
                       << ", \"started\": " << json_string(rfc3339(exit.started_ms))
-                      << ", \"ended\": " << json_string(rfc3339(exit.ended_ms)) << "}";
+                      << ", \"ended\": " << json_string(rfc3339(exit.ended_ms)) << ", \"restart\": " << json_string(exit.restart)
+                      << ", \"restarts\": " << exit.restarts << ", \"outcome\": " << json_string(exit.outcome) << "}";
             first = false;
         }
         std::cout << (first ? "]\n" : "\n]\n");
         return;
     }
-    std::printf("%-24s %-20s %8s %6s %10s %s\n", "ENDED (UTC)", "NAME", "PID", "ID", "LIVED_S", "REASON");
+    // REASON and OUTCOME both have spaces ("killed by SIGKILL", "gave up
+    // after 4 restarts in 5 s"): REASON is padded to the longest one shown,
+    // so OUTCOME starts in one column.
+    std::size_t reason_width = std::strlen("REASON");
+    for (const auto& exit : exits)
+        reason_width = std::max(reason_width, display_width(exit.reason));
+    std::printf("%-24s %-20s %8s %6s %10s %-9s %8s %s %s\n", "ENDED (UTC)", "NAME", "PID", "ID", "LIVED_S", "RESTART", "RESTARTS",
+        padded("REASON", reason_width).c_str(), "OUTCOME");
     for (const auto& exit : exits) {
-        std::printf("%-24s %-20s %8d %6llu %10.1f %s\n", rfc3339(exit.ended_ms).c_str(), kv::printable(exit.name).c_str(),
-            static_cast<int>(exit.pid), exit.id, static_cast<double>(exit.ended_ms - exit.started_ms) / 1000.0,
-            exit.reason.c_str());
+        std::printf("%-24s %s %8d %6llu %10.1f %-9s %8llu %s %s\n", rfc3339(exit.ended_ms).c_str(),
+            padded(kv::printable(exit.name), 20).c_str(), static_cast<int>(exit.pid), exit.id,
+            static_cast<double>(exit.ended_ms - exit.started_ms) / 1000.0, exit.restart.c_str(), exit.restarts,
+            padded(exit.reason, reason_width).c_str(), exit.outcome.c_str());
     }
 }
 
@@ -542,6 +564,23 @@ int main(int argc, char** argv)
 
     auto* create = app.add_subcommand("create", "Create a bucket (or find the existing one); prints its pid");
     create->add_option("NAME", name)->required();
+    // The words and their case rule are registryd's (restart_policy.h); the
+    // check's text, "{temporary,transient,permanent}" in --help, is also
+    // where the bash completion finds them.
+    std::string restart_policy;
+    create->add_option("--restart", restart_policy,
+              "Restart policy: temporary (never restarted), transient (after a crash or a non-zero exit status), "
+              "permanent (after any exit but a stop); registryd's --restart when not given")
+        ->check(CLI::Validator(
+            [](std::string& word) {
+                auto policy = kv::parse_restart_policy(word);
+                if (!policy)
+                    return "invalid restart policy " + kv::printable(word) + ": expected " + kv::restart_policy_choices;
+                word = kv::to_string(*policy);
+                return std::string();
+            },
+            "{temporary,transient,permanent}", "restart policy"))
+        ->type_name("POLICY");
     auto* lookup = app.add_subcommand("lookup", "Print the pid of a bucket (--socket: its socket's path)");
     lookup->add_option("NAME", name)->required();
     lookup->add_flag("--socket", socket_path, "Print the path of the bucket's socket instead of its pid");
@@ -597,7 +636,10 @@ int main(int argc, char** argv)
                 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout_seconds));
         Session session(kv::resolve_run_dir(run_dir_flag), deadline);
         if (*create) {
-            auto reply = session.registry_call({ "CREATE", name }, "unable to create bucket " + shown);
+            std::vector<std::string> request { "CREATE", name };
+            if (!restart_policy.empty())
+                request.insert(request.end(), { "RESTART", restart_policy });
+            auto reply = session.registry_call(request, "unable to create bucket " + shown);
             std::cout << decoded(reply, "unable to create bucket " + shown, "CREATE").pid << "\n";
         } else if (*lookup) {
             auto record = session.lookup(name, "unable to look up bucket " + shown);

@@ -54,6 +54,11 @@ expect "kvctl cr" create
 expect "kvctl --timeout 3 l" list lookup
 expect_among "kvctl --" --run-dir --timeout --help
 expect_among "kvctl list --" --json --help
+expect_among "kvctl create --" --restart --help
+# An option's values, as its --help lists them.
+expect "kvctl create --restart " permanent temporary transient
+expect "kvctl create shopping --restart t" temporary transient
+expect "kvctl --timeout 3 create --restart p" permanent
 complete_line "kvctl get --"
 grep -qx -- --json <<<"$offered" && kv_fail "'kvctl get --<TAB>' offered list's --json"
 

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -235,7 +236,7 @@ TEST_F(Kvctl, ListShowsBucketsAndDeleteOrStopOfWhatIsGoneExitsOne)
     EXPECT_NE(list.out.find("a "), std::string::npos);
     auto json = kvctl({ "list", "--json" });
     EXPECT_NE(json.out.find("{\"name\": \"a\", \"pid\": "), std::string::npos) << json.out;
-    EXPECT_NE(json.out.find("\"keys\": 1, \"bytes\": 6, \"monitors\": 0}"), std::string::npos) << json.out;
+    EXPECT_NE(json.out.find("\"keys\": 1, \"bytes\": 6, \"monitors\": 0, \"restart\": \"temporary\", \"restarts\": 0, \"last_exit\": \"\"}"), std::string::npos) << json.out;
 
     EXPECT_EQ(kvctl({ "delete", "a", "k" }).exit_code, 0);
     EXPECT_EQ(kvctl({ "delete", "a", "k" }).exit_code, 1);
@@ -269,7 +270,7 @@ TEST_F(Kvctl, ListJsonIsVersionedAndReadsAsJson)
         "d = json.load(open(sys.argv[1], encoding='utf-8'))\n"
         "print(d['version'])\n"
         "for b in sorted(d['buckets'], key=lambda b: b['id']):\n"
-        "    print(sorted(b) == sorted(['name', 'pid', 'id', 'state', 'socket', 'segment', 'uptime_ms', 'keys', 'bytes', 'monitors']))\n"
+        "    print(sorted(b) == sorted(['name', 'pid', 'id', 'state', 'socket', 'segment', 'uptime_ms', 'keys', 'bytes', 'monitors', 'restart', 'restarts', 'last_exit']))\n"
         "    sys.stdout.buffer.write((b['name'] + '|' + b['segment'] + '|' + b['socket'] + '\\n').encode('utf-8'))\n",
         path });
     ASSERT_EQ(parsed.exit_code, 0) << parsed.err;
@@ -363,4 +364,242 @@ TEST_F(Kvctl, TimeoutGivesUpOnAStoppedBucketOrRegistryWithItsOwnExitCode)
 
     EXPECT_EQ(kvctl({ "put", "shopping", "milk", "1" }).exit_code, 0);
     EXPECT_EQ(kvctl({ "get", "shopping", "milk" }).out, "1\n");
+}
+
+namespace {
+
+// A kvctl command that blocks (monitor), run on a thread of its own so the
+// test can act while it waits.
+class Background {
+public:
+    template <typename Run>
+    explicit Background(Run run) : thread_([this, run] { result_ = run(); })
+    {
+    }
+    ~Background()
+    {
+        if (thread_.joinable())
+            thread_.join();
+    }
+    ProgramResult& result()
+    {
+        thread_.join();
+        return result_;
+    }
+
+private:
+    ProgramResult result_;
+    std::thread thread_;
+};
+
+// `text`'s lines, without their newlines.
+std::vector<std::string> lines_of(const std::string& text)
+{
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+        lines.push_back(line);
+    return lines;
+}
+
+// The line of a `kvctl list` or `kvctl history` table whose NAME is `name`, split on blanks.
+std::vector<std::string> row_of(const std::string& table, const std::string& name, std::size_t name_column = 0)
+{
+    for (const auto& line : lines_of(table)) {
+        std::istringstream in(line);
+        std::vector<std::string> words;
+        for (std::string word; in >> word;)
+            words.push_back(word);
+        if (words.size() > name_column && words[name_column] == name)
+            return words;
+    }
+    return {};
+}
+
+// The words of `row` from `first` on, joined by one space: a column with spaces at a line's end.
+std::string rest_of(const std::vector<std::string>& row, std::size_t first)
+{
+    std::string joined;
+    for (std::size_t i = first; i < row.size(); ++i)
+        joined += (joined.empty() ? "" : " ") + row[i];
+    return joined;
+}
+
+} // namespace
+
+TEST_F(Kvctl, CreateRestartPermanentComesBackUnderItsNameWithANewPid)
+{
+    // The README's supervision walkthrough.
+    auto create = kvctl({ "create", "shopping", "--restart", "permanent" });
+    ASSERT_EQ(create.exit_code, 0) << create.err;
+    const auto pid = std::stoi(create.out);
+
+    // kvctl monitor prints registryd's reply as it is, "restarting" included.
+    Background monitor([&] { return kvctl({ "monitor", "shopping" }); });
+    const auto deadline = std::chrono::steady_clock::now() + scaled(20s);
+    while (daemon_.monitors_of("shopping") < 1)
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "kvctl monitor never registered";
+    ASSERT_EQ(kill_process(pid, SIGKILL), 0);
+    auto& monitored = monitor.result();
+    EXPECT_EQ(monitored.exit_code, 0) << monitored.err;
+    EXPECT_EQ(monitored.out, "bucket shopping killed by SIGKILL; restarting\n");
+
+    // lookup right after the exit is heard of, while the name is out of the
+    // name table: it waits for the new process instead of saying "no bucket".
+    auto lookup = kvctl({ "lookup", "shopping" });
+    ASSERT_EQ(lookup.exit_code, 0) << lookup.err;
+    const auto new_pid = std::stoi(lookup.out);
+    EXPECT_NE(new_pid, pid);
+    auto children = children_of(daemon_.pid());
+    ASSERT_EQ(children.size(), 1u);
+    EXPECT_EQ(children[0].pid, new_pid);
+    EXPECT_EQ(children[0].cmdline, "bucketd shopping");
+    // A new process, an empty bucket: the data does not survive a restart.
+    EXPECT_EQ(kvctl({ "put", "shopping", "milk", "1" }).exit_code, 0);
+
+    // list: NAME PID ID STATE RESTART RESTARTS UPTIME_S KEYS BYTES SOCKET LAST_EXIT
+    auto list = kvctl({ "list" });
+    ASSERT_EQ(list.exit_code, 0) << list.err;
+    EXPECT_EQ(row_of(list.out, "NAME"),
+        (std::vector<std::string> { "NAME", "PID", "ID", "STATE", "RESTART", "RESTARTS", "UPTIME_S", "KEYS", "BYTES", "SOCKET", "LAST_EXIT" }));
+    auto row = row_of(list.out, "shopping");
+    ASSERT_EQ(row.size(), 13u) << list.out;
+    EXPECT_EQ(row[1], std::to_string(new_pid));
+    EXPECT_EQ(row[2], "2") << "a restart is a new id";
+    EXPECT_EQ(row[3], "ready");
+    EXPECT_EQ(row[4], "permanent");
+    EXPECT_EQ(row[5], "1");
+    EXPECT_EQ(rest_of(row, 10), "killed by SIGKILL");
+
+    auto json = kvctl({ "list", "--json" });
+    ASSERT_EQ(json.exit_code, 0) << json.err;
+    EXPECT_NE(json.out.find("\"monitors\": 0, \"restart\": \"permanent\", \"restarts\": 1, \"last_exit\": \"killed by SIGKILL\"}"),
+        std::string::npos) << json.out;
+
+    // history: ENDED NAME PID ID LIVED_S RESTART RESTARTS REASON OUTCOME
+    auto history = kvctl({ "history" });
+    ASSERT_EQ(history.exit_code, 0) << history.err;
+    auto exit = row_of(history.out, "shopping", 1);
+    ASSERT_EQ(exit.size(), 11u) << history.out;
+    EXPECT_EQ(exit[2], std::to_string(pid));
+    EXPECT_EQ(exit[3], "1");
+    EXPECT_EQ(exit[5], "permanent");
+    EXPECT_EQ(exit[6], "0") << "restarts before this exit";
+    EXPECT_EQ(rest_of(exit, 7), "killed by SIGKILL restarting");
+    // OUTCOME starts where its heading does.
+    EXPECT_EQ(lines_of(history.out).at(1).find("restarting"), lines_of(history.out)[0].find("OUTCOME")) << history.out;
+    auto history_json = kvctl({ "history", "--json" });
+    ASSERT_EQ(history_json.exit_code, 0) << history_json.err;
+    EXPECT_NE(history_json.out.find("\"reason\": \"killed by SIGKILL\""), std::string::npos) << history_json.out;
+    EXPECT_NE(history_json.out.find(", \"restart\": \"permanent\", \"restarts\": 0, \"outcome\": \"restarting\"}"), std::string::npos)
+        << history_json.out;
+}
+
+TEST_F(Kvctl, CreateRestartTakesAPolicyInAnyCaseAndRefusesOtherWords)
+{
+    auto transient = kvctl({ "create", "a", "--restart", "TRANSIENT" });
+    ASSERT_EQ(transient.exit_code, 0) << transient.err;
+    ASSERT_EQ(kvctl({ "create", "b" }).exit_code, 0);
+    auto list = kvctl({ "list" });
+    EXPECT_EQ(row_of(list.out, "a").at(4), "transient") << list.out;
+    EXPECT_EQ(row_of(list.out, "b").at(4), "temporary") << "registryd's default, --restart temporary";
+    EXPECT_EQ(rest_of(row_of(list.out, "a"), 10), "-") << "never restarted: no last exit";
+
+    // A word that is no policy is a usage error that names the three.
+    auto bogus = kvctl({ "create", "c", "--restart", "forever" });
+    EXPECT_EQ(bogus.exit_code, 2);
+    EXPECT_EQ(bogus.err, "kvctl: --restart: invalid restart policy forever: expected temporary|transient|permanent (see kvctl --help)\n");
+    EXPECT_EQ(kvctl({ "lookup", "c" }).exit_code, 1) << "nothing was sent";
+
+    // The same name again: the same bucket with the same policy, or with
+    // none named; registryd's refusal, once, with another.
+    auto again = kvctl({ "create", "a", "--restart", "transient" });
+    EXPECT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(again.out, transient.out);
+    EXPECT_EQ(kvctl({ "create", "a" }).out, transient.out);
+    auto other = kvctl({ "create", "a", "--restart", "permanent" });
+    EXPECT_EQ(other.exit_code, 5);
+    EXPECT_EQ(other.err, "kvctl: unable to create bucket a: bucket a exists with restart policy transient; "
+                         "STOP it to create it with another\n");
+
+    auto help = kvctl({ "create", "--help" });
+    EXPECT_NE(help.out.find("--restart POLICY:{temporary,transient,permanent}"), std::string::npos) << help.out;
+}
+
+class DelayedRestartKvctl : public Kvctl {
+protected:
+    DelayedRestartKvctl() : Kvctl({ "--restart-delay-ms", "3600000" }) {}
+};
+
+TEST_F(DelayedRestartKvctl, ListShowsARestartingBucketAndStopCancelsTheRestart)
+{
+    const auto pid = std::stoi(kvctl({ "create", "a", "--restart", "permanent" }).out);
+    auto watcher = daemon_.monitor("a");
+    ASSERT_EQ(kill_process(pid, SIGKILL), 0);
+    ASSERT_EQ(watcher.read_reply().text, "killed by SIGKILL; restarting");
+
+    // Waiting out its delay, with no process: no pid, uptime or socket to show.
+    auto list = kvctl({ "list" });
+    ASSERT_EQ(list.exit_code, 0) << list.err;
+    auto row = row_of(list.out, "a");
+    ASSERT_EQ(row.size(), 13u) << list.out;
+    EXPECT_EQ(row[1], "-");
+    EXPECT_EQ(row[6], "-");
+    EXPECT_EQ(row[9], "-");
+    EXPECT_EQ(row[3], "restarting");
+    EXPECT_EQ(row[4], "permanent");
+    EXPECT_EQ(row[5], "1");
+    EXPECT_EQ(rest_of(row, 10), "killed by SIGKILL");
+    auto json = kvctl({ "list", "--json" });
+    EXPECT_NE(json.out.find("\"pid\": -1, \"id\": 2, \"state\": \"restarting\", \"socket\": \"\", \"segment\": \"\""),
+        std::string::npos) << json.out;
+
+    Background monitor([&] { return kvctl({ "monitor", "a" }); });
+    const auto deadline = std::chrono::steady_clock::now() + scaled(20s);
+    while (daemon_.monitors_of("a") < 1)
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "kvctl monitor never registered";
+    auto stop = kvctl({ "stop", "a" });
+    EXPECT_EQ(stop.exit_code, 0) << stop.err;
+    auto& monitored = monitor.result();
+    EXPECT_EQ(monitored.exit_code, 0) << monitored.err;
+    EXPECT_EQ(monitored.out, "bucket a stopped before its restart\n");
+    EXPECT_EQ(kvctl({ "lookup", "a" }).exit_code, 1);
+    EXPECT_TRUE(children_of(daemon_.pid()).empty());
+}
+
+class GivingUpKvctl : public Kvctl {
+protected:
+    // One restart allowed in an hour: the second exit is one too many,
+    // however slow the machine.
+    GivingUpKvctl() : Kvctl({ "--max-restarts", "1", "--max-seconds", "3600" }) {}
+};
+
+TEST_F(GivingUpKvctl, MonitorAndHistorySayWhyABucketWasGivenUp)
+{
+    auto first = kvctl({ "create", "crashy", "--restart", "transient" });
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    auto watcher = daemon_.monitor("crashy");
+    ASSERT_EQ(kill_process(std::stoi(first.out), SIGKILL), 0);
+    ASSERT_EQ(watcher.read_reply().text, "killed by SIGKILL; restarting");
+    auto second = kvctl({ "lookup", "crashy" });
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+
+    Background monitor([&] { return kvctl({ "monitor", "crashy" }); });
+    const auto deadline = std::chrono::steady_clock::now() + scaled(20s);
+    while (daemon_.monitors_of("crashy") < 1)
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "kvctl monitor never registered";
+    ASSERT_EQ(kill_process(std::stoi(second.out), SIGKILL), 0);
+    auto& monitored = monitor.result();
+    EXPECT_EQ(monitored.exit_code, 0) << monitored.err;
+    EXPECT_EQ(monitored.out, "bucket crashy gave up after 2 restarts in 3600 s; last exit: killed by SIGKILL\n");
+    EXPECT_EQ(kvctl({ "lookup", "crashy" }).exit_code, 1) << "the name is gone";
+
+    auto history = kvctl({ "history" });
+    ASSERT_EQ(history.exit_code, 0) << history.err;
+    auto lines = lines_of(history.out);
+    ASSERT_EQ(lines.size(), 3u) << history.out;
+    const auto outcome = lines[0].find("OUTCOME");
+    EXPECT_EQ(lines[1].substr(outcome), "gave up after 2 restarts in 3600 s") << history.out;
+    EXPECT_EQ(lines[2].substr(outcome), "restarting") << history.out;
+    EXPECT_EQ(rest_of(row_of(lines[1], "crashy", 1), 5), "transient 1 killed by SIGKILL gave up after 2 restarts in 3600 s");
 }
