@@ -105,7 +105,7 @@ int main(int argc, char** argv)
         switch (map.adoption()) {
         case kv::SharedTableWriter::Adoption::formatted: break;
         case kv::SharedTableWriter::Adoption::kept:
-            kv::log_line("bucket " + kv::printable(name) + ": data kept: " + std::to_string(map.size()) + " keys");
+            kv::log_line("bucket " + kv::printable(name) + ": data kept: " + std::to_string(map.size()) + (map.size() == 1 ? " key" : " keys"));
             break;
         case kv::SharedTableWriter::Adoption::discarded:
             kv::log_line(kv::LogLevel::warning, "bucket " + kv::printable(name) + ": data discarded: " + map.discarded_why());

@@ -396,7 +396,7 @@ void print_list(const kv::resp::Value& reply, bool json)
                       << ", \"id\": " << record.id << ", \"state\": " << json_string(stats.state)
                       << ", \"socket\": " << json_string(record.socket) << ", \"segment\": " << json_string(record.segment)
                       << ", \"uptime_ms\": " << stats.uptime_ms << ", \"keys\": " << stats.keys << ", \"bytes\": " << stats.bytes
-                      << ", \"monitors\": " << stats.monitors << ", \"restart\": " << json_string(stats.restart)
+                      << ", \"monitors\": " << stats.monitors << ", \"restart\": " << json_string(stats.restart) << ", \"keep\": " << (stats.keep ? "true" : "false")
                       << ", \"restarts\": " << stats.restarts << ", \"last_exit\": " << json_string(stats.last_exit) << "}";
             first = false;
         }
@@ -407,15 +407,16 @@ void print_list(const kv::resp::Value& reply, bool json)
     // before it stays one word for awk. "-" for what a bucket does not have:
     // a process (pid -1 and no socket while it waits to restart, and so no
     // uptime), or a last exit (never restarted).
-    std::printf("%-20s %8s %6s %-10s %-9s %8s %10s %8s %10s %s %s\n", "NAME", "PID", "ID", "STATE", "RESTART", "RESTARTS",
+    std::printf("%-20s %8s %6s %-10s %-14s %8s %10s %8s %10s %s %s\n", "NAME", "PID", "ID", "STATE", "RESTART", "RESTARTS",
         "UPTIME_S", "KEYS", "BYTES", "SOCKET", "LAST_EXIT");
     for (const auto& [record, stats] : buckets) {
         const bool running = record.pid > 0;
         char uptime[32] = "-";
         if (running)
             std::snprintf(uptime, sizeof uptime, "%.1f", static_cast<double>(stats.uptime_ms) / 1000.0);
-        std::printf("%s %8s %6llu %-10s %-9s %8llu %10s %8llu %10llu %s %s\n", padded(kv::printable(record.name), 20).c_str(),
-            running ? std::to_string(record.pid).c_str() : "-", record.id, stats.state.c_str(), stats.restart.c_str(),
+        const std::string restart = stats.restart + (stats.keep ? "+keep" : "");
+        std::printf("%s %8s %6llu %-10s %-14s %8llu %10s %8llu %10llu %s %s\n", padded(kv::printable(record.name), 20).c_str(),
+            running ? std::to_string(record.pid).c_str() : "-", record.id, stats.state.c_str(), restart.c_str(),
             static_cast<unsigned long long>(stats.restarts), uptime, static_cast<unsigned long long>(stats.keys),
             static_cast<unsigned long long>(stats.bytes), record.socket.empty() ? "-" : record.socket.c_str(),
             stats.last_exit.empty() ? "-" : stats.last_exit.c_str());
@@ -581,6 +582,9 @@ int main(int argc, char** argv)
             },
             "{temporary,transient,permanent}", "restart policy"))
         ->type_name("POLICY");
+    bool keep = false;
+    create->add_flag("--keep", keep,
+        "Keep the bucket's data across a restart when it is provably intact (needs --restart transient or permanent)");
     auto* lookup = app.add_subcommand("lookup", "Print the pid of a bucket (--socket: its socket's path)");
     lookup->add_option("NAME", name)->required();
     lookup->add_flag("--socket", socket_path, "Print the path of the bucket's socket instead of its pid");
@@ -639,6 +643,8 @@ int main(int argc, char** argv)
             std::vector<std::string> request { "CREATE", name };
             if (!restart_policy.empty())
                 request.insert(request.end(), { "RESTART", restart_policy });
+            if (keep)
+                request.push_back("KEEP");
             auto reply = session.registry_call(request, "unable to create bucket " + shown);
             std::cout << decoded(reply, "unable to create bucket " + shown, "CREATE").pid << "\n";
         } else if (*lookup) {

@@ -54,6 +54,7 @@ void append_list_entry(std::string& out, const Bucket& bucket, resp::Protocol pr
     stats.bytes = table.bytes;
     stats.monitors = bucket.monitors.size();
     stats.restart = to_string(bucket.policy);
+    stats.keep = bucket.keep;
     stats.restarts = bucket.restarts;
     stats.last_exit = bucket.last_exit;
     append_resp(out, record_of(bucket), &stats, protocol);
@@ -604,6 +605,8 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     next.restarts = restarts;
     next.last_exit = why;
     next.state = BucketState::restarting;
+    next.started = std::chrono::steady_clock::now(); // LIST's uptime: time spent restarting, until the process starts
+    next.started_at = std::chrono::system_clock::now();
     for (const auto& [connection, waiter] : waiting_for_ready)
         add_waiter(next, &Bucket::waiting_for_ready, waiter);
 

@@ -40,7 +40,7 @@ TEST(BucketRecord, AReplyDecodesToTheRecordRegistrydEncoded)
 
 TEST(BucketRecord, AListEntryCarriesTheFigures)
 {
-    kv::BucketStats written { "ready", 1234, 5, 678, 2, "transient", 3, "killed by SIGSEGV" };
+    kv::BucketStats written { "ready", 1234, 5, 678, 2, "transient", true, 3, "killed by SIGSEGV" };
     std::string bytes;
     kv::append_resp(bytes, sample(), &written);
     kv::BucketStats read;
@@ -53,6 +53,7 @@ TEST(BucketRecord, AListEntryCarriesTheFigures)
     EXPECT_EQ(read.bytes, 678u);
     EXPECT_EQ(read.monitors, 2u);
     EXPECT_EQ(read.restart, "transient");
+    EXPECT_TRUE(read.keep);
     EXPECT_EQ(read.restarts, 3u);
     EXPECT_EQ(read.last_exit, "killed by SIGSEGV");
 }

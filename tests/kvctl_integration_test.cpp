@@ -236,7 +236,7 @@ TEST_F(Kvctl, ListShowsBucketsAndDeleteOrStopOfWhatIsGoneExitsOne)
     EXPECT_NE(list.out.find("a "), std::string::npos);
     auto json = kvctl({ "list", "--json" });
     EXPECT_NE(json.out.find("{\"name\": \"a\", \"pid\": "), std::string::npos) << json.out;
-    EXPECT_NE(json.out.find("\"keys\": 1, \"bytes\": 6, \"monitors\": 0, \"restart\": \"temporary\", \"restarts\": 0, \"last_exit\": \"\"}"), std::string::npos) << json.out;
+    EXPECT_NE(json.out.find("\"keys\": 1, \"bytes\": 6, \"monitors\": 0, \"restart\": \"temporary\", \"keep\": false, \"restarts\": 0, \"last_exit\": \"\"}"), std::string::npos) << json.out;
 
     EXPECT_EQ(kvctl({ "delete", "a", "k" }).exit_code, 0);
     EXPECT_EQ(kvctl({ "delete", "a", "k" }).exit_code, 1);
@@ -270,7 +270,7 @@ TEST_F(Kvctl, ListJsonIsVersionedAndReadsAsJson)
         "d = json.load(open(sys.argv[1], encoding='utf-8'))\n"
         "print(d['version'])\n"
         "for b in sorted(d['buckets'], key=lambda b: b['id']):\n"
-        "    print(sorted(b) == sorted(['name', 'pid', 'id', 'state', 'socket', 'segment', 'uptime_ms', 'keys', 'bytes', 'monitors', 'restart', 'restarts', 'last_exit']))\n"
+        "    print(sorted(b) == sorted(['name', 'pid', 'id', 'state', 'socket', 'segment', 'uptime_ms', 'keys', 'bytes', 'monitors', 'restart', 'keep', 'restarts', 'last_exit']))\n"
         "    sys.stdout.buffer.write((b['name'] + '|' + b['segment'] + '|' + b['socket'] + '\\n').encode('utf-8'))\n",
         path });
     ASSERT_EQ(parsed.exit_code, 0) << parsed.err;
@@ -473,7 +473,7 @@ TEST_F(Kvctl, CreateRestartPermanentComesBackUnderItsNameWithANewPid)
 
     auto json = kvctl({ "list", "--json" });
     ASSERT_EQ(json.exit_code, 0) << json.err;
-    EXPECT_NE(json.out.find("\"monitors\": 0, \"restart\": \"permanent\", \"restarts\": 1, \"last_exit\": \"killed by SIGKILL\"}"),
+    EXPECT_NE(json.out.find("\"monitors\": 0, \"restart\": \"permanent\", \"keep\": false, \"restarts\": 1, \"last_exit\": \"killed by SIGKILL\"}"),
         std::string::npos) << json.out;
 
     // history: ENDED NAME PID ID LIVED_S RESTART RESTARTS REASON OUTCOME
@@ -493,6 +493,29 @@ TEST_F(Kvctl, CreateRestartPermanentComesBackUnderItsNameWithANewPid)
     EXPECT_NE(history_json.out.find("\"reason\": \"killed by SIGKILL\""), std::string::npos) << history_json.out;
     EXPECT_NE(history_json.out.find(", \"restart\": \"permanent\", \"restarts\": 0, \"outcome\": \"restarting\"}"), std::string::npos)
         << history_json.out;
+}
+
+TEST_F(Kvctl, CreateKeepKeepsTheDataAcrossARestart)
+{
+    auto refused = kvctl({ "create", "cart", "--keep" });
+    EXPECT_EQ(refused.exit_code, 5) << "KEEP with the default policy, temporary, which never restarts";
+    EXPECT_NE(refused.err.find("KEEP needs a restart policy that restarts"), std::string::npos) << refused.err;
+
+    auto create = kvctl({ "create", "cart", "--restart", "permanent", "--keep" });
+    ASSERT_EQ(create.exit_code, 0) << create.err;
+    ASSERT_EQ(kvctl({ "put", "cart", "milk", "2" }).exit_code, 0);
+    auto monitor = daemon_.monitor("cart");
+    ASSERT_EQ(kill_process(std::stoi(create.out), SIGKILL), 0);
+    ASSERT_EQ(monitor.read_reply().text, "killed by SIGKILL; restarting");
+    auto get = kvctl({ "get", "cart", "milk" });
+    EXPECT_EQ(get.exit_code, 0) << get.err;
+    EXPECT_EQ(get.out, "2\n") << "the restarted bucket adopted its table";
+    EXPECT_NE(daemon_.log().find("bucket cart: data kept: 1 key"), std::string::npos) << daemon_.log();
+
+    auto row = row_of(kvctl({ "list" }).out, "cart");
+    ASSERT_GE(row.size(), 5u);
+    EXPECT_EQ(row[4], "permanent+keep");
+    EXPECT_NE(kvctl({ "list", "--json" }).out.find("\"restart\": \"permanent\", \"keep\": true"), std::string::npos);
 }
 
 TEST_F(Kvctl, CreateRestartTakesAPolicyInAnyCaseAndRefusesOtherWords)

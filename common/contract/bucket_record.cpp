@@ -6,7 +6,7 @@ namespace kv {
 
 void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats, resp::Protocol protocol)
 {
-    resp::append_map_header(out, stats ? 13 : 5, protocol);
+    resp::append_map_header(out, stats ? 14 : 5, protocol);
     resp::append_bulk(out, "name");
     resp::append_bulk(out, record.name);
     resp::append_bulk(out, "pid");
@@ -31,6 +31,8 @@ void append_resp(std::string& out, const BucketRecord& record, const BucketStats
     resp::append_integer(out, static_cast<long long>(stats->monitors));
     resp::append_bulk(out, "restart");
     resp::append_bulk(out, stats->restart);
+    resp::append_bulk(out, "keep");
+    resp::append_integer(out, stats->keep ? 1 : 0);
     resp::append_bulk(out, "restarts");
     resp::append_integer(out, static_cast<long long>(stats->restarts));
     resp::append_bulk(out, "last_exit");
@@ -71,6 +73,7 @@ std::optional<BucketRecord> decode_bucket_record(const resp::Value& reply, Bucke
         && (!text_field(reply, "state", stats->state) || !integer_field(reply, "uptime_ms", stats->uptime_ms)
             || !integer_field(reply, "keys", stats->keys) || !integer_field(reply, "bytes", stats->bytes)
             || !integer_field(reply, "monitors", stats->monitors) || !text_field(reply, "restart", stats->restart)
+            || !integer_field(reply, "keep", stats->keep)
             || !integer_field(reply, "restarts", stats->restarts) || !text_field(reply, "last_exit", stats->last_exit)))
         return std::nullopt;
     return record;

@@ -32,12 +32,13 @@ struct BucketStats {
     std::uint64_t bytes = 0;
     std::uint64_t monitors = 0; // MONITOR calls registered on it
     std::string restart;        // its restart policy: "temporary", "transient", "permanent"
+    bool keep = false;          // KEEP: its data survives a restart when provably intact
     std::uint64_t restarts = 0; // times registryd restarted it since its CREATE
     std::string last_exit;      // why the process before this one ended ("" before any restart)
 };
 
 // name pid id socket segment [state uptime_ms keys bytes monitors restart
-// restarts last_exit]: a flat
+// keep restarts last_exit]: a flat
 // field/value array in RESP2, a map in RESP3.
 void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats = nullptr,
     resp::Protocol protocol = resp::Protocol::resp2);
