@@ -49,7 +49,10 @@ void append_list_entry(std::string& out, const Bucket& bucket, resp::Protocol pr
     const auto table = read_table_stats(bucket.segment.fd.get()).value_or(TableStats {});
     BucketStats stats;
     stats.state = to_string(bucket.state);
-    stats.uptime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - bucket.started).count();
+    // A restarting bucket has no process (and no start time): no uptime.
+    stats.uptime_ms = bucket.state == BucketState::restarting
+        ? 0
+        : std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - bucket.started).count();
     stats.keys = table.keys;
     stats.bytes = table.bytes;
     stats.monitors = bucket.monitors.size();
