@@ -689,6 +689,8 @@ TEST(Restart, ADirectReaderOfTheOldSegmentSeesItGoneAndTheNameTableNamesTheNewBu
     ASSERT_TRUE(reader);
     auto table = open_name_table(daemon.run_dir());
     ASSERT_TRUE(table);
+    kv::BucketRecord before;
+    ASSERT_EQ(table->lookup("shopping", before), kv::NameTableReader::Result::found);
 
     auto watcher = daemon.monitor("shopping");
     kill_and_wait(pid_of(first));
@@ -706,6 +708,7 @@ TEST(Restart, ADirectReaderOfTheOldSegmentSeesItGoneAndTheNameTableNamesTheNewBu
     EXPECT_EQ(record.id, static_cast<unsigned long long>(id_of(second)));
     EXPECT_EQ(record.segment, second.field("segment")->text);
     EXPECT_EQ(record.socket, second.field("socket")->text);
+    EXPECT_GT(record.generation, before.generation) << "a reader caching by generation would keep the old bucket";
     auto fresh = kv::SharedTableReader::open(record.segment, kv::TableKind::bucket, ::geteuid());
     ASSERT_TRUE(fresh);
     EXPECT_EQ(fresh->owner_pid(), pid_of(second));
