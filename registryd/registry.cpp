@@ -49,7 +49,10 @@ void append_list_entry(std::string& out, const Bucket& bucket, resp::Protocol pr
     const auto table = read_table_stats(bucket.segment.fd.get()).value_or(TableStats {});
     BucketStats stats;
     stats.state = to_string(bucket.state);
-    stats.uptime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - bucket.started).count();
+    // A restarting bucket has no process (and no start time): no uptime.
+    stats.uptime_ms = bucket.state == BucketState::restarting
+        ? 0
+        : std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - bucket.started).count();
     stats.keys = table.keys;
     stats.bytes = table.bytes;
     stats.monitors = bucket.monitors.size();
@@ -605,8 +608,6 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     next.restarts = restarts;
     next.last_exit = why;
     next.state = BucketState::restarting;
-    next.started = std::chrono::steady_clock::now(); // LIST's uptime: time spent restarting, until the process starts
-    next.started_at = std::chrono::system_clock::now();
     for (const auto& [connection, waiter] : waiting_for_ready)
         add_waiter(next, &Bucket::waiting_for_ready, waiter);
 

@@ -213,6 +213,23 @@ TemporaryDirectory::~TemporaryDirectory()
     std::filesystem::remove_all(path_, ignored);
 }
 
+namespace {
+
+// The text of a file under /proc/PID, "" if the process went meanwhile: a
+// read of /proc/PID/stat after its process was reaped fails with ESRCH, and
+// libstdc++'s filebuf reports that by throwing, whatever the stream's mask.
+std::string read_proc_file(const std::string& path)
+{
+    try {
+        std::ifstream file(path);
+        return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    } catch (const std::exception&) {
+        return {};
+    }
+}
+
+} // namespace
+
 std::vector<ChildProcess> children_of(pid_t parent)
 {
     std::vector<ChildProcess> children;
@@ -224,8 +241,7 @@ std::vector<ChildProcess> children_of(pid_t parent)
         long pid = std::strtol(entry->d_name, &end, 10);
         if (*end || pid <= 0)
             continue;
-        std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
-        std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+        const std::string text = read_proc_file("/proc/" + std::string(entry->d_name) + "/stat");
         auto close = text.rfind(')');
         if (close == std::string::npos)
             continue;
@@ -235,8 +251,7 @@ std::vector<ChildProcess> children_of(pid_t parent)
         rest >> state >> ppid;
         if (ppid != parent)
             continue;
-        std::ifstream cmdline_file("/proc/" + std::string(entry->d_name) + "/cmdline");
-        std::string cmdline((std::istreambuf_iterator<char>(cmdline_file)), std::istreambuf_iterator<char>());
+        std::string cmdline = read_proc_file("/proc/" + std::string(entry->d_name) + "/cmdline");
         if (!cmdline.empty() && cmdline.back() == '\0')
             cmdline.pop_back();
         for (auto& c : cmdline)
