@@ -752,9 +752,14 @@ TEST(Restart, CreateRejectsABadRestartArgumentWithOneLineErrors)
     EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART" }).text, "ERR syntax error");
     EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART", "sometimes" }).text,
         "ERR invalid restart policy: expected temporary|transient|permanent");
-    EXPECT_EQ(daemon.call({ "CREATE", "x", "KEEP" }).text, "ERR syntax error");
+    EXPECT_EQ(daemon.call({ "CREATE", "x", "KEEP" }).text,
+        "ERR KEEP needs a restart policy that restarts: RESTART transient or RESTART permanent")
+        << "KEEP with the default policy, temporary";
+    EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART", "temporary", "KEEP" }).text,
+        "ERR KEEP needs a restart policy that restarts: RESTART transient or RESTART permanent");
     EXPECT_EQ(daemon.call({ "CREATE", "x", "permanent" }).text, "ERR syntax error");
-    EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART", "permanent", "junk" }).text,
+    EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART", "permanent", "junk" }).text, "ERR syntax error");
+    EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART", "permanent", "KEEP", "junk" }).text,
         "ERR wrong number of arguments for 'create' command");
     EXPECT_TRUE(daemon.call({ "LIST" }).elements.empty()) << "a refused CREATE made a bucket";
 
@@ -775,6 +780,9 @@ TEST(Restart, CreateOfAnExistingNameWithAnotherPolicyIsRefused)
     // The same policy, or none, returns the existing bucket.
     EXPECT_EQ(pid_of(create_with(daemon, "x", "permanent")), pid_of(bucket));
     EXPECT_EQ(pid_of(daemon.create("x")), pid_of(bucket));
+    // KEEP is part of what was asked: a bucket without it is not one with it.
+    EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART", "permanent", "KEEP" }).text,
+        "ERR bucket x exists with restart policy permanent; STOP it to create it with another");
     // Once stopped, it can be created with another.
     EXPECT_EQ(daemon.call({ "STOP", "x" }).text, "OK");
     create_with(daemon, "x", "transient");
