@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark of BENCHMARKS.md in one go, each beside its reference,
-# on this machine, and prints the tables in Markdown. About five minutes.
+# on this machine, and prints the tables in Markdown. About fifteen minutes (s6-supervise and
+# supervisord restart at most about once a second).
 # Everything it prints is measured in the run; nothing is written by hand.
 #   bench/run.sh            build (installing what is missing) and run
 #   KV_BENCH_QUICK=1 ...    smaller counts, for a quick look
