@@ -6,11 +6,17 @@
 //   kvbench create      --run-dir D --count N
 //   kvbench kill        --run-dir D --count N      (kill-to-gone, and the bare pidfd floor)
 //   kvbench scale       --run-dir D --count N
+//   kvbench fill        --run-dir D --count N      (N buckets left running, for the storm figures)
+//   kvbench restart     --run-dir D --count N      (kill to restarted-and-ready, a permanent bucket)
+//   kvbench reference-restart --socket P --count N (the same for a bucketd that another
+//                                                   supervisor restarts, at socket P)
 // Each prints one JSON object per line, for run.sh to tabulate.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +40,7 @@
 #include "instance_record.h"
 #include "run_dir.h"
 #include "shared_table.h"
+#include "unique_fd.h"
 
 namespace {
 
@@ -244,7 +251,10 @@ void lookup(const std::string& run_dir, int buckets, double seconds)
         call(registry, { "STOP", name });
 }
 
-void create(const std::string& run_dir, int count)
+// CREATE's latency, spawn to ready. With `stop_each`, each bucket is STOPped
+// (untimed) before the next CREATE, so the number of live buckets stays what
+// it was: the storm figures compare CREATE at 0 and at 10,000 live buckets.
+void create(const std::string& run_dir, int count, bool stop_each)
 {
     auto registry = connect_registry(run_dir);
     std::vector<double> latencies;
@@ -253,11 +263,168 @@ void create(const std::string& run_dir, int count)
         auto before = Clock::now();
         call(registry, { "CREATE", name });
         latencies.push_back(microseconds(Clock::now() - before));
+        if (stop_each)
+            call(registry, { "STOP", name });
     }
-    for (int i = 0; i < count; ++i)
-        call(registry, { "STOP", "bench-create-" + std::to_string(i) });
+    if (!stop_each) {
+        for (int i = 0; i < count; ++i)
+            call(registry, { "STOP", "bench-create-" + std::to_string(i) });
+    }
     auto p = percentiles(latencies);
     std::printf("{\"bench\":\"create\",\"count\":%d,\"median_us\":%.1f,\"p99_us\":%.1f}\n", count, p.median, p.p99);
+}
+
+// Creates `count` buckets from `clients` connections at once and leaves them
+// running: the live buckets of the storm figures.
+void fill(const std::string& run_dir, int count, int clients)
+{
+    auto start = Clock::now();
+    std::vector<std::thread> workers;
+    for (int c = 0; c < clients; ++c) {
+        workers.emplace_back([&, c] {
+            auto connection = connect_registry(run_dir);
+            for (int j = c; j < count; j += clients) {
+                auto reply = connection.call({ "CREATE", "bench-live-" + std::to_string(j) });
+                if (reply.is_error())
+                    fail("CREATE bench-live-" + std::to_string(j) + " failed: " + reply.text);
+            }
+        });
+    }
+    for (auto& worker : workers)
+        worker.join();
+    std::printf("{\"bench\":\"fill\",\"count\":%d,\"create_s\":%.2f}\n", count,
+        std::chrono::duration<double>(Clock::now() - start).count());
+}
+
+// PING on the Unix socket at `path`, as any client would reach a bucket:
+// the pid of the process that listens there (SO_PEERCRED names whoever
+// called listen()), or -1 if no process accepts a connection there yet or it
+// hung up before answering.
+pid_t ping(const std::string& path)
+{
+    sockaddr_un address {};
+    address.sun_family = AF_UNIX;
+    if (path.size() >= sizeof address.sun_path)
+        fail("socket path too long: " + path);
+    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    kv::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == -1)
+        return -1;
+    static constexpr std::string_view request = "*1\r\n$4\r\nPING\r\n";
+    static constexpr std::string_view pong = "+PONG\r\n";
+    if (::write(fd.get(), request.data(), request.size()) != static_cast<ssize_t>(request.size()))
+        return -1;
+    std::string reply;
+    char buffer[64];
+    while (reply.size() < pong.size()) {
+        ssize_t got = ::read(fd.get(), buffer, sizeof buffer);
+        if (got <= 0)
+            return -1;
+        reply.append(buffer, static_cast<std::size_t>(got));
+    }
+    if (reply != pong)
+        fail("PING on " + path + " answered " + reply);
+    ucred peer {};
+    socklen_t size = sizeof peer;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size) == -1)
+        fail("unable to read the peer of " + path);
+    return peer.pid;
+}
+
+// One restart, timed: SIGKILL `pid` (through a pidfd), wait until its exit is
+// visible, then look every 100 us until `ready(pid)` gives the pid of a new
+// process that a client has reached. Returns that pid. The same look for
+// every supervisor; it sleeps between looks rather than yield as the kill
+// benchmark does, so that it does not hold one of this machine's two cores
+// against the supervisor and the process starting (a figure may come up to
+// about 0.15 ms late: the interval and the timer's slack).
+template <typename Ready>
+pid_t kill_and_wait_for_next(pid_t pid, Ready ready, std::vector<double>& totals, std::vector<double>& exits)
+{
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd == -1)
+        fail("unable to open a pidfd for pid " + std::to_string(pid) + ": " + std::strerror(errno));
+    auto before = Clock::now();
+    if (::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0) == -1)
+        fail("unable to kill pid " + std::to_string(pid) + ": " + std::strerror(errno));
+    pollfd entry { pidfd, POLLIN, 0 };
+    ::poll(&entry, 1, -1);
+    exits.push_back(microseconds(Clock::now() - before));
+    ::close(pidfd);
+    auto deadline = before + std::chrono::seconds(10);
+    for (;;) {
+        pid_t next = ready(pid);
+        if (next > 0) {
+            totals.push_back(microseconds(Clock::now() - before));
+            return next;
+        }
+        if (Clock::now() > deadline)
+            fail("no new process ready 10 s after SIGKILL of pid " + std::to_string(pid));
+        std::this_thread::sleep_for(std::chrono::microseconds(100)); // polling interval, see above
+    }
+}
+
+void print_restarts(const char* bench, int count, const std::vector<double>& totals, const std::vector<double>& exits)
+{
+    auto p = percentiles(totals);
+    auto e = percentiles(exits);
+    std::printf("{\"bench\":\"%s\",\"count\":%d,\"median_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,"
+                "\"exit_seen_median_us\":%.1f}\n",
+        bench, count, p.median, p.p99, p.max, e.median);
+}
+
+// kv: a permanent bucket, SIGKILLed `count` times; ready when the name table
+// (what kvctl reads) holds the name under a new pid and that bucket's socket
+// answers PING. registryd must allow the restarts (--max-restarts).
+void restart(const std::string& run_dir, int count)
+{
+    const std::string name = "bench-restart";
+    auto registry = connect_registry(run_dir);
+    auto created = call(registry, { "CREATE", name, "RESTART", "permanent" });
+    auto decoded = kv::decode_bucket_record(created);
+    if (!decoded)
+        fail("CREATE " + name + " sent a reply kvbench cannot read");
+    auto table = open_names(run_dir);
+    if (!table)
+        fail("no name table for " + run_dir);
+    pid_t pid = decoded->pid;
+    std::vector<double> totals, exits;
+    kv::BucketRecord record;
+    for (int i = 0; i < count; ++i) {
+        pid = kill_and_wait_for_next(pid, [&](pid_t old) -> pid_t {
+            if (table->lookup(name, record) != kv::NameTableReader::Result::found || record.pid == old)
+                return -1;
+            return ping(record.socket) > 0 ? record.pid : -1;
+        }, totals, exits);
+    }
+    call(registry, { "STOP", name });
+    print_restarts("restart", count, totals, exits);
+}
+
+// Another supervisor's bucketd (bench/bench_bucket.cpp) at `socket`: ready
+// when a PING there is answered by a process other than the one killed.
+// `min_uptime_ms`: wait that long before each kill (untimed), for a
+// supervisor that spaces its restarts (s6-supervise starts ./run again no
+// sooner than a second after it last started it).
+void reference_restart(const std::string& socket, int count, int min_uptime_ms)
+{
+    pid_t pid = -1;
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    while ((pid = ping(socket)) <= 0) {
+        if (Clock::now() > deadline)
+            fail("nothing answers PING on " + socket);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10)); // start-up, untimed
+    }
+    std::vector<double> totals, exits;
+    for (int i = 0; i < count; ++i) {
+        if (min_uptime_ms > 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(min_uptime_ms)); // not measured
+        pid = kill_and_wait_for_next(pid, [&](pid_t old) -> pid_t {
+            pid_t next = ping(socket);
+            return next != old ? next : -1;
+        }, totals, exits);
+    }
+    print_restarts("reference-restart", count, totals, exits);
 }
 
 // The floor: in one bare process, fork a child that waits, SIGKILL it, wait
@@ -411,7 +578,7 @@ int main(int argc, char** argv)
     CLI::App app { "kvbench: measurements for BENCHMARKS.md (run by bench/run.sh)" };
     app.require_subcommand(1);
     std::string run_dir;
-    app.add_option("--run-dir", run_dir, "run dir of a running registryd")->required();
+    app.add_option("--run-dir", run_dir, "run dir of a running registryd (all but reference-restart)");
     app.fallthrough();
     std::uint64_t keys = 1000;
     int threads = 1, buckets = 100, count = 1000;
@@ -427,14 +594,33 @@ int main(int argc, char** argv)
     lookups->add_option("--seconds", seconds);
     auto* creates = app.add_subcommand("create", "CREATE latency, spawn to ready");
     creates->add_option("--count", count);
+    bool stop_each = false;
+    creates->add_flag("--stop-each", stop_each, "STOP each bucket before the next CREATE");
     auto* kills = app.add_subcommand("kill", "kill-to-gone latency, beside the bare pidfd floor");
     kills->add_option("--count", count);
     auto* scales = app.add_subcommand("scale", "many live buckets: time, memory, kill-all-to-empty");
     scales->add_option("--count", count);
     int clients = 4;
     scales->add_option("--clients", clients, "CREATE from this many connections at once");
+    auto* fills = app.add_subcommand("fill", "create buckets and leave them running");
+    fills->add_option("--count", count);
+    fills->add_option("--clients", clients, "CREATE from this many connections at once");
+    auto* restarts = app.add_subcommand("restart", "kill to restarted-and-ready, a permanent bucket");
+    restarts->add_option("--count", count);
+    auto* references = app.add_subcommand("reference-restart", "kill to restarted-and-ready, another supervisor's bucketd");
+    std::string socket;
+    int min_uptime_ms = 0;
+    references->add_option("--socket", socket, "the supervised bucketd's socket")->required();
+    references->add_option("--count", count);
+    references->add_option("--min-uptime-ms", min_uptime_ms, "wait this long after a restart before the next kill");
     CLI11_PARSE(app, argc, argv);
     std::signal(SIGPIPE, SIG_IGN);
+    if (*references) {
+        reference_restart(socket, count, min_uptime_ms);
+        return 0;
+    }
+    if (run_dir.empty())
+        fail("--run-dir is required");
     try {
         run_dir_owner = kv::RunDir::open_trusted(run_dir).owner();
     } catch (const std::exception& error) {
@@ -445,7 +631,11 @@ int main(int argc, char** argv)
     else if (*lookups)
         lookup(run_dir, buckets, seconds);
     else if (*creates)
-        create(run_dir, count);
+        create(run_dir, count, stop_each);
+    else if (*fills)
+        fill(run_dir, count, clients);
+    else if (*restarts)
+        restart(run_dir, count);
     else if (*kills)
         kill_to_gone(run_dir, count);
     else if (*scales)

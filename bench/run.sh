@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark of BENCHMARKS.md in one go, each beside its reference,
-# on this machine, and prints the tables in Markdown. About five minutes.
+# on this machine, and prints the tables in Markdown. About fifteen minutes (s6-supervise and
+# supervisord restart at most about once a second).
 # Everything it prints is measured in the run; nothing is written by hand.
 #   bench/run.sh            build (installing what is missing) and run
 #   KV_BENCH_QUICK=1 ...    smaller counts, for a quick look
@@ -12,15 +13,36 @@ if ! command -v redis-server >/dev/null; then
   echo "bench: installing redis-server (the reference)" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
-bin="$here/build/bin"
+# The restart references: s6-supervise and supervisord, both from Debian.
+if ! command -v s6-supervise >/dev/null || ! command -v supervisord >/dev/null; then
+  echo "bench: installing s6 and supervisor (the restart references)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq s6 supervisor >/dev/null
+fi
+bin="${KV_BUILD_DIR:-$here/build}/bin" # ./kv builds there too
 work="$(mktemp -d /tmp/kvbench.XXXXXX)"
 quick="${KV_BENCH_QUICK:-}"
-scale_count=$([[ -n "$quick" ]] && echo 1000 || echo 10000)
+# registryd holds two descriptors per live bucket (its pidfd and its segment)
+# and raises its soft RLIMIT_NOFILE to the hard one, which an unprivileged
+# (or container) process cannot raise: as many live buckets as that allows,
+# up to 10,000, with 500 descriptors to spare.
+ulimit -n "$(ulimit -Hn)"
+fd_limit=$(ulimit -Hn)
+live_max=10000
+if [[ "$fd_limit" != unlimited ]] && (( (fd_limit - 500) / 2 < live_max )); then
+  live_max=$(( (fd_limit - 500) / 2 / 100 * 100 ))
+fi
+scale_count=$([[ -n "$quick" ]] && echo 1000 || echo "$live_max")
 kill_count=$([[ -n "$quick" ]] && echo 200 || echo 1000)
+restart_count=$([[ -n "$quick" ]] && echo 50 || echo 200)
+reference_count=$([[ -n "$quick" ]] && echo 10 || echo 100)
 
 cleanup() {
   [[ -n "${registry_pid:-}" ]] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  [[ -n "${storm_pid:-}" ]] && kill "$storm_pid" 2>/dev/null && wait "$storm_pid" 2>/dev/null
   [[ -n "${redis_pid:-}" ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  [[ -n "${s6_pid:-}" ]] && s6-svc -xd "$work/s6/bucket" 2>/dev/null && wait "$s6_pid" 2>/dev/null
+  [[ -n "${supervisord_pid:-}" ]] && kill "$supervisord_pid" 2>/dev/null && wait "$supervisord_pid" 2>/dev/null
+  rm -f /dev/shm/kvbench-s6-"$$" /dev/shm/kvbench-supervisord-"$$"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -115,11 +137,101 @@ echo "| ... of which the kernel, until the bucket's exit is visible at all (p50)
 echo
 echo "## $scale_count live buckets"
 echo
+echo "Descriptor limit (hard RLIMIT_NOFILE) $fd_limit: room for $live_max live buckets in registryd."
+echo
 echo "| clients creating | time to create all | registryd RSS | bucket PSS p50 / max | kill all to empty LIST |"
 echo "|---|---|---|---|---|"
 for clients in 4 1; do
   $kb scale --count "$scale_count" --clients "$clients" > "$work/scale.json"
   echo "| $clients | $(json "$work/scale.json" create_s) s | $(( $(json "$work/scale.json" registry_rss_kib) / 1024 )) MiB | $(json "$work/scale.json" bucket_pss_median_kib) / $(json "$work/scale.json" bucket_pss_max_kib) KiB | $(json "$work/scale.json" kill_all_to_empty_s) s |"
 done
+
+# Restarts, on a registryd of their own (fresh: no descriptor table grown by
+# the runs above), which restarts as often as it is asked to.
+kill "$registry_pid" && wait "$registry_pid" || true
+registry_pid=
+"$bin/registryd" --run-dir "$work/storm" --max-buckets 12000 --bucket-size 67108864 \
+  --max-restarts 1000000 --max-seconds 1 2>"$work/storm.log" &
+storm_pid=$!
+wait_for_socket "$work/storm/registry.sock"
+ks="$bin/kvbench --run-dir $work/storm"
+$ks create --count "$restart_count" --stop-each > "$work/create0.json"
+$ks restart --count "$restart_count" > "$work/restart0.json"
+
+# The references restart the same bucketd, started by bench/bench_bucket.cpp
+# (the socket, segment and environment registryd would give it), measured by
+# the same code: SIGKILL, then until a PING on its socket is answered by a
+# new process.
+bucket_env=(KV_BENCH_BUCKETD="$bin/bucketd" KV_BENCH_BUCKET_SIZE=67108864)
+mkdir -p "$work/s6/bucket" "$work/s6-socket"
+ln -s "$bin/kvbench-bucket" "$work/s6/bucket/run"
+echo 3 > "$work/s6/bucket/notification-fd" # bucketd writes "\n" there when it serves: s6's readiness
+env "${bucket_env[@]}" KV_BENCH_DIR="$work/s6-socket" KV_BENCH_NAME="s6-$$" KV_BENCH_NOTIFY_FD=3 \
+  s6-supervise "$work/s6/bucket" 2>"$work/s6.log" &
+s6_pid=$!
+# s6-supervise starts ./run no sooner than a second after it last started it:
+# each kill comes 1.05 s after the previous restart (not timed).
+$bin/kvbench reference-restart --socket "$work/s6-socket/bucket.sock" --count "$reference_count" --min-uptime-ms 1050 > "$work/s6.json"
+s6-svc -xd "$work/s6/bucket" && wait "$s6_pid" || true
+s6_pid=
+
+mkdir -p "$work/supervisord-socket"
+{
+  echo "[supervisord]"
+  echo "nodaemon=true"
+  echo "logfile=$work/supervisord.log"
+  echo "pidfile=$work/supervisord.pid"
+  echo "childlogdir=$work"
+  echo "loglevel=warn"
+  [[ $EUID -eq 0 ]] && echo "user=root"
+  echo
+  echo "[program:bucket]"
+  echo "command=$bin/kvbench-bucket"
+  echo "autorestart=true"
+  echo "startsecs=0"
+  echo "environment=KV_BENCH_BUCKETD=\"$bin/bucketd\",KV_BENCH_BUCKET_SIZE=\"67108864\",KV_BENCH_DIR=\"$work/supervisord-socket\",KV_BENCH_NAME=\"supervisord-$$\""
+  echo "stdout_logfile=$work/supervisord-bucket.log"
+  echo "redirect_stderr=true"
+} > "$work/supervisord.conf"
+supervisord -c "$work/supervisord.conf" >"$work/supervisord.out" 2>&1 &
+supervisord_pid=$!
+$bin/kvbench reference-restart --socket "$work/supervisord-socket/bucket.sock" --count "$reference_count" > "$work/supervisord.json"
+kill "$supervisord_pid" && wait "$supervisord_pid" || true
+supervisord_pid=
+
+r50=$(json "$work/restart0.json" median_us)
+restart_row() { # label count json
+  echo "| $1 | $2 | $(json "$3" median_us) / $(json "$3" p99_us) us | $(json "$3" exit_seen_median_us) us | $(ratio "$(json "$3" median_us)" "$r50") |"
+}
+echo
+echo "## Restart: SIGKILL to restarted-and-ready, kv beside s6-supervise and supervisord"
+echo
+echo "| supervisor, restarting bucketd | restarts | kill to restarted-and-ready p50 / p99 | until the exit is visible (p50) | p50 / kv's |"
+echo "|---|---|---|---|---|"
+restart_row "kv registryd, a permanent bucket" "$restart_count" "$work/restart0.json"
+restart_row "s6-supervise (s6 $(dpkg-query -W -f='${Version}' s6))" "$reference_count" "$work/s6.json"
+restart_row "supervisord $(supervisord --version)" "$reference_count" "$work/supervisord.json"
+echo
+echo "Beside it, the same registryd: CREATE, spawn to ready (p50 / p99), $restart_count creates: $(json "$work/create0.json" median_us) / $(json "$work/create0.json" p99_us) us."
+
+# The storm figures: the same two measures with live buckets.
+$ks fill --count "$live_max" --clients 4 > "$work/fill.json"
+$ks create --count "$restart_count" --stop-each > "$work/createN.json"
+$ks restart --count "$restart_count" > "$work/restartN.json"
+kill "$storm_pid" && wait "$storm_pid" || true
+storm_pid=
+storm_row() { # label none.json many.json
+  echo "| $1 | $(json "$2" median_us) / $(json "$2" p99_us) us | $(json "$3" median_us) / $(json "$3" p99_us) us | $(ratio "$(json "$3" median_us)" "$(json "$2" median_us)") | <= 1.5 |"
+}
+echo
+echo "## Restart storms: none against $live_max live buckets, one registryd"
+echo
+echo "| measure ($restart_count each) | 0 live buckets p50 / p99 | $live_max live p50 / p99 | p50 ratio | target |"
+echo "|---|---|---|---|---|"
+storm_row "CREATE, spawn to ready (each STOPped before the next)" "$work/create0.json" "$work/createN.json"
+storm_row "restart, kill to restarted-and-ready" "$work/restart0.json" "$work/restartN.json"
+echo
+echo "Descriptor limit (hard RLIMIT_NOFILE) $fd_limit; the $live_max live buckets were created in $(json "$work/fill.json" create_s) s from 4 clients."
+
 echo
 echo "Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), $(date -u +%Y-%m-%d)."
