@@ -33,6 +33,7 @@
 #include "run_dir_lock.h"
 #include "service_manager.h"
 #include "socket_file.h"
+#include "spawn_bucket.h"
 #include "system_error.h"
 #include "unique_fd.h"
 
@@ -229,6 +230,7 @@ int main(int argc, char** argv)
         options.names_segment = kv::new_segment_name(options.instance, "names");
         lock.publish(kv::InstanceRecord { ::getpid(), options.instance, options.names_segment });
 
+        kv::prepare_spawning(); // before any client or bucket: its descriptor numbers stay small
         kv::Registry registry(io, dir, options);
         kv::SocketFile registry_socket = kv::SocketFile::listen(dir.fd(), kv::registry_socket_name,
             kv::registry_socket_path(run_dir_path), server_config.admits_others() ? 0666 : 0600);

@@ -1,4 +1,5 @@
-// spawn_bucket: starts one bucketd with Boost.Process and pins it with a pidfd.
+// spawn_bucket: starts one bucketd (clone with CLONE_VM, CLONE_VFORK,
+// CLONE_FILES and CLONE_PIDFD, then exec) and pins it with a pidfd.
 #pragma once
 
 #include <sys/types.h>
@@ -30,6 +31,14 @@ struct SpawnedBucket {
 // The pidfd is opened before anything could reap the child, so the pid is
 // pinned. Throws std::runtime_error with a one-line reason on failure, and
 // then leaves no zombie behind.
+// Call it from the loop's thread only (PR_SET_PDEATHSIG follows the thread
+// that spawned), one spawn at a time.
 SpawnedBucket spawn_bucket(const BucketLaunch& launch);
+
+// Reserves, now, the four descriptor numbers every spawn passes a bucket's
+// descriptors through (spawn_bucket.cpp says why), and the child's stack.
+// registryd calls it at start, so the numbers are small; else the first
+// spawn does. Throws SystemError.
+void prepare_spawning();
 
 } // namespace kv
