@@ -168,11 +168,6 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
         responder.send(error_reply(ErrorCode::invalid, "invalid bucket name: " + *reason));
         return;
     }
-    const RestartPolicy chosen = policy.value_or(options_.supervision.default_policy);
-    if (keep && chosen == RestartPolicy::temporary) {
-        responder.send(error_reply(ErrorCode::error, "KEEP needs a restart policy that restarts: RESTART transient or RESTART permanent"));
-        return;
-    }
     if (Bucket* existing = find(name)) {
         if ((policy && *policy != existing->policy) || (keep && !existing->keep)) {
             responder.send(error_reply(ErrorCode::error, "bucket " + printable(name) + " exists with restart policy "
@@ -188,6 +183,12 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
             responder.send(error_reply(ErrorCode::busy, "bucket " + printable(name) + " is stopping; create it again once STOP has replied"));
             return;
         }
+    }
+    const RestartPolicy chosen = policy.value_or(options_.supervision.default_policy);
+    if (keep && chosen == RestartPolicy::temporary) {
+        responder.send(error_reply(ErrorCode::error, "unable to create bucket " + printable(name)
+            + ": KEEP needs a restart policy that restarts (RESTART transient or RESTART permanent)"));
+        return;
     }
     if (buckets_.size() >= options_.max_buckets) {
         responder.send(error_reply(ErrorCode::limit, "unable to create bucket " + printable(name) + ": limit of "
@@ -597,8 +598,18 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     const unsigned long long restarts = bucket.restarts + 1;
     auto waiting_for_ready = std::move(bucket.waiting_for_ready);
     auto monitors = std::move(bucket.monitors);
+    const std::string failure = bucket.failure;
     erase(bucket);
 
+    // Callers waiting for a restarted process that died before it was ready
+    // are answered now, with why: carried again, they could wait through
+    // restart after restart (each within the intensity) for ever.
+    if (was == BucketState::starting && !waiting_for_ready.empty()) {
+        const std::string error = error_reply(ErrorCode::error, "bucket " + printable(name) + " "
+            + (failure.empty() ? why : failure + "; " + why) + " before it was ready; restarting");
+        for (const auto& [connection, waiter] : std::exchange(waiting_for_ready, {}))
+            waiter.send(error);
+    }
     Bucket& next = admit(name, next_id_++);
     next.policy = policy;
     next.keep = keep;

@@ -40,18 +40,24 @@ void history(Registry& registry, const resp::Request& request, const Responder& 
 // CREATE name [RESTART temporary|transient|permanent] [KEEP]: the option
 // words and the policy in any case, as Redis's option words; anything else
 // is Redis's "syntax error".
+bool is_word(const std::string& argument, std::string_view word)
+{
+    return argument.size() == word.size() && ::strncasecmp(argument.data(), word.data(), word.size()) == 0;
+}
+
 void create(Registry& registry, const resp::Request& request, const Responder& responder)
 {
     std::optional<RestartPolicy> policy;
     bool keep = false;
     std::string out;
     for (std::size_t i = 2; i < request.size() && out.empty(); ++i) {
-        if (::strcasecmp(request[i].c_str(), "KEEP") == 0) {
+        if (is_word(request[i], "KEEP")) {
             keep = true;
-        } else if (::strcasecmp(request[i].c_str(), "RESTART") == 0 && i + 1 < request.size()) {
+        } else if (is_word(request[i], "RESTART") && i + 1 < request.size()) {
             policy = parse_restart_policy(request[++i]);
             if (!policy)
-                append_error(out, ErrorCode::error, std::string("invalid restart policy: expected ") + restart_policy_choices);
+                append_error(out, ErrorCode::error, "unable to create bucket " + printable(request[1]) + ": invalid restart policy "
+                        + printable(request[i]) + ": expected " + restart_policy_choices);
         } else {
             append_error(out, ErrorCode::error, "syntax error");
         }

@@ -656,9 +656,12 @@ TEST(Restart, RestartsThatFailToStartCountTowardsTheIntensity)
     auto watcher = daemon.monitor("a");
     kill_and_wait(pid_of(bucket));
     ASSERT_EQ(watcher.read_reply().text, "killed by SIGKILL; restarting");
-    // Served while the restarts fail (it waits, then hears why) or after (the name is gone).
+    // Served while the restarts fail (it waits, then hears why that restart
+    // failed, or that the bucket was given up) or after (the name is gone).
+    // Never kept waiting from one failed restart to the next.
     auto looked = daemon.call({ "LOOKUP", "a" });
     EXPECT_TRUE(looked.text == "ERR bucket a gave up after 3 restarts in 60 s; last exit: exited with status 3"
+        || looked.text == "ERR bucket a closed its readiness pipe without writing a newline; exited with status 3 before it was ready; restarting"
         || looked.text == "NOTFOUND no bucket named a") << looked.text;
     const auto deadline = Clock::now() + scaled(10s);
     while (daemon.call({ "LOOKUP", "a" }).text != "NOTFOUND no bucket named a") {
@@ -751,12 +754,12 @@ TEST(Restart, CreateRejectsABadRestartArgumentWithOneLineErrors)
     RegistryDaemon daemon;
     EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART" }).text, "ERR syntax error");
     EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART", "sometimes" }).text,
-        "ERR invalid restart policy: expected temporary|transient|permanent");
+        "ERR unable to create bucket x: invalid restart policy sometimes: expected temporary|transient|permanent");
     EXPECT_EQ(daemon.call({ "CREATE", "x", "KEEP" }).text,
-        "ERR KEEP needs a restart policy that restarts: RESTART transient or RESTART permanent")
+        "ERR unable to create bucket x: KEEP needs a restart policy that restarts (RESTART transient or RESTART permanent)")
         << "KEEP with the default policy, temporary";
     EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART", "temporary", "KEEP" }).text,
-        "ERR KEEP needs a restart policy that restarts: RESTART transient or RESTART permanent");
+        "ERR unable to create bucket x: KEEP needs a restart policy that restarts (RESTART transient or RESTART permanent)");
     EXPECT_EQ(daemon.call({ "CREATE", "x", "permanent" }).text, "ERR syntax error");
     EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART", "permanent", "junk" }).text, "ERR syntax error");
     EXPECT_EQ(daemon.call({ "CREATE", "x", "RESTART", "permanent", "KEEP", "junk" }).text,

@@ -68,7 +68,9 @@ struct SharedTableWriter::Segment {
     char* base = nullptr; // mapping.base()
     TableHeader* header = nullptr;
 
-    void format(const std::string& name, std::size_t size, TableKind kind);
+    // `first_sequence`: where the seqlock's sequence starts (even): past the
+    // last one a reader may have seen in this object, when it held a table.
+    void format(const std::string& name, std::size_t size, TableKind kind, std::uint64_t first_sequence = 0);
 
     Slot* slots() const { return reinterpret_cast<Slot*>(base + header->index_offset.load(std::memory_order_relaxed)); }
     std::uint64_t capacity() const { return header->capacity.load(std::memory_order_relaxed); }
@@ -347,7 +349,7 @@ struct SharedTableWriter::Segment {
 // Sizes, reserves and maps the empty object `fd` is open on, and lays a
 // table out in it, owned by this process. Every failure names the segment
 // and says why.
-void SharedTableWriter::Segment::format(const std::string& name, std::size_t size, TableKind kind)
+void SharedTableWriter::Segment::format(const std::string& name, std::size_t size, TableKind kind, std::uint64_t first_sequence)
 {
     if (size < table_header_size + reserved_at_creation)
         refuse(name, "size " + std::to_string(size) + " is below the "
@@ -369,6 +371,10 @@ void SharedTableWriter::Segment::format(const std::string& name, std::size_t siz
     base = mapping.base();
     const ProcessIdentity owner = self_identity();
     header = new (base) TableHeader {};
+    // Marked until the table is whole: a bucketd killed while it formats
+    // leaves nothing a KEEP restart would adopt.
+    mark();
+    header->sequence.store(first_sequence, std::memory_order_relaxed);
     header->magic = TableHeader::expected_magic;
     header->version = TableHeader::expected_version;
     header->kind = kind;
@@ -389,7 +395,7 @@ void SharedTableWriter::Segment::format(const std::string& name, std::size_t siz
         refuse(name, "no room for its first index (size " + std::to_string(size) + ")");
     header->index_offset.store(offset_of(slots), std::memory_order_relaxed);
     header->capacity.store(initial_capacity, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
+    unmark(); // a release store: everything above comes first
 }
 
 SharedTableWriter::SharedTableWriter(std::string segment_name, std::size_t size, TableKind kind)
@@ -429,7 +435,13 @@ SharedTableWriter::SharedTableWriter(UniqueFd segment_fd, std::string segment_na
         segment_ = std::move(segment);
         return;
     }
-    // Nothing of it can be trusted: start over in the same object.
+    // Nothing of it can be trusted: start over in the same object. A reader
+    // that still maps it must never see a sequence it saw before (it would
+    // take a read across the change for a clean one): the new table's
+    // sequence starts past the old one's.
+    std::uint64_t first_sequence = 0;
+    if (segment->header)
+        first_sequence = (segment->header->sequence.load(std::memory_order_relaxed) | 1) + 1;
     UniqueFd fd = std::move(segment->fd);
     segment.reset();
     if (!why->empty()) {
@@ -438,7 +450,7 @@ SharedTableWriter::SharedTableWriter(UniqueFd segment_fd, std::string segment_na
         check(::ftruncate(fd.get(), 0), "unable to empty segment", segment_name_);
     }
     segment = std::make_unique<Segment>(std::move(fd));
-    segment->format(segment_name_, size, kind);
+    segment->format(segment_name_, size, kind, first_sequence);
     segment_ = std::move(segment);
 }
 
@@ -454,6 +466,11 @@ std::optional<std::string> SharedTableWriter::Segment::adopt(const std::string& 
         return std::string();
     if (static_cast<std::uint64_t>(info.st_size) != size || size < table_header_size + reserved_at_creation)
         return "its size is " + std::to_string(info.st_size) + " bytes, not " + std::to_string(size);
+    // Its first pages must be backed before any is read: a writer killed
+    // between sizing and reserving them left holes, and reading a hole of
+    // a full /dev/shm is a SIGBUS.
+    if (static_cast<std::uint64_t>(info.st_blocks) * 512 < reserved_at_creation)
+        return std::string("it was never completely made");
     mapping = Mapping::map(fd.get(), size, Access::read_write, "segment " + name);
     base = mapping.base();
     header = reinterpret_cast<TableHeader*>(base);
@@ -494,6 +511,23 @@ std::optional<std::string> SharedTableWriter::Segment::verify(std::uint64_t* use
         return "index at " + std::to_string(index_offset) + " lies outside the reserved pages";
     std::uint64_t keys = 0, bytes = 0, expiring = 0, taken = 0;
     const Slot* index = slots();
+    // First every slot's own bounds, so that the probe walks below (which
+    // read the keys of other slots) read nothing unchecked.
+    for (std::uint64_t i = 0; i < slot_count; ++i) {
+        const std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
+        if (offset == empty_slot || offset == deleted_slot)
+            continue;
+        if (offset == inline_slot) {
+            if (std::uint64_t(index[i].key_size) + index[i].value_size > inline_capacity)
+                return "slot " + std::to_string(i) + " holds an inline pair longer than a slot";
+            continue;
+        }
+        if (offset < table_header_size || offset % alignof(Entry) != 0 || offset > limit - sizeof(Entry))
+            return "slot " + std::to_string(i) + " refers to an entry outside the reserved pages";
+        const Entry* e = entry(offset);
+        if (std::uint64_t(e->key_size) + e->value_size > limit - offset - sizeof(Entry))
+            return "slot " + std::to_string(i) + "'s entry runs past the reserved pages";
+    }
     for (std::uint64_t i = 0; i < slot_count; ++i) {
         const std::uint64_t offset = index[i].entry.load(std::memory_order_relaxed);
         if (offset == empty_slot)
@@ -501,24 +535,10 @@ std::optional<std::string> SharedTableWriter::Segment::verify(std::uint64_t* use
         ++taken;
         if (offset == deleted_slot)
             continue;
-        std::string_view key;
-        std::uint64_t value_size = 0;
-        if (offset == inline_slot) {
-            if (std::uint64_t(index[i].key_size) + index[i].value_size > inline_capacity)
-                return "slot " + std::to_string(i) + " holds an inline pair longer than a slot";
-            key = { index[i].bytes, index[i].key_size };
-            value_size = index[i].value_size;
-        } else {
-            if (offset < table_header_size || offset % alignof(Entry) != 0 || offset > limit - sizeof(Entry))
-                return "slot " + std::to_string(i) + " refers to an entry outside the reserved pages";
-            const Entry* e = entry(offset);
-            if (std::uint64_t(e->key_size) + e->value_size > limit - offset - sizeof(Entry))
-                return "slot " + std::to_string(i) + "'s entry runs past the reserved pages";
-            key = key_of(e);
-            value_size = e->value_size;
-            if (e->expires_at != never_expires)
-                ++expiring;
-        }
+        const std::string_view key = slot_key(index[i]);
+        const std::uint64_t value_size = slot_value(index[i]).size();
+        if (offset != inline_slot && entry(offset)->expires_at != never_expires)
+            ++expiring;
         if (index[i].tag.load(std::memory_order_relaxed) != hash_key(key))
             return "slot " + std::to_string(i) + "'s tag is not its key's hash";
         // Reachable from its home slot, and the only slot of its key.
@@ -528,8 +548,8 @@ std::optional<std::string> SharedTableWriter::Segment::verify(std::uint64_t* use
         ++keys;
         bytes += key.size() + value_size;
     }
-    // Boost's own walk of the heap's free blocks (it takes the heap's lock,
-    // which only a change in flight can hold: adopt() looked at that first).
+    // Boost's own walk of the heap's free blocks (a managed_external_buffer
+    // has no lock: a null mutex; only this writer allocates).
     if (!const_cast<bip::managed_external_buffer&>(heap).check_sanity())
         return std::string("its heap's free blocks are inconsistent");
     if (keys != header->keys.load(std::memory_order_relaxed) || bytes != header->bytes.load(std::memory_order_relaxed)
