@@ -63,6 +63,14 @@ void append_list_entry(std::string& out, const Bucket& bucket, resp::Protocol pr
     append_resp(out, record_of(bucket), &stats, protocol);
 }
 
+// MONITOR's answer: the exit, and what follows it, as a simple string.
+std::string monitor_reply(const std::string& text)
+{
+    std::string out;
+    resp::append_simple(out, text);
+    return out;
+}
+
 std::string error_reply(ErrorCode code, const std::string& message)
 {
     std::string out;
@@ -466,18 +474,14 @@ void Registry::dispatch(Bucket& bucket, BucketEvent event, const std::string& me
             const std::string why = "gave up: unable to restart: " + *error;
             log_line(LogLevel::error, describe(bucket) + " " + why);
             ++counters_.given_up;
-            std::string monitor_reply;
-            resp::append_simple(monitor_reply, why);
-            retire(bucket, monitor_reply, error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " " + why));
+            retire(bucket, monitor_reply(why), error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " " + why));
         }
         return;
 
     case BucketTransition::cancel_restart: {
         bucket.state = step.next;
         log_line(describe(bucket) + " stopped while waiting to restart");
-        std::string monitor_reply;
-        resp::append_simple(monitor_reply, "stopped before its restart");
-        retire(bucket, monitor_reply, error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " was stopped before its restart"));
+        retire(bucket, monitor_reply("stopped before its restart"), error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " was stopped before its restart"));
         return;
     }
 
@@ -622,10 +626,9 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     for (const auto& [connection, waiter] : waiting_for_ready)
         add_waiter(next, &Bucket::waiting_for_ready, waiter);
 
-    std::string monitor_reply;
-    resp::append_simple(monitor_reply, why + "; restarting");
+    const std::string restarting = monitor_reply(why + "; restarting");
     for (const auto& [connection, waiter] : monitors)
-        waiter.send(monitor_reply);
+        waiter.send(restarting);
 
     const auto delay = next.intensity.delay(options_.supervision);
     if (delay.count() > 0)
@@ -666,11 +669,10 @@ void Registry::remove(Bucket& bucket, BucketState was, const ExitReason& reason,
     if (!gave_up.empty())
         ++counters_.given_up;
 
-    std::string monitor_reply;
-    resp::append_simple(monitor_reply, gave_up.empty() ? why : gave_up);
+    const std::string exit_reply = monitor_reply(gave_up.empty() ? why : gave_up);
     std::string create_error = error_reply(ErrorCode::error, "bucket " + printable(bucket.name) + " "
         + (!gave_up.empty() ? gave_up : (bucket.failure.empty() ? why : bucket.failure + "; " + why) + " before it was ready"));
-    retire(bucket, monitor_reply, create_error);
+    retire(bucket, exit_reply, create_error);
 }
 
 void Registry::retire(Bucket& bucket, const std::string& monitor_reply, const std::string& create_error)
