@@ -298,27 +298,6 @@ private:
     std::unique_ptr<kv::NameTableReader> names_;
 };
 
-// A bucket name as kvctl's messages show it: printable()'s escapes, and,
-// for a name that is not UTF-8 (which CREATE refuses), every byte past
-// ASCII as \xNN too, so kvctl never echoes invalid bytes to a terminal.
-std::string shown_name(const std::string& name)
-{
-    std::string shown = kv::printable(name);
-    if (!kv::bucket_name_error(name))
-        return shown;
-    std::string escaped;
-    for (unsigned char c : shown) {
-        if (c < 0x80) {
-            escaped += static_cast<char>(c);
-        } else {
-            char code[8];
-            std::snprintf(code, sizeof code, "\\x%02x", c);
-            escaped += code;
-        }
-    }
-    return escaped;
-}
-
 std::string json_string(const std::string& bytes)
 {
     std::string out = "\"";
@@ -632,7 +611,7 @@ int main(int argc, char** argv)
         return exit_usage;
     }
 
-    const std::string shown = shown_name(name);
+    const std::string shown = kv::shown_bucket_name(name);
     try {
         std::optional<std::chrono::steady_clock::time_point> deadline;
         if (timeout_seconds > 0 && (!*monitor || timeout->count() > 0))

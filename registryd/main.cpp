@@ -33,27 +33,28 @@
 #include "run_dir_lock.h"
 #include "service_manager.h"
 #include "socket_file.h"
-#include "spawn_bucket.h"
+#include "spawn.h"
 #include "system_error.h"
+#include "text_server.h"
 #include "unique_fd.h"
 
 namespace {
 
-// Where bucketd is when --bucketd is not given, found from where registryd
-// itself is (/proc/self/exe): installed, it is <prefix>/libexec/kv/bucketd
-// beside <prefix>/bin/registryd (an internal program, not on PATH; the
-// relative path comes from the install rules in CMakeLists.txt); in the build
-// tree both are in bin/, side by side.
-std::string default_bucketd_path()
+// Where bucketd (or textd) is when --bucketd (--textd) is not given, found
+// from where registryd itself is (/proc/self/exe): installed, it is
+// <prefix>/libexec/kv/bucketd beside <prefix>/bin/registryd (an internal
+// program, not on PATH; the relative path comes from the install rules in
+// CMakeLists.txt); in the build tree they are all in bin/, side by side.
+std::string default_program_path(const std::string& program)
 {
     std::error_code error;
     auto self = std::filesystem::read_symlink("/proc/self/exe", error);
     if (error)
-        return "bucketd";
-    auto installed = (self.parent_path() / KV_BUCKETD_FROM_BINDIR).lexically_normal();
+        return program;
+    auto installed = (self.parent_path() / KV_LIBEXEC_FROM_BINDIR / program).lexically_normal();
     if (std::filesystem::exists(installed, error))
         return installed.string();
-    return (self.parent_path() / "bucketd").string();
+    return (self.parent_path() / program).string();
 }
 
 // What the connection commands every socket serves know of the registry.
@@ -62,7 +63,8 @@ std::string default_bucketd_path()
 // registryd's status: who it is, what it holds, and what its buckets did
 // since it started (RegistryCounters); `server` is set once the registry's
 // RespServer exists, before any client can ask.
-kv::ServerRole registry_role(const kv::Registry& registry, const std::string& run_dir, const kv::RespServer* const& server)
+kv::ServerRole registry_role(const kv::Registry& registry, const std::string& run_dir, const kv::RespServer* const& server,
+    const kv::TextServer* text_server)
 {
     kv::ServerRole role;
     role.name = "registry";
@@ -70,7 +72,7 @@ kv::ServerRole registry_role(const kv::Registry& registry, const std::string& ru
     role.transactions = kv::Transactions::refused;
     role.extra_section = "Registry";
     const auto started = std::chrono::steady_clock::now();
-    role.extra_section_lines = [&registry, run_dir, &server, started](std::string& out) {
+    role.extra_section_lines = [&registry, run_dir, &server, text_server, started](std::string& out) {
         auto line = [&out](std::string_view field, const std::string& value) {
             out.append(field).append(":").append(value).append("\r\n");
         };
@@ -93,6 +95,12 @@ kv::ServerRole registry_role(const kv::Registry& registry, const std::string& ru
         line("connected_clients", std::to_string(server ? server->connection_count() : 0));
         line("history_entries", std::to_string(registry.exit_history().size()));
         line("history_size", std::to_string(registry.exit_history().capacity()));
+        // The text server (--text-listen): where it listens (empty: not
+        // asked for), its textd's pid (-1 between a crash and its restart)
+        // and how many times it was restarted.
+        line("text_listen", text_server ? text_server->address() : "");
+        line("text_server_pid", std::to_string(text_server ? text_server->pid() : -1));
+        line("text_server_restarts", std::to_string(text_server ? text_server->restarts() : 0));
     };
     return role;
 }
@@ -108,14 +116,18 @@ int main(int argc, char** argv)
                    "was removed or replaced." };
     std::string run_dir_flag;
     kv::RegistryOptions options;
-    options.bucketd_path = default_bucketd_path();
+    options.bucketd_path = default_program_path("bucketd");
+    std::string textd_path = default_program_path("textd");
+    std::string text_listen;
     long ready_timeout_ms = 5000;
     long stop_grace_ms = 2000;
     int notify_fd = -1;
     app.set_version_flag("--version", "registryd " KV_VERSION, "Print the version and exit");
     std::string log_level_name = "info";
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)");
-    app.add_option("--bucketd", options.bucketd_path, "bucketd executable (default: <registryd's directory>/" KV_BUCKETD_FROM_BINDIR " if it exists, as installed; else the bucketd beside registryd, as in the build tree)")->capture_default_str();
+    app.add_option("--bucketd", options.bucketd_path, "bucketd executable (default: <registryd's directory>/" KV_LIBEXEC_FROM_BINDIR "/bucketd if it exists, as installed; else the bucketd beside registryd, as in the build tree)")->capture_default_str();
+    app.add_option("--text-listen", text_listen, "Serve the guide's text protocol on this TCP address, HOST:PORT or PORT (HOST 127.0.0.1), through textd, which registryd starts and restarts; the protocol has no authentication");
+    app.add_option("--textd", textd_path, "textd executable (default: found as bucketd is)")->capture_default_str();
     app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
     app.add_option("--bucket-size", options.bucket_size, "Bytes of shared memory per bucket")->capture_default_str()->check(CLI::Range(std::size_t(1) << 17, std::size_t(1) << 40));
     kv::ServerConfig& server_config = options.server;
@@ -224,6 +236,14 @@ int main(int argc, char** argv)
                 + " processes, removed " + std::to_string(dead.segments) + " segments");
         if (::access(options.bucketd_path.c_str(), X_OK) == -1)
             throw kv::SystemError("unable to use bucketd executable", options.bucketd_path, errno);
+        // The text server's port is bound now, so a port in use stops
+        // registryd here (exit 1) rather than a textd later.
+        std::optional<kv::TcpListener> text_listener;
+        if (!text_listen.empty()) {
+            if (::access(textd_path.c_str(), X_OK) == -1)
+                throw kv::SystemError("unable to use textd executable", textd_path, errno);
+            text_listener = kv::listen_tcp(text_listen);
+        }
         // What this instance will make is recorded before any of it exists,
         // so a successor can find all of it whatever moment we die at.
         options.instance = kv::new_instance_id();
@@ -232,6 +252,11 @@ int main(int argc, char** argv)
 
         kv::prepare_spawning(); // before any client or bucket: its descriptor numbers stay small
         kv::Registry registry(io, dir, options);
+        std::optional<kv::TextServer> text_server;
+        if (text_listener)
+            text_server.emplace(io, std::move(*text_listener),
+                kv::TextServerOptions { textd_path, run_dir_path, options.instance, server_config, *kv::parse_log_level(log_level_name),
+                    supervision, options.stop_grace });
         kv::SocketFile registry_socket = kv::SocketFile::listen(dir.fd(), kv::registry_socket_name,
             kv::registry_socket_path(run_dir_path), server_config.admits_others() ? 0666 : 0600);
         const kv::RespServer* registry_server = nullptr;
@@ -243,7 +268,7 @@ int main(int argc, char** argv)
                         + kv::describe_peer(reply.session().fd()) + ")");
                 kv::run_registry_command(registry, request, reply.defer());
             },
-            server_config, registry_role(registry, run_dir_path, registry_server));
+            server_config, registry_role(registry, run_dir_path, registry_server, text_server ? &*text_server : nullptr));
         registry_server = &server;
 
         int exit_code = 0;
@@ -255,7 +280,13 @@ int main(int argc, char** argv)
             kv::log_line(kv::LogLevel::notice, why + ", stopping " + std::to_string(registry.size()) + " buckets");
             server.close();
             registry_socket.remove();
-            registry.shutdown([&io] { io.stop(); });
+            // The text server first: then no client of it can ask for a
+            // bucket while the buckets stop.
+            auto stop_buckets = [&registry, &io] { registry.shutdown([&io] { io.stop(); }); };
+            if (text_server)
+                text_server->stop(stop_buckets);
+            else
+                stop_buckets();
         };
 
         stop_signals.async_wait([&](const boost::system::error_code& error, int signal) {
@@ -297,6 +328,10 @@ int main(int argc, char** argv)
         watch_run_dir();
 
         kv::log_line(kv::LogLevel::notice, "listening on " + registry_socket.path());
+        if (text_server) {
+            kv::log_line(kv::LogLevel::notice, "text server listening on " + text_server->address());
+            text_server->start();
+        }
         service_manager.ready(registry.size()); // listen(2) was called: a connect succeeds from now on
         if (notify_fd >= 0) {
             kv::UniqueFd notify(notify_fd);

@@ -17,7 +17,7 @@
 #include "run_dir.h"
 #include "socket_file.h"
 #include "shared_table.h"
-#include "spawn_bucket.h"
+#include "spawn.h"
 #include "system_error.h"
 
 namespace kv {

@@ -68,7 +68,7 @@ TEST(BucketLaunch, BucketdRefusesAnEnvironmentRegistrydWouldNotWrite)
         kv::decode_bucket_environment(std::ref(environment));
         ADD_FAILURE() << "decoded without KV_SEGMENT_FD";
     } catch (const std::invalid_argument& error) {
-        EXPECT_STREQ(error.what(), "missing KV_SEGMENT_FD (bucketd is started by registryd)");
+        EXPECT_STREQ(error.what(), "missing KV_SEGMENT_FD (started by registryd)");
     }
     Environment bad_size(sample());
     bad_size.variables["KV_BUCKET_SIZE"] = "12x";

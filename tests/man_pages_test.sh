@@ -19,7 +19,7 @@ render()
     [[ ! -s $warnings ]] || kv_fail "man -l $1 warns: $(cat "$warnings")"
 }
 
-for page in registryd.8 bucketd.8 kvctl.1; do
+for page in registryd.8 bucketd.8 textd.8 kvctl.1; do
     for file in "$man_dir/$page" "$man_dir/$page.gz"; do
         [[ -f $file ]] || kv_fail "$file was not built"
     done
@@ -29,7 +29,7 @@ for page in registryd.8 bucketd.8 kvctl.1; do
         grep -qx "$section" <<<"$text" || kv_fail "$page has no $section section"
     done
     program=${page%.*}
-    if [[ $program != bucketd ]]; then
+    if [[ $program != bucketd && $program != textd ]]; then
         # Every long option of --help (and of each subcommand's --help).
         helps=$("$bin/$program" --help)
         if [[ $program == kvctl ]]; then

@@ -1,6 +1,6 @@
 // spawn_bucket with stand-ins for bucketd: what the child starts with, and
 // that a set-up failure's reason reaches registryd (README "Processes").
-#include "spawn_bucket.h"
+#include "spawn.h"
 
 #include <fcntl.h>
 #include <signal.h>

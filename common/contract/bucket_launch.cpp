@@ -31,7 +31,7 @@ std::string required(const EnvironmentLookup& lookup, const char* name)
 {
     const char* value = lookup(name);
     if (!value || !*value)
-        throw std::invalid_argument(std::string("missing ") + name + " (bucketd is started by registryd)");
+        throw std::invalid_argument(std::string("missing ") + name + " (started by registryd)");
     return value;
 }
 
@@ -54,6 +54,14 @@ int descriptor(const EnvironmentLookup& lookup, const char* name)
     return fd;
 }
 
+LogLevel log_level(const EnvironmentLookup& lookup)
+{
+    const std::string level = required(lookup, "KV_LOG_LEVEL");
+    if (auto parsed = parse_log_level(level))
+        return *parsed;
+    throw std::invalid_argument("KV_LOG_LEVEL is not a log level: " + printable(level));
+}
+
 } // namespace
 
 int decode_notify_descriptor(const EnvironmentLookup& lookup) { return descriptor(lookup, "KV_NOTIFY_FD"); }
@@ -73,11 +81,31 @@ BucketEnvironment decode_bucket_environment(const EnvironmentLookup& lookup)
     environment.debug_command_enabled = debug && std::string_view(debug) == "1";
     const char* keep = lookup("KV_KEEP_DATA");
     environment.keep_data = keep && std::string_view(keep) == "1";
-    const std::string level = required(lookup, "KV_LOG_LEVEL");
-    if (auto parsed = parse_log_level(level))
-        environment.log_level = *parsed;
-    else
-        throw std::invalid_argument("KV_LOG_LEVEL is not a log level: " + printable(level));
+    environment.log_level = log_level(lookup);
+    return environment;
+}
+
+std::vector<std::pair<std::string, std::string>> encode(const TextServerEnvironment& environment)
+{
+    return {
+        { instance_environment_variable, environment.instance },
+        { "KV_LISTEN_FD", std::to_string(environment.listen_fd) },
+        { "KV_NOTIFY_FD", std::to_string(environment.notify_fd) },
+        { "KV_RUN_DIR", environment.run_dir },
+        { "KV_SERVER_CONFIG", environment.server_config.encode() },
+        { "KV_LOG_LEVEL", std::string(to_string(environment.log_level)) },
+    };
+}
+
+TextServerEnvironment decode_text_server_environment(const EnvironmentLookup& lookup)
+{
+    TextServerEnvironment environment;
+    environment.notify_fd = decode_notify_descriptor(lookup);
+    environment.instance = required(lookup, instance_environment_variable);
+    environment.listen_fd = descriptor(lookup, "KV_LISTEN_FD");
+    environment.run_dir = required(lookup, "KV_RUN_DIR");
+    environment.server_config = ServerConfig::decode(required(lookup, "KV_SERVER_CONFIG"));
+    environment.log_level = log_level(lookup);
     return environment;
 }
 

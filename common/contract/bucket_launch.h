@@ -1,5 +1,6 @@
-// The launch contract between registryd and bucketd, in one place: what a
-// bucket is given when it starts and the one line it answers.
+// The launch contracts between registryd and the programs it starts, in one
+// place: what bucketd and textd are given when they start, and the one line
+// each answers on its readiness pipe.
 //
 // A bucket's name is its one argument (so `ps` shows "bucketd <name>" and
 // nothing else); everything else comes in its environment:
@@ -63,10 +64,35 @@ inline const EnvironmentLookup process_environment = [](const char* name) { retu
 int decode_notify_descriptor(const EnvironmentLookup& lookup = process_environment);
 
 // bucketd's side, through `lookup` (std::getenv by default). Throws
-// std::invalid_argument with one line ("missing KV_SEGMENT_FD (bucketd is
-// started by registryd)", "KV_BUCKET_SIZE is not a number: x") on anything
-// encode() would not have written.
+// std::invalid_argument with one line ("missing KV_SEGMENT_FD (started by
+// registryd)", "KV_BUCKET_SIZE is not a number: x") on anything encode()
+// would not have written.
 BucketEnvironment decode_bucket_environment(const EnvironmentLookup& lookup = process_environment);
+
+// textd, the guide's text server (textd/main.cpp), started with
+// --text-listen. Its one argument is the address it serves (`ps` shows
+// "textd 127.0.0.1:4040"); in its environment:
+//   KV_INSTANCE      as a bucket's
+//   KV_LISTEN_FD     the listening TCP socket registryd bound (registryd
+//                    keeps it across restarts: clients queue meanwhile)
+//   KV_NOTIFY_FD     its readiness pipe, as a bucket's
+//   KV_RUN_DIR       the run directory, where it finds the registry's socket
+//                    and the name table, as kvctl does
+//   KV_SERVER_CONFIG the limits every socket of the instance enforces: its
+//                    connections, line length (max_inline_length) and stall timeout
+//   KV_LOG_LEVEL     as a bucket's
+struct TextServerEnvironment {
+    std::string instance;
+    int listen_fd = -1;
+    int notify_fd = -1;
+    std::string run_dir;
+    ServerConfig server_config;
+    LogLevel log_level = LogLevel::info;
+};
+
+std::vector<std::pair<std::string, std::string>> encode(const TextServerEnvironment& environment);
+// Throws as decode_bucket_environment does.
+TextServerEnvironment decode_text_server_environment(const EnvironmentLookup& lookup = process_environment);
 
 // The readiness line.
 inline constexpr std::string_view ready_line = "\n";

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "log.h"
+
 namespace kv {
 
 namespace {
@@ -86,6 +88,24 @@ std::optional<std::string> bucket_name_error(std::string_view name)
         at += length;
     }
     return std::nullopt;
+}
+
+std::string shown_bucket_name(std::string_view name)
+{
+    std::string shown = printable(name);
+    if (!bucket_name_error(name))
+        return shown;
+    std::string escaped;
+    for (unsigned char c : shown) {
+        if (c < 0x80) {
+            escaped += static_cast<char>(c);
+        } else {
+            char code[8];
+            std::snprintf(code, sizeof code, "\\x%02x", c);
+            escaped += code;
+        }
+    }
+    return escaped;
 }
 
 } // namespace kv

@@ -19,4 +19,9 @@ constexpr std::size_t max_bucket_name_length = 255;
 // error line.
 std::optional<std::string> bucket_name_error(std::string_view name);
 
+// A name as messages show it (kvctl's, textd's log): printable()'s escapes,
+// and, for a name that is not valid (CREATE refuses it), every byte past
+// ASCII as \xNN too, so no message carries invalid bytes to a terminal.
+std::string shown_bucket_name(std::string_view name);
+
 } // namespace kv

@@ -1,5 +1,6 @@
-// spawn_bucket: starts one bucketd (clone with CLONE_VM, CLONE_VFORK,
-// CLONE_FILES and CLONE_PIDFD, then exec) and pins it with a pidfd.
+// Spawning registryd's children: bucketd (one per bucket) and textd (the
+// text server): clone with CLONE_VM, CLONE_VFORK, CLONE_FILES and
+// CLONE_PIDFD, then exec, each pinned by its pidfd from the start.
 #pragma once
 
 #include <sys/types.h>
@@ -17,11 +18,12 @@ struct BucketLaunch {
     BucketEnvironment environment; // its notify_fd is filled in by spawn_bucket
 };
 
-struct SpawnedBucket {
+struct SpawnedProcess {
     pid_t pid = -1;
     UniqueFd pidfd;        // the only handle registryd uses on the child
-    UniqueFd ready_pipe;   // read end, non-blocking; the bucket writes "\n" when ready
+    UniqueFd ready_pipe;   // read end, non-blocking; the child writes "\n" when ready
 };
+using SpawnedBucket = SpawnedProcess;
 
 // Forks and execs bucketd. The child runs in a session (and process group)
 // of its own, so terminal signals reach registryd alone and registryd can
@@ -34,6 +36,16 @@ struct SpawnedBucket {
 // Call it from the loop's thread only (PR_SET_PDEATHSIG follows the thread
 // that spawned), one spawn at a time.
 SpawnedBucket spawn_bucket(const BucketLaunch& launch);
+
+struct TextServerLaunch {
+    std::string textd_path;
+    std::string address;                // argv[1], so ps shows "textd 127.0.0.1:4040"
+    TextServerEnvironment environment;  // its notify_fd is filled in by spawn_text_server
+};
+
+// Starts textd as spawn_bucket starts bucketd, with the same guarantees; it
+// is handed its readiness pipe and the listening socket only.
+SpawnedProcess spawn_text_server(const TextServerLaunch& launch);
 
 // Reserves, now, the four descriptor numbers every spawn passes a bucket's
 // descriptors through (spawn_bucket.cpp says why), and the child's stack.

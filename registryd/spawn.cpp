@@ -1,4 +1,4 @@
-#include "spawn_bucket.h"
+#include "spawn.h"
 
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
+#include <tuple>
 #include <csignal>
 #include <cstring>
 #include <stdexcept>
@@ -91,6 +93,10 @@ struct ChildPlan {
     // its error reaches us, as it also shares our thread's errno.
     volatile int setup_errno = 0; // preparing the process failed
     volatile int exec_errno = 0;  // execve failed
+    // Which slots hold a descriptor of the child's, to be kept across exec.
+    bool hand_ready = false;
+    bool hand_segment = false;
+    bool hand_listener = false;
 };
 
 // In the child, before exec: system calls only. errno is read right after the
@@ -124,12 +130,15 @@ struct ChildPlan {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     KV_CHILD_CHECK(::dup2(plan->slots.null, STDIN_FILENO));
-    // Mark (not close) every inherited descriptor close-on-exec; then let
-    // the bucket's own three through.
+    // Mark (not close) every inherited descriptor close-on-exec ...
     KV_CHILD_CHECK(::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC));
-    KV_CHILD_CHECK(::fcntl(plan->slots.ready, F_SETFD, 0));
-    KV_CHILD_CHECK(::fcntl(plan->slots.segment, F_SETFD, 0));
-    KV_CHILD_CHECK(::fcntl(plan->slots.listener, F_SETFD, 0));
+    // then let the child's own through.
+    if (plan->hand_ready)
+        KV_CHILD_CHECK(::fcntl(plan->slots.ready, F_SETFD, 0));
+    if (plan->hand_segment)
+        KV_CHILD_CHECK(::fcntl(plan->slots.segment, F_SETFD, 0));
+    if (plan->hand_listener)
+        KV_CHILD_CHECK(::fcntl(plan->slots.listener, F_SETFD, 0));
 #undef KV_CHILD_CHECK
     ::execve(plan->path, plan->argv, plan->envp);
     const int saved = errno;
@@ -150,23 +159,32 @@ void prepare_spawning()
     child_stack_top();
 }
 
-SpawnedBucket spawn_bucket(const BucketLaunch& launch)
+namespace {
+
+// What one spawn hands down: up to two descriptors of ours (-1: none) that
+// the child finds in the segment and listener slots, besides its readiness
+// pipe; the environment is made once the slots' numbers are known.
+struct ProcessLaunch {
+    const std::string& path;
+    std::vector<std::string> argv;
+    int segment_fd = -1;
+    int listen_fd = -1;
+    std::function<std::vector<std::pair<std::string, std::string>>(const SpawnSlots&)> variables;
+};
+
+SpawnedProcess spawn_process(const ProcessLaunch& launch)
 {
     const SpawnSlots& slots = spawn_slots();
     char* const stack_top = child_stack_top();
-    Pipe ready = make_pipe("bucket readiness");
-    check(::fcntl(ready.read_end.get(), F_SETFL, O_NONBLOCK), "unable to configure the readiness pipe of", launch.bucketd_path);
+    Pipe ready = make_pipe("readiness");
+    check(::fcntl(ready.read_end.get(), F_SETFL, O_NONBLOCK), "unable to configure the readiness pipe of", launch.path);
 
-    // The environment: ours, less what is the bucket's to be told (its own
+    // The environment: ours, less what is the child's to be told (its own
     // KV_ variables) and what is registryd's alone: systemd's notification
-    // socket and watchdog (a bucket must not tell systemd it is ready or
-    // alive on registryd's behalf). JOURNAL_STREAM stays: the bucket writes
+    // socket and watchdog (a child must not tell systemd it is ready or
+    // alive on registryd's behalf). JOURNAL_STREAM stays: the child writes
     // to the same stderr.
-    BucketEnvironment bucket_environment = launch.environment;
-    bucket_environment.notify_fd = slots.ready;
-    bucket_environment.segment_fd = slots.segment;
-    bucket_environment.listen_fd = slots.listener;
-    const auto variables = encode(bucket_environment);
+    const auto variables = launch.variables(slots);
     std::vector<std::string> entries;
     for (char** entry = environ; entry && *entry; ++entry) {
         const std::string_view text(*entry);
@@ -185,12 +203,13 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
         envp.push_back(entry.data());
     envp.push_back(nullptr);
 
-    // argv is exactly {"bucketd", name}, so ps reads "bucketd shopping".
-    std::string program = "bucketd";
-    std::string name = launch.name;
-    std::vector<char*> argv { program.data(), name.data(), nullptr };
+    std::vector<std::string> arguments = launch.argv;
+    std::vector<char*> argv;
+    for (auto& argument : arguments)
+        argv.push_back(argument.data());
+    argv.push_back(nullptr);
 
-    // The bucket's descriptors go into the slots for the spawn, and /dev/null
+    // The child's descriptors go into the slots for the spawn, and /dev/null
     // goes back into them afterwards, whatever happens.
     struct SlotFiller {
         const SpawnSlots& slots;
@@ -200,11 +219,14 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
                 ::dup3(slots.null, slot, O_CLOEXEC);
         }
     } refill { slots };
-    for (auto [from, slot] : { std::pair { ready.write_end.get(), slots.ready }, std::pair { launch.environment.segment_fd, slots.segment },
-             std::pair { launch.environment.listen_fd, slots.listener } })
-        check(::dup3(from, slot, O_CLOEXEC), "unable to prepare the process for", launch.bucketd_path);
-
-    ChildPlan plan { launch.bucketd_path.c_str(), argv.data(), envp.data(), slots, ::getpid() };
+    ChildPlan plan { launch.path.c_str(), argv.data(), envp.data(), slots, ::getpid() };
+    for (auto [from, slot, handed] : { std::tuple { ready.write_end.get(), slots.ready, &plan.hand_ready },
+             std::tuple { launch.segment_fd, slots.segment, &plan.hand_segment }, std::tuple { launch.listen_fd, slots.listener, &plan.hand_listener } }) {
+        if (from == -1)
+            continue;
+        check(::dup3(from, slot, O_CLOEXEC), "unable to prepare the process for", launch.path);
+        *handed = true;
+    }
 
     // Every signal blocked across the clone, as posix_spawn does: until the
     // child resets their dispositions, registryd's handlers (SIGTERM, SIGINT
@@ -214,7 +236,7 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
     sigset_t all_signals, saved_mask;
     sigfillset(&all_signals);
     if (const int blocked = ::pthread_sigmask(SIG_SETMASK, &all_signals, &saved_mask); blocked != 0)
-        throw SystemError("unable to block signals to start", launch.bucketd_path, blocked);
+        throw SystemError("unable to block signals to start", launch.path, blocked);
     // CLONE_VM | CLONE_VFORK: the child borrows our memory until it execs,
     // so a spawn costs no copy of registryd's page tables; CLONE_FILES: nor
     // of its descriptor table (see SpawnSlots); CLONE_PIDFD: the pidfd is
@@ -224,15 +246,41 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
     const int clone_errno = errno;
     ::pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr); // the child has exec'd or exited: it no longer runs on our memory
     if (pid == -1)
-        throw SystemError("unable to start", launch.bucketd_path, clone_errno);
+        throw SystemError("unable to start", launch.path, clone_errno);
     UniqueFd pinned(pidfd);
     if (plan.setup_errno != 0 || plan.exec_errno != 0) {
         ::waitpid(pid, nullptr, 0); // it has exited: CLONE_VFORK let us run only after that
         if (plan.setup_errno != 0)
-            throw SystemError("unable to prepare the process for", launch.bucketd_path, plan.setup_errno);
-        throw std::runtime_error("unable to start " + launch.bucketd_path + ": " + std::strerror(plan.exec_errno));
+            throw SystemError("unable to prepare the process for", launch.path, plan.setup_errno);
+        throw std::runtime_error("unable to start " + launch.path + ": " + std::strerror(plan.exec_errno));
     }
-    return SpawnedBucket { pid, std::move(pinned), std::move(ready.read_end) };
+    return SpawnedProcess { pid, std::move(pinned), std::move(ready.read_end) };
+}
+
+} // namespace
+
+SpawnedBucket spawn_bucket(const BucketLaunch& launch)
+{
+    // argv is exactly {"bucketd", name}, so ps reads "bucketd shopping".
+    return spawn_process(ProcessLaunch { launch.bucketd_path, { "bucketd", launch.name }, launch.environment.segment_fd,
+        launch.environment.listen_fd, [&launch](const SpawnSlots& slots) {
+            BucketEnvironment environment = launch.environment;
+            environment.notify_fd = slots.ready;
+            environment.segment_fd = slots.segment;
+            environment.listen_fd = slots.listener;
+            return encode(environment);
+        } });
+}
+
+SpawnedProcess spawn_text_server(const TextServerLaunch& launch)
+{
+    return spawn_process(ProcessLaunch { launch.textd_path, { "textd", launch.address }, -1, launch.environment.listen_fd,
+        [&launch](const SpawnSlots& slots) {
+            TextServerEnvironment environment = launch.environment;
+            environment.notify_fd = slots.ready;
+            environment.listen_fd = slots.listener;
+            return encode(environment);
+        } });
 }
 
 } // namespace kv

@@ -1,0 +1,261 @@
+#include "text_server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+#include "bucket.h"
+#include "log.h"
+#include "pidfd.h"
+#include "system_error.h"
+
+namespace kv {
+
+namespace {
+
+std::string shown(const sockaddr* address)
+{
+    char host[INET6_ADDRSTRLEN] = "";
+    if (address->sa_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
+        ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+    }
+    const auto* in = reinterpret_cast<const sockaddr_in*>(address);
+    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+}
+
+} // namespace
+
+TcpListener listen_tcp(const std::string& address)
+{
+    const auto fail = [&address](const std::string& why) { return std::runtime_error("unable to listen on " + address + ": " + why); };
+    std::string host = "127.0.0.1";
+    std::string port = address;
+    if (const auto colon = address.rfind(':'); colon != std::string::npos) {
+        host = address.substr(0, colon);
+        port = address.substr(colon + 1);
+        if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+            host = host.substr(1, host.size() - 2);
+        if (host.empty())
+            host = "127.0.0.1";
+    }
+    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535)
+        throw fail("expected HOST:PORT or PORT, with PORT a number from 0 to 65535");
+    addrinfo hints {};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    if (const int error = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); error != 0)
+        throw fail(error == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(error));
+    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> results(found, &::freeaddrinfo);
+    UniqueFd listener(::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!listener)
+        throw fail(std::strerror(errno));
+    const int one = 1;
+    ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); // a restart of registryd rebinds at once
+    // 511: Redis's tcp-backlog; clients wait there while textd restarts.
+    if (::bind(listener.get(), found->ai_addr, found->ai_addrlen) == -1 || ::listen(listener.get(), 511) == -1)
+        throw fail(std::strerror(errno));
+    sockaddr_storage bound {};
+    socklen_t length = sizeof bound;
+    if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&bound), &length) == -1)
+        throw fail(std::strerror(errno));
+    return TcpListener { std::move(listener), shown(reinterpret_cast<const sockaddr*>(&bound)) };
+}
+
+TextServer::TextServer(asio::io_context& io, TcpListener listener, TextServerOptions options)
+    : io_(io)
+    , listener_(std::move(listener.fd))
+    , address_(std::move(listener.address))
+    , options_(std::move(options))
+    , timer_(io)
+{
+}
+
+TextServer::~TextServer()
+{
+    if (!pidfd_)
+        return;
+    kill_group();
+    siginfo_t info {};
+    ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_->native_handle()), &info, WEXITED);
+}
+
+std::string TextServer::describe() const { return "text server on " + address_ + " (textd pid " + std::to_string(pid_) + ")"; }
+
+void TextServer::start() { spawn(); }
+
+void TextServer::spawn()
+{
+    TextServerLaunch launch;
+    launch.textd_path = options_.textd_path;
+    launch.address = address_;
+    launch.environment.instance = options_.instance;
+    launch.environment.listen_fd = listener_.get();
+    launch.environment.run_dir = options_.run_dir;
+    launch.environment.server_config = options_.server;
+    launch.environment.log_level = options_.log_level;
+    SpawnedProcess spawned;
+    try {
+        spawned = spawn_text_server(launch);
+    } catch (const std::exception& error) {
+        // As for a crash: try again later, and say so.
+        log_line(LogLevel::error, "unable to start the text server on " + address_ + ": " + error.what() + "; trying again in "
+                + std::to_string(options_.supervision.max_seconds.count()) + " s");
+        timer_.expires_after(options_.supervision.max_seconds);
+        timer_.async_wait([this](const boost::system::error_code& error) {
+            if (!error && !stopping_)
+                spawn();
+        });
+        return;
+    }
+    pid_ = spawned.pid;
+    ready_text_.clear();
+    pidfd_ = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.pidfd.release());
+    ready_pipe_ = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.ready_pipe.release());
+    ready_pipe_->async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& error) {
+        if (!error)
+            on_readable_pipe();
+    });
+    pidfd_->async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& error) {
+        if (!error)
+            on_exit();
+    });
+    // Edge-triggered reactor: an exit before the arming above would be missed.
+    siginfo_t info {};
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_->native_handle()), &info, WEXITED | WNOHANG | WNOWAIT) == 0
+        && info.si_pid != 0)
+        asio::post(io_, [this, pid = pid_] {
+            if (pid_ == pid && pidfd_)
+                on_exit();
+        });
+}
+
+void TextServer::on_readable_pipe()
+{
+    if (!ready_pipe_)
+        return;
+    bool at_end = false;
+    for (;;) {
+        char buffer[256];
+        const ssize_t size = ::read(ready_pipe_->native_handle(), buffer, sizeof buffer);
+        if (size > 0) {
+            ready_text_.append(buffer, static_cast<std::size_t>(size));
+            if (ready_text_.size() < longest_readiness_line)
+                continue;
+        } else if (size == -1 && errno == EINTR) {
+            continue;
+        } else {
+            at_end = size == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+        }
+        break;
+    }
+    std::string why;
+    switch (parse_readiness(ready_text_, at_end, why)) {
+    case Readiness::waiting:
+        ready_pipe_->async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& error) {
+            if (!error)
+                on_readable_pipe();
+        });
+        return;
+    case Readiness::ready: log_line(LogLevel::notice, describe() + " ready"); break;
+    case Readiness::failed: log_line(LogLevel::error, describe() + " could not start: " + why); break;
+    case Readiness::closed: break; // its exit says the rest
+    }
+    ready_pipe_.reset();
+}
+
+void TextServer::kill_group()
+{
+    // Its handlers share its process group (they are its children, forked
+    // without a session of their own); the pidfd reaches textd even if it
+    // left the group.
+    if (pid_ > 1 && ::kill(-pid_, SIGKILL) == -1 && errno != ESRCH)
+        log_line(LogLevel::error, describe() + ": unable to kill its process group: " + std::strerror(errno));
+    if (pidfd_ && ::pidfd_send_signal(pidfd_->native_handle(), SIGKILL, nullptr, 0) == -1 && errno != ESRCH)
+        log_line(LogLevel::error, describe() + ": unable to send SIGKILL: " + std::strerror(errno));
+}
+
+void TextServer::on_exit()
+{
+    siginfo_t info {};
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_->native_handle()), &info, WEXITED | WNOHANG | WNOWAIT) == -1
+        || info.si_pid == 0) {
+        pidfd_->async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& error) {
+            if (!error)
+                on_exit();
+        });
+        return;
+    }
+    // Unreaped, it keeps its pid and so its group's id: kill the group
+    // (the handlers still serving), then reap.
+    const ExitReason reason { info.si_code, info.si_status };
+    if (ready_pipe_)
+        on_readable_pipe(); // its last words, if it could not start
+    ready_pipe_.reset();
+    kill_group();
+    ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_->native_handle()), &info, WEXITED | WNOHANG);
+    const std::string who = describe();
+    pidfd_.reset();
+    pid_ = -1;
+    if (stopping_) {
+        timer_.cancel();
+        log_line(LogLevel::info, who + " stopped");
+        if (auto done = std::exchange(stopped_, nullptr))
+            done();
+        return;
+    }
+    ++restarts_;
+    std::chrono::milliseconds delay { 0 };
+    if (intensity_.admit(std::chrono::steady_clock::now(), options_.supervision)) {
+        delay = intensity_.delay(options_.supervision);
+        log_line(LogLevel::warning, who + " " + reason.describe() + "; restarting" + (delay.count() > 0 ? " in " + std::to_string(delay.count()) + " ms" : ""));
+    } else {
+        delay = options_.supervision.max_seconds;
+        log_line(LogLevel::error, who + " " + reason.describe() + "; it ended " + std::to_string(intensity_.recent()) + " times in "
+                + std::to_string(options_.supervision.max_seconds.count()) + " s, restarting in " + std::to_string(options_.supervision.max_seconds.count()) + " s");
+    }
+    if (delay.count() == 0) {
+        spawn();
+        return;
+    }
+    timer_.expires_after(delay);
+    timer_.async_wait([this](const boost::system::error_code& error) {
+        if (!error && !stopping_)
+            spawn();
+    });
+}
+
+void TextServer::stop(std::function<void()> done)
+{
+    stopping_ = true;
+    timer_.cancel();
+    if (!pidfd_) {
+        done();
+        return;
+    }
+    stopped_ = std::move(done);
+    if (::pidfd_send_signal(pidfd_->native_handle(), SIGTERM, nullptr, 0) == -1 && errno != ESRCH)
+        log_line(LogLevel::error, describe() + ": unable to send SIGTERM: " + std::strerror(errno));
+    timer_.expires_after(options_.stop_grace);
+    timer_.async_wait([this](const boost::system::error_code& error) {
+        if (!error && pidfd_) {
+            log_line(LogLevel::warning, describe() + " still running " + std::to_string(options_.stop_grace.count()) + " ms after SIGTERM; SIGKILL");
+            kill_group();
+        }
+    });
+}
+
+} // namespace kv

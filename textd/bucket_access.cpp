@@ -1,0 +1,169 @@
+#include "bucket_access.h"
+
+#include <stdexcept>
+#include <utility>
+
+#include "bucket_name.h"
+#include "error_code.h"
+#include "instance_record.h"
+#include "log.h"
+#include "system_error.h"
+
+namespace kv::text {
+
+namespace {
+
+// Buckets one connection keeps open at once (a socket and a mapping each);
+// past it, they are all closed and reopened as they come.
+constexpr std::size_t most_open_buckets = 32;
+
+} // namespace
+
+BucketAccess::BucketAccess(const std::string& run_dir, std::chrono::milliseconds call_timeout)
+    : dir_(RunDir::open_trusted(run_dir))
+    , call_timeout_(call_timeout)
+{
+    if (auto record = read_instance_record(dir_))
+        names_ = NameTableReader::open(record->names_segment, dir_.owner());
+}
+
+ConnectOptions BucketAccess::options() const
+{
+    return ConnectOptions { dir_.owner(), std::chrono::steady_clock::now() + call_timeout_ };
+}
+
+resp::Value BucketAccess::registry_call(const std::vector<std::string>& request)
+{
+    // A connection per call: CREATE and a LOOKUP are rare here, and a text
+    // client must not hold one of registryd's --max-connections for its
+    // whole life.
+    Client registry = Client::connect(registry_socket_path(dir_.path()), options());
+    return registry.call(request);
+}
+
+BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcome, std::string& why)
+{
+    // A name no bucket can have (too long, not UTF-8 ...) is simply not found.
+    if (bucket_name_error(name)) {
+        outcome = Outcome::not_found;
+        return nullptr;
+    }
+    BucketRecord record;
+    const std::string wanted(name);
+    if (!names_ || names_->lookup(wanted, record) != NameTableReader::Result::found) {
+        // Not in the table: gone, or being restarted (the table holds ready
+        // buckets only). LOOKUP waits through a restart.
+        try {
+            const resp::Value reply = registry_call({ "LOOKUP", wanted });
+            if (reply.is_error()) {
+                outcome = error_code_of(reply.text) == ErrorCode::not_found ? Outcome::not_found : Outcome::failed;
+                why = "LOOKUP " + shown_bucket_name(wanted) + ": " + reply.text;
+                return nullptr;
+            }
+            auto decoded = decode_bucket_record(reply);
+            if (!decoded) {
+                outcome = Outcome::failed;
+                why = "LOOKUP " + shown_bucket_name(wanted) + ": a reply textd cannot read";
+                return nullptr;
+            }
+            record = std::move(*decoded);
+        } catch (const std::exception& error) {
+            outcome = Outcome::failed;
+            why = "LOOKUP " + shown_bucket_name(wanted) + ": " + error.what();
+            return nullptr;
+        }
+    }
+    if (auto it = open_.find(record.id); it != open_.end())
+        return &it->second;
+    if (open_.size() >= most_open_buckets)
+        open_.clear();
+    Open& opened = open_[record.id];
+    opened.record = std::move(record);
+    return &opened;
+}
+
+Outcome BucketAccess::bucket_call(std::string_view name, const std::vector<std::string>& request, resp::Value& reply, std::string& why)
+{
+    for (int attempt = 0;; ++attempt) {
+        Outcome outcome = Outcome::done;
+        Open* bucket = resolve(name, outcome, why);
+        if (!bucket)
+            return outcome;
+        const unsigned long long id = bucket->record.id;
+        try {
+            if (!bucket->socket)
+                bucket->socket.emplace(Client::connect(bucket->record.socket, options()));
+            bucket->socket->set_deadline(std::chrono::steady_clock::now() + call_timeout_);
+            reply = bucket->socket->call(request);
+            if (reply.is_error()) {
+                why = request[0] + " on bucket " + shown_bucket_name(name) + ": " + reply.text;
+                return Outcome::failed;
+            }
+            return Outcome::done;
+        } catch (const TimedOut& error) {
+            open_.erase(id); // a late reply must not answer the next call
+            why = request[0] + " on bucket " + shown_bucket_name(name) + ": " + error.what();
+            return Outcome::failed;
+        } catch (const std::exception& error) {
+            // Its process exited under us (the socket is gone, or closed
+            // mid-call): ask again who serves the name, once.
+            open_.erase(id);
+            why = request[0] + " on bucket " + shown_bucket_name(name) + ": " + error.what();
+            if (attempt > 0)
+                return Outcome::failed;
+        }
+    }
+}
+
+Outcome BucketAccess::create(std::string_view name, std::string& why)
+{
+    try {
+        const resp::Value reply = registry_call({ "CREATE", std::string(name) });
+        if (!reply.is_error())
+            return Outcome::done;
+        why = "CREATE " + shown_bucket_name(name) + ": " + reply.text;
+    } catch (const std::exception& error) {
+        why = "CREATE " + shown_bucket_name(name) + ": " + error.what();
+    }
+    return Outcome::failed;
+}
+
+Outcome BucketAccess::get(std::string_view name, std::string_view key, std::string& value, std::string& why)
+{
+    value.clear();
+    Outcome outcome = Outcome::done;
+    Open* bucket = resolve(name, outcome, why);
+    if (!bucket)
+        return outcome;
+    if (!bucket->table_tried) {
+        bucket->table_tried = true;
+        bucket->table = SharedTableReader::open(bucket->record.segment, TableKind::bucket, dir_.owner());
+    }
+    if (bucket->table) {
+        switch (bucket->table->get(key, value)) {
+        case SharedTableReader::Result::found: return Outcome::done;
+        case SharedTableReader::Result::missing: value.clear(); return Outcome::done;
+        case SharedTableReader::Result::gone:
+        case SharedTableReader::Result::busy: break; // the socket will say
+        }
+    }
+    resp::Value reply;
+    outcome = bucket_call(name, { "GET", std::string(key) }, reply, why);
+    if (outcome == Outcome::done)
+        value = reply.type == resp::Value::Type::null ? std::string() : std::move(reply.text);
+    return outcome;
+}
+
+Outcome BucketAccess::put(std::string_view name, std::string_view key, std::string_view value, std::string& why)
+{
+    resp::Value reply;
+    return bucket_call(name, { "SET", std::string(key), std::string(value) }, reply, why);
+}
+
+Outcome BucketAccess::del(std::string_view name, std::string_view key, std::string& why)
+{
+    resp::Value reply;
+    return bucket_call(name, { "DEL", std::string(key) }, reply, why);
+}
+
+} // namespace kv::text
