@@ -126,7 +126,7 @@ int main(int argc, char** argv)
     std::string log_level_name = "info";
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)");
     app.add_option("--bucketd", options.bucketd_path, "bucketd executable (default: <registryd's directory>/" KV_LIBEXEC_FROM_BINDIR "/bucketd if it exists, as installed; else the bucketd beside registryd, as in the build tree)")->capture_default_str();
-    app.add_option("--text-listen", text_listen, "Serve the guide's text protocol on this TCP address, HOST:PORT or PORT (HOST 127.0.0.1), through textd, which registryd starts and restarts; the protocol has no authentication");
+    app.add_option("--text-listen", text_listen, "Serve the guide's text protocol on this TCP address, HOST:PORT or PORT (HOST 127.0.0.1), through textd, which registryd starts and restarts; local clients are checked as on the Unix sockets, remote ones cannot be");
     app.add_option("--textd", textd_path, "textd executable (default: found as bucketd is)")->capture_default_str();
     app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
     app.add_option("--bucket-size", options.bucket_size, "Bytes of shared memory per bucket")->capture_default_str()->check(CLI::Range(std::size_t(1) << 17, std::size_t(1) << 40));

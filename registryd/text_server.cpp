@@ -17,25 +17,9 @@
 #include "log.h"
 #include "pidfd.h"
 #include "system_error.h"
+#include "tcp_peer.h"
 
 namespace kv {
-
-namespace {
-
-std::string shown(const sockaddr* address)
-{
-    char host[INET6_ADDRSTRLEN] = "";
-    if (address->sa_family == AF_INET6) {
-        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
-        ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
-    }
-    const auto* in = reinterpret_cast<const sockaddr_in*>(address);
-    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-    return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
-}
-
-} // namespace
 
 TcpListener listen_tcp(const std::string& address)
 {
@@ -72,7 +56,7 @@ TcpListener listen_tcp(const std::string& address)
     socklen_t length = sizeof bound;
     if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&bound), &length) == -1)
         throw fail(std::strerror(errno));
-    return TcpListener { std::move(listener), shown(reinterpret_cast<const sockaddr*>(&bound)) };
+    return TcpListener { std::move(listener), shown_address(bound) };
 }
 
 TextServer::TextServer(asio::io_context& io, TcpListener listener, TextServerOptions options)

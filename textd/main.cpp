@@ -19,7 +19,9 @@
 //
 // Exit codes: 1 unable to start (told to registryd on the readiness pipe
 // first), 2 not started by registryd.
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -28,48 +30,48 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bucket_access.h"
 #include "bucket_launch.h"
 #include "log.h"
 #include "system_error.h"
+#include "tcp_peer.h"
 #include "text_command.h"
 #include "text_connection.h"
 #include "unique_fd.h"
 
 namespace {
 
-// "127.0.0.1:53422", "[::1]:53422": who a client is, for the log.
-std::string describe_peer(int fd)
+// ServerConfig's rule for a local TCP client, known by its uid alone: its
+// groups are those the user database gives that uid (a Unix socket's
+// SO_PEERGROUPS would give the process's own).
+std::optional<std::string> refusal_for_local_client(const kv::ServerConfig& config, uid_t uid)
 {
-    sockaddr_storage address {};
-    socklen_t length = sizeof address;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) == -1)
-        return "unknown";
-    char host[INET6_ADDRSTRLEN] = "";
-    if (address.ss_family == AF_INET) {
-        const auto& in = reinterpret_cast<const sockaddr_in&>(address);
-        ::inet_ntop(AF_INET, &in.sin_addr, host, sizeof host);
-        return std::string(host) + ":" + std::to_string(ntohs(in.sin_port));
+    std::vector<gid_t> groups;
+    if (!config.allowed_gids.empty()) {
+        passwd entry {}, *found = nullptr;
+        std::vector<char> text(16384);
+        if (::getpwuid_r(uid, &entry, text.data(), text.size(), &found) == 0 && found) {
+            int count = 256;
+            groups.resize(static_cast<std::size_t>(count));
+            if (::getgrouplist(found->pw_name, found->pw_gid, groups.data(), &count) == -1)
+                count = std::min(count, 256);
+            groups.resize(static_cast<std::size_t>(count));
+        }
     }
-    if (address.ss_family == AF_INET6) {
-        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(address);
-        ::inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
-        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6.sin6_port));
-    }
-    return "unknown";
+    return config.refusal_for(uid, groups);
 }
 
 // In the child forked for one client: serves it, then exits. Never returns.
-[[noreturn]] void handle_client(kv::UniqueFd client, pid_t acceptor, kv::text::BucketAccess& buckets, const kv::text::ConnectionLimits& limits)
+[[noreturn]] void handle_client(kv::UniqueFd client, pid_t acceptor, kv::text::BucketAccess& buckets, const kv::ServerConfig& config)
 {
     // Dies with the acceptor: a client of a textd that is gone is dropped,
     // and reconnects to the one registryd starts next.
@@ -79,9 +81,26 @@ std::string describe_peer(int fd)
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // The rule of every kv socket, for a client on this machine: its uid
+    // must be root's, ours or allowed (--allow-uid, --allow-gid), as
+    // SO_PEERCRED says on a Unix socket. A remote client cannot be
+    // identified: it is served if registryd was told to listen where one can
+    // reach it (README "Text server", Security).
+    const kv::TcpPeer peer = kv::identify_tcp_peer(client.get());
+    std::optional<std::string> refusal;
+    if (peer.kind == kv::TcpPeer::Kind::local)
+        refusal = refusal_for_local_client(config, peer.uid);
+    else if (peer.kind == kv::TcpPeer::Kind::unknown)
+        refusal = "unable to identify the client: " + peer.why;
+    if (refusal) {
+        kv::peer_event_log().log(kv::LogLevel::warning, "refused a client (" + peer.address + "): " + *refusal);
+        [[maybe_unused]] auto sent = ::send(client.get(), kv::text::error_reply.data(), kv::text::error_reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ::_exit(0);
+    }
     const int one = 1;
     ::setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); // one reply, one segment, now
-    kv::text::serve_connection(client.get(), describe_peer(client.get()), buckets, limits);
+    const kv::text::ConnectionLimits limits { config.protocol.max_inline_length, config.stall_timeout };
+    kv::text::serve_connection(client.get(), peer.address, buckets, limits);
     ::_exit(0);
 }
 
@@ -105,7 +124,6 @@ int main(int argc, char** argv)
     kv::UniqueFd listener(environment.listen_fd);
     kv::set_log_level(environment.log_level);
     const std::string address = argv[1];
-    const kv::text::ConnectionLimits limits { environment.server_config.protocol.max_inline_length, environment.server_config.stall_timeout };
 
     auto fail = [&notify](const std::string& why) {
         kv::log_line(kv::LogLevel::error, why);
@@ -174,7 +192,7 @@ int main(int argc, char** argv)
             continue;
         }
         if (serving >= most) {
-            kv::log_line(kv::LogLevel::warning, "refused a client of " + address + " (" + describe_peer(client.get())
+            kv::log_line(kv::LogLevel::warning, "refused a client of " + address + " (" + kv::peer_address(client.get())
                     + "): max connections reached (" + std::to_string(most) + ")");
             [[maybe_unused]] auto sent = ::send(client.get(), kv::text::error_reply.data(), kv::text::error_reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             continue;
@@ -183,10 +201,10 @@ int main(int argc, char** argv)
         if (handler == 0) {
             listener.reset();
             children.reset();
-            handle_client(std::move(client), self, *buckets, limits);
+            handle_client(std::move(client), self, *buckets, environment.server_config);
         }
         if (handler == -1) {
-            kv::log_line(kv::LogLevel::error, "unable to serve a client of " + address + " (" + describe_peer(client.get())
+            kv::log_line(kv::LogLevel::error, "unable to serve a client of " + address + " (" + kv::peer_address(client.get())
                     + "): fork: " + std::strerror(errno));
             continue;
         }

@@ -1,21 +1,31 @@
 #include "server_config.h"
 
-#include <cstdint>
-
-#include <limits>
-
-#include <charconv>
-
-#include "error_code.h"
-
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
+#include "error_code.h"
+
 namespace kv {
+
+std::optional<std::string> ServerConfig::refusal_for(uid_t uid, const std::vector<gid_t>& groups) const
+{
+    if (uid == 0 || uid == ::geteuid())
+        return std::nullopt;
+    if (std::find(allowed_uids.begin(), allowed_uids.end(), uid) != allowed_uids.end())
+        return std::nullopt;
+    for (gid_t gid : groups) {
+        if (std::find(allowed_gids.begin(), allowed_gids.end(), gid) != allowed_gids.end())
+            return std::nullopt;
+    }
+    return error_text(ErrorCode::denied, "permission denied: uid " + std::to_string(uid) + " is not allowed here (see registryd --allow-uid, --allow-gid)");
+}
 
 std::optional<std::string> ServerConfig::refusal_for_peer(int fd) const
 {
@@ -23,24 +33,17 @@ std::optional<std::string> ServerConfig::refusal_for_peer(int fd) const
     socklen_t size = sizeof peer;
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &size) == -1)
         return error_text(ErrorCode::denied, "unable to identify the peer (SO_PEERCRED failed)");
-    if (peer.uid == 0 || peer.uid == ::geteuid())
-        return std::nullopt;
-    if (std::find(allowed_uids.begin(), allowed_uids.end(), peer.uid) != allowed_uids.end())
-        return std::nullopt;
+    std::vector<gid_t> groups;
     if (!allowed_gids.empty()) {
-        std::vector<gid_t> groups(64);
+        groups.resize(64);
         socklen_t groups_size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
         if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &groups_size) == 0)
             groups.resize(groups_size / sizeof(gid_t));
         else
             groups.clear();
         groups.push_back(peer.gid);
-        for (gid_t gid : groups) {
-            if (std::find(allowed_gids.begin(), allowed_gids.end(), gid) != allowed_gids.end())
-                return std::nullopt;
-        }
     }
-    return error_text(ErrorCode::denied, "permission denied: uid " + std::to_string(peer.uid) + " is not allowed here (see registryd --allow-uid, --allow-gid)");
+    return refusal_for(peer.uid, groups);
 }
 
 std::string ServerConfig::encode() const

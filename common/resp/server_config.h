@@ -34,6 +34,9 @@ struct ServerConfig {
     // Empty if the peer on connected socket `fd` may be served, else the
     // one-line error reply text ("DENIED permission denied: uid 1000 ...").
     std::optional<std::string> refusal_for_peer(int fd) const;
+    // The rule itself: `uid` with supplementary `groups` (textd asks it for
+    // a local TCP client, known by its uid alone).
+    std::optional<std::string> refusal_for(uid_t uid, const std::vector<gid_t>& groups) const;
 
     // One line of "key=value ..." for KV_SERVER_CONFIG, and back. Throws
     // std::invalid_argument on text it did not write.
