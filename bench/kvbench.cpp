@@ -10,8 +10,13 @@
 //   kvbench restart     --run-dir D --count N      (kill to restarted-and-ready, a permanent bucket)
 //   kvbench reference-restart --socket P --count N (the same for a bucketd that another
 //                                                   supervisor restarts, at socket P)
+//   kvbench text        --run-dir D --keys N --clients C --seconds S --connects N --idle N
+//                       (the text server, textd, beside the bucket's RESP socket)
 // Each prints one JSON object per line, for run.sh to tabulate.
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -27,6 +32,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <latch>
 #include <random>
 #include <string>
 #include <thread>
@@ -300,7 +306,10 @@ void fill(const std::string& run_dir, int count, int clients)
 // the pid of the process that listens there (SO_PEERCRED names whoever
 // called listen()), or -1 if no process accepts a connection there yet or it
 // hung up before answering.
-pid_t ping(const std::string& path)
+// A blocking connection to the Unix socket at `path`, as a plain client
+// makes one (no peer check: the timing is the point); invalid if nobody
+// accepts there.
+kv::UniqueFd connect_unix(const std::string& path)
 {
     sockaddr_un address {};
     address.sun_family = AF_UNIX;
@@ -309,6 +318,14 @@ pid_t ping(const std::string& path)
     std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
     kv::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == -1)
+        return kv::UniqueFd();
+    return fd;
+}
+
+pid_t ping(const std::string& path)
+{
+    auto fd = connect_unix(path);
+    if (!fd)
         return -1;
     static constexpr std::string_view request = "*1\r\n$4\r\nPING\r\n";
     static constexpr std::string_view pong = "+PONG\r\n";
@@ -571,6 +588,321 @@ void scale(const std::string& run_dir, int count, int clients)
         pss_p.median, pss_max, empty_seconds, list.elements.size(), static_cast<unsigned long long>(baseline));
 }
 
+// ---- The text server (textd) beside the bucket's RESP socket ----
+
+// "127.0.0.1:PORT" or "[::1]:PORT", as INFO registry gives text_listen.
+struct TcpAddress {
+    sockaddr_storage address {};
+    socklen_t length = 0;
+};
+
+TcpAddress resolve_tcp(const std::string& text)
+{
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos)
+        fail("text_listen " + text + " has no port");
+    std::string host = text.substr(0, colon), port = text.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    addrinfo hints {};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    if (int error = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); error != 0)
+        fail("unable to read the text server's address " + text + ": " + ::gai_strerror(error));
+    TcpAddress result;
+    std::memcpy(&result.address, found->ai_addr, found->ai_addrlen);
+    result.length = found->ai_addrlen;
+    ::freeaddrinfo(found);
+    return result;
+}
+
+// One field of INFO registry ("text_listen", "text_server_pid").
+std::string registry_info(const std::string& run_dir, const std::string& field)
+{
+    auto registry = connect_registry(run_dir);
+    auto info = call(registry, { "INFO", "registry" }).text;
+    auto at = info.find("\n" + field + ":");
+    if (at == std::string::npos)
+        fail("INFO registry has no " + field);
+    at += field.size() + 2;
+    return info.substr(at, info.find_first_of("\r\n", at) - at);
+}
+
+// A blocking TCP connection, with Nagle off as the guide's clients would
+// want for one-line requests (textd does the same on its side).
+kv::UniqueFd connect_tcp(const TcpAddress& to)
+{
+    kv::UniqueFd fd(::socket(to.address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd || ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&to.address), to.length) == -1)
+        return kv::UniqueFd();
+    const int one = 1;
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+// One request, one reply, as a blocking client does it: sends `request`,
+// reads until `expected` has come in full, and fails on any other byte (so
+// every reply of every benchmark below is checked, and a wrong one stops the
+// run rather than hang it: a reply slower than 10 s fails too).
+// Protocol bytes on one line of an error message: CR and LF as spaces.
+std::string one_line(std::string_view bytes)
+{
+    std::string text(bytes);
+    std::replace_if(text.begin(), text.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
+    return text;
+}
+
+void exchange(int fd, std::string_view request, std::string_view expected, std::string& buffer)
+{
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
+        fail("unable to send " + one_line(request) + ": " + std::strerror(errno));
+    buffer.clear();
+    char chunk[256];
+    while (buffer.size() < expected.size()) {
+        ssize_t got = ::recv(fd, chunk, sizeof chunk, 0);
+        if (got <= 0)
+            fail("no reply to " + one_line(request) + (got == 0 ? ": connection closed" : ": " + std::string(std::strerror(errno))));
+        buffer.append(chunk, static_cast<std::size_t>(got));
+        auto compared = std::min(buffer.size(), expected.size());
+        if (std::string_view(buffer).substr(0, compared) != expected.substr(0, compared))
+            break; // wrong already: say so now rather than wait for bytes that will not come
+    }
+    if (buffer != expected)
+        fail(one_line(request) + "answered " + one_line(buffer) + "not " + one_line(expected));
+}
+
+void set_reply_timeout(int fd)
+{
+    timeval ten_seconds { 10, 0 };
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &ten_seconds, sizeof ten_seconds);
+}
+
+// The requests of one benchmark, one per preloaded key, each with the exact
+// reply it must get.
+struct Workload {
+    std::vector<std::string> requests;
+    std::vector<std::string> replies;
+};
+
+struct LoadResult {
+    double ops_per_s;
+    Percentiles latency; // per request, microseconds
+};
+
+// `clients` threads, each on a connection of its own (opened first, not
+// timed), each sending a request for a random key and waiting for its reply
+// before the next (one request outstanding per client, as the guide's
+// clients do), for `seconds`.
+template <typename Open>
+LoadResult request_reply_load(Open open, const Workload& work, int clients, double seconds)
+{
+    std::vector<kv::UniqueFd> connections;
+    for (int c = 0; c < clients; ++c) {
+        connections.push_back(open());
+        set_reply_timeout(connections.back().get());
+    }
+    std::atomic<bool> stop { false };
+    std::latch started(clients + 1);
+    std::vector<std::vector<double>> latencies(clients);
+    std::vector<std::thread> workers;
+    for (int c = 0; c < clients; ++c) {
+        workers.emplace_back([&, c] {
+            std::mt19937_64 random(c + 1);
+            std::string buffer;
+            auto& mine = latencies[c];
+            mine.reserve(1 << 16); // no reallocation in the first tens of thousands of requests
+            started.arrive_and_wait();
+            while (!stop.load(std::memory_order_relaxed)) {
+                auto i = random() % work.requests.size();
+                auto before = Clock::now();
+                exchange(connections[c].get(), work.requests[i], work.replies[i], buffer);
+                mine.push_back(microseconds(Clock::now() - before));
+            }
+        });
+    }
+    started.arrive_and_wait();
+    auto start = Clock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); // the measuring window, not synchronisation
+    stop = true;
+    for (auto& worker : workers)
+        worker.join();
+    double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    std::vector<double> all;
+    for (auto& some : latencies)
+        all.insert(all.end(), some.begin(), some.end());
+    return { all.size() / elapsed, percentiles(std::move(all)) };
+}
+
+// `count` times, one after the other: connect, one request, its reply,
+// close; the whole timed. What a client that connects for one request pays.
+template <typename Open>
+Percentiles connect_and_first_reply(Open open, std::string_view request, std::string_view reply, int count)
+{
+    std::vector<double> latencies;
+    std::string buffer;
+    for (int i = 0; i < count; ++i) {
+        auto before = Clock::now();
+        auto connection = open();
+        exchange(connection.get(), request, reply, buffer);
+        connection.reset();
+        latencies.push_back(microseconds(Clock::now() - before));
+    }
+    return percentiles(std::move(latencies));
+}
+
+// The live (not yet reaped, not zombie) children of `parent`.
+std::vector<pid_t> live_children(pid_t parent)
+{
+    std::ifstream in("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children");
+    std::vector<pid_t> pids;
+    for (pid_t pid; in >> pid;) {
+        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+        std::string line;
+        std::getline(stat, line);
+        auto state = line.rfind(')'); // the state follows "(comm)", which may hold spaces
+        if (state != std::string::npos && state + 2 < line.size() && line[state + 2] != 'Z')
+            pids.push_back(pid);
+    }
+    return pids;
+}
+
+// Until `parent` has exactly `count` live children: textd forks a handler
+// per connection and a handler exits when its client closes, in their own
+// time. Looks every millisecond (/proc has no event to wait on), 10 s at most.
+std::vector<pid_t> wait_for_children(pid_t parent, std::size_t count)
+{
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    for (;;) {
+        auto pids = live_children(parent);
+        if (pids.size() == count)
+            return pids;
+        if (Clock::now() > deadline)
+            fail("textd (pid " + std::to_string(parent) + ") has " + std::to_string(pids.size()) + " live children, not " + std::to_string(count));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1)); // polling interval, see above
+    }
+}
+
+// `"name_ops_per_s":..,"name_p50_us":..,"name_p99_us":..` for the JSON line.
+std::string json_load(const char* name, const LoadResult& result)
+{
+    char text[160];
+    std::snprintf(text, sizeof text, ",\"%s_ops_per_s\":%.0f,\"%s_p50_us\":%.1f,\"%s_p99_us\":%.1f", name, result.ops_per_s, name,
+        result.latency.median, name, result.latency.p99);
+    return text;
+}
+
+std::string json_latency(const char* name, const Percentiles& p)
+{
+    char text[120];
+    std::snprintf(text, sizeof text, ",\"%s_p50_us\":%.1f,\"%s_p99_us\":%.1f", name, p.median, name, p.p99);
+    return text;
+}
+
+struct TextOptions {
+    std::uint64_t keys;
+    int clients;
+    double seconds;
+    int connects;
+    int idle;
+};
+
+// The text server (textd, reached at INFO's text_listen) beside the same
+// bucket's RESP socket, measured in the same run by the same client code:
+// GET and PUT (SET) throughput and latency from `clients` blocking clients;
+// connect + one GET + close, `connects` times; and memory per idle
+// connection, `idle` of them, each after one GET.
+void text(const std::string& run_dir, const TextOptions& options)
+{
+    auto address_text = registry_info(run_dir, "text_listen");
+    if (address_text.empty())
+        fail("registryd serves no text protocol (start it with --text-listen)");
+    auto address = resolve_tcp(address_text);
+    const std::string name = "bench-text";
+    auto record = fill_bucket(run_dir, name, options.keys);
+
+    Workload text_get, text_put, resp_get, resp_set;
+    for (std::uint64_t i = 0; i < options.keys; ++i) {
+        auto key = fixed_key(i), value = fixed_value(i);
+        text_get.requests.push_back("GET " + name + " " + key + "\r\n");
+        text_get.replies.push_back(value + "\r\nOK\r\n");
+        // PUT and SET write the value the key already has, so every GET
+        // stays checkable whichever runs first.
+        text_put.requests.push_back("PUT " + name + " " + key + " " + value + "\r\n");
+        text_put.replies.push_back("OK\r\n");
+        resp_get.requests.push_back(kv::resp::encode_command({ "GET", key }));
+        resp_get.replies.push_back("$" + std::to_string(value.size()) + "\r\n" + value + "\r\n");
+        resp_set.requests.push_back(kv::resp::encode_command({ "SET", key, value }));
+        resp_set.replies.push_back("+OK\r\n");
+    }
+    auto open_text = [&] {
+        auto fd = connect_tcp(address);
+        if (!fd)
+            fail("unable to connect to the text server at " + address_text + ": " + std::strerror(errno));
+        return fd;
+    };
+    auto open_resp = [&] {
+        auto fd = connect_unix(record.socket);
+        if (!fd)
+            fail("unable to connect to " + record.socket + ": " + std::strerror(errno));
+        return fd;
+    };
+
+    std::string line = "{\"bench\":\"text\",\"keys\":" + std::to_string(options.keys) + ",\"clients\":" + std::to_string(options.clients);
+    line += json_load("text_get", request_reply_load(open_text, text_get, options.clients, options.seconds));
+    line += json_load("resp_get", request_reply_load(open_resp, resp_get, options.clients, options.seconds));
+    line += json_load("text_put", request_reply_load(open_text, text_put, options.clients, options.seconds));
+    line += json_load("resp_set", request_reply_load(open_resp, resp_set, options.clients, options.seconds));
+
+    line += ",\"connects\":" + std::to_string(options.connects);
+    line += json_latency("text_connect", connect_and_first_reply(open_text, text_get.requests[0], text_get.replies[0], options.connects));
+    line += json_latency("resp_connect", connect_and_first_reply(open_resp, resp_get.requests[0], resp_get.replies[0], options.connects));
+
+    // Memory: textd and its handlers (Pss: each shared page divided among
+    // the processes that map it, so the sum over processes counts it once)
+    // with no client, then with `idle` clients; and the bucket's RSS before
+    // and after as many RESP clients. Socket buffers are kernel memory,
+    // in neither figure.
+    auto textd = static_cast<pid_t>(std::stol(registry_info(run_dir, "text_server_pid")));
+    wait_for_children(textd, 0);
+    double textd_alone = static_cast<double>(status_kib(textd, "smaps_rollup", "Pss:"));
+    std::vector<kv::UniqueFd> held;
+    std::string buffer;
+    for (int i = 0; i < options.idle; ++i) {
+        held.push_back(open_text());
+        set_reply_timeout(held.back().get());
+        exchange(held.back().get(), text_get.requests[i % options.keys], text_get.replies[i % options.keys], buffer);
+    }
+    auto handlers = wait_for_children(textd, static_cast<std::size_t>(options.idle));
+    double handlers_pss = 0, handlers_private = 0;
+    for (pid_t pid : handlers) {
+        handlers_pss += static_cast<double>(status_kib(pid, "smaps_rollup", "Pss:"));
+        handlers_private += static_cast<double>(status_kib(pid, "smaps_rollup", "Private_Clean:") + status_kib(pid, "smaps_rollup", "Private_Dirty:"));
+    }
+    double textd_with = static_cast<double>(status_kib(textd, "smaps_rollup", "Pss:"));
+    held.clear();
+    auto bucket_before = status_kib(record.pid, "status", "VmRSS:");
+    for (int i = 0; i < options.idle; ++i) {
+        held.push_back(open_resp());
+        set_reply_timeout(held.back().get());
+        exchange(held.back().get(), resp_get.requests[i % options.keys], resp_get.replies[i % options.keys], buffer);
+    }
+    auto bucket_after = status_kib(record.pid, "status", "VmRSS:");
+    held.clear();
+
+    char memory[400];
+    std::snprintf(memory, sizeof memory,
+        ",\"idle\":%d,\"text_handler_pss_kib\":%.1f,\"text_handler_private_kib\":%.1f,\"text_total_pss_growth_kib\":%.1f,"
+        "\"textd_pss_alone_kib\":%.0f,\"resp_bucket_rss_growth_kib\":%.2f}",
+        options.idle, handlers_pss / options.idle, handlers_private / options.idle,
+        (handlers_pss + textd_with - textd_alone) / options.idle, textd_alone,
+        (static_cast<double>(bucket_after) - static_cast<double>(bucket_before)) / options.idle);
+    line += memory;
+    std::printf("%s\n", line.c_str());
+    auto registry = connect_registry(run_dir);
+    call(registry, { "STOP", name });
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -613,6 +945,13 @@ int main(int argc, char** argv)
     references->add_option("--socket", socket, "the supervised bucketd's socket")->required();
     references->add_option("--count", count);
     references->add_option("--min-uptime-ms", min_uptime_ms, "wait this long after a restart before the next kill");
+    TextOptions text_options { 1000, 50, 3, 2000, 200 };
+    auto* texts = app.add_subcommand("text", "the text server (registryd --text-listen) beside the bucket's RESP socket");
+    texts->add_option("--keys", text_options.keys, "keys preloaded, each request takes one at random")->capture_default_str();
+    texts->add_option("--clients", text_options.clients, "blocking clients at once, one request outstanding each")->capture_default_str();
+    texts->add_option("--seconds", text_options.seconds, "for each of text GET, RESP GET, text PUT, RESP SET")->capture_default_str();
+    texts->add_option("--connects", text_options.connects, "connect + GET + close, one after the other")->capture_default_str();
+    texts->add_option("--idle", text_options.idle, "idle connections held for the memory figures")->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     std::signal(SIGPIPE, SIG_IGN);
     if (*references) {
@@ -640,5 +979,7 @@ int main(int argc, char** argv)
         kill_to_gone(run_dir, count);
     else if (*scales)
         scale(run_dir, count, clients);
+    else if (*texts)
+        text(run_dir, text_options);
     return 0;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark of BENCHMARKS.md in one go, each beside its reference,
 # on this machine, and prints the tables in Markdown. About fifteen minutes (s6-supervise and
-# supervisord restart at most about once a second).
+# supervisord restart at most about once a second). KV_BENCH_SECTION=text runs only the
+# text server's section (the figures of BENCHMARKS.md's "Text server").
 # Everything it prints is measured in the run; nothing is written by hand.
 #   bench/run.sh            build (installing what is missing) and run
 #   KV_BENCH_QUICK=1 ...    smaller counts, for a quick look
@@ -39,6 +40,7 @@ reference_count=$([[ -n "$quick" ]] && echo 10 || echo 100)
 cleanup() {
   [[ -n "${registry_pid:-}" ]] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
   [[ -n "${storm_pid:-}" ]] && kill "$storm_pid" 2>/dev/null && wait "$storm_pid" 2>/dev/null
+  [[ -n "${text_pid:-}" ]] && kill "$text_pid" 2>/dev/null && wait "$text_pid" 2>/dev/null
   [[ -n "${redis_pid:-}" ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
   [[ -n "${s6_pid:-}" ]] && s6-svc -xd "$work/s6/bucket" 2>/dev/null && wait "$s6_pid" 2>/dev/null
   [[ -n "${supervisord_pid:-}" ]] && kill "$supervisord_pid" 2>/dev/null && wait "$supervisord_pid" 2>/dev/null
@@ -79,6 +81,53 @@ print(next(r for r in rows if r["test"] == sys.argv[2])[sys.argv[3]])' "$1" "$2"
 }
 ratio() { python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f"{a / b:.2f}")' "$1" "$2"; }
 fmt() { python3 -c 'import sys; v = float(sys.argv[1]); print(f"{v:,.0f}")' "$1"; }
+machine_line() {
+  echo "Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), $(date -u +%Y-%m-%d)."
+}
+
+# The text server: textd (registryd --text-listen), the guide's protocol on
+# TCP, one process per client, beside the same bucket's RESP socket, on a
+# registryd of its own. The clients are kvbench's threads, on the same two
+# cores as the servers.
+text_section() {
+  text_seconds=$([[ -n "$quick" ]] && echo 1 || echo 3)
+  text_connects=$([[ -n "$quick" ]] && echo 500 || echo 2000)
+  text_idle=$([[ -n "$quick" ]] && echo 50 || echo 200)
+  text_clients=50
+  "$bin/registryd" --run-dir "$work/text" --text-listen 127.0.0.1:0 2>"$work/text.log" &
+  text_pid=$!
+  wait_for_socket "$work/text/registry.sock"
+  $bin/kvbench --run-dir "$work/text" text --keys 1000 --clients "$text_clients" --seconds "$text_seconds" \
+    --connects "$text_connects" --idle "$text_idle" > "$work/text.json"
+  kill "$text_pid" && wait "$text_pid" || true
+  text_pid=
+  tj="$work/text.json"
+  text_rate_row() { # label text-prefix resp-prefix
+    echo "| $1 | $(fmt "$(json "$tj" "$2_ops_per_s")")/s, $(json "$tj" "$2_p50_us") / $(json "$tj" "$2_p99_us") us |" \
+      "$(fmt "$(json "$tj" "$3_ops_per_s")")/s, $(json "$tj" "$3_p50_us") / $(json "$tj" "$3_p99_us") us |" \
+      "$(ratio "$(json "$tj" "$2_ops_per_s")" "$(json "$tj" "$3_ops_per_s")") | $(ratio "$(json "$tj" "$2_p50_us")" "$(json "$tj" "$3_p50_us")") |"
+  }
+  echo
+  echo "## Text server (textd, TCP loopback) beside the bucket's RESP socket (Unix), same bucket, same run"
+  echo
+  echo "| measure | text: ops/s, p50 / p99 | RESP: ops/s, p50 / p99 | ops/s text / RESP | p50 text / RESP |"
+  echo "|---|---|---|---|---|"
+  text_rate_row "GET, $text_clients blocking clients, 1 request outstanding each" text_get resp_get
+  text_rate_row "PUT (RESP: SET), $text_clients blocking clients" text_put resp_set
+  echo "| connect + GET + close, one at a time, $text_connects times | $(json "$tj" text_connect_p50_us) / $(json "$tj" text_connect_p99_us) us |" \
+    "$(json "$tj" resp_connect_p50_us) / $(json "$tj" resp_connect_p99_us) us | | $(ratio "$(json "$tj" text_connect_p50_us)" "$(json "$tj" resp_connect_p50_us)") |"
+  echo
+  echo "Memory per idle connection ($text_idle held, each after one GET): a textd handler process, Pss $(json "$tj" text_handler_pss_kib) KiB" \
+    "(private $(json "$tj" text_handler_private_kib) KiB; textd and its handlers together grew $(json "$tj" text_total_pss_growth_kib) KiB per connection," \
+    "from textd's $(json "$tj" textd_pss_alone_kib) KiB alone); a RESP connection grew the bucket's RSS by $(json "$tj" resp_bucket_rss_growth_kib) KiB." \
+    "Socket buffers (kernel memory) are in neither."
+}
+
+case "${KV_BENCH_SECTION:-}" in
+  "") ;;
+  text) text_section; echo; machine_line; exit 0 ;;
+  *) echo "bench: unknown KV_BENCH_SECTION ${KV_BENCH_SECTION} (known: text)" >&2; exit 2 ;;
+esac
 
 echo "## kv against redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'), same redis-benchmark flags, Unix sockets"
 echo
@@ -233,5 +282,6 @@ storm_row "restart, kill to restarted-and-ready" "$work/restart0.json" "$work/re
 echo
 echo "Descriptor limit (hard RLIMIT_NOFILE) $fd_limit; the $live_max live buckets were created in $(json "$work/fill.json" create_s) s from 4 clients."
 
+text_section
 echo
-echo "Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), $(date -u +%Y-%m-%d)."
+machine_line
