@@ -767,9 +767,9 @@ std::vector<pid_t> live_children(pid_t parent)
     return pids;
 }
 
-// Until `parent` has exactly `count` live children: textd forks a handler
-// per connection and a handler exits when its client closes, in their own
-// time. Looks every millisecond (/proc has no event to wait on), 10 s at most.
+// Until `parent` has exactly `count` live children: textd gives each
+// connection a process of its own (forked, or one whose client left and that
+// waits for the next; at most 16 wait, the rest exit), in their own time. Looks every millisecond (/proc has no event to wait on), 10 s at most.
 std::vector<pid_t> wait_for_children(pid_t parent, std::size_t count)
 {
     auto deadline = Clock::now() + std::chrono::seconds(10);
@@ -864,7 +864,8 @@ void text(const std::string& run_dir, const TextOptions& options)
     // and after as many RESP clients. Socket buffers are kernel memory,
     // in neither figure.
     auto textd = static_cast<pid_t>(std::stol(registry_info(run_dir, "text_server_pid")));
-    wait_for_children(textd, 0);
+    // Up to 16 processes may wait for clients already: once `idle` (more)
+    // clients are connected, textd has exactly one process for each.
     double textd_alone = static_cast<double>(status_kib(textd, "smaps_rollup", "Pss:"));
     std::vector<kv::UniqueFd> held;
     std::string buffer;
@@ -951,7 +952,7 @@ int main(int argc, char** argv)
     texts->add_option("--clients", text_options.clients, "blocking clients at once, one request outstanding each")->capture_default_str();
     texts->add_option("--seconds", text_options.seconds, "for each of text GET, RESP GET, text PUT, RESP SET")->capture_default_str();
     texts->add_option("--connects", text_options.connects, "connect + GET + close, one after the other")->capture_default_str();
-    texts->add_option("--idle", text_options.idle, "idle connections held for the memory figures")->capture_default_str();
+    texts->add_option("--idle", text_options.idle, "idle connections held for the memory figures (at least the 16 processes textd may keep waiting)")->capture_default_str()->check(CLI::Range(16, 100000));
     CLI11_PARSE(app, argc, argv);
     std::signal(SIGPIPE, SIG_IGN);
     if (*references) {
