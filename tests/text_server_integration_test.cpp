@@ -347,6 +347,8 @@ TEST(TextServer, AClientThatNeverReadsItsRepliesBlocksNobodyAndIsDropped)
     TextClient greedy(port);
     int small = 4096;
     ::setsockopt(greedy.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    ASSERT_EQ(greedy.call("GET big nothing\r\n"), "\r\n"); // served: it has its process
+    ASSERT_EQ(greedy.line(), "OK\r\n");
     // 120 MB of replies asked for, none read.
     std::string batch;
     for (int i = 0; i < 2000; ++i)
@@ -354,10 +356,13 @@ TEST(TextServer, AClientThatNeverReadsItsRepliesBlocksNobodyAndIsDropped)
     send_until_blocked(greedy.fd(), batch, batch.size());
     EXPECT_EQ(writer.call("GET big v\r\n").size(), value.size() + 2);
     EXPECT_EQ(writer.line(), "OK\r\n");
-    EXPECT_TRUE(wait_peer_closed(greedy.fd(), scaled(20s)));
-    // A client's process is textd's copy, plus what it holds for its client.
-    for (pid_t handler : handlers_of(textd))
+    // While the greedy client's process is stuck writing to it: it is
+    // textd's copy, plus what it holds for its client, not the 120 MB.
+    const auto processes = handlers_of(textd);
+    EXPECT_EQ(processes.size(), 2u);
+    for (pid_t handler : processes)
         EXPECT_LT(resident_kib(handler), resident_kib(textd) + 16 * 1024) << "a client's process buffered what its client would not read";
+    EXPECT_TRUE(wait_peer_closed(greedy.fd(), scaled(20s)));
     EXPECT_EQ(writer.call("PUT big w 1\r\n"), "OK\r\n");
     EXPECT_NE(daemon.log().find("did not read its replies for 300 ms, or hung up; closed the connection"), std::string::npos) << daemon.log();
 }
@@ -623,12 +628,78 @@ TEST(TextServer, LocalClientsOfAnotherUserAreRefusedUnlessAllowedAsOnUnixSockets
         TextClient own(text_port(daemon));
         EXPECT_EQ(own.call("GET b k\r\n"), "\r\n");
     }
+    {
+        // A client that sends and closes at once is gone from the kernel's
+        // table by the time it is looked up (a closed socket says uid 0):
+        // unidentified, it is refused, never taken for root.
+        // textd is stopped meanwhile, so each is surely closed when it looks.
+        RegistryDaemon daemon(text_daemon());
+        daemon.create("b");
+        const pid_t textd = textd_pid(daemon);
+        std::string script = "for i in $(seq 20); do exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(text_port(daemon))
+            + " && printf 'PUT b pwned$i yes\\r\\n' >&3 && exec 3>&-; done";
+        ASSERT_EQ(kill_process(textd, SIGSTOP), 0);
+        auto result = nobody.run({ find_program("bash"), "-c", script });
+        ASSERT_EQ(kill_process(textd, SIGCONT), 0);
+        EXPECT_EQ(result.exit_code, 0) << result.err;
+        auto bucket = kv::Client::connect(daemon.call({ "LOOKUP", "b" }).field("socket")->text);
+        // Every one of them was handled (refused) once this is answered.
+        TextClient own(text_port(daemon));
+        EXPECT_EQ(own.call("GET b k\r\n"), "\r\n");
+        EXPECT_EQ(bucket.call({ "DBSIZE" }).integer, 0) << daemon.log();
+        EXPECT_NE(daemon.log().find("unable to identify the client: its socket is closed already"), std::string::npos) << daemon.log();
+    }
     for (const std::vector<std::string>& allowing : { std::vector<std::string> { "--allow-uid", "65534" }, std::vector<std::string> { "--allow-gid", "65534" } }) {
         RegistryDaemon daemon(text_daemon(allowing));
         daemon.create("b");
         auto served = as_second_user(nobody, text_port(daemon), "PUT b k v\\r\\nGET b k\\r\\n", "head -c 9");
         EXPECT_EQ(served.out, "OK\r\nv\r\nOK") << allowing[0] << ": " << served.err;
     }
+}
+
+TEST(TextServer, AWriteRightAfterABucketCrashReachesItsRestartedProcess)
+{
+    // The name table (and registryd, for a moment) may still give the
+    // process that just died: the retry waits until registryd has seen it.
+    RegistryDaemon daemon(text_daemon({ "--max-restarts", "100" }));
+    ASSERT_EQ(daemon.call({ "CREATE", "phoenix", "RESTART", "permanent" }).type, kv::resp::Value::Type::array);
+    TextClient client(text_port(daemon));
+    for (int i = 0; i < 20; ++i) {
+        ASSERT_EQ(client.call("PUT phoenix k " + std::to_string(i) + "\r\n"), "OK\r\n");
+        const auto pid = daemon.call({ "LOOKUP", "phoenix" }).field("pid")->integer;
+        auto pidfd = open_pidfd(static_cast<pid_t>(pid));
+        ASSERT_EQ(kill_process(pid, SIGKILL), 0);
+        ASSERT_TRUE(wait_readable(pidfd.get(), scaled(20s)));
+        EXPECT_EQ(client.call("PUT phoenix k again\r\n"), "OK\r\n") << i << "\n" << daemon.log();
+        EXPECT_EQ(client.call("GET phoenix k\r\n"), "again\r\n");
+        EXPECT_EQ(client.line(), "OK\r\n");
+    }
+}
+
+TEST(TextServer, AnIdleClientPinsNoStoppedBucketsSegment)
+{
+    RegistryDaemon daemon(text_daemon());
+    daemon.create("pin");
+    const std::string segment = daemon.call({ "LOOKUP", "pin" }).field("segment")->text;
+    const pid_t textd = textd_pid(daemon);
+    TextClient client(text_port(daemon));
+    ASSERT_EQ(client.call("GET pin k\r\n"), "\r\n");
+    ASSERT_EQ(client.line(), "OK\r\n");
+    const auto processes = handlers_of(textd);
+    ASSERT_EQ(processes.size(), 1u);
+    auto maps = [&processes] {
+        std::ifstream file("/proc/" + std::to_string(processes[0]) + "/maps");
+        return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    };
+    EXPECT_NE(maps().find(segment), std::string::npos) << "the GET did not map the segment";
+    ASSERT_EQ(daemon.call({ "STOP", "pin" }).text, "OK");
+    // The client stays, idle; its process lets go of the segment (within a
+    // second of idleness), so /dev/shm gets its room back.
+    const auto deadline = std::chrono::steady_clock::now() + scaled(20s);
+    while (maps().find(segment) != std::string::npos && std::chrono::steady_clock::now() < deadline)
+        ::poll(nullptr, 0, 10);
+    EXPECT_EQ(maps().find(segment), std::string::npos);
+    EXPECT_EQ(client.call("GET pin k\r\n"), "NOT FOUND\r\n");
 }
 
 } // namespace

@@ -41,8 +41,9 @@ resp::Value BucketAccess::registry_call(const std::vector<std::string>& request)
     return registry.call(request);
 }
 
-BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcome, std::string& why)
+BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcome, std::string& why, unsigned long long exited)
 {
+    outcome = Outcome::done;
     // A name no bucket can have (too long, not UTF-8 ...) is simply not found.
     if (bucket_name_error(name)) {
         outcome = Outcome::not_found;
@@ -50,31 +51,52 @@ BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcom
     }
     BucketRecord record;
     const std::string wanted(name);
-    if (!names_ || names_->lookup(wanted, record) != NameTableReader::Result::found) {
+    const auto in_table = names_ ? names_->lookup(wanted, record) : NameTableReader::Result::unavailable;
+    if (in_table != NameTableReader::Result::found || record.id == exited) {
         // Not in the table: gone, or being restarted (the table holds ready
         // buckets only). LOOKUP waits through a restart.
         try {
-            const resp::Value reply = registry_call({ "LOOKUP", wanted });
-            if (reply.is_error()) {
-                outcome = error_code_of(reply.text) == ErrorCode::not_found ? Outcome::not_found : Outcome::failed;
-                why = "LOOKUP " + shown_bucket_name(wanted) + ": " + reply.text;
-                return nullptr;
+            // A process that has just exited can still be registryd's
+            // answer for a moment: its socket refuses before its exit is
+            // reported (the kernel closes a process's files, then tells
+            // its parent). Asked again until registryd has seen the exit,
+            // within the call's deadline.
+            const auto deadline = std::chrono::steady_clock::now() + call_timeout_;
+            Client registry = Client::connect(registry_socket_path(dir_.path()), options());
+            for (;;) {
+                const resp::Value reply = registry.call({ "LOOKUP", wanted });
+                if (reply.is_error()) {
+                    outcome = error_code_of(reply.text) == ErrorCode::not_found ? Outcome::not_found : Outcome::failed;
+                    why = "LOOKUP " + shown_bucket_name(wanted) + ": " + reply.text;
+                } else if (auto decoded = decode_bucket_record(reply)) {
+                    record = std::move(*decoded);
+                    if (record.id == exited && std::chrono::steady_clock::now() < deadline)
+                        continue;
+                    if (record.id == exited) {
+                        outcome = Outcome::failed;
+                        why = "bucket " + shown_bucket_name(wanted) + " exited, and registryd did not see it in time";
+                    }
+                } else {
+                    outcome = Outcome::failed;
+                    why = "LOOKUP " + shown_bucket_name(wanted) + ": a reply textd cannot read";
+                }
+                break;
             }
-            auto decoded = decode_bucket_record(reply);
-            if (!decoded) {
-                outcome = Outcome::failed;
-                why = "LOOKUP " + shown_bucket_name(wanted) + ": a reply textd cannot read";
-                return nullptr;
-            }
-            record = std::move(*decoded);
         } catch (const std::exception& error) {
             outcome = Outcome::failed;
             why = "LOOKUP " + shown_bucket_name(wanted) + ": " + error.what();
-            return nullptr;
         }
+        // registryd could not be asked (its --max-connections reached, say):
+        // the table's answer stands.
+        if (outcome == Outcome::failed && in_table == NameTableReader::Result::missing && exited == 0)
+            outcome = Outcome::not_found;
+        if (outcome != Outcome::done)
+            return nullptr;
     }
     if (auto it = open_.find(record.id); it != open_.end())
         return &it->second;
+    // What is held for an earlier process of the same name goes.
+    std::erase_if(open_, [&record](const auto& entry) { return entry.second.record.name == record.name; });
     if (open_.size() >= most_open_buckets)
         open_.clear();
     Open& opened = open_[record.id];
@@ -82,11 +104,12 @@ BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcom
     return &opened;
 }
 
-Outcome BucketAccess::bucket_call(std::string_view name, const std::vector<std::string>& request, resp::Value& reply, std::string& why)
+Outcome BucketAccess::bucket_call(std::string_view name, const std::vector<std::string>& request, resp::Value& reply, std::string& why,
+    unsigned long long exited)
 {
     for (int attempt = 0;; ++attempt) {
         Outcome outcome = Outcome::done;
-        Open* bucket = resolve(name, outcome, why);
+        Open* bucket = resolve(name, outcome, why, exited);
         if (!bucket)
             return outcome;
         const unsigned long long id = bucket->record.id;
@@ -106,8 +129,10 @@ Outcome BucketAccess::bucket_call(std::string_view name, const std::vector<std::
             return Outcome::failed;
         } catch (const std::exception& error) {
             // Its process exited under us (the socket is gone, or closed
-            // mid-call): ask again who serves the name, once.
+            // mid-call): ask again who serves the name, once, past the
+            // table, which may still give the process that exited.
             open_.erase(id);
+            exited = id;
             why = request[0] + " on bucket " + shown_bucket_name(name) + ": " + error.what();
             if (attempt > 0)
                 return Outcome::failed;
@@ -143,7 +168,15 @@ Outcome BucketAccess::get(std::string_view name, std::string_view key, std::stri
         switch (bucket->table->get(key, value)) {
         case SharedTableReader::Result::found: return Outcome::done;
         case SharedTableReader::Result::missing: value.clear(); return Outcome::done;
-        case SharedTableReader::Result::gone:
+        case SharedTableReader::Result::gone: { // its process exited: ask who serves the name now
+            const unsigned long long exited = bucket->record.id;
+            open_.erase(exited);
+            resp::Value reply;
+            outcome = bucket_call(name, { "GET", std::string(key) }, reply, why, exited);
+            if (outcome == Outcome::done)
+                value = reply.type == resp::Value::Type::null ? std::string() : std::move(reply.text);
+            return outcome;
+        }
         case SharedTableReader::Result::busy: break; // the socket will say
         }
     }

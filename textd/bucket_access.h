@@ -48,6 +48,12 @@ public:
     Outcome put(std::string_view name, std::string_view key, std::string_view value, std::string& why);
     Outcome del(std::string_view name, std::string_view key, std::string& why);
 
+    // Closes every bucket socket and mapping it holds: after each client,
+    // and while a client is idle, so that nothing pins a stopped bucket's
+    // segment or takes one of a bucket's --max-connections for long.
+    void forget() { open_.clear(); }
+    bool holds_any() const { return !open_.empty(); }
+
 private:
     // What this connection holds open for one bucket process (by its id: a
     // restarted bucket is a new process, with a new id).
@@ -60,10 +66,13 @@ private:
 
     // The bucket now serving `name`, opened or found in `open_`; empty if
     // there is none (not_found) or registryd could not say (failed, `why`).
-    Open* resolve(std::string_view name, Outcome& outcome, std::string& why);
+    // `exited`: the id of a process found gone, which the name table may
+    // still give for a moment: registryd is asked instead.
+    Open* resolve(std::string_view name, Outcome& outcome, std::string& why, unsigned long long exited = 0);
     // One call on the bucket's socket, retried once on the process now
-    // serving the name if this one exited under it.
-    Outcome bucket_call(std::string_view name, const std::vector<std::string>& request, resp::Value& reply, std::string& why);
+    // serving the name if this one (or `exited`) exited under it.
+    Outcome bucket_call(std::string_view name, const std::vector<std::string>& request, resp::Value& reply, std::string& why,
+        unsigned long long exited = 0);
     resp::Value registry_call(const std::vector<std::string>& request);
     ConnectOptions options() const;
 

@@ -127,26 +127,42 @@ kv::UniqueFd receive_client(int control)
 // One client, start to end, in a handler.
 void serve_client(kv::UniqueFd client, kv::text::BucketAccess& buckets, const kv::ServerConfig& config)
 {
-    // The rule of every kv socket, for a client on this machine: its uid
-    // must be root's, ours or allowed (--allow-uid, --allow-gid), as
-    // SO_PEERCRED says on a Unix socket. A remote client cannot be
-    // identified: it is served if registryd was told to listen where one can
-    // reach it (README "Text server", Security).
-    const kv::TcpPeer peer = kv::identify_tcp_peer(client.get());
-    std::optional<std::string> refusal;
-    if (peer.kind == kv::TcpPeer::Kind::local)
-        refusal = refusal_for_local_client(config, peer.uid);
-    else if (peer.kind == kv::TcpPeer::Kind::unknown)
-        refusal = "unable to identify the client: " + peer.why;
-    if (refusal) {
-        kv::peer_event_log().log(kv::LogLevel::warning, "refused a client (" + peer.address + "): " + *refusal);
-        [[maybe_unused]] auto sent = ::send(client.get(), kv::text::error_reply.data(), kv::text::error_reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-        return;
-    }
-    const int one = 1;
-    ::setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); // one reply, one segment, now
     const kv::text::ConnectionLimits limits { config.protocol.max_inline_length, config.stall_timeout };
-    kv::text::serve_connection(client.get(), peer.address, buckets, limits);
+    kv::text::serve_connection(client.get(), kv::peer_address(client.get()), buckets, limits);
+    buckets.forget(); // nothing of one client's is kept for the next
+}
+
+// Why `client` may not be served, if it may not: the rule of every kv socket,
+// for a client on this machine: its uid must be root's, ours or allowed
+// (--allow-uid, --allow-gid), as SO_PEERCRED says on a Unix socket. A remote
+// client cannot be identified: it is served if registryd was told to listen
+// where one can reach it (README "Text server"). Asked here, before a
+// process is given the client, so that refusals are logged at the rate
+// textd's one log allows.
+std::optional<std::string> refusal_for(int client, const kv::ServerConfig& config, std::string& peer_address)
+{
+    const kv::TcpPeer peer = kv::identify_tcp_peer(client);
+    peer_address = peer.address;
+    switch (peer.kind) {
+    case kv::TcpPeer::Kind::local: return refusal_for_local_client(config, peer.uid);
+    case kv::TcpPeer::Kind::remote: return std::nullopt;
+    case kv::TcpPeer::Kind::unknown: break;
+    }
+    return "unable to identify the client: " + peer.why;
+}
+
+// What every accepted connection gets: replies sent at once (one reply,
+// one segment), and TCP keepalive, so a client whose machine vanished
+// without closing is found out and its process freed (Redis's
+// tcp-keepalive: 300 s, then probes 30 s apart).
+void configure_client(int client)
+{
+    const int one = 1, idle_s = 300, interval_s = 30, probes = 3;
+    ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ::setsockopt(client, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    ::setsockopt(client, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+    ::setsockopt(client, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+    ::setsockopt(client, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
 }
 
 // A handler, forked by textd: serves the clients textd hands it, one at a
@@ -266,7 +282,9 @@ public:
     void reap()
     {
         siginfo_t ended {};
-        while (::waitid(P_ALL, 0, &ended, WEXITED | WNOHANG) == 0 && ended.si_pid != 0) {
+        // Looked at first, reaped once it is logged: whoever sees the
+        // process gone can read why in the log.
+        while (::waitid(P_ALL, 0, &ended, WEXITED | WNOHANG | WNOWAIT) == 0 && ended.si_pid != 0) {
             auto found = handlers_.find(ended.si_pid);
             const bool was_busy = found != handlers_.end() && found->second.busy;
             if (found != handlers_.end())
@@ -278,6 +296,8 @@ public:
                         + std::to_string(ended.si_pid) + ") was killed by "
                         + (sigabbrev_np(ended.si_status) ? std::string("SIG") + sigabbrev_np(ended.si_status) : std::to_string(ended.si_status))
                         + (was_busy ? "; its client alone was dropped" : ""));
+            siginfo_t reaped {};
+            ::waitid(P_PID, static_cast<id_t>(ended.si_pid), &reaped, WEXITED | WNOHANG);
             ended = {};
         }
     }
@@ -390,7 +410,13 @@ int main(int argc, char** argv)
             [[maybe_unused]] auto sent = ::send(client.get(), kv::text::error_reply.data(), kv::text::error_reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             continue;
         }
-        const std::string peer = kv::peer_address(client.get());
+        std::string peer;
+        if (auto refusal = refusal_for(client.get(), environment.server_config, peer)) {
+            kv::peer_event_log().log(kv::LogLevel::warning, "refused a client of " + address + " (" + peer + "): " + *refusal);
+            [[maybe_unused]] auto sent = ::send(client.get(), kv::text::error_reply.data(), kv::text::error_reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            continue;
+        }
+        configure_client(client.get());
         std::string why;
         if (!handlers.serve(std::move(client), why))
             kv::log_line(kv::LogLevel::error, "unable to serve a client of " + address + " (" + peer + "): " + why);

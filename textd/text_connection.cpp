@@ -20,6 +20,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t read_chunk = 16 * 1024;
+// An idle client's process closes its bucket sockets and unmaps their
+// segments after this long, so that an idle client neither pins the
+// segment of a bucket that was stopped nor holds one of a bucket's
+// --max-connections.
+constexpr int idle_release_ms = 1000;
 
 // Waits until `fd` is ready for `events`; false if `timeout_ms` (-1: none)
 // passed first or polling failed.
@@ -85,7 +90,7 @@ Answer run(std::string_view line, BucketAccess& buckets, const std::string& peer
     case Outcome::not_found: return { std::string(not_found_reply) };
     case Outcome::failed: break;
     }
-    log_line(LogLevel::info, "client " + peer + ": " + why + "; replied ERROR and closed the connection");
+    peer_event_log().log(LogLevel::info, "client " + peer + ": " + why + "; replied ERROR and closed the connection");
     return { std::string(error_reply), true };
 }
 
@@ -102,18 +107,24 @@ void serve_connection(int fd, const std::string& peer, BucketAccess& buckets, co
             // Over the limit already, whatever comes next (a last "\r" may
             // still be the line's ending).
             if (input.size() > limits.max_line + 1 || (input.size() == limits.max_line + 1 && input.back() != '\r')) {
-                log_line(LogLevel::info, "client " + peer + ": a line longer than " + std::to_string(limits.max_line)
+                peer_event_log().log(LogLevel::info, "client " + peer + ": a line longer than " + std::to_string(limits.max_line)
                         + " bytes; replied ERROR and closed the connection");
                 write_all(fd, error_reply, limits.stall_timeout);
                 return;
             }
             scanned = input.size();
-            // Idle (nothing pending) waits as long as it takes; half a line
-            // must make progress within the stall timeout.
+            // Idle (nothing pending) waits as long as it takes, letting go
+            // of the buckets it holds after a second; half a line must make
+            // progress within the stall timeout.
             if (!input.empty() && stalled_at == Clock::time_point {})
                 stalled_at = Clock::now() + limits.stall_timeout;
-            if (!wait_for(fd, POLLIN, input.empty() ? -1 : remaining_ms(stalled_at))) {
-                log_line(LogLevel::info, "client " + peer + ": no end of line for " + std::to_string(limits.stall_timeout.count())
+            const int timeout = !input.empty() ? remaining_ms(stalled_at) : buckets.holds_any() ? idle_release_ms : -1;
+            if (!wait_for(fd, POLLIN, timeout)) {
+                if (input.empty()) {
+                    buckets.forget();
+                    continue;
+                }
+                peer_event_log().log(LogLevel::info, "client " + peer + ": no end of line for " + std::to_string(limits.stall_timeout.count())
                         + " ms; closed the connection");
                 return;
             }
@@ -125,7 +136,7 @@ void serve_connection(int fd, const std::string& peer, BucketAccess& buckets, co
                 if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
                     continue;
                 if (errno != ECONNRESET)
-                    log_line(LogLevel::info, "client " + peer + ": unable to read: " + std::strerror(errno));
+                    peer_event_log().log(LogLevel::info, "client " + peer + ": unable to read: " + std::strerror(errno));
                 return;
             }
             input.append(chunk, static_cast<std::size_t>(got));
@@ -134,7 +145,7 @@ void serve_connection(int fd, const std::string& peer, BucketAccess& buckets, co
         }
         const std::size_t length = newline > 0 && input[newline - 1] == '\r' ? newline - 1 : newline; // its ending not counted
         if (length > limits.max_line) {
-            log_line(LogLevel::info, "client " + peer + ": a line longer than " + std::to_string(limits.max_line)
+            peer_event_log().log(LogLevel::info, "client " + peer + ": a line longer than " + std::to_string(limits.max_line)
                     + " bytes; replied ERROR and closed the connection");
             write_all(fd, error_reply, limits.stall_timeout);
             return;
@@ -144,7 +155,7 @@ void serve_connection(int fd, const std::string& peer, BucketAccess& buckets, co
         scanned = 0;
         stalled_at = input.empty() ? Clock::time_point {} : Clock::now() + limits.stall_timeout;
         if (!write_all(fd, answer.reply, limits.stall_timeout)) {
-            log_line(LogLevel::info, "client " + peer + ": did not read its replies for " + std::to_string(limits.stall_timeout.count())
+            peer_event_log().log(LogLevel::info, "client " + peer + ": did not read its replies for " + std::to_string(limits.stall_timeout.count())
                     + " ms, or hung up; closed the connection");
             return;
         }

@@ -1,6 +1,7 @@
 #include "tcp_peer.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -27,6 +28,40 @@ bool is_loopback(const sockaddr_storage& address)
     if (IN6_IS_ADDR_LOOPBACK(&in6))
         return true;
     return IN6_IS_ADDR_V4MAPPED(&in6) && in6.s6_addr[12] == 127; // ::ffff:127.x.y.z
+}
+
+// Whether `address` is one of this machine's (a loopback one, or an
+// interface's): then the client runs here, and must be identified.
+bool is_ours(const sockaddr_storage& address)
+{
+    if (is_loopback(address))
+        return true;
+    in_addr v4 {};
+    in6_addr v6 {};
+    bool is_v4 = address.ss_family == AF_INET;
+    if (is_v4) {
+        v4 = reinterpret_cast<const sockaddr_in&>(address).sin_addr;
+    } else {
+        v6 = reinterpret_cast<const sockaddr_in6&>(address).sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+            is_v4 = true;
+            std::memcpy(&v4, &v6.s6_addr[12], sizeof v4);
+        }
+    }
+    ifaddrs* interfaces = nullptr;
+    if (::getifaddrs(&interfaces) == -1)
+        return true; // unknown: treat it as ours, so it must be identified
+    bool found = false;
+    for (ifaddrs* entry = interfaces; entry && !found; entry = entry->ifa_next) {
+        if (!entry->ifa_addr)
+            continue;
+        if (is_v4 && entry->ifa_addr->sa_family == AF_INET)
+            found = std::memcmp(&reinterpret_cast<const sockaddr_in*>(entry->ifa_addr)->sin_addr, &v4, sizeof v4) == 0;
+        else if (!is_v4 && entry->ifa_addr->sa_family == AF_INET6)
+            found = std::memcmp(&reinterpret_cast<const sockaddr_in6*>(entry->ifa_addr)->sin6_addr, &v6, sizeof v6) == 0;
+    }
+    ::freeifaddrs(interfaces);
+    return found;
 }
 
 // Port and address of `address` into a socket id's fields (network order).
@@ -81,7 +116,12 @@ TcpPeer identify_tcp_peer(int fd)
         return peer;
     }
     peer.address = shown_address(remote);
-    if (!is_loopback(remote) || remote.ss_family != local.ss_family) {
+    // A client on another machine is not in our socket table; one on this
+    // machine must be, as long as its socket is open. Its address says which
+    // it is: a client of ours (a loopback or interface address) whose socket
+    // cannot be found (closed already: then the kernel keeps at most a
+    // TIME-WAIT or orphaned entry, with no owner) is not identified.
+    if (!is_ours(remote)) {
         peer.kind = TcpPeer::Kind::remote;
         return peer;
     }
@@ -130,6 +170,15 @@ TcpPeer identify_tcp_peer(int fd)
         }
         if (header->nlmsg_type == SOCK_DIAG_BY_FAMILY && header->nlmsg_len >= NLMSG_LENGTH(sizeof(inet_diag_msg))) {
             const auto* found = static_cast<const inet_diag_msg*>(NLMSG_DATA(header));
+            // Only a socket that is still someone's file names its owner: a
+            // closed one (TIME-WAIT, or orphaned while it closes) says uid 0
+            // and inode 0, and a listener is not a client.
+            constexpr int time_wait = 6, listening = 10; // the kernel's TCP_TIME_WAIT and TCP_LISTEN
+            if (found->idiag_inode == 0 || found->idiag_state == time_wait || found->idiag_state == listening
+                || found->id.idiag_sport != message.request.id.idiag_sport || found->id.idiag_dport != message.request.id.idiag_dport) {
+                peer.why = "its socket is closed already";
+                return peer;
+            }
             peer.kind = TcpPeer::Kind::local;
             peer.uid = found->idiag_uid;
             return peer;

@@ -1,5 +1,6 @@
 // Who is at the other end of a TCP connection, when that can be known: for a
-// client on this machine (a loopback address), the uid that owns its socket,
+// client on this machine (from a loopback address or one of its interfaces'),
+// the uid that owns its socket,
 // from the kernel's socket table (NETLINK_SOCK_DIAG, as ss(8) reads it; no
 // privilege needed). A remote client has no uid we could trust. What
 // SO_PEERCRED is for a Unix socket, for the text server's TCP port.
@@ -15,8 +16,8 @@ namespace kv {
 struct TcpPeer {
     enum class Kind {
         local,   // a socket of this machine's: `uid` owns it
-        remote,  // not a loopback address: no uid to know
-        unknown, // local, but its socket was not found (gone already) or the lookup failed: `why`
+        remote,  // not one of this machine's addresses: no uid to know
+        unknown, // from one of this machine's addresses, but its socket was not found open (closed already) or the lookup failed: `why`
     };
     Kind kind = Kind::unknown;
     uid_t uid = 0;
