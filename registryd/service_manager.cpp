@@ -15,7 +15,7 @@ ServiceManager::ServiceManager(asio::io_context& io)
     // sd_watchdog_enabled checks WATCHDOG_PID against our pid, so a
     // WATCHDOG_USEC meant for a parent (a shell started under systemd) is
     // not taken for ours. 0 unsets nothing: buckets never see these
-    // variables anyway (spawn_bucket removes them).
+    // variables anyway (spawn.cpp removes them).
     std::uint64_t usec = 0;
     const int enabled = ::sd_watchdog_enabled(0, &usec);
     if (enabled < 0)

@@ -48,7 +48,7 @@ struct TextServerLaunch {
 SpawnedProcess spawn_text_server(const TextServerLaunch& launch);
 
 // Reserves, now, the four descriptor numbers every spawn passes a bucket's
-// descriptors through (spawn_bucket.cpp says why), and the child's stack.
+// descriptors through (spawn.cpp says why), and the child's stack.
 // registryd calls it at start, so the numbers are small; else the first
 // spawn does. Throws SystemError.
 void prepare_spawning();
