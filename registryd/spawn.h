@@ -47,7 +47,7 @@ struct TextServerLaunch {
 // is handed its readiness pipe and the listening socket only.
 SpawnedProcess spawn_text_server(const TextServerLaunch& launch);
 
-// Reserves, now, the four descriptor numbers every spawn passes a bucket's
+// Reserves, now, the four descriptor numbers every spawn passes a child's
 // descriptors through (spawn.cpp says why), and the child's stack.
 // registryd calls it at start, so the numbers are small; else the first
 // spawn does. Throws SystemError.
