@@ -603,4 +603,38 @@ ProcessExit RegistryDaemon::stop(int signal)
     return exit;
 }
 
+std::map<std::string, std::string> registry_info(Client& client)
+{
+    auto reply = client.call({ "INFO", "registry" });
+    EXPECT_FALSE(reply.is_error()) << reply.text;
+    EXPECT_EQ(reply.text.rfind("# Registry\r\n", 0), 0u) << reply.text;
+    std::map<std::string, std::string> fields;
+    std::size_t start = 0;
+    while (start < reply.text.size()) {
+        auto end = reply.text.find("\r\n", start);
+        if (end == std::string::npos)
+            end = reply.text.size();
+        auto line = reply.text.substr(start, end - start);
+        start = end + 2;
+        auto colon = line.find(':');
+        if (colon != std::string::npos && line[0] != '#')
+            fields[line.substr(0, colon)] = line.substr(colon + 1);
+    }
+    return fields;
+}
+
+std::map<std::string, std::string> registry_info(const RegistryDaemon& daemon)
+{
+    auto client = daemon.connect();
+    return registry_info(client);
+}
+
+std::string write_script(const TemporaryDirectory& directory, const std::string& name, const std::string& body)
+{
+    std::string path = directory.path() + "/" + name;
+    std::ofstream(path) << body;
+    ::chmod(path.c_str(), 0700);
+    return path;
+}
+
 } // namespace kv::test

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -232,5 +233,14 @@ private:
 
 // Sets a receive timeout so a test waiting on a reply fails instead of hanging.
 void set_receive_timeout(const Client& client, std::chrono::milliseconds timeout);
+
+// INFO's registry section as field -> value ("buckets" -> "3"), asked on
+// `client` (a connection to registryd) or on a new connection to `daemon`.
+std::map<std::string, std::string> registry_info(Client& client);
+std::map<std::string, std::string> registry_info(const RegistryDaemon& daemon);
+
+// An executable script (mode 0700) `name` in `directory` holding `body`: a
+// stand-in program (a bucketd that misbehaves, say). Returns its path.
+std::string write_script(const TemporaryDirectory& directory, const std::string& name, const std::string& body);
 
 } // namespace kv::test

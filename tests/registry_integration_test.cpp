@@ -346,18 +346,6 @@ TEST(Registry, MonitorOfUnknownBucketIsNotFound)
     EXPECT_EQ(daemon.call({ "STOP", "nope" }).text, "NOTFOUND no bucket named nope");
 }
 
-namespace {
-
-std::string write_script(const TemporaryDirectory& directory, const std::string& name, const std::string& body)
-{
-    std::string path = directory.path() + "/" + name;
-    std::ofstream(path) << body;
-    ::chmod(path.c_str(), 0700);
-    return path;
-}
-
-} // namespace
-
 TEST(Registry, ExecFailureIsACreateErrorAndLeavesNoZombie)
 {
     TemporaryDirectory scripts;

@@ -104,40 +104,12 @@ std::vector<kv::ExitRecord> history(const RegistryDaemon& daemon)
     return exits;
 }
 
-// INFO's registry section as field -> value.
-std::map<std::string, std::string> registry_info(const RegistryDaemon& daemon)
-{
-    auto reply = daemon.call({ "INFO", "registry" });
-    EXPECT_FALSE(reply.is_error()) << reply.text;
-    std::map<std::string, std::string> fields;
-    std::size_t start = 0;
-    while (start < reply.text.size()) {
-        auto end = reply.text.find("\r\n", start);
-        if (end == std::string::npos)
-            end = reply.text.size();
-        auto line = reply.text.substr(start, end - start);
-        start = end + 2;
-        auto colon = line.find(':');
-        if (colon != std::string::npos && line[0] != '#')
-            fields[line.substr(0, colon)] = line.substr(colon + 1);
-    }
-    return fields;
-}
-
 bool ends_with(const std::string& text, const std::string& end)
 {
     return text.size() >= end.size() && text.compare(text.size() - end.size(), end.size(), end) == 0;
 }
 
 bool alive(long long pid) { return kill_process(pid, 0) == 0; }
-
-std::string write_script(const TemporaryDirectory& directory, const std::string& name, const std::string& body)
-{
-    std::string path = directory.path() + "/" + name;
-    std::ofstream(path) << body;
-    ::chmod(path.c_str(), 0700);
-    return path;
-}
 
 kv::Client send_to(const RegistryDaemon& daemon, const std::vector<std::string>& request)
 {

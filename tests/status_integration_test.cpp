@@ -22,44 +22,9 @@ namespace {
 
 long long pid_of(const Value& bucket) { return bucket.field("pid")->integer; }
 
-// INFO's registry section as field -> value.
-std::map<std::string, std::string> registry_info(kv::Client& client)
-{
-    auto reply = client.call({ "INFO", "registry" });
-    EXPECT_FALSE(reply.is_error()) << reply.text;
-    EXPECT_EQ(reply.text.rfind("# Registry\r\n", 0), 0u) << reply.text;
-    std::map<std::string, std::string> fields;
-    std::size_t start = 0;
-    while (start < reply.text.size()) {
-        auto end = reply.text.find("\r\n", start);
-        if (end == std::string::npos)
-            end = reply.text.size();
-        auto line = reply.text.substr(start, end - start);
-        start = end + 2;
-        auto colon = line.find(':');
-        if (colon != std::string::npos && line[0] != '#')
-            fields[line.substr(0, colon)] = line.substr(colon + 1);
-    }
-    return fields;
-}
-
-std::map<std::string, std::string> registry_info(const RegistryDaemon& daemon)
-{
-    auto client = daemon.connect();
-    return registry_info(client);
-}
-
 long long unix_ms_now()
 {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string write_script(const TemporaryDirectory& directory, const std::string& name, const std::string& body)
-{
-    std::string path = directory.path() + "/" + name;
-    std::ofstream(path) << body;
-    ::chmod(path.c_str(), 0700);
-    return path;
 }
 
 // A bucket created, then ended by `end` while a MONITOR waits; returns the

@@ -23,27 +23,15 @@ namespace {
 
 using namespace kv::test;
 
-// A field of registryd's INFO registry section ("text_listen" ...).
-std::string info_field(const RegistryDaemon& daemon, const std::string& field)
-{
-    const std::string info = daemon.call({ "INFO", "registry" }).text;
-    const std::string prefix = "\r\n" + field + ":";
-    const auto at = info.find(prefix);
-    if (at == std::string::npos)
-        return "";
-    const auto start = at + prefix.size();
-    return info.substr(start, info.find("\r\n", start) - start);
-}
-
 int text_port(const RegistryDaemon& daemon)
 {
-    const std::string address = info_field(daemon, "text_listen");
+    const std::string address = registry_info(daemon)["text_listen"];
     const auto colon = address.rfind(':');
     EXPECT_EQ(address.substr(0, colon), "127.0.0.1");
     return colon == std::string::npos ? -1 : std::stoi(address.substr(colon + 1));
 }
 
-pid_t textd_pid(const RegistryDaemon& daemon) { return static_cast<pid_t>(std::stol(info_field(daemon, "text_server_pid"))); }
+pid_t textd_pid(const RegistryDaemon& daemon) { return static_cast<pid_t>(std::stol(registry_info(daemon)["text_server_pid"])); }
 
 // A client of the text port, reading line by line as the guide's test does
 // (:gen_tcp's packet: :line), each read with a deadline.
@@ -277,10 +265,10 @@ TEST(TextServer, KilledTextServerIsRestartedAndTouchesNeitherRegistryNorBuckets)
     EXPECT_EQ(after.call("GET shopping eggs\r\n"), "3\r\n");
     EXPECT_EQ(after.line(), "OK\r\n");
     EXPECT_NE(textd_pid(daemon), textd);
-    EXPECT_EQ(info_field(daemon, "text_server_restarts"), "1");
+    EXPECT_EQ(registry_info(daemon)["text_server_restarts"], "1");
     // The registry and the bucket never noticed.
     EXPECT_EQ(daemon.call({ "LOOKUP", "shopping" }).field("pid")->integer, bucket_pid);
-    EXPECT_EQ(info_field(daemon, "bucket_exits"), "0");
+    EXPECT_EQ(registry_info(daemon)["bucket_exits"], "0");
     EXPECT_TRUE(daemon.running());
     EXPECT_NE(daemon.log().find("(textd pid " + std::to_string(textd) + ") killed by SIGKILL; restarting"), std::string::npos) << daemon.log();
     expect_no_zombie(daemon.pid());
@@ -308,7 +296,7 @@ TEST(TextServer, ACrashingClientProcessDropsOnlyItsOwnConnection)
     EXPECT_EQ(survivor.call("GET b k\r\n"), "1\r\n");
     EXPECT_EQ(survivor.line(), "OK\r\n");
     EXPECT_EQ(textd_pid(daemon), textd);
-    EXPECT_EQ(info_field(daemon, "text_server_restarts"), "0");
+    EXPECT_EQ(registry_info(daemon)["text_server_restarts"], "0");
     ASSERT_EQ(wait_for_handlers(textd, 1), 1u); // reaped
     EXPECT_NE(daemon.log().find("(pid " + std::to_string(first[0]) + ") was killed by SIGABRT; its client alone was dropped"), std::string::npos)
         << daemon.log();
@@ -464,7 +452,7 @@ TEST(TextServer, RandomBytesCrashNothingAndLoseNothingAcknowledged)
         acknowledged[key] = std::to_string(round);
     }
     EXPECT_EQ(textd_pid(daemon), textd);
-    EXPECT_EQ(info_field(daemon, "text_server_restarts"), "0");
+    EXPECT_EQ(registry_info(daemon)["text_server_restarts"], "0");
     EXPECT_EQ(daemon.log().find("was killed by"), std::string::npos) << daemon.log();
     auto bucket = kv::Client::connect(daemon.call({ "LOOKUP", "victim" }).field("socket")->text);
     for (const auto& [key, value] : acknowledged) {
@@ -557,7 +545,7 @@ TEST(TextServer, StoppingRegistrydStopsTheTextServerAndEveryClientProcessAndClos
 TEST(TextServer, APortInUseStopsRegistrydAtStartWithOneLine)
 {
     RegistryDaemon first(text_daemon());
-    const std::string address = info_field(first, "text_listen");
+    const std::string address = registry_info(first)["text_listen"];
     TemporaryDirectory run_dir;
     auto result = run_program({ binary("registryd"), "--run-dir", run_dir.path(), "--text-listen", address });
     EXPECT_EQ(result.exit_code, 1);
@@ -568,8 +556,8 @@ TEST(TextServer, APortInUseStopsRegistrydAtStartWithOneLine)
 TEST(TextServer, WithoutTextListenThereIsNoTextServer)
 {
     RegistryDaemon daemon;
-    EXPECT_EQ(info_field(daemon, "text_listen"), "");
-    EXPECT_EQ(info_field(daemon, "text_server_pid"), "-1");
+    EXPECT_EQ(registry_info(daemon)["text_listen"], "");
+    EXPECT_EQ(registry_info(daemon)["text_server_pid"], "-1");
     for (const auto& child : children_of(daemon.pid()))
         EXPECT_EQ(child.cmdline.rfind("textd", 0), std::string::npos) << child.cmdline;
 }
@@ -577,7 +565,7 @@ TEST(TextServer, WithoutTextListenThereIsNoTextServer)
 TEST(TextServer, PsShowsTextdWithItsAddress)
 {
     RegistryDaemon daemon(text_daemon());
-    const std::string address = info_field(daemon, "text_listen");
+    const std::string address = registry_info(daemon)["text_listen"];
     std::vector<std::string> commands;
     for (const auto& child : children_of(daemon.pid()))
         commands.push_back(child.cmdline);
