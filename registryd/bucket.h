@@ -149,16 +149,18 @@ struct Bucket {
     std::chrono::system_clock::time_point started_at; // the same moment on the wall clock, for HISTORY
     BucketState state = BucketState::starting;
 
-    // Supervision (supervision.h). These, and the callers waiting for it to
+    // Supervision (supervision.h): this, and the callers waiting for it to
     // be ready, are all a restart carries to the new process; a restarted
     // bucket is otherwise new: its own id, pid, segment and socket.
-    RestartPolicy policy = RestartPolicy::temporary;
-    // KEEP: a restart hands this bucket's segment to the new process, which
-    // adopts its table if it is intact (else starts empty and logs why).
-    bool keep = false;
-    RestartIntensity intensity;
-    unsigned long long restarts = 0; // since its CREATE
-    std::string last_exit;           // why the process before this one ended; empty before a restart
+    struct Supervision {
+        RestartPolicy policy = RestartPolicy::temporary;
+        // KEEP: a restart hands this bucket's segment to the new process, which
+        // adopts its table if it is intact (else starts empty and logs why).
+        bool keep = false;
+        RestartIntensity intensity;
+        unsigned long long restarts = 0; // since its CREATE
+        std::string last_exit;           // why the process before this one ended; empty before a restart
+    } supervision;
 
     // Owns the pidfd; readable when the child exits.
     std::unique_ptr<asio::posix::stream_descriptor> pidfd;

@@ -56,10 +56,10 @@ void append_list_entry(std::string& out, const Bucket& bucket, resp::Protocol pr
     stats.keys = table.keys;
     stats.bytes = table.bytes;
     stats.monitors = bucket.monitors.size();
-    stats.restart = to_string(bucket.policy);
-    stats.keep = bucket.keep;
-    stats.restarts = bucket.restarts;
-    stats.last_exit = bucket.last_exit;
+    stats.restart = to_string(bucket.supervision.policy);
+    stats.keep = bucket.supervision.keep;
+    stats.restarts = bucket.supervision.restarts;
+    stats.last_exit = bucket.supervision.last_exit;
     append_resp(out, record_of(bucket), &stats, protocol);
 }
 
@@ -177,9 +177,9 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
         return;
     }
     if (Bucket* existing = find(name)) {
-        if ((policy && *policy != existing->policy) || (keep && !existing->keep)) {
+        if ((policy && *policy != existing->supervision.policy) || (keep && !existing->supervision.keep)) {
             responder.send(error_reply(ErrorCode::error, "bucket " + printable(name) + " exists with restart policy "
-                + to_string(existing->policy) + (existing->keep ? " KEEP" : "") + "; STOP it to create it with another"));
+                + to_string(existing->supervision.policy) + (existing->supervision.keep ? " KEEP" : "") + "; STOP it to create it with another"));
             return;
         }
         switch (existing->state) {
@@ -208,8 +208,8 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
         return;
     }
     Bucket& bucket = admit(name, next_id_++);
-    bucket.policy = chosen;
-    bucket.keep = keep;
+    bucket.supervision.policy = chosen;
+    bucket.supervision.keep = keep;
     if (auto error = start_process(bucket)) {
         log_line(LogLevel::warning, "unable to create bucket " + printable(name) + ": " + *error);
         erase(bucket); // its segment and socket file, if made, go with it
@@ -272,7 +272,7 @@ std::optional<std::string> Registry::start_process(Bucket& bucket)
     bucket.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.pidfd.release());
     bucket.ready_pipe = std::make_unique<asio::posix::stream_descriptor>(io_, spawned.ready_pipe.release());
 
-    log_line(describe(bucket) + " starting" + (bucket.restarts ? " (restart " + std::to_string(bucket.restarts) + ")" : ""));
+    log_line(describe(bucket) + " starting" + (bucket.supervision.restarts ? " (restart " + std::to_string(bucket.supervision.restarts) + ")" : ""));
     watch_exit(bucket);
     watch_ready(bucket);
     return std::nullopt;
@@ -563,15 +563,15 @@ void Registry::history(std::size_t count, const Responder& responder) const
 
 void Registry::after_exit(Bucket& bucket, BucketState was, const ExitReason& reason)
 {
-    const bool first_start = was == BucketState::starting && bucket.restarts == 0;
+    const bool first_start = was == BucketState::starting && bucket.supervision.restarts == 0;
     if (state_ == RegistryState::shutting_down
-        || !wants_restart(bucket.policy, was == BucketState::stopping, first_start, reason.clean())) {
+        || !wants_restart(bucket.supervision.policy, was == BucketState::stopping, first_start, reason.clean())) {
         remove(bucket, was, reason);
         return;
     }
-    if (!bucket.intensity.admit(std::chrono::steady_clock::now(), options_.supervision)) {
+    if (!bucket.supervision.intensity.admit(std::chrono::steady_clock::now(), options_.supervision)) {
         remove(bucket, was, reason,
-            gave_up_text(bucket.intensity.recent(), options_.supervision.max_seconds, reason.describe()));
+            gave_up_text(bucket.supervision.intensity.recent(), options_.supervision.max_seconds, reason.describe()));
         return;
     }
     restart(bucket, was, reason);
@@ -587,19 +587,18 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     // A restart starts a new process under the same name: everything else
     // of the old one (its id, segment, socket) goes with erase().
     const std::string name = bucket.name;
-    const RestartPolicy policy = bucket.policy;
-    const bool keep = bucket.keep;
+    Bucket::Supervision supervision = std::move(bucket.supervision);
+    ++supervision.restarts;
+    supervision.last_exit = why;
     // KEEP: the segment stays, held here between the two processes. Its
     // readers are told the table is gone (its writer is), as for any exit;
     // the new bucket marks it alive again once it has adopted it.
     BucketSegment kept_segment;
-    if (keep && bucket.segment.fd) {
+    if (supervision.keep && bucket.segment.fd) {
         mark_table_gone(bucket.segment.fd.get());
         kept_segment.name = std::move(bucket.segment.name);
         kept_segment.fd = std::move(bucket.segment.fd);
     }
-    RestartIntensity intensity = std::move(bucket.intensity);
-    const unsigned long long restarts = bucket.restarts + 1;
     auto waiting_for_ready = std::move(bucket.waiting_for_ready);
     auto monitors = std::move(bucket.monitors);
     const std::string failure = bucket.failure;
@@ -615,13 +614,9 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
             waiter.send(error);
     }
     Bucket& next = admit(name, next_id_++);
-    next.policy = policy;
-    next.keep = keep;
+    next.supervision = std::move(supervision);
     next.segment.name = std::move(kept_segment.name);
     next.segment.fd = std::move(kept_segment.fd);
-    next.intensity = std::move(intensity);
-    next.restarts = restarts;
-    next.last_exit = why;
     next.state = BucketState::restarting;
     for (const auto& [connection, waiter] : waiting_for_ready)
         add_waiter(next, &Bucket::waiting_for_ready, waiter);
@@ -630,7 +625,7 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     for (const auto& [connection, waiter] : monitors)
         waiter.send(restarting);
 
-    const auto delay = next.intensity.delay(options_.supervision);
+    const auto delay = next.supervision.intensity.delay(options_.supervision);
     if (delay.count() > 0)
         arm_timer(next, delay, BucketEvent::restart_due);
     else
@@ -655,10 +650,10 @@ void Registry::record_exit(const Bucket& bucket, BucketState was, const ExitReas
         ++counters_.exits_signal;
     if (was == BucketState::stopping)
         ++counters_.exits_stopped;
-    if (was == BucketState::starting && bucket.restarts == 0)
+    if (was == BucketState::starting && bucket.supervision.restarts == 0)
         ++counters_.exits_before_ready;
     history_.add(ExitRecord { bucket.name, bucket.pid, bucket.id, why, unix_ms(bucket.started_at),
-        unix_ms(std::chrono::system_clock::now()), to_string(bucket.policy), bucket.restarts, outcome });
+        unix_ms(std::chrono::system_clock::now()), to_string(bucket.supervision.policy), bucket.supervision.restarts, outcome });
 }
 
 void Registry::remove(Bucket& bucket, BucketState was, const ExitReason& reason, const std::string& gave_up)
