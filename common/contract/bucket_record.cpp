@@ -39,42 +39,19 @@ void append_resp(std::string& out, const BucketRecord& record, const BucketStats
     resp::append_bulk(out, stats->last_exit);
 }
 
-namespace {
-
-bool text_field(const resp::Value& reply, std::string_view name, std::string& out)
-{
-    const auto* value = reply.field(name);
-    if (!value || value->type != resp::Value::Type::bulk)
-        return false;
-    out = value->text;
-    return true;
-}
-
-template <typename Number>
-bool integer_field(const resp::Value& reply, std::string_view name, Number& out)
-{
-    const auto* value = reply.field(name);
-    if (!value || value->type != resp::Value::Type::integer)
-        return false;
-    out = static_cast<Number>(value->integer);
-    return true;
-}
-
-} // namespace
-
 std::optional<BucketRecord> decode_bucket_record(const resp::Value& reply, BucketStats* stats)
 {
     BucketRecord record;
-    if ((reply.type != resp::Value::Type::array && reply.type != resp::Value::Type::map) || !text_field(reply, "name", record.name)
-        || !integer_field(reply, "pid", record.pid) || !integer_field(reply, "id", record.id)
-        || !text_field(reply, "socket", record.socket) || !text_field(reply, "segment", record.segment))
+    if ((reply.type != resp::Value::Type::array && reply.type != resp::Value::Type::map) || !reply.text_field("name", record.name)
+        || !reply.integer_field("pid", record.pid) || !reply.integer_field("id", record.id)
+        || !reply.text_field("socket", record.socket) || !reply.text_field("segment", record.segment))
         return std::nullopt;
     if (stats
-        && (!text_field(reply, "state", stats->state) || !integer_field(reply, "uptime_ms", stats->uptime_ms)
-            || !integer_field(reply, "keys", stats->keys) || !integer_field(reply, "bytes", stats->bytes)
-            || !integer_field(reply, "monitors", stats->monitors) || !text_field(reply, "restart", stats->restart)
-            || !integer_field(reply, "keep", stats->keep)
-            || !integer_field(reply, "restarts", stats->restarts) || !text_field(reply, "last_exit", stats->last_exit)))
+        && (!reply.text_field("state", stats->state) || !reply.integer_field("uptime_ms", stats->uptime_ms)
+            || !reply.integer_field("keys", stats->keys) || !reply.integer_field("bytes", stats->bytes)
+            || !reply.integer_field("monitors", stats->monitors) || !reply.text_field("restart", stats->restart)
+            || !reply.integer_field("keep", stats->keep)
+            || !reply.integer_field("restarts", stats->restarts) || !reply.text_field("last_exit", stats->last_exit)))
         return std::nullopt;
     return record;
 }

@@ -25,38 +25,15 @@ void append_resp(std::string& out, const ExitRecord& record, resp::Protocol prot
     resp::append_bulk(out, record.outcome);
 }
 
-namespace {
-
-bool text_field(const resp::Value& reply, std::string_view name, std::string& out)
-{
-    const auto* value = reply.field(name);
-    if (!value || value->type != resp::Value::Type::bulk)
-        return false;
-    out = value->text;
-    return true;
-}
-
-template <typename Number>
-bool integer_field(const resp::Value& reply, std::string_view name, Number& out)
-{
-    const auto* value = reply.field(name);
-    if (!value || value->type != resp::Value::Type::integer)
-        return false;
-    out = static_cast<Number>(value->integer);
-    return true;
-}
-
-} // namespace
-
 std::optional<ExitRecord> decode_exit_record(const resp::Value& reply)
 {
     ExitRecord record;
     if ((reply.type != resp::Value::Type::array && reply.type != resp::Value::Type::map)
-        || !text_field(reply, "name", record.name) || !integer_field(reply, "pid", record.pid)
-        || !integer_field(reply, "id", record.id) || !text_field(reply, "reason", record.reason)
-        || !integer_field(reply, "started_ms", record.started_ms) || !integer_field(reply, "ended_ms", record.ended_ms)
-        || !text_field(reply, "restart", record.restart) || !integer_field(reply, "restarts", record.restarts)
-        || !text_field(reply, "outcome", record.outcome))
+        || !reply.text_field("name", record.name) || !reply.integer_field("pid", record.pid)
+        || !reply.integer_field("id", record.id) || !reply.text_field("reason", record.reason)
+        || !reply.integer_field("started_ms", record.started_ms) || !reply.integer_field("ended_ms", record.ended_ms)
+        || !reply.text_field("restart", record.restart) || !reply.integer_field("restarts", record.restarts)
+        || !reply.text_field("outcome", record.outcome))
         return std::nullopt;
     return record;
 }

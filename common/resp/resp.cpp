@@ -345,6 +345,15 @@ const Value* Value::field(std::string_view name) const
     return nullptr;
 }
 
+bool Value::text_field(std::string_view field, std::string& out) const
+{
+    const Value* value = this->field(field);
+    if (!value || value->type != Type::bulk)
+        return false;
+    out = value->text;
+    return true;
+}
+
 namespace {
 
 ParseResult parse_at(std::string_view buffer, std::size_t& position, Value& out, const Limits& limits, int depth)

@@ -113,6 +113,18 @@ struct Value {
     bool is_error() const { return type == Type::error; }
     // For a flat field/value array or a map (LOOKUP, LIST entries): the value after `field`.
     const Value* field(std::string_view field) const;
+    // The bulk string `field` holds, into `out`; false if it is absent or not one.
+    bool text_field(std::string_view field, std::string& out) const;
+    // The integer `field` holds, into `out`; false if it is absent or not one.
+    template <typename Number>
+    bool integer_field(std::string_view field, Number& out) const
+    {
+        const Value* value = this->field(field);
+        if (!value || value->type != Type::integer)
+            return false;
+        out = static_cast<Number>(value->integer);
+        return true;
+    }
 };
 
 enum class ParseResult { complete, incomplete, invalid };
