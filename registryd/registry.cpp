@@ -319,26 +319,10 @@ void Registry::wait_for_readiness(Bucket& bucket)
 
 namespace {
 
-// Reads what the bucket wrote on its readiness pipe so far, without blocking
-// (the pipe is non-blocking), and says what it means (bucket_launch.h).
+// What the bucket wrote on its readiness pipe so far, and what it means.
 Readiness read_readiness(Bucket& bucket, std::string& why)
 {
-    bool at_end = false;
-    for (;;) {
-        char buffer[256];
-        ssize_t size = ::read(bucket.ready_pipe->native_handle(), buffer, sizeof buffer);
-        if (size > 0) {
-            bucket.ready_text.append(buffer, static_cast<std::size_t>(size));
-            if (bucket.ready_text.size() < longest_readiness_line)
-                continue;
-        } else if (size == -1 && errno == EINTR) {
-            continue;
-        } else {
-            at_end = size == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-        }
-        break;
-    }
-    return parse_readiness(bucket.ready_text, at_end, why);
+    return kv::read_readiness(bucket.ready_pipe->native_handle(), bucket.ready_text, why);
 }
 
 } // namespace

@@ -131,23 +131,8 @@ void TextServer::on_readable_pipe()
 {
     if (!ready_pipe_)
         return;
-    bool at_end = false;
-    for (;;) {
-        char buffer[256];
-        const ssize_t size = ::read(ready_pipe_->native_handle(), buffer, sizeof buffer);
-        if (size > 0) {
-            ready_text_.append(buffer, static_cast<std::size_t>(size));
-            if (ready_text_.size() < longest_readiness_line)
-                continue;
-        } else if (size == -1 && errno == EINTR) {
-            continue;
-        } else {
-            at_end = size == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-        }
-        break;
-    }
     std::string why;
-    switch (parse_readiness(ready_text_, at_end, why)) {
+    switch (read_readiness(ready_pipe_->native_handle(), ready_text_, why)) {
     case Readiness::waiting:
         ready_pipe_->async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& error) {
             if (!error)

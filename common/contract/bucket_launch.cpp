@@ -1,5 +1,8 @@
 #include "bucket_launch.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
 #include <stdexcept>
@@ -129,6 +132,26 @@ Readiness parse_readiness(std::string_view text, bool at_end, std::string& why)
         return Readiness::failed;
     }
     return at_end ? Readiness::closed : Readiness::waiting;
+}
+
+Readiness read_readiness(int fd, std::string& text, std::string& why)
+{
+    bool at_end = false;
+    for (;;) {
+        char buffer[256];
+        const ssize_t size = ::read(fd, buffer, sizeof buffer);
+        if (size > 0) {
+            text.append(buffer, static_cast<std::size_t>(size));
+            if (text.size() < longest_readiness_line)
+                continue;
+        } else if (size == -1 && errno == EINTR) {
+            continue;
+        } else {
+            at_end = size == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+        }
+        break;
+    }
+    return parse_readiness(text, at_end, why);
 }
 
 } // namespace kv

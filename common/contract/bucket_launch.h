@@ -112,5 +112,9 @@ enum class Readiness {
 // is at EOF) says. A line longer than longest_readiness_line counts as a
 // failure with what arrived.
 Readiness parse_readiness(std::string_view text, bool at_end, std::string& why);
+// Reads what a child wrote on its readiness pipe `fd` (non-blocking) so
+// far, without blocking, into `text` (all of it so far), and says what that
+// means: registryd's side, for bucketd and textd alike.
+Readiness read_readiness(int fd, std::string& text, std::string& why);
 
 } // namespace kv
