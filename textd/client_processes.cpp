@@ -17,24 +17,36 @@ namespace kv::text {
 
 namespace {
 
-// A client's socket, over a process's control socket (SCM_RIGHTS).
-bool send_client(int control, int client)
-{
+// One message on a control socket: one byte, and room for one descriptor
+// (SCM_RIGHTS) beside it.
+struct DescriptorMessage {
     char byte = 'c';
     iovec data { &byte, 1 };
     alignas(cmsghdr) char space[CMSG_SPACE(sizeof(int))] {};
     msghdr message {};
-    message.msg_iov = &data;
-    message.msg_iovlen = 1;
-    message.msg_control = space;
-    message.msg_controllen = sizeof space;
-    cmsghdr* header = CMSG_FIRSTHDR(&message);
+
+    DescriptorMessage()
+    {
+        message.msg_iov = &data;
+        message.msg_iovlen = 1;
+        message.msg_control = space;
+        message.msg_controllen = sizeof space;
+    }
+    DescriptorMessage(const DescriptorMessage&) = delete; // it points into itself
+    DescriptorMessage& operator=(const DescriptorMessage&) = delete;
+};
+
+// A client's socket, over a process's control socket.
+bool send_client(int control, int client)
+{
+    DescriptorMessage sending;
+    cmsghdr* header = CMSG_FIRSTHDR(&sending.message);
     header->cmsg_level = SOL_SOCKET;
     header->cmsg_type = SCM_RIGHTS;
     header->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(header), &client, sizeof(int));
     ssize_t sent;
-    while ((sent = ::sendmsg(control, &message, MSG_NOSIGNAL)) == -1 && errno == EINTR) {
+    while ((sent = ::sendmsg(control, &sending.message, MSG_NOSIGNAL)) == -1 && errno == EINTR) {
     }
     return sent == 1;
 }
@@ -43,20 +55,13 @@ bool send_client(int control, int client)
 // socket at its end).
 UniqueFd receive_client(int control)
 {
-    char byte = 0;
-    iovec data { &byte, 1 };
-    alignas(cmsghdr) char space[CMSG_SPACE(sizeof(int))] {};
-    msghdr message {};
-    message.msg_iov = &data;
-    message.msg_iovlen = 1;
-    message.msg_control = space;
-    message.msg_controllen = sizeof space;
+    DescriptorMessage received;
     ssize_t got;
-    while ((got = ::recvmsg(control, &message, MSG_CMSG_CLOEXEC)) == -1 && errno == EINTR) {
+    while ((got = ::recvmsg(control, &received.message, MSG_CMSG_CLOEXEC)) == -1 && errno == EINTR) {
     }
     if (got != 1)
         return {};
-    cmsghdr* header = CMSG_FIRSTHDR(&message);
+    cmsghdr* header = CMSG_FIRSTHDR(&received.message);
     if (!header || header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS || header->cmsg_len != CMSG_LEN(sizeof(int)))
         return {};
     int client = -1;
