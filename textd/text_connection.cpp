@@ -101,16 +101,19 @@ void serve_connection(int fd, const std::string& peer, BucketAccess& buckets, co
     std::string input;
     std::size_t scanned = 0; // input[0, scanned) holds no newline
     Clock::time_point stalled_at {};
+    // A line over the limit, with or without its end seen yet: ERROR, then close.
+    auto refuse_long_line = [&] {
+        peer_event_log().log(LogLevel::info, "client " + peer + ": a line longer than " + std::to_string(limits.max_line)
+                + " bytes; replied ERROR and closed the connection");
+        write_all(fd, error_reply, limits.stall_timeout);
+    };
     for (;;) {
         const auto newline = input.find('\n', scanned);
         if (newline == std::string::npos) {
             // Over the limit already, whatever comes next (a last "\r" may
             // still be the line's ending).
             if (input.size() > limits.max_line + 1 || (input.size() == limits.max_line + 1 && input.back() != '\r')) {
-                peer_event_log().log(LogLevel::info, "client " + peer + ": a line longer than " + std::to_string(limits.max_line)
-                        + " bytes; replied ERROR and closed the connection");
-                write_all(fd, error_reply, limits.stall_timeout);
-                return;
+                return refuse_long_line();
             }
             scanned = input.size();
             // Idle (nothing pending) waits as long as it takes, letting go
@@ -145,10 +148,7 @@ void serve_connection(int fd, const std::string& peer, BucketAccess& buckets, co
         }
         const std::size_t length = newline > 0 && input[newline - 1] == '\r' ? newline - 1 : newline; // its ending not counted
         if (length > limits.max_line) {
-            peer_event_log().log(LogLevel::info, "client " + peer + ": a line longer than " + std::to_string(limits.max_line)
-                    + " bytes; replied ERROR and closed the connection");
-            write_all(fd, error_reply, limits.stall_timeout);
-            return;
+            return refuse_long_line();
         }
         Answer answer = run(std::string_view(input).substr(0, newline + 1), buckets, peer);
         input.erase(0, newline + 1);
