@@ -73,18 +73,10 @@ public:
             }
             if (closed_)
                 return std::exchange(buffer_, "");
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-            pollfd readable { fd_.get(), POLLIN, 0 };
-            if (left.count() <= 0 || ::poll(&readable, 1, static_cast<int>(left.count())) != 1) {
+            if (!read_more(deadline)) {
                 ADD_FAILURE() << "no line within " << timeout.count() << " ms; have " << kv::printable(buffer_);
                 return "(timed out)";
             }
-            char chunk[65536];
-            const ssize_t got = ::read(fd_.get(), chunk, sizeof chunk);
-            if (got <= 0)
-                closed_ = true;
-            else
-                buffer_.append(chunk, static_cast<std::size_t>(got));
         }
     }
 
@@ -100,16 +92,8 @@ public:
     {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
         while (!closed_) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-            pollfd readable { fd_.get(), POLLIN, 0 };
-            if (left.count() <= 0 || ::poll(&readable, 1, static_cast<int>(left.count())) != 1)
+            if (!read_more(deadline))
                 return false;
-            char chunk[65536];
-            const ssize_t got = ::read(fd_.get(), chunk, sizeof chunk);
-            if (got <= 0)
-                closed_ = true;
-            else
-                buffer_.append(chunk, static_cast<std::size_t>(got));
         }
         return true;
     }
@@ -118,6 +102,23 @@ public:
     int fd() const { return fd_.get(); }
 
 private:
+    // One read into the buffer (or the server's close noted), once there is
+    // something to read; false if `deadline` passed first.
+    bool read_more(std::chrono::steady_clock::time_point deadline)
+    {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd readable { fd_.get(), POLLIN, 0 };
+        if (left.count() <= 0 || ::poll(&readable, 1, static_cast<int>(left.count())) != 1)
+            return false;
+        char chunk[65536];
+        const ssize_t got = ::read(fd_.get(), chunk, sizeof chunk);
+        if (got <= 0)
+            closed_ = true;
+        else
+            buffer_.append(chunk, static_cast<std::size_t>(got));
+        return true;
+    }
+
     kv::UniqueFd fd_;
     std::string buffer_;
     bool closed_ = false;
