@@ -32,13 +32,12 @@ ConnectOptions BucketAccess::options() const
     return ConnectOptions { dir_.owner(), std::chrono::steady_clock::now() + call_timeout_ };
 }
 
-resp::Value BucketAccess::registry_call(const std::vector<std::string>& request)
+Client BucketAccess::connect_registry() const
 {
-    // A connection per call: CREATE and a LOOKUP are rare here, and a text
-    // client must not hold one of registryd's --max-connections for its
-    // whole life.
-    Client registry = Client::connect(registry_socket_path(dir_.path()), options());
-    return registry.call(request);
+    // A connection per call (or per LOOKUP retried): CREATE and a LOOKUP are
+    // rare here, and a text client must not hold one of registryd's
+    // --max-connections for its whole life.
+    return Client::connect(registry_socket_path(dir_.path()), options());
 }
 
 BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcome, std::string& why, unsigned long long exited)
@@ -62,7 +61,7 @@ BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcom
             // its parent). Asked again until registryd has seen the exit,
             // within the call's deadline.
             const auto deadline = std::chrono::steady_clock::now() + call_timeout_;
-            Client registry = Client::connect(registry_socket_path(dir_.path()), options());
+            Client registry = connect_registry();
             for (;;) {
                 const resp::Value reply = registry.call({ "LOOKUP", wanted });
                 if (reply.is_error()) {
@@ -143,7 +142,7 @@ Outcome BucketAccess::bucket_call(std::string_view name, const std::vector<std::
 Outcome BucketAccess::create(std::string_view name, std::string& why)
 {
     try {
-        const resp::Value reply = registry_call({ "CREATE", std::string(name) });
+        const resp::Value reply = connect_registry().call({ "CREATE", std::string(name) });
         if (!reply.is_error())
             return Outcome::done;
         why = "CREATE " + shown_bucket_name(name) + ": " + reply.text;
@@ -164,24 +163,20 @@ Outcome BucketAccess::get(std::string_view name, std::string_view key, std::stri
         bucket->table_tried = true;
         bucket->table = SharedTableReader::open(bucket->record.segment, TableKind::bucket, dir_.owner());
     }
+    unsigned long long exited = 0;
     if (bucket->table) {
         switch (bucket->table->get(key, value)) {
         case SharedTableReader::Result::found: return Outcome::done;
         case SharedTableReader::Result::missing: value.clear(); return Outcome::done;
-        case SharedTableReader::Result::gone: { // its process exited: ask who serves the name now
-            const unsigned long long exited = bucket->record.id;
+        case SharedTableReader::Result::gone: // its process exited: ask who serves the name now
+            exited = bucket->record.id;
             open_.erase(exited);
-            resp::Value reply;
-            outcome = bucket_call(name, { "GET", std::string(key) }, reply, why, exited);
-            if (outcome == Outcome::done)
-                value = reply.type == resp::Value::Type::null ? std::string() : std::move(reply.text);
-            return outcome;
-        }
+            break;
         case SharedTableReader::Result::busy: break; // the socket will say
         }
     }
     resp::Value reply;
-    outcome = bucket_call(name, { "GET", std::string(key) }, reply, why);
+    outcome = bucket_call(name, { "GET", std::string(key) }, reply, why, exited);
     if (outcome == Outcome::done)
         value = reply.type == resp::Value::Type::null ? std::string() : std::move(reply.text);
     return outcome;

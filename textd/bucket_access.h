@@ -73,7 +73,7 @@ private:
     // serving the name if this one (or `exited`) exited under it.
     Outcome bucket_call(std::string_view name, const std::vector<std::string>& request, resp::Value& reply, std::string& why,
         unsigned long long exited = 0);
-    resp::Value registry_call(const std::vector<std::string>& request);
+    Client connect_registry() const;
     ConnectOptions options() const;
 
     RunDir dir_;
