@@ -176,6 +176,9 @@ struct Bucket {
     // "could not start: unable to reserve segment ...: No space left on device".
     // Reported with the exit; it decides no transition.
     std::string failure;
+    // Cluster mode (cluster.h): the revision of this node's claim of the
+    // name in etcd, which a restart carries; 0 outside a cluster.
+    long long claim = 0;
 
     // Callers waiting on this bucket, by connection id: a connection has at
     // most one call outstanding, and one that hangs up is forgotten at once.

@@ -22,6 +22,7 @@
 #include <CLI/CLI.hpp>
 
 #include "asio.h"
+#include "cluster.h"
 #include "command_table.h"
 #include "log.h"
 #include "peer_credentials.h"
@@ -64,7 +65,7 @@ std::string default_program_path(const std::string& program)
 // since it started (RegistryCounters); `server` is set once the registry's
 // RespServer exists, before any client can ask.
 kv::ServerRole registry_role(const kv::Registry& registry, const std::string& run_dir, const kv::RespServer* const& server,
-    const kv::TextServer* text_server)
+    const kv::TextServer* text_server, const kv::Cluster* cluster)
 {
     kv::ServerRole role;
     role.name = "registry";
@@ -72,7 +73,7 @@ kv::ServerRole registry_role(const kv::Registry& registry, const std::string& ru
     role.transactions = kv::Transactions::refused;
     role.extra_section = "Registry";
     const auto started = std::chrono::steady_clock::now();
-    role.extra_section_lines = [&registry, run_dir, &server, text_server, started](std::string& out) {
+    role.extra_section_lines = [&registry, run_dir, &server, text_server, cluster, started](std::string& out) {
         auto line = [&out](std::string_view field, const std::string& value) {
             out.append(field).append(":").append(value).append("\r\n");
         };
@@ -101,6 +102,16 @@ kv::ServerRole registry_role(const kv::Registry& registry, const std::string& ru
         line("text_listen", text_server ? text_server->address() : "");
         line("text_server_pid", std::to_string(text_server ? text_server->pid() : -1));
         line("text_server_restarts", std::to_string(text_server ? text_server->restarts() : 0));
+        // Cluster mode (--cluster): this node, its lease and what it knows
+        // of the cluster; cluster_state is "" outside a cluster.
+        line("cluster_state", cluster ? kv::to_string(cluster->state()) : "");
+        line("cluster_node", cluster ? cluster->options().node : "");
+        line("cluster_lease", std::to_string(cluster ? cluster->lease() : 0));
+        line("cluster_lease_valid_ms", std::to_string(cluster ? cluster->valid_for().count() : 0));
+        line("cluster_leases_lost", std::to_string(cluster ? cluster->leases_lost() : 0));
+        line("cluster_nodes", std::to_string(cluster ? cluster->nodes().size() : 0));
+        line("cluster_names", std::to_string(cluster ? cluster->names().size() : 0));
+        line("cluster_last_error", cluster ? kv::printable(cluster->last_error()) : "");
     };
     return role;
 }
@@ -155,6 +166,18 @@ int main(int argc, char** argv)
     app.add_option("--max-seconds", max_seconds, "The window of --max-restarts, in seconds (OTP's period)")->capture_default_str()->check(CLI::Range(1L, 86400L));
     app.add_option("--restart-delay-ms", restart_delay_ms, "Wait this long before a restart, doubled for each earlier restart within --max-seconds")->capture_default_str()->check(CLI::Range(0L, 3600000L));
     app.add_option("--restart-delay-max-ms", restart_delay_max_ms, "The longest a doubled restart delay grows")->capture_default_str()->check(CLI::Range(0L, 3600000L));
+    std::string cluster_urls;
+    kv::ClusterOptions cluster_options;
+    long lease_ttl_s = 10;
+    app.add_option("--cluster", cluster_urls, "Join the kv cluster kept in etcd at these endpoints (http://HOST:PORT[,...]): bucket names are unique across every node");
+    app.add_option("--node", cluster_options.node, "This node's name in the cluster (letters, digits, '.', '_', '-'; unique among live nodes); needed with --cluster")
+        ->check([](const std::string& text) {
+            return !text.empty() && text.size() <= 64 && text.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == std::string::npos
+                ? std::string()
+                : "not a node name (1 to 64 letters, digits, '.', '_', '-'): " + text;
+        });
+    app.add_option("--cluster-prefix", cluster_options.prefix, "Where in etcd the cluster's keys are (several clusters can share one etcd)")->capture_default_str();
+    app.add_option("--lease-ttl", lease_ttl_s, "Seconds the cluster keeps this node's names after it stops answering (its etcd lease's TTL)")->capture_default_str()->check(CLI::Range(2L, 3600L));
     app.add_flag("--enable-debug-command", options.debug_command_enabled, "Let buckets accept DEBUG SEGFAULT / DEBUG EXIT (for tests)");
     app.add_option("--notify-fd", notify_fd, "Write a newline to this descriptor once the socket is listening");
     app.add_option("--log-level", log_level_name, "Least severe level logged, by registryd and its buckets: error, warning, notice, info or debug")
@@ -169,6 +192,23 @@ int main(int argc, char** argv)
     } catch (const CLI::ParseError& error) {
         std::cerr << "registryd: " << error.what() << " (see registryd --help)\n";
         return 2;
+    }
+    if (!cluster_urls.empty() && cluster_options.node.empty()) {
+        std::cerr << "registryd: --cluster needs --node NAME (see registryd --help)\n";
+        return 2;
+    }
+    if (cluster_urls.empty() && !cluster_options.node.empty()) {
+        std::cerr << "registryd: --node needs --cluster URLS (see registryd --help)\n";
+        return 2;
+    }
+    if (!cluster_urls.empty()) {
+        std::string why;
+        cluster_options.endpoints = kv::parse_etcd_endpoints(cluster_urls, why);
+        if (cluster_options.endpoints.empty()) {
+            std::cerr << "registryd: --cluster: " << why << " (see registryd --help)\n";
+            return 2;
+        }
+        cluster_options.lease_ttl = std::chrono::seconds(lease_ttl_s);
     }
     kv::set_log_level(*kv::parse_log_level(log_level_name));
     options.ready_timeout = std::chrono::milliseconds(ready_timeout_ms);
@@ -251,7 +291,33 @@ int main(int argc, char** argv)
         lock.publish(kv::InstanceRecord { ::getpid(), options.instance, options.names_segment });
 
         kv::prepare_spawning(); // before any client or bucket: its descriptor numbers stay small
+        // Cluster mode: the node joins (a lease, its node key, the copy of
+        // every name) before it serves anyone, so no CREATE ever runs
+        // unclaimed. The registry is told of the cluster's events from then on.
+        std::optional<kv::Cluster> cluster;
+        kv::Registry* registry_for_cluster = nullptr;
+        if (!cluster_options.endpoints.empty()) {
+            cluster_options.instance = options.instance;
+            cluster.emplace(io, cluster_options,
+                kv::Cluster::Hooks {
+                    [&registry_for_cluster] {
+                        if (registry_for_cluster)
+                            registry_for_cluster->reclaim_all();
+                    },
+                    [&registry_for_cluster](const std::string& name) {
+                        if (registry_for_cluster)
+                            registry_for_cluster->cluster_name_changed(name);
+                    } });
+            std::optional<std::string> joined;
+            cluster->join([&joined](const std::string& error) { joined = error; });
+            while (!joined && io.run_one() > 0) {
+            }
+            if (!joined || !joined->empty())
+                throw std::runtime_error(joined ? *joined : "unable to join the cluster: the loop stopped");
+            options.cluster = &*cluster;
+        }
         kv::Registry registry(io, dir, options);
+        registry_for_cluster = &registry;
         std::optional<kv::TextServer> text_server;
         if (text_listener)
             text_server.emplace(io, std::move(*text_listener),
@@ -268,7 +334,8 @@ int main(int argc, char** argv)
                         + kv::describe_peer(reply.session().fd()) + ")");
                 kv::run_registry_command(registry, request, reply.defer());
             },
-            server_config, registry_role(registry, run_dir_path, registry_server, text_server ? &*text_server : nullptr));
+            server_config, registry_role(registry, run_dir_path, registry_server, text_server ? &*text_server : nullptr,
+                cluster ? &*cluster : nullptr));
         registry_server = &server;
 
         int exit_code = 0;
@@ -282,7 +349,16 @@ int main(int argc, char** argv)
             registry_socket.remove();
             // The text server first: then no client of it can ask for a
             // bucket while the buckets stop.
-            auto stop_buckets = [&registry, &io] { registry.shutdown([&io] { io.stop(); }); };
+            // Last, the cluster: the lease is revoked, so every name left is
+            // free at once rather than after the TTL.
+            auto stop_buckets = [&registry, &io, &cluster] {
+                registry.shutdown([&io, &cluster] {
+                    if (cluster)
+                        cluster->leave([&io] { io.stop(); });
+                    else
+                        io.stop();
+                });
+            };
             if (text_server)
                 text_server->stop(stop_buckets);
             else

@@ -30,21 +30,8 @@ std::string describe(const Bucket& bucket)
         + std::to_string(bucket.id) + ")";
 }
 
-BucketRecord record_of(const Bucket& bucket)
-{
-    return BucketRecord { bucket.name, bucket.pid, bucket.id, bucket.socket.path(), bucket.segment.name, 0 };
-}
-
-// The reply to CREATE and LOOKUP (bucket_record.h), in the asker's protocol.
-std::string bucket_reply(const Bucket& bucket, resp::Protocol protocol)
-{
-    std::string out;
-    append_resp(out, record_of(bucket), nullptr, protocol);
-    return out;
-}
-
 // One entry of LIST: the record and the figures.
-void append_list_entry(std::string& out, const Bucket& bucket, resp::Protocol protocol)
+void append_list_entry(std::string& out, const BucketRecord& record, const Bucket& bucket, resp::Protocol protocol)
 {
     const auto table = read_table_stats(bucket.segment.fd.get()).value_or(TableStats {});
     BucketStats stats;
@@ -60,7 +47,7 @@ void append_list_entry(std::string& out, const Bucket& bucket, resp::Protocol pr
     stats.keep = bucket.supervision.keep;
     stats.restarts = bucket.supervision.restarts;
     stats.last_exit = bucket.supervision.last_exit;
-    append_resp(out, record_of(bucket), &stats, protocol);
+    append_resp(out, record, &stats, protocol);
 }
 
 // MONITOR's answer: the exit, and what follows it, as a simple string.
@@ -92,6 +79,24 @@ std::size_t name_table_size(std::size_t max_buckets)
 }
 
 } // namespace
+
+BucketRecord Registry::record_of(const Bucket& bucket) const
+{
+    BucketRecord record { bucket.name, bucket.pid, bucket.id, bucket.socket.path(), bucket.segment.name, 0, {}, {} };
+    if (options_.cluster) {
+        record.node = options_.cluster->options().node;
+        record.address = options_.cluster->options().address;
+    }
+    return record;
+}
+
+// The reply to CREATE and LOOKUP (bucket_record.h), in the asker's protocol.
+std::string Registry::bucket_reply(const Bucket& bucket, resp::Protocol protocol) const
+{
+    std::string out;
+    append_resp(out, record_of(bucket), nullptr, protocol);
+    return out;
+}
 
 Registry::Registry(asio::io_context& io, const RunDir& dir, RegistryOptions options)
     : io_(io)
@@ -207,6 +212,10 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
         responder.send(error_reply(ErrorCode::busy, "unable to create bucket " + printable(name) + ": registryd is shutting down"));
         return;
     }
+    if (options_.cluster) {
+        create_claimed(name, chosen, keep, responder);
+        return;
+    }
     Bucket& bucket = admit(name, next_id_++);
     bucket.supervision.policy = chosen;
     bucket.supervision.keep = keep;
@@ -218,6 +227,174 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
     }
     add_waiter(bucket, &Bucket::waiting_for_ready, responder);
     ++counters_.buckets_created;
+}
+
+void Registry::create_claimed(const std::string& name, RestartPolicy policy, bool keep, const Responder& responder)
+{
+    const std::uint64_t connection = responder.connection_id();
+    auto [pending, first] = claiming_.try_emplace(name);
+    pending->second.waiters.insert_or_assign(connection, responder);
+    responder.on_hangup([this, name, connection] {
+        if (auto it = claiming_.find(name); it != claiming_.end())
+            it->second.waiters.erase(connection);
+    });
+    if (!first)
+        return; // the claim under way answers this call too
+    pending->second.policy = policy;
+    pending->second.keep = keep;
+    ClusterBucket entry;
+    entry.name = name;
+    entry.node = options_.cluster->options().node;
+    entry.address = options_.cluster->options().address;
+    entry.restart = to_string(policy);
+    entry.keep = keep;
+    options_.cluster->claim(entry, [this, name](const Cluster::Claim& claim) { on_claim(name, claim); });
+}
+
+void Registry::on_claim(const std::string& name, const Cluster::Claim& claim)
+{
+    auto it = claiming_.find(name);
+    if (it == claiming_.end())
+        return;
+    PendingClaim pending = std::move(it->second);
+    claiming_.erase(it);
+    auto answer_all = [&pending](const std::string& reply) {
+        for (const auto& [connection, waiter] : pending.waiters)
+            waiter.send(reply);
+    };
+    switch (claim.outcome) {
+    case Cluster::Claim::Outcome::failed:
+        log_line(LogLevel::warning, "unable to create bucket " + printable(name) + ": unable to claim its name in the cluster: " + claim.error);
+        answer_all(error_reply(ErrorCode::cluster_down, "unable to create bucket " + printable(name) + ": unable to claim its name in the cluster: " + claim.error));
+        return;
+    case Cluster::Claim::Outcome::taken:
+        for (const auto& [connection, waiter] : pending.waiters)
+            answer_remote(claim.owner, true, waiter);
+        return;
+    case Cluster::Claim::Outcome::claimed: break;
+    }
+    // Ours: the name is claimed cluster-wide. Whatever changed here while
+    // the claim was under way is checked again.
+    std::string refusal;
+    if (state_ == RegistryState::shutting_down)
+        refusal = error_reply(ErrorCode::busy, "unable to create bucket " + printable(name) + ": registryd is shutting down");
+    else if (buckets_.size() >= options_.max_buckets)
+        refusal = error_reply(ErrorCode::limit, "unable to create bucket " + printable(name) + ": limit of "
+            + std::to_string(options_.max_buckets) + " buckets reached (--max-buckets)");
+    else if (find(name))
+        refusal = error_reply(ErrorCode::busy, "bucket " + printable(name) + " is being claimed again; create it once that is done");
+    if (!refusal.empty()) {
+        if (!find(name))
+            options_.cluster->release(name, claim.owner.revision);
+        answer_all(refusal);
+        return;
+    }
+    Bucket& bucket = admit(name, next_id_++);
+    bucket.supervision.policy = pending.policy;
+    bucket.supervision.keep = pending.keep;
+    bucket.claim = claim.owner.revision;
+    if (auto error = start_process(bucket)) {
+        log_line(LogLevel::warning, "unable to create bucket " + printable(name) + ": " + *error);
+        release_claim(bucket);
+        erase(bucket);
+        answer_all(error_reply(ErrorCode::error, "unable to create bucket " + printable(name) + ": " + *error));
+        return;
+    }
+    for (const auto& [connection, waiter] : pending.waiters)
+        add_waiter(bucket, &Bucket::waiting_for_ready, waiter);
+    ++counters_.buckets_created;
+}
+
+ClusterBucket Registry::cluster_entry(const Bucket& bucket) const
+{
+    ClusterBucket entry;
+    entry.name = bucket.name;
+    entry.node = options_.cluster->options().node;
+    entry.address = options_.cluster->options().address;
+    entry.pid = bucket.state == BucketState::ready ? bucket.pid : -1;
+    entry.id = bucket.id;
+    entry.state = bucket.state == BucketState::ready ? "ready" : "starting";
+    entry.restart = to_string(bucket.supervision.policy);
+    entry.keep = bucket.supervision.keep;
+    entry.revision = bucket.claim;
+    return entry;
+}
+
+void Registry::release_claim(Bucket& bucket)
+{
+    if (options_.cluster && bucket.claim != 0)
+        options_.cluster->release(bucket.name, std::exchange(bucket.claim, 0));
+}
+
+void Registry::answer_remote(const ClusterBucket& entry, bool create, const Responder& responder)
+{
+    if (entry.state == "ready") {
+        BucketRecord record { entry.name, entry.pid, entry.id, {}, {}, 0, entry.node, entry.address };
+        std::string out;
+        append_resp(out, record, nullptr, responder.protocol());
+        responder.send(std::move(out));
+        return;
+    }
+    const std::uint64_t connection = responder.connection_id();
+    remote_waiters_[entry.name].insert_or_assign(connection, RemoteWaiter { responder, create });
+    responder.on_hangup([this, name = entry.name, connection] {
+        if (auto it = remote_waiters_.find(name); it != remote_waiters_.end()) {
+            it->second.erase(connection);
+            if (it->second.empty())
+                remote_waiters_.erase(it);
+        }
+    });
+}
+
+void Registry::cluster_name_changed(const std::string& name)
+{
+    auto it = remote_waiters_.find(name);
+    if (it == remote_waiters_.end())
+        return;
+    const ClusterBucket* entry = options_.cluster->find(name);
+    if (entry && entry->state != "ready")
+        return; // still starting: keep waiting
+    auto waiters = std::move(it->second);
+    remote_waiters_.erase(it);
+    for (const auto& [connection, waiter] : waiters) {
+        if (entry)
+            answer_remote(*entry, waiter.create, waiter.responder);
+        else if (waiter.create)
+            waiter.responder.send(error_reply(ErrorCode::error, "bucket " + printable(name) + " exited on its node before it was ready"));
+        else
+            waiter.responder.send(not_found(name));
+    }
+}
+
+void Registry::reclaim_all()
+{
+    for (auto& [name, bucket] : buckets_) {
+        if (bucket.state == BucketState::stopping)
+            continue;
+        options_.cluster->reclaim(cluster_entry(bucket), [this, id = bucket.id](const Cluster::Claim& claim) {
+            Bucket* bucket = find(id);
+            if (!bucket) {
+                if (claim.outcome == Cluster::Claim::Outcome::claimed)
+                    options_.cluster->release(claim.owner.name, claim.owner.revision);
+                return;
+            }
+            switch (claim.outcome) {
+            case Cluster::Claim::Outcome::claimed:
+                bucket->claim = claim.owner.revision;
+                log_line(LogLevel::notice, describe(*bucket) + " claimed again in the cluster");
+                return;
+            case Cluster::Claim::Outcome::taken:
+                log_line(LogLevel::warning, describe(*bucket) + ": its name was taken by node " + claim.owner.node
+                    + " while this node's lease was lost; stopping this node's copy");
+                bucket->claim = 0; // not ours to release
+                dispatch(*bucket, BucketEvent::stop_requested);
+                return;
+            case Cluster::Claim::Outcome::failed:
+                log_line(LogLevel::warning, describe(*bucket) + ": unable to claim its name again: " + claim.error);
+                return;
+            }
+        });
+    }
 }
 
 std::optional<std::string> Registry::start_process(Bucket& bucket)
@@ -380,6 +557,8 @@ void Registry::dispatch(Bucket& bucket, BucketEvent event, const std::string& me
         }
         bucket.timer.cancel();
         bucket.state = step.next;
+        if (options_.cluster && bucket.claim != 0)
+            options_.cluster->update(cluster_entry(bucket));
         log_line(describe(bucket) + " ready");
         for (const auto& [connection, waiter] : std::exchange(bucket.waiting_for_ready, {}))
             waiter.send(bucket_reply(bucket, waiter.protocol()));
@@ -496,7 +675,11 @@ void Registry::lookup(const std::string& name, const Responder& responder)
 {
     Bucket* bucket = find(name);
     if (!bucket) {
-        responder.send(not_found(name));
+        const ClusterBucket* remote = options_.cluster ? options_.cluster->find(name) : nullptr;
+        if (remote && remote->node != options_.cluster->options().node)
+            answer_remote(*remote, false, responder);
+        else
+            responder.send(not_found(name));
         return;
     }
     if (bucket->state == BucketState::starting || bucket->state == BucketState::restarting)
@@ -510,7 +693,7 @@ void Registry::list(const Responder& responder) const
     std::string out;
     resp::append_array_header(out, buckets_.size());
     for (const auto& [name, bucket] : buckets_)
-        append_list_entry(out, bucket, responder.protocol());
+        append_list_entry(out, record_of(bucket), bucket, responder.protocol());
     responder.send(std::move(out));
 }
 
@@ -586,6 +769,7 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     auto waiting_for_ready = std::move(bucket.waiting_for_ready);
     auto monitors = std::move(bucket.monitors);
     const std::string failure = bucket.failure;
+    const long long claim = bucket.claim;
     erase(bucket);
 
     // Callers waiting for a restarted process that died before it was ready
@@ -598,6 +782,7 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
             waiter.send(error);
     }
     Bucket& next = admit(name, next_id_++);
+    next.claim = claim; // the name stays this node's
     next.supervision = std::move(supervision);
     next.segment.name = std::move(kept_segment.name);
     next.segment.fd = std::move(kept_segment.fd);
@@ -661,7 +846,9 @@ void Registry::retire(Bucket& bucket, const std::string& monitor_reply, const st
     auto monitors = std::move(bucket.monitors);
 
     // Both indexes change together, and before anyone is answered: once a
-    // caller hears of the exit, no request can find the name.
+    // caller hears of the exit, no request can find the name (in a cluster,
+    // the name is free there as soon as etcd hears the release).
+    release_claim(bucket);
     erase(bucket);
 
     for (const auto& [connection, waiter] : waiting_for_ready)

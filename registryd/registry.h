@@ -25,6 +25,7 @@
 
 #include "asio.h"
 #include "bucket.h"
+#include "cluster.h"
 #include "exit_history.h"
 #include "name_table.h"
 #include "resp_server.h"
@@ -46,6 +47,10 @@ struct RegistryOptions {
     std::size_t history_size = 1000; // exits HISTORY keeps (--history-size); 0: none
     SupervisionOptions supervision;  // restart policy, intensity and delay (supervision.h)
     ServerConfig server; // for every bucket's socket
+    // Cluster mode (registryd --cluster): names are claimed there before a
+    // bucket starts and released when it is gone; other nodes' names are
+    // found there. Null outside a cluster. Outlives the registry.
+    Cluster* cluster = nullptr;
     // Called (on the loop) after a bucket is added or removed: registryd's
     // STATUS= for systemd follows size() through it.
     std::function<void(std::size_t buckets)> on_size_change;
@@ -102,6 +107,13 @@ public:
     // Stops every bucket and calls `done` once all are reaped.
     void shutdown(std::function<void()> done);
 
+    // Cluster mode. The cluster's copy of `name` changed: answers the calls
+    // waiting for another node's bucket to be ready.
+    void cluster_name_changed(const std::string& name);
+    // The lease was lost and replaced: claims every name of ours again; a
+    // name another node took meanwhile is stopped here.
+    void reclaim_all();
+
     std::size_t size() const { return buckets_.size(); }
     RegistryState state() const { return state_; }
     const RegistryCounters& counters() const { return counters_; }
@@ -155,6 +167,18 @@ private:
     template <class Handler>
     auto guarded(const Bucket& bucket, Handler handler);
 
+    // Cluster mode: CREATE of a name no bucket here has claims it first.
+    void create_claimed(const std::string& name, RestartPolicy policy, bool keep, const Responder& responder);
+    void on_claim(const std::string& name, const Cluster::Claim& claim);
+    // What the cluster is told about one of our buckets.
+    ClusterBucket cluster_entry(const Bucket& bucket) const;
+    void release_claim(Bucket& bucket);
+    // LOOKUP or CREATE of another node's bucket: answered now if it is
+    // ready, else once it is (or is gone).
+    void answer_remote(const ClusterBucket& entry, bool create, const Responder& responder);
+    BucketRecord record_of(const Bucket& bucket) const;
+    std::string bucket_reply(const Bucket& bucket, resp::Protocol protocol) const;
+
     asio::io_context& io_;
     const RunDir& dir_;
     RegistryOptions options_;
@@ -168,6 +192,21 @@ private:
     std::function<void()> on_empty_; // shutdown()'s `done`, called once the last bucket is gone
     RegistryCounters counters_;
     ExitHistory history_;
+
+    // Cluster mode: CREATE calls waiting for their name's claim, by name
+    // (the first call's policy and KEEP decide), and calls waiting for
+    // another node's bucket to be ready (true: a CREATE).
+    struct PendingClaim {
+        RestartPolicy policy = RestartPolicy::temporary;
+        bool keep = false;
+        Bucket::Waiters waiters;
+    };
+    std::map<std::string, PendingClaim> claiming_;
+    struct RemoteWaiter {
+        Responder responder;
+        bool create = false;
+    };
+    std::map<std::string, std::map<std::uint64_t, RemoteWaiter>> remote_waiters_;
 };
 
 } // namespace kv

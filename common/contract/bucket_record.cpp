@@ -6,7 +6,8 @@ namespace kv {
 
 void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats, resp::Protocol protocol)
 {
-    resp::append_map_header(out, stats ? 14 : 5, protocol);
+    const bool clustered = !record.node.empty();
+    resp::append_map_header(out, (stats ? 14 : 5) + (clustered ? 2 : 0), protocol);
     resp::append_bulk(out, "name");
     resp::append_bulk(out, record.name);
     resp::append_bulk(out, "pid");
@@ -17,6 +18,12 @@ void append_resp(std::string& out, const BucketRecord& record, const BucketStats
     resp::append_bulk(out, record.socket);
     resp::append_bulk(out, "segment");
     resp::append_bulk(out, record.segment);
+    if (clustered) {
+        resp::append_bulk(out, "node");
+        resp::append_bulk(out, record.node);
+        resp::append_bulk(out, "address");
+        resp::append_bulk(out, record.address);
+    }
     if (!stats)
         return;
     resp::append_bulk(out, "state");
@@ -46,6 +53,8 @@ std::optional<BucketRecord> decode_bucket_record(const resp::Value& reply, Bucke
         || !reply.integer_field("pid", record.pid) || !reply.integer_field("id", record.id)
         || !reply.text_field("socket", record.socket) || !reply.text_field("segment", record.segment))
         return std::nullopt;
+    reply.text_field("node", record.node); // cluster mode only
+    reply.text_field("address", record.address);
     if (stats
         && (!reply.text_field("state", stats->state) || !reply.integer_field("uptime_ms", stats->uptime_ms)
             || !reply.integer_field("keys", stats->keys) || !reply.integer_field("bytes", stats->bytes)

@@ -22,6 +22,11 @@ struct BucketRecord {
     std::string socket;  // the bucket's RESP socket
     std::string segment; // its shared-memory segment, for direct reads
     unsigned long long generation = 0; // name table only: when it was published
+    // Cluster mode only (registryd --cluster), and then in every reply: the
+    // node that runs the bucket, and where that node is reached over TCP.
+    // Another node's bucket has no socket or segment here (both "").
+    std::string node;
+    std::string address;
 };
 
 // LIST's figures about a live bucket, beside its record.
@@ -37,8 +42,8 @@ struct BucketStats {
     std::string last_exit;      // why the process before this one ended ("" before any restart)
 };
 
-// name pid id socket segment [state uptime_ms keys bytes monitors restart
-// keep restarts last_exit]: a flat
+// name pid id socket segment [node address] [state uptime_ms keys bytes
+// monitors restart keep restarts last_exit]: a flat
 // field/value array in RESP2, a map in RESP3.
 void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats = nullptr,
     resp::Protocol protocol = resp::Protocol::resp2);

@@ -19,6 +19,7 @@ constexpr ErrorCodeEntry entries[] = {
     { ErrorCode::full, "FULL", 4 },
     { ErrorCode::denied, "DENIED", 4 },
     { ErrorCode::busy, "BUSY", 5 },
+    { ErrorCode::cluster_down, "CLUSTERDOWN", 5 },
     { ErrorCode::error, "ERR", 5 },
 };
 

@@ -16,6 +16,7 @@ enum class ErrorCode {
     full,      // FULL: the bucket's segment has no room for this SET
     denied,    // DENIED: the peer's uid/gid (SO_PEERCRED) is not allowed
     busy,      // BUSY: the bucket is stopping, or registryd is shutting down
+    cluster_down, // CLUSTERDOWN: cluster mode, and the name cannot be claimed (etcd unreachable, lease lost)
     error,     // ERR: anything else (unknown verb, wrong arity, a bucket that could not start)
 };
 
