@@ -380,7 +380,54 @@ void EtcdCluster::kill_member(std::size_t member, int signal)
     at(member);
     if (!running(member))
         throw std::logic_error("etcd member " + std::to_string(member) + " is not running");
+    // Its id, to tell its peers' new leader from it; none if it does not
+    // answer (a member the test stopped with SIGSTOP, say).
+    std::string id;
+    if (members_.size() > 1) {
+        try {
+            id = status_of(member).value("header", nlohmann::json::object()).value("member_id", "");
+        } catch (const std::runtime_error&) {
+        }
+    }
     stop(members_[member], signal);
+    wait_for_leader(id);
+}
+
+nlohmann::json EtcdCluster::status_of(std::size_t member) const
+{
+    return nlohmann::json::parse(post_to(member, "/v3/maintenance/status", "{}"));
+}
+
+void EtcdCluster::wait_for_leader(const std::string& dead) const
+{
+    std::vector<std::size_t> alive;
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+        if (running(i))
+            alive.push_back(i);
+    }
+    if (dead.empty() || alive.size() <= members_.size() / 2)
+        return; // one member alone, or no quorum left: nothing to elect
+    // A survivor names its leader in its status ("leader", a member id); it
+    // names the dead one until its election timeout (1 s by default) passes,
+    // then none ("0") until one is elected. etcd offers no way to wait for an
+    // election, so the status is asked again after a short pause, under a deadline.
+    const auto limit = scaled(30s);
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+        std::string leader;
+        try {
+            leader = status_of(alive.front()).value("leader", "0");
+        } catch (const std::runtime_error&) {
+            leader = "0"; // a survivor may refuse a status while it has no leader
+        }
+        if (leader != "0" && leader != dead)
+            return;
+        if (std::chrono::steady_clock::now() > deadline)
+            throw std::runtime_error("etcd elected no new leader within " + std::to_string(limit.count())
+                + " ms of a member's exit");
+        pollfd none {};
+        ::poll(&none, 0, 10);
+    }
 }
 
 void EtcdCluster::stop_all()

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "daemon_fixture.h"
 #include "unique_fd.h"
 
@@ -46,6 +48,9 @@ public:
 
     // Signals the member and waits for its exit (pidfd); SIGKILLs it if
     // another signal has not ended it within scaled(30s), and then throws.
+    // If the others are still a quorum, it returns once they have a leader
+    // (a new one, if it was the leader): until then etcd answers a write
+    // with 503 "request timed out, possibly due to previous leader failure".
     void kill_member(std::size_t member, int signal = SIGKILL);
     void stop_all();    // SIGKILL every running member and wait: etcd entirely down
     void restart_all(); // start again every member that is down, same ports and data dirs; returns once ready
@@ -94,6 +99,10 @@ private:
     // deadline passes.
     bool wait_ready(const std::vector<std::size_t>& starting, std::string& failure);
     void stop(Member& member, int signal);
+    nlohmann::json status_of(std::size_t member) const; // /v3/maintenance/status
+    // Once member `dead` (its id, "" for none) is down: waits until the
+    // running members, if a quorum, name a leader other than it.
+    void wait_for_leader(const std::string& dead) const;
     const Member& at(std::size_t member) const;
 
     TemporaryDirectory directory_;
