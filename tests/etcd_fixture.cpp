@@ -147,6 +147,8 @@ std::string etcd_missing()
 {
     if (find_program("etcd").empty())
         return "etcd on PATH (Debian's etcd-server), to run a real etcd cluster";
+    if (find_program("setpriv").empty())
+        return "setpriv on PATH (util-linux), to tie etcd's life to the test's";
     return {};
 }
 
@@ -154,9 +156,8 @@ EtcdCluster::EtcdCluster(EtcdOptions options)
 {
     if (options.members == 0)
         throw std::invalid_argument("an etcd cluster needs at least one member");
-    const std::string program = find_program("etcd");
-    if (program.empty())
-        throw std::runtime_error("cannot start etcd: " + etcd_missing());
+    if (!etcd_missing().empty())
+        throw std::runtime_error("cannot start etcd: needs " + etcd_missing());
     // Unique per fixture (the temporary directory's name is), so members of
     // two clusters that somehow meet refuse each other.
     token_ = "kv-test-" + directory_.path().substr(directory_.path().rfind('/') + 1);
@@ -241,7 +242,13 @@ void EtcdCluster::spawn(Member& member)
     // The same arguments on a restart: etcd ignores the --initial-* flags
     // once its data dir exists. zap at level error keeps the log to what
     // went wrong (etcd 3.4's default, capnslog at info, logs every step).
-    std::vector<std::string> arguments { find_program("etcd"), "--name", member.name, "--data-dir", member.data_dir,
+    // Through setpriv --pdeathsig KILL, which execs etcd (same pid): if the
+    // test dies without its destructors (a crash, ctest's timeout), the
+    // kernel kills the members instead of leaving them on their ports. The
+    // signal comes when the spawning *thread* exits, so a cluster must be
+    // created from a thread that outlives it (the test's own).
+    std::vector<std::string> arguments { find_program("setpriv"), "--pdeathsig", "KILL", "--", find_program("etcd"),
+        "--name", member.name, "--data-dir", member.data_dir,
         "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
         "--initial-advertise-peer-urls", peer, "--initial-cluster", initial_cluster, "--initial-cluster-state", "new",
         "--initial-cluster-token", token_, "--logger", "zap", "--log-outputs", "stderr", "--log-level", "error" };

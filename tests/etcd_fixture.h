@@ -5,6 +5,8 @@
 // READY=1 on its NOTIFY_SOCKET (etcd calls sd_notify once it serves
 // clients), and a stopped member is gone when its pidfd says so; every wait
 // has a deadline (scaled(), daemon_fixture.h) so a bug fails instead of hanging.
+// Members run through setpriv --pdeathsig KILL: a test that dies without its
+// destructors takes them with it. Create a cluster on the thread that uses it.
 #pragma once
 
 #include <signal.h>

@@ -2,7 +2,8 @@
 // the cluster-mode tests rely on it for. Each test fails if the fixture
 // leaves a member running, reads through a dead member, or loses a restart.
 #include <signal.h>
-#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
@@ -117,6 +118,51 @@ TEST(EtcdFixture, ASignalOtherThanKillEndsAMemberToo)
     etcd.restart_all();
     EXPECT_TRUE(etcd.running(0));
     EXPECT_TRUE(etcd.range_prefix("").empty());
+}
+
+TEST(EtcdFixture, MembersDieWithATestKilledBeforeItsDestructors)
+{
+    KV_REQUIRE(etcd_missing().empty(), etcd_missing());
+    // A child process stands for a test that ctest's timeout kills: it
+    // starts a cluster, reports the member's pid and data dir, and waits.
+    Pipe report = make_pipe("etcd member report");
+    const pid_t test = ::fork();
+    ASSERT_NE(test, -1);
+    if (test == 0) {
+        try {
+            EtcdCluster etcd;
+            const std::string line = std::to_string(etcd.pid(0)) + " " + etcd.data_dir(0) + "\n";
+            if (::write(report.write_end.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+                ::_exit(1);
+            ::pause();
+        } catch (...) {
+        }
+        ::_exit(1);
+    }
+    report.write_end.reset();
+    UniqueFd test_pidfd = open_pidfd(test);
+    std::string line;
+    char buffer[512];
+    while (line.find('\n') == std::string::npos && wait_readable(report.read_end.get(), scaled(30s))) {
+        auto n = ::read(report.read_end.get(), buffer, sizeof buffer);
+        if (n <= 0)
+            break;
+        line.append(buffer, static_cast<std::size_t>(n));
+    }
+    kill_process(test, SIGKILL);
+    ::waitpid(test, nullptr, 0);
+    ASSERT_NE(line.find('\n'), std::string::npos) << "the child started no etcd";
+    const pid_t member = static_cast<pid_t>(std::stoll(line));
+    const std::string data_dir = line.substr(line.find(' ') + 1, line.find('\n') - line.find(' ') - 1);
+    // Its temporary directory, which no destructor removed.
+    const auto cleanup = std::filesystem::path(data_dir).parent_path();
+    UniqueFd member_pidfd = open_pidfd(member);
+    // pidfd_open fails (ESRCH) if the member was already gone and reaped by init.
+    const bool exited = !member_pidfd || wait_readable(member_pidfd.get(), scaled(10s));
+    if (!exited)
+        kill_process(member, SIGKILL);
+    std::filesystem::remove_all(cleanup);
+    EXPECT_TRUE(exited) << "etcd " << member << " outlived the test that started it";
 }
 
 } // namespace
