@@ -420,18 +420,36 @@ void Cluster::update(const ClusterBucket& entry)
         { "compare", Json::array({ { { "target", "CREATE" }, { "key", key }, { "createRevision", std::to_string(entry.revision) } } }) },
         { "success", Json::array({ { { "requestPut", { { "key", key }, { "value", base64_encode(bucket_value(entry).dump()) }, { "lease", lease_text(lease_) } } } } }) },
     };
-    etcd_.call("/v3/kv/txn", txn, [this, name = entry.name, alive = alive_](const std::string& error, const Json& reply) {
+    latest_updates_[entry.name] = entry;
+    etcd_.call("/v3/kv/txn", txn, [this, entry, lease = lease_, alive = alive_](const std::string& error, const Json& reply) {
         if (!*alive)
             return;
-        if (!error.empty())
-            note_error("unable to update bucket " + printable(name) + " in the cluster: " + error);
-        else if (!json_bool(reply, "succeeded"))
-            log_line(LogLevel::warning, "cluster: bucket " + printable(name) + " is no longer this node's claim; not updated");
+        auto latest = latest_updates_.find(entry.name);
+        const bool newest = latest != latest_updates_.end() && latest->second.id == entry.id && latest->second.state == entry.state;
+        if (error.empty()) {
+            if (newest)
+                latest_updates_.erase(latest);
+            if (!json_bool(reply, "succeeded"))
+                log_line(LogLevel::warning, "cluster: bucket " + printable(entry.name) + " is no longer this node's claim; not updated");
+            return;
+        }
+        note_error("unable to update bucket " + printable(entry.name) + " in the cluster: " + error);
+        // Other nodes wait for a starting bucket to be ready: the update is
+        // sent again (its newest version) while the lease lasts.
+        auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(250));
+        timer->async_wait([this, timer, entry, lease, newest, alive](const boost::system::error_code&) {
+            if (!*alive || leaving_ || lease_ != lease || !newest)
+                return;
+            auto latest = latest_updates_.find(entry.name);
+            if (latest != latest_updates_.end() && latest->second.id == entry.id && latest->second.state == entry.state)
+                update(entry);
+        });
     });
 }
 
 void Cluster::release(const std::string& name, long long revision)
 {
+    latest_updates_.erase(name);
     if (revision == 0 || lease_ == 0)
         return;
     const std::string key = base64_encode(name_key(name));

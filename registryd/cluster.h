@@ -153,6 +153,9 @@ private:
     std::shared_ptr<EtcdClient::Watch> watch_;
     std::map<std::string, ClusterBucket> names_;
     std::map<std::string, ClusterNode> nodes_;
+    // The last update() of each name not yet confirmed by etcd: a failed
+    // one is sent again only if it is still the newest.
+    std::map<std::string, ClusterBucket> latest_updates_;
     std::string last_error_;
     std::uint64_t leases_lost_ = 0;
     bool leaving_ = false;

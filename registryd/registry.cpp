@@ -337,12 +337,23 @@ void Registry::answer_remote(const ClusterBucket& entry, bool create, const Resp
     }
     const std::uint64_t connection = responder.connection_id();
     remote_waiters_[entry.name].insert_or_assign(connection, RemoteWaiter { responder, create });
-    responder.on_hangup([this, name = entry.name, connection] {
-        if (auto it = remote_waiters_.find(name); it != remote_waiters_.end()) {
-            it->second.erase(connection);
-            if (it->second.empty())
-                remote_waiters_.erase(it);
-        }
+    auto forget = [this, name = entry.name, connection] {
+        auto it = remote_waiters_.find(name);
+        if (it == remote_waiters_.end())
+            return false;
+        const bool found = it->second.erase(connection) > 0;
+        if (it->second.empty())
+            remote_waiters_.erase(it);
+        return found;
+    };
+    responder.on_hangup(forget);
+    // Another node's bucket that never becomes ready (its node died, or
+    // etcd never heard it was ready) is not waited for longer than one of
+    // ours would be.
+    auto timer = std::make_shared<asio::steady_timer>(io_, options_.ready_timeout);
+    timer->async_wait([timer, forget, responder, name = entry.name, node = entry.node](const boost::system::error_code&) {
+        if (forget())
+            responder.send(error_reply(ErrorCode::busy, "bucket " + printable(name) + " on node " + node + " is still starting; ask again"));
     });
 }
 
