@@ -320,6 +320,13 @@ void run_bucket_command(BucketContext& context, const resp::Request& request, Re
     const BucketCommand* command = find_command(commands, request, out);
     if (!command)
         return;
+    // Cluster mode's fence: once its node's claim of the name may have
+    // ended, no write is acknowledged here (another node may own the name).
+    if (command->doc.flags.substr(0, 5) == "write" && context.map.writes_fenced()) {
+        append_error(out, ErrorCode::cluster_down,
+            "this bucket's node lost its cluster lease: writes are refused until registryd renews its claim (reads are served)");
+        return;
+    }
     BucketMap::FrozenClock one_instant(context.map); // one instant for the whole command: MGET k k agrees with itself
     command->run(context, request, out);
 }

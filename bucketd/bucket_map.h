@@ -166,6 +166,15 @@ public:
 
     // Tells direct readers the bucket is serving (once it is ready).
     void publish_alive() { table_.publish_alive(); }
+    // Cluster mode: true once the fence's deadline has passed (writes are
+    // then refused); never outside a cluster.
+    void set_write_deadline(std::int64_t steady_ns) { table_.set_write_deadline(steady_ns); }
+    bool writes_fenced() const
+    {
+        const std::int64_t deadline = table_.write_deadline();
+        return deadline != 0
+            && std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count() > deadline;
+    }
 
 private:
     // The watchers of `key` are told now, or at the outermost commit.

@@ -131,6 +131,7 @@ int main(int argc, char** argv)
         // Readiness, s6-style: one newline once the segment is ready (the
         // socket was listening before we started); direct readers may trust
         // the segment from now on too.
+        map.set_write_deadline(environment.write_deadline_ns); // a kept table's old one is replaced too
         map.publish_alive();
         if (::write(notify.get(), kv::ready_line.data(), kv::ready_line.size()) != static_cast<ssize_t>(kv::ready_line.size()))
             throw kv::SystemError("unable to notify registryd through descriptor", std::to_string(notify.get()), errno);

@@ -179,6 +179,7 @@ struct Bucket {
     // Cluster mode (cluster.h): the revision of this node's claim of the
     // name in etcd, which a restart carries; 0 outside a cluster.
     long long claim = 0;
+    long long claim_lease = 0; // the lease that claim was made under: only its keepalives move the bucket's fence
 
     // Callers waiting on this bucket, by connection id: a connection has at
     // most one call outstanding, and one that hangs up is forgotten at once.

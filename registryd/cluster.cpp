@@ -128,7 +128,7 @@ void Cluster::join(std::function<void(const std::string& error)> done)
                     state_ = ClusterState::joined;
                     log_line(LogLevel::notice, "joined the cluster as node " + options_.node + " (lease " + lease_text(lease_) + ", TTL "
                         + std::to_string(options_.lease_ttl.count()) + " s)");
-                    schedule_keepalive(options_.lease_ttl / 3);
+                    schedule_keepalive(keepalive_period());
                     load_and_watch();
                     *attempt = nullptr; // the cycle through the capture ends here
                     return done("");
@@ -199,6 +199,11 @@ void Cluster::register_node(std::function<void(const std::string& error)> done)
     });
 }
 
+std::chrono::milliseconds Cluster::keepalive_period() const
+{
+    return std::chrono::duration_cast<std::chrono::milliseconds>(options_.lease_ttl) / 3;
+}
+
 void Cluster::schedule_keepalive(std::chrono::milliseconds after)
 {
     keepalive_timer_.expires_after(after);
@@ -211,7 +216,7 @@ void Cluster::schedule_keepalive(std::chrono::milliseconds after)
 void Cluster::keep_alive()
 {
     const auto sent = Clock::now();
-    const auto period = std::chrono::duration_cast<std::chrono::milliseconds>(options_.lease_ttl) / 3;
+    const auto period = keepalive_period();
     etcd_.call("/v3/lease/keepalive", Json { { "ID", lease_text(lease_) } },
         [this, sent, period, alive = alive_](const std::string& error, const Json& reply) {
             if (!*alive || leaving_)
@@ -237,6 +242,8 @@ void Cluster::keep_alive()
             valid_until_ = sent + std::chrono::seconds(ttl);
             last_error_.clear();
             schedule_keepalive(period);
+            if (hooks_.validity_extended)
+                hooks_.validity_extended();
         });
 }
 
@@ -265,7 +272,7 @@ void Cluster::lease_gone()
                 log_line(LogLevel::error, "cluster: unable to register node " + options_.node + " again: " + error);
             state_ = ClusterState::joined;
             log_line(LogLevel::notice, "cluster: new lease " + lease_text(lease_));
-            schedule_keepalive(options_.lease_ttl / 3);
+            schedule_keepalive(keepalive_period());
             if (hooks_.lease_renewed)
                 hooks_.lease_renewed();
         });
@@ -303,6 +310,7 @@ void Cluster::load_and_watch()
             if (!names_.count(name) && hooks_.name_changed)
                 hooks_.name_changed(name);
         const long long revision = json_int64(reply.value("header", Json::object()), "revision");
+        copy_revision_ = revision;
         const Json create { { "key", base64_encode(options_.prefix) }, { "range_end", base64_encode(prefix_end(options_.prefix)) },
             { "start_revision", std::to_string(revision + 1) } };
         watch_ = etcd_.watch(create,
@@ -317,10 +325,15 @@ void Cluster::load_and_watch()
                     });
                     return;
                 }
+                // Events come in revision order: once one is applied, the
+                // copy is up to date with its revision (the header's may be
+                // ahead of events still to come, so it is not used).
                 if (auto events = result.find("events"); events != result.end() && events->is_array())
                     for (const auto& event : *events) {
-                        const KeyValue entry = key_value(event.value("kv", Json::object()));
+                        const Json& kv = event.value("kv", Json::object());
+                        const KeyValue entry = key_value(kv);
                         apply(entry.key, entry.value, text_of(event, "type") == "DELETE", entry.create_revision, entry.lease);
+                        copy_revision_ = std::max(copy_revision_, json_int64(kv, "mod_revision"));
                     }
             },
             [this, alive, retry](const std::string& why) {
@@ -359,9 +372,9 @@ void Cluster::apply(const std::string& key, const std::string& value, bool delet
 
 void Cluster::claim(const ClusterBucket& entry, std::function<void(const Claim&)> done)
 {
-    if (state_ != ClusterState::joined || lease_ == 0) {
+    if (state() != ClusterState::joined || lease_ == 0) {
         Claim claim;
-        claim.error = std::string("this node's cluster lease is ") + (state_ == ClusterState::expired ? "expired" : "not granted yet")
+        claim.error = std::string("this node's cluster lease is ") + (state() == ClusterState::expired ? "expired" : "not granted yet")
             + (last_error_.empty() ? "" : " (" + last_error_ + ")");
         return done(claim);
     }
@@ -379,6 +392,7 @@ void Cluster::claim(const ClusterBucket& entry, std::function<void(const Claim&)
             claim.error = error;
             return done(claim);
         }
+        claim.as_of = json_int64(reply.value("header", Json::object()), "revision");
         if (json_bool(reply, "succeeded")) {
             claim.outcome = Claim::Outcome::claimed;
             claim.owner = entry;

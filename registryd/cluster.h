@@ -87,6 +87,8 @@ public:
         std::function<void()> lease_renewed;
         // The copy's entry for `name` changed (put, updated or deleted).
         std::function<void(const std::string& name)> name_changed;
+        // etcd confirmed the lease: claims under it surely stand until valid_until().
+        std::function<void()> validity_extended;
     };
     Cluster(asio::io_context& io, ClusterOptions options, Hooks hooks);
     ~Cluster();
@@ -101,6 +103,7 @@ public:
         enum class Outcome { claimed, taken, failed } outcome = Outcome::failed;
         ClusterBucket owner; // claimed: ours, with its revision; taken: the owner's
         std::string error;   // failed: why
+        long long as_of = 0; // the etcd revision the outcome was read at
     };
     // Claims `entry.name` for this node, with `entry` as its first value.
     void claim(const ClusterBucket& entry, std::function<void(const Claim&)> done);
@@ -117,13 +120,22 @@ public:
     // The copy: another node's bucket, or this node's as etcd has it.
     const ClusterBucket* find(const std::string& name) const;
     const std::map<std::string, ClusterBucket>& names() const { return names_; }
+    // The etcd revision the copy is up to date with: what etcd said at
+    // that revision, the copy says too.
+    long long copy_revision() const { return copy_revision_; }
     const std::map<std::string, ClusterNode>& nodes() const { return nodes_; }
 
-    ClusterState state() const { return state_; }
+    // `expired` from the instant the lease's validity ends, whether or not
+    // a keepalive has failed since.
+    ClusterState state() const
+    {
+        return state_ == ClusterState::joined && std::chrono::steady_clock::now() >= valid_until_ ? ClusterState::expired : state_;
+    }
     // The lease's id, 0 without one.
     long long lease() const { return lease_; }
     // How long our claims surely stand without another keepalive (0: past).
     std::chrono::milliseconds valid_for() const;
+    std::chrono::steady_clock::time_point valid_until() const { return valid_until_; }
     const ClusterOptions& options() const { return options_; }
     // Why the last etcd call failed ("" after a success).
     const std::string& last_error() const { return last_error_; }
@@ -136,6 +148,7 @@ private:
     void register_node(std::function<void(const std::string& error)> done);
     void keep_alive();
     void schedule_keepalive(std::chrono::milliseconds after);
+    std::chrono::milliseconds keepalive_period() const; // a third of the TTL
     void lease_gone();
     void load_and_watch();
     void apply(const std::string& key, const std::string& value, bool deleted, long long create_revision, long long lease);
@@ -158,6 +171,7 @@ private:
     std::map<std::string, ClusterBucket> latest_updates_;
     std::string last_error_;
     std::uint64_t leases_lost_ = 0;
+    long long copy_revision_ = 0;
     bool leaving_ = false;
     std::shared_ptr<bool> alive_;
 };

@@ -307,6 +307,10 @@ int main(int argc, char** argv)
                     [&registry_for_cluster](const std::string& name) {
                         if (registry_for_cluster)
                             registry_for_cluster->cluster_name_changed(name);
+                    },
+                    [&registry_for_cluster] {
+                        if (registry_for_cluster)
+                            registry_for_cluster->extend_fences();
                     } });
             std::optional<std::string> joined;
             cluster->join([&joined](const std::string& error) { joined = error; });

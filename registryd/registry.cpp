@@ -269,7 +269,7 @@ void Registry::on_claim(const std::string& name, const Cluster::Claim& claim)
         return;
     case Cluster::Claim::Outcome::taken:
         for (const auto& [connection, waiter] : pending.waiters)
-            answer_remote(claim.owner, true, waiter);
+            answer_remote(claim.owner, claim.as_of, true, waiter);
         return;
     case Cluster::Claim::Outcome::claimed: break;
     }
@@ -293,6 +293,7 @@ void Registry::on_claim(const std::string& name, const Cluster::Claim& claim)
     bucket.supervision.policy = pending.policy;
     bucket.supervision.keep = pending.keep;
     bucket.claim = claim.owner.revision;
+    bucket.claim_lease = claim.owner.lease;
     if (auto error = start_process(bucket)) {
         log_line(LogLevel::warning, "unable to create bucket " + printable(name) + ": " + *error);
         release_claim(bucket);
@@ -326,8 +327,21 @@ void Registry::release_claim(Bucket& bucket)
         options_.cluster->release(bucket.name, std::exchange(bucket.claim, 0));
 }
 
-void Registry::answer_remote(const ClusterBucket& entry, bool create, const Responder& responder)
+void Registry::answer_remote(const ClusterBucket& read, long long as_of, bool create, const Responder& responder)
 {
+    // The transaction's read may be older than the copy (its watch event
+    // came first): then the copy says what became of the bucket since.
+    const ClusterBucket* copied = options_.cluster->find(read.name);
+    if (options_.cluster->copy_revision() >= as_of) {
+        if (!copied) {
+            responder.send(create ? error_reply(ErrorCode::error, "bucket " + printable(read.name) + " exited on its node before it was ready")
+                                  : not_found(read.name));
+            return;
+        }
+    } else {
+        copied = nullptr;
+    }
+    const ClusterBucket& entry = copied ? *copied : read;
     if (entry.state == "ready") {
         BucketRecord record { entry.name, entry.pid, entry.id, {}, {}, 0, entry.node, entry.address };
         std::string out;
@@ -353,7 +367,7 @@ void Registry::answer_remote(const ClusterBucket& entry, bool create, const Resp
     auto timer = std::make_shared<asio::steady_timer>(io_, options_.ready_timeout);
     timer->async_wait([timer, forget, responder, name = entry.name, node = entry.node](const boost::system::error_code&) {
         if (forget())
-            responder.send(error_reply(ErrorCode::busy, "bucket " + printable(name) + " on node " + node + " is still starting; ask again"));
+            responder.send(error_reply(ErrorCode::busy, "bucket " + printable(name) + " on node " + printable(node) + " is still starting; ask again"));
     });
 }
 
@@ -369,12 +383,28 @@ void Registry::cluster_name_changed(const std::string& name)
     remote_waiters_.erase(it);
     for (const auto& [connection, waiter] : waiters) {
         if (entry)
-            answer_remote(*entry, waiter.create, waiter.responder);
+            answer_remote(*entry, options_.cluster->copy_revision(), waiter.create, waiter.responder);
         else if (waiter.create)
             waiter.responder.send(error_reply(ErrorCode::error, "bucket " + printable(name) + " exited on its node before it was ready"));
         else
             waiter.responder.send(not_found(name));
     }
+}
+
+std::int64_t Registry::write_deadline(const Bucket& bucket) const
+{
+    if (!options_.cluster)
+        return 0;
+    if (bucket.claim == 0 || bucket.claim_lease != options_.cluster->lease())
+        return 1; // past: not (or no longer surely) this node's
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(options_.cluster->valid_until().time_since_epoch()).count();
+}
+
+void Registry::extend_fences()
+{
+    for (auto& [name, bucket] : buckets_)
+        if (bucket.segment.fd && bucket.claim_lease == options_.cluster->lease())
+            set_write_deadline(bucket.segment.fd.get(), write_deadline(bucket));
 }
 
 void Registry::reclaim_all()
@@ -392,10 +422,13 @@ void Registry::reclaim_all()
             switch (claim.outcome) {
             case Cluster::Claim::Outcome::claimed:
                 bucket->claim = claim.owner.revision;
+                bucket->claim_lease = claim.owner.lease;
+                if (bucket->segment.fd)
+                    set_write_deadline(bucket->segment.fd.get(), write_deadline(*bucket)); // writes resume
                 log_line(LogLevel::notice, describe(*bucket) + " claimed again in the cluster");
                 return;
             case Cluster::Claim::Outcome::taken:
-                log_line(LogLevel::warning, describe(*bucket) + ": its name was taken by node " + claim.owner.node
+                log_line(LogLevel::warning, describe(*bucket) + ": its name was taken by node " + printable(claim.owner.node)
                     + " while this node's lease was lost; stopping this node's copy");
                 bucket->claim = 0; // not ours to release
                 dispatch(*bucket, BucketEvent::stop_requested);
@@ -443,6 +476,7 @@ std::optional<std::string> Registry::start_process(Bucket& bucket)
         launch.environment.debug_command_enabled = options_.debug_command_enabled;
         launch.environment.log_level = log_level();
         launch.environment.keep_data = kept;
+        launch.environment.write_deadline_ns = write_deadline(bucket);
         spawned = spawn_bucket(launch);
     } catch (const std::exception& error) {
         return std::string(error.what()); // the segment and the socket file go with their owners
@@ -568,8 +602,12 @@ void Registry::dispatch(Bucket& bucket, BucketEvent event, const std::string& me
         }
         bucket.timer.cancel();
         bucket.state = step.next;
-        if (options_.cluster && bucket.claim != 0)
+        if (options_.cluster && bucket.claim != 0) {
             options_.cluster->update(cluster_entry(bucket));
+            // A keepalive confirmed while the bucket formatted its table could
+            // not move its fence (no table yet): it is moved now.
+            set_write_deadline(bucket.segment.fd.get(), write_deadline(bucket));
+        }
         log_line(describe(bucket) + " ready");
         for (const auto& [connection, waiter] : std::exchange(bucket.waiting_for_ready, {}))
             waiter.send(bucket_reply(bucket, waiter.protocol()));
@@ -688,7 +726,7 @@ void Registry::lookup(const std::string& name, const Responder& responder)
     if (!bucket) {
         const ClusterBucket* remote = options_.cluster ? options_.cluster->find(name) : nullptr;
         if (remote && remote->node != options_.cluster->options().node)
-            answer_remote(*remote, false, responder);
+            answer_remote(*remote, options_.cluster->copy_revision(), false, responder);
         else
             responder.send(not_found(name));
         return;
@@ -781,6 +819,7 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     auto monitors = std::move(bucket.monitors);
     const std::string failure = bucket.failure;
     const long long claim = bucket.claim;
+    const long long claim_lease = bucket.claim_lease;
     erase(bucket);
 
     // Callers waiting for a restarted process that died before it was ready
@@ -794,6 +833,7 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     }
     Bucket& next = admit(name, next_id_++);
     next.claim = claim; // the name stays this node's
+    next.claim_lease = claim_lease;
     next.supervision = std::move(supervision);
     next.segment.name = std::move(kept_segment.name);
     next.segment.fd = std::move(kept_segment.fd);

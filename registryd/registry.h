@@ -113,6 +113,9 @@ public:
     // The lease was lost and replaced: claims every name of ours again; a
     // name another node took meanwhile is stopped here.
     void reclaim_all();
+    // The lease was confirmed: moves the write fence of every bucket whose
+    // claim was made under it (README "Cluster": fencing).
+    void extend_fences();
 
     std::size_t size() const { return buckets_.size(); }
     RegistryState state() const { return state_; }
@@ -173,9 +176,14 @@ private:
     // What the cluster is told about one of our buckets.
     ClusterBucket cluster_entry(const Bucket& bucket) const;
     void release_claim(Bucket& bucket);
+    // The fence's deadline for `bucket` now: the lease's validity if its
+    // claim stands under the current lease, else a time already past; 0
+    // outside a cluster.
+    std::int64_t write_deadline(const Bucket& bucket) const;
     // LOOKUP or CREATE of another node's bucket: answered now if it is
     // ready, else once it is (or is gone).
-    void answer_remote(const ClusterBucket& entry, bool create, const Responder& responder);
+    // `as_of`: the etcd revision `entry` was read at.
+    void answer_remote(const ClusterBucket& entry, long long as_of, bool create, const Responder& responder);
     BucketRecord record_of(const Bucket& bucket) const;
     std::string bucket_reply(const Bucket& bucket, resp::Protocol protocol) const;
 

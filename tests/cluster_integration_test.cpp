@@ -269,6 +269,20 @@ TEST(Cluster, WithEtcdDownCreateFailsClearlyLocalBucketsServeAndTheClusterRecove
     EXPECT_TRUE(local_names(*a) == std::set<std::string> { "local" });
     EXPECT_EQ(bucket.call({ "GET", "k" }).text, "v");
     EXPECT_FALSE(a->call({ "LOOKUP", "local" }).is_error());
+    // Writes go on until the lease's validity ends, then are refused (the
+    // fence); reads go on.
+    Value write;
+    const auto fence_deadline = Clock::now() + scaled(20s);
+    do
+        write = bucket.call({ "SET", "k", "during" });
+    while (!write.is_error() && Clock::now() < fence_deadline);
+    ASSERT_TRUE(write.is_error()) << "writes were still acknowledged long after the lease's TTL";
+    EXPECT_EQ(write.text.rfind("CLUSTERDOWN ", 0), 0u) << write.text;
+    EXPECT_EQ(bucket.call({ "GET", "k" }).text, "during");
+    {
+        const auto info = registry_info(*a);
+        EXPECT_EQ(info.at("cluster_state"), "expired") << "the bucket refused writes with " << info.at("cluster_lease_valid_ms") << " ms of the lease left";
+    }
 
     etcd.restart_all();
     const auto until = Clock::now() + scaled(30s);
@@ -281,6 +295,12 @@ TEST(Cluster, WithEtcdDownCreateFailsClearlyLocalBucketsServeAndTheClusterRecove
     } while (Clock::now() < until);
     ASSERT_FALSE(again.is_error()) << again.text;
     EXPECT_EQ(text_of(again, "node"), "a");
+    // The fence moved on with the lease (kept or replaced and claimed again).
+    Value resumed;
+    const auto resume_deadline = Clock::now() + scaled(20s);
+    while ((resumed = bucket.call({ "SET", "k", "after" })).is_error() && Clock::now() < resume_deadline)
+        std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(resumed.text, "OK");
     // The name made before the outage is still this node's in etcd.
     const auto names = etcd.range_prefix("kv/names/");
     EXPECT_EQ(names.count("kv/names/local"), 1u);
@@ -297,11 +317,40 @@ TEST(Cluster, ANodeThatLostItsLeaseStopsItsCopyOfANameAnotherNodeTook)
     ASSERT_FALSE(old_copy.is_error()) << old_copy.text;
     auto monitor = b->monitor("contested");
 
+    // A client writes to b's bucket all along; the bucket runs on while its
+    // registryd is stopped.
+    std::atomic<bool> writing { true };
+    std::atomic<long long> last_acknowledged_ns { 0 };
+    std::atomic<long long> acknowledged { 0 }, refused { 0 };
+    std::string refusal;
+    std::thread writer([&] {
+        auto client = kv::Client::connect(text_of(old_copy, "socket"));
+        for (long long i = 0; writing; ++i) {
+            const Value reply = client.call({ "SET", "k", std::to_string(i) });
+            if (reply.is_error()) {
+                if (refused++ == 0)
+                    refusal = reply.text;
+            } else {
+                ++acknowledged;
+                last_acknowledged_ns = Clock::now().time_since_epoch().count();
+            }
+        }
+    });
+    while (acknowledged == 0)
+        std::this_thread::yield();
+
     ASSERT_EQ(kill_process(b->pid(), SIGSTOP), 0);
     // b's lease expires while it is stopped; a sees the name free and takes it.
     const Value freed = lookup_until(*a, "contested", not_found);
     const Value taken = a->call({ "CREATE", "contested" });
+    const auto taken_at = Clock::now().time_since_epoch().count();
+    // No write was acknowledged by b's copy once a could own the name.
+    EXPECT_LT(last_acknowledged_ns.load(), taken_at) << "b's bucket acknowledged a write after a took the name";
     ASSERT_EQ(kill_process(b->pid(), SIGCONT), 0);
+    writing = false;
+    writer.join();
+    EXPECT_GT(refused.load(), 0);
+    EXPECT_EQ(refusal.rfind("CLUSTERDOWN ", 0), 0u) << refusal;
     ASSERT_TRUE(not_found(freed)) << freed.text;
     ASSERT_FALSE(taken.is_error()) << taken.text;
     ASSERT_EQ(text_of(taken, "node"), "a");

@@ -25,6 +25,7 @@ std::vector<std::pair<std::string, std::string>> encode(const BucketEnvironment&
         { "KV_DEBUG_COMMAND", environment.debug_command_enabled ? "1" : "0" },
         { "KV_LOG_LEVEL", std::string(to_string(environment.log_level)) },
         { "KV_KEEP_DATA", environment.keep_data ? "1" : "0" },
+        { "KV_WRITE_DEADLINE_NS", std::to_string(environment.write_deadline_ns) },
     };
 }
 
@@ -84,6 +85,8 @@ BucketEnvironment decode_bucket_environment(const EnvironmentLookup& lookup)
     environment.debug_command_enabled = debug && std::string_view(debug) == "1";
     const char* keep = lookup("KV_KEEP_DATA");
     environment.keep_data = keep && std::string_view(keep) == "1";
+    if (lookup("KV_WRITE_DEADLINE_NS"))
+        environment.write_deadline_ns = number<std::int64_t>(lookup, "KV_WRITE_DEADLINE_NS");
     environment.log_level = log_level(lookup);
     return environment;
 }

@@ -16,11 +16,13 @@
 //   KV_SERVER_CONFIG limits and access policy for the socket (ServerConfig::encode)
 //   KV_DEBUG_COMMAND "1" to accept DEBUG SEGFAULT / DEBUG EXIT (tests)
 //   KV_LOG_LEVEL     registryd's --log-level, which its buckets log at too
+//   KV_WRITE_DEADLINE_NS  cluster mode: the fence's first deadline (TableHeader::write_deadline_ns); 0 or absent: none
 // On its readiness pipe it writes, s6-style, "\n" once it serves, or one
 // line saying why it could not start, and then exits.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -50,6 +52,7 @@ struct BucketEnvironment {
     // adopt it if it is intact (SharedTableWriter::KeepData) instead of
     // formatting an empty one.
     bool keep_data = false;
+    std::int64_t write_deadline_ns = 0; // cluster mode's fence, set before the bucket serves
 };
 
 // registryd's side: NAME=value pairs to add to the bucket's environment.

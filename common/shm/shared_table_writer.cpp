@@ -577,6 +577,10 @@ const Mapping& SharedTableWriter::mapping() const { return segment_->mapping; }
 
 void SharedTableWriter::publish_alive() { segment_->header->alive.store(1, std::memory_order_release); }
 
+void SharedTableWriter::set_write_deadline(std::int64_t steady_ns) { segment_->header->write_deadline_ns.store(steady_ns, std::memory_order_relaxed); }
+
+std::int64_t SharedTableWriter::write_deadline() const { return segment_->header->write_deadline_ns.load(std::memory_order_relaxed); }
+
 std::optional<std::string_view> SharedTableWriter::get(std::string_view key) const
 {
     const auto [slot, found] = segment_->find_slot(key, hash_key(key));

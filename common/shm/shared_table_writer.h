@@ -159,6 +159,10 @@ public:
 
     // Readers may now trust the table (the owner is serving).
     void publish_alive();
+    // The cluster fence (TableHeader::write_deadline_ns): set by the owner
+    // at start, moved by registryd afterwards.
+    void set_write_deadline(std::int64_t steady_ns);
+    std::int64_t write_deadline() const;
 
     // The segment's descriptor, for its owner to flock(2) for its whole life
     // (registryd does so on its name table: see registryd/leftovers.h).

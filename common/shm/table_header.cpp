@@ -50,6 +50,12 @@ std::optional<ProcessIdentity> read_table_owner(int fd)
     return owner;
 }
 
+bool set_write_deadline(int fd, std::int64_t steady_ns)
+{
+    return with_header(fd, Access::read_write,
+        [steady_ns](TableHeader& header) { header.write_deadline_ns.store(steady_ns, std::memory_order_relaxed); });
+}
+
 bool mark_table_gone(int fd)
 {
     return with_header(fd, Access::read_write,

@@ -30,6 +30,11 @@ std::optional<TableStats> read_table_stats(int fd);
 // `fd` does not hold a table of this layout.
 bool mark_table_gone(int fd);
 
+// Moves the cluster fence of the table at `fd` (TableHeader::write_deadline_ns):
+// registryd, with each keepalive etcd confirms. False if `fd` does not hold a
+// table of this layout (a bucket still formatting its segment).
+bool set_write_deadline(int fd, std::int64_t steady_ns);
+
 // The owner recorded in the header of the table at `fd`. Empty if it is not
 // a table of this layout and version (a table being created, or another
 // version's): then nobody can say its owner is dead.

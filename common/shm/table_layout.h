@@ -28,7 +28,7 @@ enum class TableKind : std::uint32_t { bucket = 1, names = 2 };
 
 struct TableHeader {
     static constexpr std::uint64_t expected_magic = 0x656c6261742d766bULL; // "kv-table"
-    static constexpr std::uint32_t expected_version = 8;
+    static constexpr std::uint32_t expected_version = 9;
 
     std::uint64_t magic;
     std::uint32_t version;
@@ -57,6 +57,12 @@ struct TableHeader {
     std::atomic<std::uint64_t> reserved_limit;
     // Keys with an expiry time (INFO's `expires=`); the writer's count.
     std::atomic<std::uint64_t> expiring;
+    // Cluster mode's fence (README "Cluster"): after this instant of
+    // CLOCK_MONOTONIC (std::chrono::steady_clock, in nanoseconds, the same
+    // clock in every process of the machine) the bucket refuses writes, for
+    // its node's claim of the name may have ended. registryd moves it
+    // forward with each keepalive etcd confirms; 0: no fence (no cluster).
+    std::atomic<std::int64_t> write_deadline_ns;
 };
 
 constexpr std::size_t table_header_size = 4096;
