@@ -1064,6 +1064,29 @@ struct EtcdFloor {
             fail("etcd's txn on a fresh key kvbench/floor/" + name + " did not succeed: " + reply.dump());
         return took;
     }
+
+    // Until etcd holds `name`'s claim in state "ready": the update a cluster
+    // CREATE sends after its reply has landed, so it does not queue in etcd
+    // before the next measure's write. Untimed.
+    void wait_until_ready(const std::string& name)
+    {
+        const nlohmann::json body { { "key", base64("kv/names/" + name) } };
+        auto deadline = Clock::now() + std::chrono::seconds(10);
+        for (;;) {
+            auto reply = etcd_post(etcd, "/v3/kv/range", body);
+            std::string value;
+            if (reply.contains("kvs") && !reply["kvs"].empty()) {
+                std::string text = reply["kvs"][0].value("value", std::string());
+                value.assign(boost::beast::detail::base64::decoded_size(text.size()), '\0');
+                value.resize(boost::beast::detail::base64::decode(value.data(), text.data(), text.size()).first);
+            }
+            if (nlohmann::json::parse(value.empty() ? "{}" : value).value("state", std::string()) == "ready")
+                return;
+            if (Clock::now() > deadline)
+                fail("etcd does not hold " + name + " as ready 10 s after its CREATE");
+            std::this_thread::sleep_for(std::chrono::microseconds(200)); // polling interval, untimed
+        }
+    }
 };
 
 std::string json_percentiles(const char* name, const std::vector<double>& samples)
@@ -1073,8 +1096,10 @@ std::string json_percentiles(const char* name, const std::vector<double>& sample
 
 // CREATE on a cluster node beside CREATE on a plain registryd and beside the
 // bare etcd transaction, taken in turn (local, cluster, txn), `count` times,
-// so drift on a shared machine hits all three alike. The buckets are STOPped
-// at the end (untimed), as `create` does.
+// so drift on a shared machine hits all three alike. Between the cluster
+// CREATE and the txn, untimed, the claim's update to "ready" (sent as the
+// bucket is published, not waited for by CREATE) is let land. The buckets are
+// STOPped at the end (untimed), as `create` does.
 void cluster_create(const std::string& node_dir, const std::string& local_dir, const std::string& etcd_url, int count)
 {
     auto node = connect_registry(node_dir);
@@ -1090,6 +1115,7 @@ void cluster_create(const std::string& node_dir, const std::string& local_dir, c
         std::string name = "bench-ccreate-" + std::to_string(i);
         on_local.push_back(timed_create(local, name));
         on_node.push_back(timed_create(node, name));
+        floor.wait_until_ready(name);
         txns.push_back(floor.txn(name));
     }
     for (int i = 0; i < count; ++i) {
