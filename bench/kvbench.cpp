@@ -12,6 +12,14 @@
 //                                                   supervisor restarts, at socket P)
 //   kvbench text        --run-dir D --keys N --clients C --seconds S --connects N --idle N
 //                       (the text server, textd, beside the bucket's RESP socket)
+//   kvbench cluster-create --run-dir NODE --local-run-dir D --etcd URL --count N
+//                       (CREATE on a cluster node, on a plain registryd, and etcd's bare txn, in turn)
+//   kvbench cluster-lookup --run-dir READER --owner-run-dir OWNER --local-run-dir D --buckets N --seconds S
+//                       (LOOKUP of another node's name, of the owner's own, of a plain registryd's)
+//   kvbench cluster-kill --run-dir READER --owner-run-dir OWNER --local-run-dir D --count N
+//                       (a bucket killed on OWNER until READER's LOOKUP says NOTFOUND, beside `kill`)
+//   kvbench cluster-node-kill --run-dir READER --owner-run-dir OWNER
+//                       (OWNER's registryd killed until READER's LOOKUP says NOTFOUND: one repetition)
 // Each prints one JSON object per line, for run.sh to tabulate.
 #include <fcntl.h>
 #include <netdb.h>
@@ -39,7 +47,12 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/core/detail/base64.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
 
+#include "asio.h"
 #include "bench_keys.h"
 #include "client.h"
 #include "name_table.h"
@@ -51,6 +64,7 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+namespace asio = boost::asio;
 
 double microseconds(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
@@ -468,6 +482,59 @@ Percentiles bare_pidfd_floor(int count)
     return percentiles(latencies);
 }
 
+// pid's process id field of a CREATE or LOOKUP reply (an integer here, a
+// bulk string in a cluster's flat array).
+pid_t pid_field(const kv::resp::Value& reply)
+{
+    const auto* pid = reply.field("pid");
+    if (!pid)
+        fail("a reply without a pid field");
+    long long value = pid->integer;
+    if (value == 0 && !pid->text.empty())
+        value = std::stoll(pid->text);
+    if (value < 2)
+        fail("a reply with pid " + std::to_string(value));
+    return static_cast<pid_t>(value);
+}
+
+// SIGKILLs `pid` and waits until its exit is visible at all (our own pidfd on
+// it turns readable: the kernel's share of every kill figure). Returns when
+// the signal was sent; `exits` gets the time from then to the exit.
+Clock::time_point kill_and_see_exit(pid_t pid, std::vector<double>& exits)
+{
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd == -1)
+        fail("unable to open a pidfd for pid " + std::to_string(pid) + ": " + std::strerror(errno));
+    auto before = Clock::now();
+    ::kill(pid, SIGKILL);
+    pollfd entry { pidfd, POLLIN, 0 };
+    ::poll(&entry, 1, -1);
+    exits.push_back(microseconds(Clock::now() - before));
+    ::close(pidfd);
+    return before;
+}
+
+// Until `table` no longer holds `name` under `pid`. Yielding between looks
+// leaves the CPU to registryd and to the dying process when they share a
+// core with us (this machine has two).
+void wait_until_gone(kv::NameTableReader& table, const std::string& name, pid_t pid)
+{
+    kv::BucketRecord record;
+    while (table.lookup(name, record) == kv::NameTableReader::Result::found && record.pid == pid)
+        std::this_thread::yield();
+}
+
+// One kill-to-gone: CREATE `name`, SIGKILL its bucket, until a LOOKUP (here
+// through the name table, which changes in the same place as the registry's
+// own index) no longer finds it. Microseconds from the kill.
+double kill_to_gone_once(kv::Client& registry, kv::NameTableReader& table, const std::string& name, std::vector<double>& exits)
+{
+    pid_t pid = pid_field(call(registry, { "CREATE", name }));
+    auto before = kill_and_see_exit(pid, exits);
+    wait_until_gone(table, name, pid);
+    return microseconds(Clock::now() - before);
+}
+
 void kill_to_gone(const std::string& run_dir, int count)
 {
     auto registry = connect_registry(run_dir);
@@ -475,30 +542,8 @@ void kill_to_gone(const std::string& run_dir, int count)
     if (!table)
         fail("no name table for " + run_dir);
     std::vector<double> latencies, exits;
-    kv::BucketRecord record;
-    for (int i = 0; i < count; ++i) {
-        std::string name = "bench-kill-" + std::to_string(i % 8);
-        auto created = call(registry, { "CREATE", name });
-        pid_t pid = static_cast<pid_t>(created.field("pid")->integer);
-        if (pid < 2)
-            fail("CREATE returned pid " + std::to_string(pid));
-        // Our own pidfd on the bucket: when its exit is visible at all (the
-        // kernel's share of the latency; registryd's is the rest).
-        int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-        auto before = Clock::now();
-        ::kill(pid, SIGKILL);
-        pollfd entry { pidfd, POLLIN, 0 };
-        ::poll(&entry, 1, -1);
-        exits.push_back(microseconds(Clock::now() - before));
-        ::close(pidfd);
-        // Gone: a LOOKUP (here through the name table, which changes in the
-        // same place as the registry's own index) no longer finds it.
-        // Yielding between looks leaves the CPU to registryd and to the dying
-        // process when they share a core with us (this machine has two).
-        while (table->lookup(name, record) == kv::NameTableReader::Result::found && record.pid == pid)
-            std::this_thread::yield();
-        latencies.push_back(microseconds(Clock::now() - before));
-    }
+    for (int i = 0; i < count; ++i)
+        latencies.push_back(kill_to_gone_once(registry, *table, "bench-kill-" + std::to_string(i % 8), exits));
     auto p = percentiles(latencies);
     auto exit_seen = percentiles(exits);
     auto floor = bare_pidfd_floor(count);
@@ -904,6 +949,288 @@ void text(const std::string& run_dir, const TextOptions& options)
     call(registry, { "STOP", name });
 }
 
+// ---- Cluster mode (registryd --cluster), each figure beside its reference ----
+
+// Microseconds of each `LOOKUP name` on `registry`, one request and one reply
+// at a time as a plain client makes them, the reply checked to be a bucket.
+double timed_lookup(kv::Client& registry, const std::string& name)
+{
+    auto before = Clock::now();
+    auto reply = call(registry, { "LOOKUP", name });
+    double took = microseconds(Clock::now() - before);
+    if (reply.is_error() || !reply.field("pid"))
+        fail("LOOKUP " + name + " sent no bucket");
+    return took;
+}
+
+bool is_not_found(const kv::resp::Value& reply) { return reply.is_error() && reply.text.rfind("NOTFOUND", 0) == 0; }
+
+// Until LOOKUP `name` on `registry` answers with pid `pid` (another node's
+// bucket reaches this node's copy through its etcd watch). Looks every
+// millisecond, 10 s at most: set-up, not timed.
+void wait_until_seen(kv::Client& registry, const std::string& name, pid_t pid)
+{
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    for (;;) {
+        auto reply = registry.call({ "LOOKUP", name });
+        if (!reply.is_error() && pid_field(reply) == pid)
+            return;
+        if (reply.is_error() && !is_not_found(reply))
+            fail("LOOKUP " + name + " failed: " + reply.text);
+        if (Clock::now() > deadline)
+            fail("LOOKUP " + name + " did not find pid " + std::to_string(pid) + " within 10 s");
+        std::this_thread::sleep_for(std::chrono::milliseconds(1)); // polling interval, see above
+    }
+}
+
+// "http://127.0.0.1:PORT" (what registryd's --cluster takes): host and port.
+std::pair<std::string, std::string> etcd_host_port(const std::string& url)
+{
+    std::string rest = url.rfind("http://", 0) == 0 ? url.substr(7) : url;
+    auto colon = rest.rfind(':');
+    if (colon == std::string::npos)
+        fail("etcd endpoint " + url + " has no port");
+    return { rest.substr(0, colon), rest.substr(colon + 1) };
+}
+
+// One POST of `body` to etcd's JSON gateway at `path`, on a connection of
+// its own (as registryd's EtcdClient makes every call): the reply's JSON.
+nlohmann::json etcd_post(const asio::ip::tcp::endpoint& etcd, const std::string& path, const nlohmann::json& body)
+{
+    namespace http = boost::beast::http;
+    asio::io_context io;
+    asio::ip::tcp::socket socket(io);
+    boost::system::error_code error;
+    socket.connect(etcd, error);
+    if (!error)
+        socket.set_option(asio::ip::tcp::no_delay(true), error);
+    http::request<http::string_body> request { http::verb::post, path, 11 };
+    request.set(http::field::host, etcd.address().to_string() + ":" + std::to_string(etcd.port()));
+    request.set(http::field::content_type, "application/json");
+    request.body() = body.dump();
+    request.prepare_payload();
+    if (!error)
+        http::write(socket, request, error);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    if (!error)
+        http::read(socket, buffer, response, error);
+    if (error)
+        fail("etcd " + path + " failed: " + error.message());
+    if (response.result() != http::status::ok)
+        fail("etcd " + path + " answered HTTP " + std::to_string(response.result_int()) + ": " + response.body());
+    return nlohmann::json::parse(response.body());
+}
+
+std::string base64(std::string_view bytes)
+{
+    std::string out(boost::beast::detail::base64::encoded_size(bytes.size()), '\0');
+    out.resize(boost::beast::detail::base64::encode(out.data(), bytes.data(), bytes.size()));
+    return out;
+}
+
+// The floor under a cluster CREATE: the same transaction registryd's claim
+// sends (put the key with a lease if its create revision is 0, else read it),
+// on a connection of its own, with a value of a claim's size, on keys of its
+// own prefix.
+struct EtcdFloor {
+    asio::ip::tcp::endpoint etcd;
+    std::string lease;
+
+    explicit EtcdFloor(const std::string& url)
+    {
+        auto [host, port] = etcd_host_port(url);
+        etcd = asio::ip::tcp::endpoint(asio::ip::make_address(host), static_cast<unsigned short>(std::stoi(port)));
+        auto granted = etcd_post(etcd, "/v3/lease/grant", { { "TTL", "60" } });
+        lease = granted.value("ID", std::string());
+        if (lease.empty())
+            fail("etcd granted no lease: " + granted.dump());
+    }
+    ~EtcdFloor() { etcd_post(etcd, "/v3/lease/revoke", { { "ID", lease } }); } // its keys go with it
+
+    double txn(const std::string& name)
+    {
+        static const std::string value(160, 'v'); // about a claim's JSON
+        const std::string key = base64("kvbench/floor/" + name);
+        const nlohmann::json body {
+            { "compare", nlohmann::json::array({ { { "target", "CREATE" }, { "key", key }, { "createRevision", "0" } } }) },
+            { "success", nlohmann::json::array({ { { "requestPut", { { "key", key }, { "value", base64(value) }, { "lease", lease } } } } }) },
+            { "failure", nlohmann::json::array({ { { "requestRange", { { "key", key } } } } }) },
+        };
+        auto before = Clock::now();
+        auto reply = etcd_post(etcd, "/v3/kv/txn", body);
+        double took = microseconds(Clock::now() - before);
+        if (!reply.value("succeeded", false))
+            fail("etcd's txn on a fresh key kvbench/floor/" + name + " did not succeed: " + reply.dump());
+        return took;
+    }
+
+    // Until etcd holds `name`'s claim in state "ready": the update a cluster
+    // CREATE sends after its reply has landed, so it does not queue in etcd
+    // before the next measure's write. Untimed.
+    void wait_until_ready(const std::string& name)
+    {
+        const nlohmann::json body { { "key", base64("kv/names/" + name) } };
+        auto deadline = Clock::now() + std::chrono::seconds(10);
+        for (;;) {
+            auto reply = etcd_post(etcd, "/v3/kv/range", body);
+            std::string value;
+            if (reply.contains("kvs") && !reply["kvs"].empty()) {
+                std::string text = reply["kvs"][0].value("value", std::string());
+                value.assign(boost::beast::detail::base64::decoded_size(text.size()), '\0');
+                value.resize(boost::beast::detail::base64::decode(value.data(), text.data(), text.size()).first);
+            }
+            if (nlohmann::json::parse(value.empty() ? "{}" : value).value("state", std::string()) == "ready")
+                return;
+            if (Clock::now() > deadline)
+                fail("etcd does not hold " + name + " as ready 10 s after its CREATE");
+            std::this_thread::sleep_for(std::chrono::microseconds(200)); // polling interval, untimed
+        }
+    }
+};
+
+std::string json_percentiles(const char* name, const std::vector<double>& samples)
+{
+    return json_latency(name, percentiles(samples));
+}
+
+// CREATE on a cluster node beside CREATE on a plain registryd and beside the
+// bare etcd transaction, taken in turn (local, cluster, txn), `count` times,
+// so drift on a shared machine hits all three alike. Between the cluster
+// CREATE and the txn, untimed, the claim's update to "ready" (sent as the
+// bucket is published, not waited for by CREATE) is let land. The buckets are
+// STOPped at the end (untimed), as `create` does.
+void cluster_create(const std::string& node_dir, const std::string& local_dir, const std::string& etcd_url, int count)
+{
+    auto node = connect_registry(node_dir);
+    auto local = connect_registry(local_dir);
+    EtcdFloor floor(etcd_url);
+    std::vector<double> on_node, on_local, txns;
+    auto timed_create = [](kv::Client& registry, const std::string& name) {
+        auto before = Clock::now();
+        call(registry, { "CREATE", name });
+        return microseconds(Clock::now() - before);
+    };
+    for (int i = 0; i < count; ++i) {
+        std::string name = "bench-ccreate-" + std::to_string(i);
+        on_local.push_back(timed_create(local, name));
+        on_node.push_back(timed_create(node, name));
+        floor.wait_until_ready(name);
+        txns.push_back(floor.txn(name));
+    }
+    for (int i = 0; i < count; ++i) {
+        call(local, { "STOP", "bench-ccreate-" + std::to_string(i) });
+        call(node, { "STOP", "bench-ccreate-" + std::to_string(i) });
+    }
+    std::printf("{\"bench\":\"cluster-create\",\"count\":%d%s%s%s}\n", count, json_percentiles("cluster", on_node).c_str(),
+        json_percentiles("local", on_local).c_str(), json_percentiles("txn", txns).c_str());
+}
+
+// LOOKUP on node `reader_dir` of names held by node `owner_dir`, beside
+// LOOKUP of the owner's own names on the owner and of local names on a plain
+// registryd: `buckets` names each, one LOOKUP on each of the three in turn
+// for `seconds`.
+void cluster_lookup(const std::string& reader_dir, const std::string& owner_dir, const std::string& local_dir, int buckets, double seconds)
+{
+    auto reader = connect_registry(reader_dir);
+    auto owner = connect_registry(owner_dir);
+    auto local = connect_registry(local_dir);
+    std::vector<std::string> names;
+    for (int i = 0; i < buckets; ++i) {
+        names.push_back("bench-clookup-" + std::to_string(i));
+        pid_t pid = pid_field(call(owner, { "CREATE", names.back() }));
+        call(local, { "CREATE", names.back() });
+        wait_until_seen(reader, names.back(), pid);
+    }
+    std::mt19937 random(1);
+    std::vector<double> remote, own, plain;
+    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    while (Clock::now() < deadline) {
+        const auto& name = names[random() % names.size()];
+        remote.push_back(timed_lookup(reader, name));
+        own.push_back(timed_lookup(owner, name));
+        plain.push_back(timed_lookup(local, name));
+    }
+    for (const auto& name : names) {
+        call(owner, { "STOP", name });
+        call(local, { "STOP", name });
+    }
+    std::printf("{\"bench\":\"cluster-lookup\",\"buckets\":%d,\"count\":%zu%s%s%s}\n", buckets, remote.size(),
+        json_percentiles("remote", remote).c_str(), json_percentiles("own", own).c_str(), json_percentiles("local", plain).c_str());
+}
+
+// Kill-to-free across the cluster: CREATE on node `owner_dir`, wait until
+// node `reader_dir` sees it (untimed), SIGKILL the bucket; the owner's name
+// table drops it (its local kill-to-gone), then LOOKUP on the reader,
+// as fast as it answers, until NOTFOUND (the owner's release in etcd, and
+// etcd's watch event to the reader). Beside it, in turn, the plain
+// registryd's kill-to-gone (kill_to_gone_once, as `kill` measures it).
+void cluster_kill(const std::string& reader_dir, const std::string& owner_dir, const std::string& local_dir, int count)
+{
+    auto reader = connect_registry(reader_dir);
+    auto owner = connect_registry(owner_dir);
+    auto owner_table = open_names(owner_dir);
+    auto local = connect_registry(local_dir);
+    auto local_table = open_names(local_dir);
+    if (!owner_table || !local_table)
+        fail("no name table for " + owner_dir + " or " + local_dir);
+    std::vector<double> freed, owner_gone, exits, local_gone, local_exits;
+    for (int i = 0; i < count; ++i) {
+        local_gone.push_back(kill_to_gone_once(local, *local_table, "bench-kill-" + std::to_string(i % 8), local_exits));
+        std::string name = "bench-ckill-" + std::to_string(i);
+        pid_t pid = pid_field(call(owner, { "CREATE", name }));
+        wait_until_seen(reader, name, pid);
+        auto before = kill_and_see_exit(pid, exits);
+        wait_until_gone(*owner_table, name, pid);
+        owner_gone.push_back(microseconds(Clock::now() - before));
+        for (;;) {
+            auto reply = reader.call({ "LOOKUP", name });
+            if (is_not_found(reply))
+                break;
+            if (reply.is_error())
+                fail("LOOKUP " + name + " failed: " + reply.text);
+            if (Clock::now() - before > std::chrono::seconds(10))
+                fail("LOOKUP " + name + " on the other node still finds it 10 s after its bucket was killed");
+        }
+        freed.push_back(microseconds(Clock::now() - before));
+    }
+    std::printf("{\"bench\":\"cluster-kill\",\"count\":%d%s%s%s%s%s}\n", count, json_percentiles("freed", freed).c_str(),
+        json_percentiles("owner_gone", owner_gone).c_str(), json_percentiles("exit_seen", exits).c_str(),
+        json_percentiles("local", local_gone).c_str(), json_percentiles("local_exit_seen", local_exits).c_str());
+}
+
+// Kill-to-free after a node dies: CREATE on node `owner_dir`, wait until
+// node `reader_dir` sees it, read how long the owner's claims surely stand
+// (INFO's cluster_lease_valid_ms), SIGKILL the owner's registryd (its
+// buckets die with it), then LOOKUP on the reader every millisecond until
+// NOTFOUND: etcd's lease expiry. One repetition; run.sh restarts the owner.
+void cluster_node_kill(const std::string& reader_dir, const std::string& owner_dir)
+{
+    auto reader = connect_registry(reader_dir);
+    const std::string name = "bench-nodekill";
+    pid_t pid;
+    {
+        auto owner = connect_registry(owner_dir);
+        pid = pid_field(call(owner, { "CREATE", name }));
+    }
+    wait_until_seen(reader, name, pid);
+    double valid_ms = std::stod(registry_info(owner_dir, "cluster_lease_valid_ms"));
+    std::vector<double> exits;
+    auto before = kill_and_see_exit(instance_record(owner_dir).pid, exits);
+    for (;;) {
+        auto reply = reader.call({ "LOOKUP", name });
+        if (is_not_found(reply))
+            break;
+        if (reply.is_error())
+            fail("LOOKUP " + name + " failed: " + reply.text);
+        if (Clock::now() - before > std::chrono::seconds(60))
+            fail("LOOKUP " + name + " still finds it 60 s after its node was killed");
+        std::this_thread::sleep_for(std::chrono::milliseconds(1)); // polling interval: the figure is seconds
+    }
+    std::printf("{\"bench\":\"cluster-node-kill\",\"freed_ms\":%.1f,\"lease_valid_ms\":%.0f,\"exit_seen_us\":%.1f}\n",
+        std::chrono::duration<double, std::milli>(Clock::now() - before).count(), valid_ms, exits[0]);
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -953,6 +1280,22 @@ int main(int argc, char** argv)
     texts->add_option("--seconds", text_options.seconds, "for each of text GET, RESP GET, text PUT, RESP SET")->capture_default_str();
     texts->add_option("--connects", text_options.connects, "connect + GET + close, one after the other")->capture_default_str();
     texts->add_option("--idle", text_options.idle, "idle connections held for the memory figures (at least the 16 processes textd may keep waiting)")->capture_default_str()->check(CLI::Range(16, 100000));
+    std::string local_dir, owner_dir, etcd_url;
+    auto* cluster_creates = app.add_subcommand("cluster-create", "CREATE on a cluster node beside a plain registryd and etcd's bare txn");
+    cluster_creates->add_option("--local-run-dir", local_dir, "run dir of a plain registryd (no --cluster)")->required();
+    cluster_creates->add_option("--etcd", etcd_url, "the cluster's etcd, http://HOST:PORT")->required();
+    cluster_creates->add_option("--count", count);
+    auto* cluster_lookups = app.add_subcommand("cluster-lookup", "LOOKUP of another node's name beside local ones");
+    cluster_lookups->add_option("--owner-run-dir", owner_dir, "run dir of the node that creates the names")->required();
+    cluster_lookups->add_option("--local-run-dir", local_dir, "run dir of a plain registryd (no --cluster)")->required();
+    cluster_lookups->add_option("--buckets", buckets);
+    cluster_lookups->add_option("--seconds", seconds);
+    auto* cluster_kills = app.add_subcommand("cluster-kill", "a bucket killed on one node until another's LOOKUP says NOTFOUND");
+    cluster_kills->add_option("--owner-run-dir", owner_dir, "run dir of the node whose buckets are killed")->required();
+    cluster_kills->add_option("--local-run-dir", local_dir, "run dir of a plain registryd (no --cluster)")->required();
+    cluster_kills->add_option("--count", count);
+    auto* node_kills = app.add_subcommand("cluster-node-kill", "a node's registryd killed until another's LOOKUP says NOTFOUND");
+    node_kills->add_option("--owner-run-dir", owner_dir, "run dir of the node to kill")->required();
     CLI11_PARSE(app, argc, argv);
     std::signal(SIGPIPE, SIG_IGN);
     if (*references) {
@@ -982,5 +1325,13 @@ int main(int argc, char** argv)
         scale(run_dir, count, clients);
     else if (*texts)
         text(run_dir, text_options);
+    else if (*cluster_creates)
+        cluster_create(run_dir, local_dir, etcd_url, count);
+    else if (*cluster_lookups)
+        cluster_lookup(run_dir, owner_dir, local_dir, buckets, seconds);
+    else if (*cluster_kills)
+        cluster_kill(run_dir, owner_dir, local_dir, count);
+    else if (*node_kills)
+        cluster_node_kill(run_dir, owner_dir);
     return 0;
 }

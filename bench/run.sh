@@ -2,7 +2,9 @@
 # Runs every benchmark of BENCHMARKS.md in one go, each beside its reference,
 # on this machine, and prints the tables in Markdown. About fifteen minutes (s6-supervise and
 # supervisord restart at most about once a second). KV_BENCH_SECTION=text runs only the
-# text server's section (the figures of BENCHMARKS.md's "Text server").
+# text server's section (the figures of BENCHMARKS.md's "Text server"); KV_BENCH_SECTION=cluster
+# only cluster mode's (BENCHMARKS.md's "Cluster": registryd --cluster on a real etcd, which
+# it installs if missing, beside a plain registryd; about two minutes).
 # Everything it prints is measured in the run; nothing is written by hand.
 #   bench/run.sh            build (installing what is missing) and run
 #   KV_BENCH_QUICK=1 ...    smaller counts, for a quick look
@@ -37,10 +39,13 @@ kill_count=$([[ -n "$quick" ]] && echo 200 || echo 1000)
 restart_count=$([[ -n "$quick" ]] && echo 50 || echo 200)
 reference_count=$([[ -n "$quick" ]] && echo 10 || echo 100)
 
+cluster_pids=() # every registryd of the cluster section (and its plain reference)
 cleanup() {
   [[ -n "${registry_pid:-}" ]] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
   [[ -n "${storm_pid:-}" ]] && kill "$storm_pid" 2>/dev/null && wait "$storm_pid" 2>/dev/null
   [[ -n "${text_pid:-}" ]] && kill "$text_pid" 2>/dev/null && wait "$text_pid" 2>/dev/null
+  for pid in "${cluster_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  [[ -n "${etcd_pid:-}" ]] && kill "$etcd_pid" 2>/dev/null && wait "$etcd_pid" 2>/dev/null
   [[ -n "${redis_pid:-}" ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
   [[ -n "${s6_pid:-}" ]] && s6-svc -xd "$work/s6/bucket" 2>/dev/null && wait "$s6_pid" 2>/dev/null
   [[ -n "${supervisord_pid:-}" ]] && kill "$supervisord_pid" 2>/dev/null && wait "$supervisord_pid" 2>/dev/null
@@ -123,10 +128,129 @@ text_section() {
     "Socket buffers (kernel memory) are in neither."
 }
 
+# Cluster mode: registryd --cluster on Debian's etcd (one member, loopback,
+# its data dir under $work on /tmp), each figure beside its reference from
+# this run: a plain registryd (no --cluster, same options otherwise) and etcd's
+# bare transaction. Ports are chosen free (held until all are chosen); etcd
+# runs under setpriv --pdeathsig KILL, so it dies with this script even if
+# the trap does not run.
+free_ports() { # count: that many ports on 127.0.0.1, free a moment ago
+  python3 -c '
+import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in held))' "$1"
+}
+start_etcd() { # until it answers /health; a port taken meanwhile: start afresh, 5 times at most
+  local client peer
+  for _ in 1 2 3 4 5; do
+    read -r client peer < <(free_ports 2)
+    rm -rf "$work/etcd"
+    setpriv --pdeathsig KILL -- etcd --name kvbench --data-dir "$work/etcd" \
+      --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "kvbench=http://127.0.0.1:$peer" --initial-cluster-state new \
+      --logger zap --log-outputs stderr --log-level error 2>>"$work/etcd.log" &
+    etcd_pid=$!
+    etcd_url="http://127.0.0.1:$client"
+    for _ in $(seq 200); do
+      kill -0 "$etcd_pid" 2>/dev/null || break # it exited: a port was taken
+      curl -sf "$etcd_url/health" 2>/dev/null | grep -q '"health":"true"' && return 0
+      sleep 0.05
+    done
+    kill "$etcd_pid" 2>/dev/null; wait "$etcd_pid" 2>/dev/null || true
+    etcd_pid=
+  done
+  echo "bench: etcd did not start; its log: $work/etcd.log" >&2
+  tail -5 "$work/etcd.log" >&2
+  exit 1
+}
+start_node() { # node run-dir ttl: a registryd joined to the cluster as `node`; its pid in node_pid
+  "$bin/registryd" --run-dir "$2" --cluster "$etcd_url" --node "$1" --lease-ttl "$3" 2>>"$work/node-$1.log" &
+  node_pid=$!
+  cluster_pids+=("$node_pid")
+  wait_for_socket "$2/registry.sock"
+}
+cluster_section() {
+  command -v etcd >/dev/null || {
+    echo "bench: installing etcd-server (cluster mode's etcd)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+  }
+  create_count=$([[ -n "$quick" ]] && echo 100 || echo 500)
+  cluster_kill_count=$([[ -n "$quick" ]] && echo 50 || echo 200)
+  node_kills=$([[ -n "$quick" ]] && echo 2 || echo 5)
+  lookup_seconds=$([[ -n "$quick" ]] && echo 1 || echo 3)
+  start_etcd
+  etcd_version=$(etcd --version | sed -n 's/^etcd Version: //p')
+  "$bin/registryd" --run-dir "$work/plain" 2>"$work/plain.log" &
+  cluster_pids+=("$!")
+  wait_for_socket "$work/plain/registry.sock"
+  start_node a "$work/a" 10
+  start_node b "$work/b" 10
+  b_pid=$node_pid
+  kc="$bin/kvbench"
+  $kc --run-dir "$work/a" cluster-create --local-run-dir "$work/plain" --etcd "$etcd_url" --count "$create_count" > "$work/ccreate.json"
+  $kc --run-dir "$work/b" cluster-lookup --owner-run-dir "$work/a" --local-run-dir "$work/plain" --buckets 100 --seconds "$lookup_seconds" > "$work/clookup.json"
+  $kc --run-dir "$work/a" cluster-kill --owner-run-dir "$work/b" --local-run-dir "$work/plain" --count "$cluster_kill_count" > "$work/ckill.json"
+  # A node's death: node b (its own lease TTL) restarted with a fresh run dir
+  # and node name for each repetition, its registryd SIGKILLed by kvbench.
+  kill "$b_pid" && wait "$b_pid" || true
+  for ttl in 2 5; do
+    for i in $(seq "$node_kills"); do
+      start_node "b$ttl-$i" "$work/b$ttl-$i" "$ttl"
+      $kc --run-dir "$work/a" cluster-node-kill --owner-run-dir "$work/b$ttl-$i" >> "$work/nodekill$ttl.json"
+      wait "$node_pid" 2>/dev/null || true
+      # The killed node's segments: the next registryd on its run dir
+      # removes what its predecessor left, before it serves anyone.
+      "$bin/registryd" --run-dir "$work/b$ttl-$i" 2>>"$work/node-b$ttl-$i.log" &
+      cluster_pids+=("$!")
+      wait_for_socket "$work/b$ttl-$i/registry.sock"
+      kill "$!" && wait "$!" || true
+    done
+  done
+  for pid in "${cluster_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
+  cluster_pids=()
+  kill "$etcd_pid" && wait "$etcd_pid" || true
+  etcd_pid=
+
+  cc="$work/ccreate.json"; cl="$work/clookup.json"; ck="$work/ckill.json"
+  lat() { echo "$(json "$1" "$2_p50_us") / $(json "$1" "$2_p99_us") us"; }
+  p50_ratio() { ratio "$(json "$1" "$2_p50_us")" "$(json "$3" "$4_p50_us")"; }
+  echo
+  echo "## Cluster mode: registryd --cluster on etcd $etcd_version (one member, loopback), beside a plain registryd, same run"
+  echo
+  echo "| measure | cluster p50 / p99 | reference, same run: p50 / p99 | p50 ratio |"
+  echo "|---|---|---|---|"
+  echo "| CREATE, spawn to ready, $create_count (in turn with the two beside) | $(lat "$cc" cluster) | plain registryd: $(lat "$cc" local) | $(p50_ratio "$cc" cluster "$cc" local) |"
+  echo "| ... the bare etcd txn (create-if-absent, lease, own connection) | | $(lat "$cc" txn) | cluster CREATE / txn: $(p50_ratio "$cc" cluster "$cc" txn) |"
+  echo "| ... what kv adds: cluster CREATE p50 - plain CREATE p50 - txn p50 | $(python3 -c 'import sys; print(f"{float(sys.argv[1]) - float(sys.argv[2]) - float(sys.argv[3]):.1f}")' "$(json "$cc" cluster_p50_us)" "$(json "$cc" local_p50_us)" "$(json "$cc" txn_p50_us)") us | | |"
+  echo "| LOOKUP of another node's name, $(fmt "$(json "$cl" count)") (in turn with the two beside) | $(lat "$cl" remote) | plain registryd, local name: $(lat "$cl" local) | $(p50_ratio "$cl" remote "$cl" local) |"
+  echo "| ... LOOKUP of a node's own name on that node | $(lat "$cl" own) | plain registryd: $(lat "$cl" local) | $(p50_ratio "$cl" own "$cl" local) |"
+  echo "| bucket SIGKILLed on node b until node a's LOOKUP says NOTFOUND, $cluster_kill_count | $(lat "$ck" freed) | plain registryd's kill-to-gone (as \`kvbench kill\`): $(lat "$ck" local) | $(p50_ratio "$ck" freed "$ck" local) |"
+  echo "| ... of which until node b's own table dropped it | $(lat "$ck" owner_gone) | | |"
+  echo "| ... of which the kernel, until the exit is visible at all | $(lat "$ck" exit_seen) | $(lat "$ck" local_exit_seen) | |"
+  echo
+  echo "| node b's registryd SIGKILLed until node a's LOOKUP says NOTFOUND | repetitions | freed after (each, s) | b's lease was surely valid for (each, s, INFO cluster_lease_valid_ms just before the kill) | freed minus valid (each, s) |"
+  echo "|---|---|---|---|---|"
+  for ttl in 2 5; do
+    python3 -c '
+import json, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+freed = [r["freed_ms"] / 1000 for r in runs]
+valid = [r["lease_valid_ms"] / 1000 for r in runs]
+each = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
+print(f"| --lease-ttl {sys.argv[2]} | {len(runs)} | {each(freed)} | {each(valid)} | {each(f - v for f, v in zip(freed, valid))} |")' "$work/nodekill$ttl.json" "$ttl"
+  done
+  echo
+  echo "etcd's data dir: $work/etcd, on $(df --output=fstype "$work" | tail -1) ($(df --output=source "$work" | tail -1)). Remote GET/SET over TCP beside redis-server: comes with TCP access for buckets."
+}
+
 case "${KV_BENCH_SECTION:-}" in
   "") ;;
   text) text_section; echo; machine_line; exit 0 ;;
-  *) echo "bench: unknown KV_BENCH_SECTION ${KV_BENCH_SECTION} (known: text)" >&2; exit 2 ;;
+  cluster) cluster_section; echo; machine_line; exit 0 ;;
+  *) echo "bench: unknown KV_BENCH_SECTION ${KV_BENCH_SECTION} (known: text, cluster)" >&2; exit 2 ;;
 esac
 
 echo "## kv against redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'), same redis-benchmark flags, Unix sockets"
@@ -283,5 +407,6 @@ echo
 echo "Descriptor limit (hard RLIMIT_NOFILE) $fd_limit; the $live_max live buckets were created in $(json "$work/fill.json" create_s) s from 4 clients."
 
 text_section
+cluster_section
 echo
 machine_line
