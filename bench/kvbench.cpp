@@ -968,6 +968,24 @@ bool is_not_found(const kv::resp::Value& reply) { return reply.is_error() && rep
 // Until LOOKUP `name` on `registry` answers with pid `pid` (another node's
 // bucket reaches this node's copy through its etcd watch). Looks every
 // millisecond, 10 s at most: set-up, not timed.
+// LOOKUP `name` on `registry` until it answers NOTFOUND (`poll` apart, none
+// for as fast as it answers); fails past `limit` after `since`, saying `why`.
+void wait_until_not_found(kv::Client& registry, const std::string& name, Clock::time_point since, std::chrono::seconds limit,
+    std::chrono::milliseconds poll, const std::string& why)
+{
+    for (;;) {
+        auto reply = registry.call({ "LOOKUP", name });
+        if (is_not_found(reply))
+            return;
+        if (reply.is_error())
+            fail("LOOKUP " + name + " failed: " + reply.text);
+        if (Clock::now() - since > limit)
+            fail("LOOKUP " + name + " " + why);
+        if (poll.count() > 0)
+            std::this_thread::sleep_for(poll);
+    }
+}
+
 void wait_until_seen(kv::Client& registry, const std::string& name, pid_t pid)
 {
     auto deadline = Clock::now() + std::chrono::seconds(10);
@@ -1183,15 +1201,8 @@ void cluster_kill(const std::string& reader_dir, const std::string& owner_dir, c
         auto before = kill_and_see_exit(pid, exits);
         wait_until_gone(*owner_table, name, pid);
         owner_gone.push_back(microseconds(Clock::now() - before));
-        for (;;) {
-            auto reply = reader.call({ "LOOKUP", name });
-            if (is_not_found(reply))
-                break;
-            if (reply.is_error())
-                fail("LOOKUP " + name + " failed: " + reply.text);
-            if (Clock::now() - before > std::chrono::seconds(10))
-                fail("LOOKUP " + name + " on the other node still finds it 10 s after its bucket was killed");
-        }
+        wait_until_not_found(reader, name, before, std::chrono::seconds(10), std::chrono::milliseconds(0),
+            "on the other node still finds it 10 s after its bucket was killed");
         freed.push_back(microseconds(Clock::now() - before));
     }
     std::printf("{\"bench\":\"cluster-kill\",\"count\":%d%s%s%s%s%s}\n", count, json_percentiles("freed", freed).c_str(),
@@ -1217,16 +1228,9 @@ void cluster_node_kill(const std::string& reader_dir, const std::string& owner_d
     double valid_ms = std::stod(registry_info(owner_dir, "cluster_lease_valid_ms"));
     std::vector<double> exits;
     auto before = kill_and_see_exit(instance_record(owner_dir).pid, exits);
-    for (;;) {
-        auto reply = reader.call({ "LOOKUP", name });
-        if (is_not_found(reply))
-            break;
-        if (reply.is_error())
-            fail("LOOKUP " + name + " failed: " + reply.text);
-        if (Clock::now() - before > std::chrono::seconds(60))
-            fail("LOOKUP " + name + " still finds it 60 s after its node was killed");
-        std::this_thread::sleep_for(std::chrono::milliseconds(1)); // polling interval: the figure is seconds
-    }
+    // Polled every millisecond: the figure is seconds.
+    wait_until_not_found(reader, name, before, std::chrono::seconds(60), std::chrono::milliseconds(1),
+        "still finds it 60 s after its node was killed");
     std::printf("{\"bench\":\"cluster-node-kill\",\"freed_ms\":%.1f,\"lease_valid_ms\":%.0f,\"exit_seen_us\":%.1f}\n",
         std::chrono::duration<double, std::milli>(Clock::now() - before).count(), valid_ms, exits[0]);
 }

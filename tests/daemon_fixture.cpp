@@ -34,8 +34,6 @@ namespace kv::test {
 
 std::string binary(const std::string& name) { return std::string(KV_BIN_DIR) + "/" + name; }
 
-namespace {
-
 std::vector<char*> c_strings(std::vector<std::string>& strings)
 {
     std::vector<char*> pointers;
@@ -44,6 +42,8 @@ std::vector<char*> c_strings(std::vector<std::string>& strings)
     pointers.push_back(nullptr);
     return pointers;
 }
+
+namespace {
 
 std::vector<std::string> environment_with(const std::vector<std::string>& extra)
 {

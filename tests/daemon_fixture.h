@@ -26,6 +26,8 @@ namespace kv::test {
 using namespace std::chrono_literals;
 
 std::string binary(const std::string& name); // path of a program built with the tests
+// argv or envp for exec: pointers into `strings`, then a null.
+std::vector<char*> c_strings(std::vector<std::string>& strings);
 
 // A deadline of the tests, stretched by KV_TEST_TIME_SCALE (a whole number,
 // 1 when unset), which the sanitizer pass sets (./kv sanitize): under ASan a

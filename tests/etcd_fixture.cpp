@@ -105,14 +105,6 @@ std::vector<std::string> member_environment(const std::string& notify_path)
     return environment;
 }
 
-std::vector<char*> c_strings(std::vector<std::string>& strings)
-{
-    std::vector<char*> pointers;
-    for (auto& s : strings)
-        pointers.push_back(s.data());
-    pointers.push_back(nullptr);
-    return pointers;
-}
 
 // The last `count` lines of `text`, for an error message.
 std::string last_lines(const std::string& text, std::size_t count)
