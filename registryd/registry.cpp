@@ -19,6 +19,7 @@
 #include "shared_table.h"
 #include "spawn.h"
 #include "system_error.h"
+#include "tcp_listener.h"
 
 namespace kv {
 
@@ -224,6 +225,7 @@ std::optional<std::string> Registry::start_process(Bucket& bucket)
 {
     BucketSegment segment;
     SocketFile socket;
+    TcpListener tcp; // --listen-tcp
     SpawnedBucket spawned;
     // KEEP: the segment of the process before, which the new one adopts.
     const bool kept = static_cast<bool>(bucket.segment.fd);
@@ -255,17 +257,25 @@ std::optional<std::string> Registry::start_process(Bucket& bucket)
         launch.environment.debug_command_enabled = options_.debug_command_enabled;
         launch.environment.log_level = log_level();
         launch.environment.keep_data = kept;
+        if (!options_.tcp_host.empty()) {
+            tcp = listen_tcp(options_.tcp_host + ":0");
+            launch.environment.tcp_listen_fd = tcp.fd.get();
+            launch.environment.tcp_address = tcp.address;
+            launch.environment.password_fd = options_.password_fd;
+        }
         spawned = spawn_bucket(launch);
     } catch (const std::exception& error) {
         return std::string(error.what()); // the segment and the socket file go with their owners
     }
     socket.take_listener().reset(); // the bucket has its copy; ours would only keep clients waiting
+    tcp.fd.reset();                 // likewise
 
     // Every step that can fail is done: the bucket has a process.
     bucket.pid = spawned.pid;
     bucket.segment.name = std::move(segment.name);
     bucket.segment.fd = std::move(segment.fd);
     bucket.socket = std::move(socket);
+    bucket.tcp_address = std::move(tcp.address);
     bucket.started = std::chrono::steady_clock::now();
     bucket.started_at = std::chrono::system_clock::now();
     bucket.state = BucketState::starting;

@@ -46,6 +46,12 @@ struct RegistryOptions {
     std::size_t history_size = 1000; // exits HISTORY keeps (--history-size); 0: none
     SupervisionOptions supervision;  // restart policy, intensity and delay (supervision.h)
     ServerConfig server; // for every bucket's socket
+    // --listen-tcp: each bucket also serves RESP on a TCP port of its own,
+    // bound on this host ("127.0.0.1", "[::1]"; a free port each time) by
+    // start_process, to clients that AUTH with the password registryd hands
+    // down in `password_fd` (password_file.h). Empty: no TCP.
+    std::string tcp_host;
+    int password_fd = -1;
     // Called (on the loop) after a bucket is added or removed: registryd's
     // STATUS= for systemd follows size() through it.
     std::function<void(std::size_t buckets)> on_size_change;
