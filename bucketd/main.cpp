@@ -3,6 +3,9 @@
 // Started only by registryd, which passes the name as the one argument and
 // the rest in the environment (common/contract/bucket_launch.h: the launch
 // contract, its encoder and its decoder).
+// With registryd's --listen-tcp it also serves a TCP listener registryd
+// bound for it, to clients that AUTH with the password it reads once from an
+// inherited descriptor (never from argv or the environment).
 // `bucketd --version` (and nothing else) may be run by hand.
 // SIGTERM (also the parent-death signal): stop serving, exit 0. A bucket
 // creates and removes no file: registryd made its segment and socket file and
@@ -27,16 +30,19 @@
 #include "bucket_map.h"
 #include "bucket_name.h"
 #include "log.h"
+#include "password_file.h"
 #include "resp_server.h"
 #include "system_error.h"
+#include "tcp_listener.h"
 #include "unique_fd.h"
 
 namespace {
 
 // What the connection commands every socket serves know of a bucket.
-kv::ServerRole bucket_role(kv::BucketMap& map)
+kv::ServerRole bucket_role(kv::BucketMap& map, unsigned tcp_port)
 {
     kv::ServerRole role;
+    role.tcp_port = tcp_port;
     role.name = "bucket";
     role.commands = kv::bucket_command_infos();
     role.key_count = [&map] { return map.size(); };
@@ -91,6 +97,15 @@ int main(int argc, char** argv)
         kv::set_log_level(environment.log_level);
         kv::UniqueFd segment(environment.segment_fd);
         kv::UniqueFd listener(environment.listen_fd);
+        // --listen-tcp: a TCP listener too, served only to clients that AUTH
+        // with the password read (once) from the descriptor registryd gave.
+        kv::UniqueFd tcp_listener(environment.tcp_listen_fd);
+        std::optional<std::string> password;
+        if (tcp_listener) {
+            kv::UniqueFd password_fd(environment.password_fd);
+            password = kv::read_password(password_fd.get());
+        }
+        const unsigned tcp_port = tcp_listener ? kv::address_port(environment.tcp_address) : 0;
 
         // One thread, and nothing touches the loop from another: no locks.
         kv::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
@@ -114,17 +129,23 @@ int main(int argc, char** argv)
         kv::BucketContext context { map, environment.debug_command_enabled };
         kv::ActiveExpiry active_expiry(io, map);
         active_expiry.poke(); // kept keys may have expiry times
-        kv::RespServer server(io, std::move(listener), environment.socket_path,
-            [&](kv::resp::Request& request, kv::ReplySink& reply) {
-                kv::run_bucket_command(context, request, reply);
-                active_expiry.poke();
-            },
-            environment.server_config, bucket_role(map));
+        auto handler = [&](kv::resp::Request& request, kv::ReplySink& reply) {
+            kv::run_bucket_command(context, request, reply);
+            active_expiry.poke();
+        };
+        kv::RespServer server(io, std::move(listener), environment.socket_path, handler, environment.server_config,
+            bucket_role(map, tcp_port));
+        std::optional<kv::RespServer> tcp_server;
+        if (tcp_listener)
+            tcp_server.emplace(io, std::move(tcp_listener), environment.tcp_address, handler, environment.server_config,
+                bucket_role(map, tcp_port), std::move(password));
 
         stop_signals.async_wait([&](const boost::system::error_code& error, int) {
             if (error)
                 return;
             server.close();
+            if (tcp_server)
+                tcp_server->close();
             io.stop();
         });
 

@@ -145,6 +145,9 @@ struct Bucket {
     pid_t pid = -1;
     BucketSegment segment; // created by registryd, sized and filled by the bucket
     SocketFile socket;  // bound by registryd; the bucket serves the listener it inherits
+    // --listen-tcp: where the bucket serves RESP over TCP too ("127.0.0.1:PORT",
+    // a new port at each start), to clients that AUTH; empty without TCP.
+    std::string tcp_address;
     std::chrono::steady_clock::time_point started;
     std::chrono::system_clock::time_point started_at; // the same moment on the wall clock, for HISTORY
     BucketState state = BucketState::starting;

@@ -45,7 +45,7 @@ struct ClusterOptions {
     std::string node;                // --node: unique among live nodes
     std::string prefix = "kv/";      // --cluster-prefix
     std::chrono::seconds lease_ttl { 10 };
-    std::string address;             // where other nodes reach this one ("" until TCP access exists)
+    std::string address;             // where other nodes reach this registry (--listen-tcp's address; "" without)
     std::string instance;            // registryd's instance id
     std::chrono::milliseconds call_timeout { 2000 }; // each etcd call
 };
@@ -56,7 +56,7 @@ struct ClusterBucket {
     std::string node;
     pid_t pid = -1;
     unsigned long long id = 0;
-    std::string address;
+    std::string address;            // the bucket's TCP address (--listen-tcp), "" without
     std::string state = "starting"; // "starting", then "ready"
     std::string restart = "temporary";
     bool keep = false;

@@ -25,6 +25,7 @@
 #include "cluster.h"
 #include "command_table.h"
 #include "log.h"
+#include "password_file.h"
 #include "peer_credentials.h"
 #include "registry.h"
 #include "registry_commands.h"
@@ -36,6 +37,7 @@
 #include "socket_file.h"
 #include "spawn.h"
 #include "system_error.h"
+#include "tcp_listener.h"
 #include "text_server.h"
 #include "unique_fd.h"
 
@@ -65,15 +67,16 @@ std::string default_program_path(const std::string& program)
 // since it started (RegistryCounters); `server` is set once the registry's
 // RespServer exists, before any client can ask.
 kv::ServerRole registry_role(const kv::Registry& registry, const std::string& run_dir, const kv::RespServer* const& server,
-    const kv::TextServer* text_server, const kv::Cluster* cluster)
+    const kv::TextServer* text_server, const std::string& tcp_listen, const kv::Cluster* cluster)
 {
     kv::ServerRole role;
+    role.tcp_port = kv::address_port(tcp_listen);
     role.name = "registry";
     role.commands = kv::registry_command_infos();
     role.transactions = kv::Transactions::refused;
     role.extra_section = "Registry";
     const auto started = std::chrono::steady_clock::now();
-    role.extra_section_lines = [&registry, run_dir, &server, text_server, cluster, started](std::string& out) {
+    role.extra_section_lines = [&registry, run_dir, &server, text_server, started, tcp_listen, cluster](std::string& out) {
         auto line = [&out](std::string_view field, const std::string& value) {
             out.append(field).append(":").append(value).append("\r\n");
         };
@@ -102,6 +105,9 @@ kv::ServerRole registry_role(const kv::Registry& registry, const std::string& ru
         line("text_listen", text_server ? text_server->address() : "");
         line("text_server_pid", std::to_string(text_server ? text_server->pid() : -1));
         line("text_server_restarts", std::to_string(text_server ? text_server->restarts() : 0));
+        // --listen-tcp: the registry's TCP address as bound (its port when 0
+        // was asked); empty: no TCP.
+        line("tcp_listen", tcp_listen);
         // Cluster mode (--cluster): this node, its lease and what it knows
         // of the cluster; cluster_state is "" outside a cluster.
         line("cluster_state", cluster ? kv::to_string(cluster->state()) : "");
@@ -130,6 +136,8 @@ int main(int argc, char** argv)
     options.bucketd_path = default_program_path("bucketd");
     std::string textd_path = default_program_path("textd");
     std::string text_listen;
+    std::string tcp_listen;
+    std::string password_file;
     long ready_timeout_ms = 5000;
     long stop_grace_ms = 2000;
     int notify_fd = -1;
@@ -138,6 +146,8 @@ int main(int argc, char** argv)
     app.add_option("--run-dir", run_dir_flag, "Run directory (default: $KV_RUN_DIR, $XDG_RUNTIME_DIR/kv, /run/kv for root, /run/user/UID/kv, ~/.kv, /tmp/kv-UID)");
     app.add_option("--bucketd", options.bucketd_path, "bucketd executable (default: <registryd's directory>/" KV_LIBEXEC_FROM_BINDIR "/bucketd if it exists, as installed; else the bucketd beside registryd, as in the build tree)")->capture_default_str();
     app.add_option("--text-listen", text_listen, "Serve the guide's text protocol on this TCP address, HOST:PORT or PORT (HOST 127.0.0.1), through textd, which registryd starts and restarts; local clients are checked as on the Unix sockets, remote ones cannot be");
+    app.add_option("--listen-tcp", tcp_listen, "Also serve RESP on this TCP address, HOST:PORT or PORT (HOST 127.0.0.1; PORT 0: any free port), the registry there and each bucket on a free port of the same host; needs --password-file");
+    app.add_option("--password-file", password_file, "The password TCP clients must AUTH with (Redis's requirepass): the first line of this file, which must be owned by registryd's user (or root) and have mode 0600 or stricter");
     app.add_option("--textd", textd_path, "textd executable (default: found as bucketd is)")->capture_default_str();
     app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
     app.add_option("--bucket-size", options.bucket_size, "Bytes of shared memory per bucket")->capture_default_str()->check(CLI::Range(std::size_t(1) << 17, std::size_t(1) << 40));
@@ -209,6 +219,10 @@ int main(int argc, char** argv)
             return 2;
         }
         cluster_options.lease_ttl = std::chrono::seconds(lease_ttl_s);
+    }
+    if (!tcp_listen.empty() && password_file.empty()) {
+        std::cerr << "registryd: --listen-tcp needs --password-file: a TCP port is reachable by anyone, so its clients must AUTH (see registryd --help)\n";
+        return 2;
     }
     kv::set_log_level(*kv::parse_log_level(log_level_name));
     options.ready_timeout = std::chrono::milliseconds(ready_timeout_ms);
@@ -284,6 +298,21 @@ int main(int argc, char** argv)
                 throw kv::SystemError("unable to use textd executable", textd_path, errno);
             text_listener = kv::listen_tcp(text_listen);
         }
+        // --listen-tcp: the password is read, and the registry's port bound,
+        // now, so a bad file or a port in use stops registryd here (exit 1).
+        // Buckets read the password from a sealed memfd of ours, never from
+        // their argv or environment.
+        std::optional<kv::TcpListener> registry_tcp;
+        kv::UniqueFd password_fd;
+        std::string password;
+        if (!password_file.empty())
+            password = kv::read_password_file(password_file);
+        if (!tcp_listen.empty()) {
+            registry_tcp = kv::listen_tcp(tcp_listen);
+            password_fd = kv::password_descriptor(password);
+            options.tcp_host = kv::address_host(registry_tcp->address);
+            options.password_fd = password_fd.get();
+        }
         // What this instance will make is recorded before any of it exists,
         // so a successor can find all of it whatever moment we die at.
         options.instance = kv::new_instance_id();
@@ -298,6 +327,7 @@ int main(int argc, char** argv)
         kv::Registry* registry_for_cluster = nullptr;
         if (!cluster_options.endpoints.empty()) {
             cluster_options.instance = options.instance;
+            cluster_options.address = registry_tcp ? registry_tcp->address : ""; // where other nodes reach this registry
             cluster.emplace(io, cluster_options,
                 kv::Cluster::Hooks {
                     [&registry_for_cluster] {
@@ -330,17 +360,24 @@ int main(int argc, char** argv)
         kv::SocketFile registry_socket = kv::SocketFile::listen(dir.fd(), kv::registry_socket_name,
             kv::registry_socket_path(run_dir_path), server_config.admits_others() ? 0666 : 0600);
         const kv::RespServer* registry_server = nullptr;
-        kv::RespServer server(io, registry_socket.take_listener(), registry_socket.path(),
-            [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
-                // Who stopped a bucket is worth knowing afterwards.
-                if (request.size() == 2 && kv::same_word(request[0], "STOP"))
-                    kv::log_line(kv::LogLevel::notice, "STOP " + kv::printable(request[1]) + " asked by a client ("
-                        + kv::describe_peer(reply.session().fd()) + ")");
-                kv::run_registry_command(registry, request, reply.defer());
-            },
-            server_config, registry_role(registry, run_dir_path, registry_server, text_server ? &*text_server : nullptr,
+        auto registry_handler = [&registry](kv::resp::Request& request, kv::ReplySink& reply) {
+            // Who stopped a bucket is worth knowing afterwards.
+            if (request.size() == 2 && kv::same_word(request[0], "STOP"))
+                kv::log_line(kv::LogLevel::notice, "STOP " + kv::printable(request[1]) + " asked by a client ("
+                    + kv::describe_peer(reply.session().fd()) + ")");
+            kv::run_registry_command(registry, request, reply.defer());
+        };
+        const std::string tcp_address = registry_tcp ? registry_tcp->address : "";
+        kv::RespServer server(io, registry_socket.take_listener(), registry_socket.path(), registry_handler, server_config,
+            registry_role(registry, run_dir_path, registry_server, text_server ? &*text_server : nullptr, tcp_address,
                 cluster ? &*cluster : nullptr));
         registry_server = &server;
+        std::optional<kv::RespServer> tcp_server; // --listen-tcp: the same registry, to clients that AUTH
+        if (registry_tcp)
+            tcp_server.emplace(io, std::move(registry_tcp->fd), tcp_address, registry_handler, server_config,
+                registry_role(registry, run_dir_path, registry_server, text_server ? &*text_server : nullptr, tcp_address,
+                    cluster ? &*cluster : nullptr),
+                password);
 
         int exit_code = 0;
         bool stopping = false;
@@ -350,6 +387,8 @@ int main(int argc, char** argv)
             service_manager.stopping(why);
             kv::log_line(kv::LogLevel::notice, why + ", stopping " + std::to_string(registry.size()) + " buckets");
             server.close();
+            if (tcp_server)
+                tcp_server->close();
             registry_socket.remove();
             // The text server first: then no client of it can ask for a
             // bucket while the buckets stop.
@@ -408,6 +447,8 @@ int main(int argc, char** argv)
         watch_run_dir();
 
         kv::log_line(kv::LogLevel::notice, "listening on " + registry_socket.path());
+        if (tcp_server)
+            kv::log_line(kv::LogLevel::notice, "listening on TCP " + tcp_address + " (clients must AUTH; buckets on " + options.tcp_host + ")");
         if (text_server) {
             kv::log_line(kv::LogLevel::notice, "text server listening on " + text_server->address());
             text_server->start();

@@ -19,6 +19,7 @@
 #include "shared_table.h"
 #include "spawn.h"
 #include "system_error.h"
+#include "tcp_listener.h"
 
 namespace kv {
 
@@ -82,11 +83,9 @@ std::size_t name_table_size(std::size_t max_buckets)
 
 BucketRecord Registry::record_of(const Bucket& bucket) const
 {
-    BucketRecord record { bucket.name, bucket.pid, bucket.id, bucket.socket.path(), bucket.segment.name, 0, {}, {} };
-    if (options_.cluster) {
+    BucketRecord record { bucket.name, bucket.pid, bucket.id, bucket.socket.path(), bucket.segment.name, 0, {}, bucket.tcp_address };
+    if (options_.cluster)
         record.node = options_.cluster->options().node;
-        record.address = options_.cluster->options().address;
-    }
     return record;
 }
 
@@ -244,8 +243,7 @@ void Registry::create_claimed(const std::string& name, RestartPolicy policy, boo
     pending->second.keep = keep;
     ClusterBucket entry;
     entry.name = name;
-    entry.node = options_.cluster->options().node;
-    entry.address = options_.cluster->options().address;
+    entry.node = options_.cluster->options().node; // its address comes once it has one
     entry.restart = to_string(policy);
     entry.keep = keep;
     options_.cluster->claim(entry, [this, name](const Cluster::Claim& claim) { on_claim(name, claim); });
@@ -311,7 +309,7 @@ ClusterBucket Registry::cluster_entry(const Bucket& bucket) const
     ClusterBucket entry;
     entry.name = bucket.name;
     entry.node = options_.cluster->options().node;
-    entry.address = options_.cluster->options().address;
+    entry.address = bucket.tcp_address;
     entry.pid = bucket.state == BucketState::ready ? bucket.pid : -1;
     entry.id = bucket.id;
     entry.state = bucket.state == BucketState::ready ? "ready" : "starting";
@@ -445,6 +443,7 @@ std::optional<std::string> Registry::start_process(Bucket& bucket)
 {
     BucketSegment segment;
     SocketFile socket;
+    TcpListener tcp; // --listen-tcp
     SpawnedBucket spawned;
     // KEEP: the segment of the process before, which the new one adopts.
     const bool kept = static_cast<bool>(bucket.segment.fd);
@@ -477,17 +476,25 @@ std::optional<std::string> Registry::start_process(Bucket& bucket)
         launch.environment.log_level = log_level();
         launch.environment.keep_data = kept;
         launch.environment.write_deadline_ns = write_deadline(bucket);
+        if (!options_.tcp_host.empty()) {
+            tcp = listen_tcp(options_.tcp_host + ":0");
+            launch.environment.tcp_listen_fd = tcp.fd.get();
+            launch.environment.tcp_address = tcp.address;
+            launch.environment.password_fd = options_.password_fd;
+        }
         spawned = spawn_bucket(launch);
     } catch (const std::exception& error) {
         return std::string(error.what()); // the segment and the socket file go with their owners
     }
     socket.take_listener().reset(); // the bucket has its copy; ours would only keep clients waiting
+    tcp.fd.reset();                 // likewise
 
     // Every step that can fail is done: the bucket has a process.
     bucket.pid = spawned.pid;
     bucket.segment.name = std::move(segment.name);
     bucket.segment.fd = std::move(segment.fd);
     bucket.socket = std::move(socket);
+    bucket.tcp_address = std::move(tcp.address);
     bucket.started = std::chrono::steady_clock::now();
     bucket.started_at = std::chrono::system_clock::now();
     bucket.state = BucketState::starting;

@@ -51,6 +51,12 @@ struct RegistryOptions {
     // bucket starts and released when it is gone; other nodes' names are
     // found there. Null outside a cluster. Outlives the registry.
     Cluster* cluster = nullptr;
+    // --listen-tcp: each bucket also serves RESP on a TCP port of its own,
+    // bound on this host ("127.0.0.1", "[::1]"; a free port each time) by
+    // start_process, to clients that AUTH with the password registryd hands
+    // down in `password_fd` (password_file.h). Empty: no TCP.
+    std::string tcp_host;
+    int password_fd = -1;
     // Called (on the loop) after a bucket is added or removed: registryd's
     // STATUS= for systemd follows size() through it.
     std::function<void(std::size_t buckets)> on_size_change;

@@ -27,7 +27,7 @@ namespace kv {
 
 namespace {
 
-// The four descriptor numbers a bucket inherits, reserved once on /dev/null,
+// The six descriptor numbers a bucket inherits, reserved once on /dev/null,
 // early, so they are small: just above what registryd opened at its start.
 //
 // Why: a child made by fork or vfork gets a copy of registryd's whole
@@ -38,13 +38,15 @@ namespace {
 // sharing registryd's table without copying it, and its first act is
 // close_range(end, ~0U, CLOSE_RANGE_UNSHARE): a table of its own holding
 // only the descriptors below `end` (the kernel copies no more than that),
-// which are registryd's first few and these four slots. The slots hold the
-// bucket's three descriptors for the moment of the spawn, and /dev/null the
+// which are registryd's first few and these six slots. The slots hold the
+// bucket's descriptors (three, five with --listen-tcp) for the moment of the spawn, and /dev/null the
 // rest of the time, so registryd never keeps a bucket's listener alive.
 struct SpawnSlots {
     int ready = -1;    // the readiness pipe's write end
     int segment = -1;  // the bucket's segment
     int listener = -1; // its listening socket
+    int tcp_listener = -1; // --listen-tcp: its listening TCP socket
+    int password = -1;     // --listen-tcp: where it reads the password of its TCP clients
     int null = -1;     // /dev/null, for its stdin; never replaced
     int end = 0;       // one past the highest of them
 };
@@ -53,7 +55,7 @@ const SpawnSlots& spawn_slots()
 {
     static const SpawnSlots slots = [] {
         SpawnSlots made;
-        for (int* slot : { &made.ready, &made.segment, &made.listener, &made.null }) {
+        for (int* slot : { &made.ready, &made.segment, &made.listener, &made.tcp_listener, &made.password, &made.null }) {
             *slot = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
             if (*slot == -1)
                 throw SystemError("unable to reserve a descriptor for spawning buckets:", "/dev/null", errno);
@@ -97,6 +99,8 @@ struct ChildPlan {
     bool hand_ready = false;
     bool hand_segment = false;
     bool hand_listener = false;
+    bool hand_tcp_listener = false;
+    bool hand_password = false;
 };
 
 // In the child, before exec: system calls only. errno is read right after the
@@ -139,6 +143,10 @@ struct ChildPlan {
         KV_CHILD_CHECK(::fcntl(plan->slots.segment, F_SETFD, 0));
     if (plan->hand_listener)
         KV_CHILD_CHECK(::fcntl(plan->slots.listener, F_SETFD, 0));
+    if (plan->hand_tcp_listener)
+        KV_CHILD_CHECK(::fcntl(plan->slots.tcp_listener, F_SETFD, 0));
+    if (plan->hand_password)
+        KV_CHILD_CHECK(::fcntl(plan->slots.password, F_SETFD, 0));
 #undef KV_CHILD_CHECK
     ::execve(plan->path, plan->argv, plan->envp);
     const int saved = errno;
@@ -161,14 +169,16 @@ void prepare_spawning()
 
 namespace {
 
-// What one spawn hands down: up to two descriptors of ours (-1: none) that
-// the child finds in the segment and listener slots, besides its readiness
-// pipe; the environment is made once the slots' numbers are known.
+// What one spawn hands down: up to four descriptors of ours (-1: none) that
+// the child finds in the segment, listener, TCP listener and password
+// slots, besides its readiness pipe; the environment is made once the slots' numbers are known.
 struct ProcessLaunch {
     const std::string& path;
     std::vector<std::string> argv;
     int segment_fd = -1;
     int listen_fd = -1;
+    int tcp_listen_fd = -1;
+    int password_fd = -1;
     std::function<std::vector<std::pair<std::string, std::string>>(const SpawnSlots&)> variables;
 };
 
@@ -215,13 +225,15 @@ SpawnedProcess spawn_process(const ProcessLaunch& launch)
         const SpawnSlots& slots;
         ~SlotFiller()
         {
-            for (int slot : { slots.ready, slots.segment, slots.listener })
+            for (int slot : { slots.ready, slots.segment, slots.listener, slots.tcp_listener, slots.password })
                 ::dup3(slots.null, slot, O_CLOEXEC);
         }
     } refill { slots };
     ChildPlan plan { launch.path.c_str(), argv.data(), envp.data(), slots, ::getpid() };
     for (auto [from, slot, handed] : { std::tuple { ready.write_end.get(), slots.ready, &plan.hand_ready },
-             std::tuple { launch.segment_fd, slots.segment, &plan.hand_segment }, std::tuple { launch.listen_fd, slots.listener, &plan.hand_listener } }) {
+             std::tuple { launch.segment_fd, slots.segment, &plan.hand_segment }, std::tuple { launch.listen_fd, slots.listener, &plan.hand_listener },
+             std::tuple { launch.tcp_listen_fd, slots.tcp_listener, &plan.hand_tcp_listener },
+             std::tuple { launch.password_fd, slots.password, &plan.hand_password } }) {
         if (from == -1)
             continue;
         check(::dup3(from, slot, O_CLOEXEC), "unable to prepare the process for", launch.path);
@@ -262,19 +274,25 @@ SpawnedProcess spawn_process(const ProcessLaunch& launch)
 SpawnedBucket spawn_bucket(const BucketLaunch& launch)
 {
     // argv is exactly {"bucketd", name}, so ps reads "bucketd shopping".
+    const bool tcp = launch.environment.tcp_listen_fd >= 0;
     return spawn_process(ProcessLaunch { launch.bucketd_path, { "bucketd", launch.name }, launch.environment.segment_fd,
-        launch.environment.listen_fd, [&launch](const SpawnSlots& slots) {
+        launch.environment.listen_fd, launch.environment.tcp_listen_fd, tcp ? launch.environment.password_fd : -1,
+        [&launch, tcp](const SpawnSlots& slots) {
             BucketEnvironment environment = launch.environment;
             environment.notify_fd = slots.ready;
             environment.segment_fd = slots.segment;
             environment.listen_fd = slots.listener;
+            if (tcp) {
+                environment.tcp_listen_fd = slots.tcp_listener;
+                environment.password_fd = slots.password;
+            }
             return encode(environment);
         } });
 }
 
 SpawnedProcess spawn_text_server(const TextServerLaunch& launch)
 {
-    return spawn_process(ProcessLaunch { launch.textd_path, { "textd", launch.address }, -1, launch.environment.listen_fd,
+    return spawn_process(ProcessLaunch { launch.textd_path, { "textd", launch.address }, -1, launch.environment.listen_fd, -1, -1,
         [&launch](const SpawnSlots& slots) {
             TextServerEnvironment environment = launch.environment;
             environment.notify_fd = slots.ready;

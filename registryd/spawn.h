@@ -29,7 +29,8 @@ using SpawnedBucket = SpawnedProcess;
 // of its own, so terminal signals reach registryd alone and registryd can
 // kill whatever the bucket leaves behind; it gets PR_SET_PDEATHSIG(SIGTERM),
 // default signal dispositions and mask, and no descriptor of ours but its
-// readiness pipe, its segment and its listening socket (bucket_launch.h).
+// readiness pipe, its segment and its listening socket, and with
+// --listen-tcp its TCP listener and password descriptor (bucket_launch.h).
 // The pidfd is opened before anything could reap the child, so the pid is
 // pinned. Throws std::runtime_error with a one-line reason on failure, and
 // then leaves no zombie behind.
@@ -47,7 +48,7 @@ struct TextServerLaunch {
 // is handed its readiness pipe and the listening socket only.
 SpawnedProcess spawn_text_server(const TextServerLaunch& launch);
 
-// Reserves, now, the four descriptor numbers every spawn passes a child's
+// Reserves, now, the six descriptor numbers every spawn passes a child's
 // descriptors through (spawn.cpp says why), and the child's stack.
 // registryd calls it at start, so the numbers are small; else the first
 // spawn does. Throws SystemError.

@@ -21,44 +21,6 @@
 
 namespace kv {
 
-TcpListener listen_tcp(const std::string& address)
-{
-    const auto fail = [&address](const std::string& why) { return std::runtime_error("unable to listen on " + address + ": " + why); };
-    std::string host = "127.0.0.1";
-    std::string port = address;
-    if (const auto colon = address.rfind(':'); colon != std::string::npos) {
-        host = address.substr(0, colon);
-        port = address.substr(colon + 1);
-        if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-            host = host.substr(1, host.size() - 2);
-        if (host.empty())
-            host = "127.0.0.1";
-    }
-    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535)
-        throw fail("expected HOST:PORT or PORT, with PORT a number from 0 to 65535");
-    addrinfo hints {};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* found = nullptr;
-    if (const int error = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); error != 0)
-        throw fail(error == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(error));
-    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> results(found, &::freeaddrinfo);
-    UniqueFd listener(::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!listener)
-        throw fail(std::strerror(errno));
-    const int one = 1;
-    ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); // a restart of registryd rebinds at once
-    // 511: Redis's tcp-backlog; clients wait there while textd restarts.
-    if (::bind(listener.get(), found->ai_addr, found->ai_addrlen) == -1 || ::listen(listener.get(), 511) == -1)
-        throw fail(std::strerror(errno));
-    sockaddr_storage bound {};
-    socklen_t length = sizeof bound;
-    if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&bound), &length) == -1)
-        throw fail(std::strerror(errno));
-    return TcpListener { std::move(listener), shown_address(bound) };
-}
-
 TextServer::TextServer(asio::io_context& io, TcpListener listener, TextServerOptions options)
     : io_(io)
     , listener_(std::move(listener.fd))

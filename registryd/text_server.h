@@ -23,19 +23,10 @@
 #include "asio.h"
 #include "spawn.h"
 #include "supervision.h"
+#include "tcp_listener.h"
 #include "unique_fd.h"
 
 namespace kv {
-
-// A listening TCP socket on `address`: "HOST:PORT", "[IPv6]:PORT", ":PORT" or
-// "PORT" (HOST 127.0.0.1 then; PORT 0 picks a free one). Close-on-exec,
-// SO_REUSEADDR. Throws std::runtime_error with one line ("unable to listen on
-// 127.0.0.1:4040: Address already in use").
-struct TcpListener {
-    UniqueFd fd;
-    std::string address; // as bound: "127.0.0.1:4040"
-};
-TcpListener listen_tcp(const std::string& address);
 
 struct TextServerOptions {
     std::string textd_path;

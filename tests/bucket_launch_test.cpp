@@ -60,6 +60,28 @@ TEST(BucketLaunch, WhatRegistrydEncodesBucketdDecodes)
     EXPECT_EQ(environment.variables.at("KV_INSTANCE"), "0123456789abcdef") << "how leftovers are found";
 }
 
+TEST(BucketLaunch, TcpListenerAndPasswordDescriptorAreHandedDownOnlyWithListenTcp)
+{
+    auto without = sample();
+    Environment plain(without);
+    EXPECT_EQ(kv::decode_bucket_environment(std::ref(plain)).tcp_listen_fd, -1) << "no TCP unless registryd binds one";
+    EXPECT_EQ(plain.variables.at("KV_TCP_LISTEN_FD"), "") << "written empty, so an inherited one cannot leak in";
+
+    auto written = sample();
+    written.tcp_listen_fd = 8;
+    written.tcp_address = "127.0.0.1:40001";
+    written.password_fd = 9;
+    Environment environment(written);
+    auto read = kv::decode_bucket_environment(std::ref(environment));
+    EXPECT_EQ(read.tcp_listen_fd, 8);
+    EXPECT_EQ(read.tcp_address, "127.0.0.1:40001");
+    EXPECT_EQ(read.password_fd, 9);
+
+    environment.variables.erase("KV_PASSWORD_FD");
+    EXPECT_THROW(kv::decode_bucket_environment(std::ref(environment)), std::invalid_argument)
+        << "a TCP listener without its password is never served";
+}
+
 TEST(BucketLaunch, BucketdRefusesAnEnvironmentRegistrydWouldNotWrite)
 {
     Environment environment(sample());

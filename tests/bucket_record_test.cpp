@@ -9,7 +9,16 @@ namespace {
 kv::BucketRecord sample()
 {
     return kv::BucketRecord { "shop ping\xff", 4242, 7, "/run/kv/buckets/7.0123456789abcdef.sock",
-        "/kv.0123456789abcdef.b7.fedcba9876543210", 0 };
+        "/kv.0123456789abcdef.b7.fedcba9876543210", 0, {}, {} };
+}
+
+// The fields of a reply, in order.
+std::vector<std::string> field_names(const kv::resp::Value& reply)
+{
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < reply.elements.size(); i += 2)
+        names.push_back(reply.elements[i].text);
+    return names;
 }
 
 kv::resp::Value parsed(const std::string& bytes)
@@ -36,6 +45,31 @@ TEST(BucketRecord, AReplyDecodesToTheRecordRegistrydEncoded)
     EXPECT_EQ(record->segment, sample().segment);
     kv::BucketStats stats;
     EXPECT_FALSE(kv::decode_bucket_record(parsed(bytes), &stats)) << "a LOOKUP reply has no figures";
+}
+
+TEST(BucketRecord, TcpAddsTheAddressAndAClusterTheNodeAndTheAddressAlways)
+{
+    using Names = std::vector<std::string>;
+    std::string plain;
+    kv::append_resp(plain, sample());
+    EXPECT_EQ(field_names(parsed(plain)), (Names { "name", "pid", "id", "socket", "segment" }));
+
+    auto tcp = sample();
+    tcp.address = "127.0.0.1:40001";
+    std::string with_tcp;
+    kv::append_resp(with_tcp, tcp);
+    EXPECT_EQ(field_names(parsed(with_tcp)), (Names { "name", "pid", "id", "socket", "segment", "address" }));
+    EXPECT_EQ(kv::decode_bucket_record(parsed(with_tcp))->address, "127.0.0.1:40001");
+
+    auto clustered = sample();
+    clustered.node = "a";
+    std::string in_cluster;
+    kv::append_resp(in_cluster, clustered);
+    EXPECT_EQ(field_names(parsed(in_cluster)), (Names { "name", "pid", "id", "socket", "segment", "node", "address" }));
+    auto record = kv::decode_bucket_record(parsed(in_cluster));
+    ASSERT_TRUE(record);
+    EXPECT_EQ(record->node, "a");
+    EXPECT_EQ(record->address, "");
 }
 
 TEST(BucketRecord, AListEntryCarriesTheFigures)

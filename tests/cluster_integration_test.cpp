@@ -8,9 +8,11 @@
 // asks node A again until it says so, with a deadline: the deadline bounds a
 // hang, it claims nothing about speed (BENCHMARKS.md measures that).
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <latch>
 #include <set>
 #include <thread>
@@ -398,4 +400,45 @@ TEST(Cluster, LosingOneOfThreeEtcdMembersLosesNoName)
     }
     EXPECT_EQ(registry_info(*a).at("cluster_leases_lost"), "0");
     EXPECT_EQ(registry_info(*b).at("cluster_leases_lost"), "0");
+}
+
+TEST(Cluster, ARequestForAnotherNodesBucketIsServedThereThroughTheAddressLookupGives)
+{
+    // The guide's router test: a name on node a, asked for on node b, is
+    // served on a and answered here. With --listen-tcp every bucket serves
+    // RESP on TCP to clients that AUTH; LOOKUP on b gives a's bucket's address.
+    KV_REQUIRE(etcd_missing().empty(), etcd_missing());
+    KV_REQUIRE(!find_program("redis-cli").empty(), "redis-cli (redis-tools) is not installed");
+    EtcdCluster etcd;
+    TemporaryDirectory secrets;
+    const std::string password = "correct horse battery staple";
+    const std::string password_file = secrets.path() + "/password";
+    std::ofstream(password_file) << password << "\n";
+    ASSERT_EQ(::chmod(password_file.c_str(), 0600), 0);
+    const std::vector<std::string> tcp { "--listen-tcp", "127.0.0.1:0", "--password-file", password_file };
+    auto a = start_node(etcd, "a", 2, tcp);
+    auto b = start_node(etcd, "b", 2, tcp);
+
+    const Value created = a->call({ "CREATE", "shopping" });
+    ASSERT_FALSE(created.is_error()) << created.text;
+    const std::string address = text_of(created, "address");
+    ASSERT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;
+    const Value seen = lookup_until(*b, "shopping", [](const Value& reply) { return !text_of(reply, "address").empty(); });
+    ASSERT_EQ(text_of(seen, "node"), "a");
+    ASSERT_EQ(text_of(seen, "address"), address);
+
+    const std::string host = address.substr(0, address.rfind(':'));
+    const std::string port = address.substr(address.rfind(':') + 1);
+    auto redis_cli = [&](std::vector<std::string> arguments) {
+        arguments.insert(arguments.begin(), { find_program("redis-cli"), "--no-auth-warning", "-h", host, "-p", port, "-a", password });
+        return run_program(arguments);
+    };
+    EXPECT_EQ(redis_cli({ "SET", "milk", "3" }).out, "OK\n");
+    // Served by a's bucket: its own Unix socket has the value.
+    auto bucket = kv::Client::connect(text_of(created, "socket"));
+    EXPECT_EQ(bucket.call({ "GET", "milk" }).text, "3");
+    EXPECT_EQ(redis_cli({ "GET", "milk" }).out, "3\n");
+    // Without the password, nothing.
+    const auto refused = run_program({ find_program("redis-cli"), "-h", host, "-p", port, "GET", "milk" });
+    EXPECT_NE(refused.out.find("NOAUTH Authentication required."), std::string::npos) << refused.out << refused.err;
 }

@@ -78,6 +78,12 @@ TEST_F(ConnectionTest, RepliesAreRedis70sByteForByteInResp2AndResp3)
         { "HELLO", "2", "SETNAME", "a b" },
         { "HELLO", "3", "AUTH", "bob", "secret" },
         { "HELLO", "2", "AUTH", "default" },
+        // A Unix socket asks no password: Redis without requirepass.
+        { "AUTH" },
+        { "AUTH", "any" },
+        { "AUTH", "default", "any" },
+        { "AUTH", "bob", "secret" },
+        { "AUTH", "a", "b", "c" },
         { "CLIENT", "GETNAME" },
         { "CLIENT", "SETNAME", "my name" },
         { "CLIENT", "SETNAME", "caf\xc3\xa9" },

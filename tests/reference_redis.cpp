@@ -2,6 +2,8 @@
 
 #include <signal.h>
 #include <spawn.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -30,7 +32,7 @@ sockaddr_un unix_address(const std::string& path)
 
 } // namespace
 
-ReferenceRedis::ReferenceRedis()
+ReferenceRedis::ReferenceRedis(std::vector<std::string> extra_arguments)
     : socket_(directory_.path() + "/redis.sock")
 {
     const std::string program = find_program("redis-server");
@@ -47,6 +49,7 @@ ReferenceRedis::ReferenceRedis()
         "--logfile", directory + "/redis.log",
         // One database, as a bucket has: SELECT 1 is then out of range for both.
         "--databases", "1" };
+    arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
     std::vector<char*> argv;
     for (auto& argument : arguments)
         argv.push_back(argument.data());
@@ -93,6 +96,27 @@ RawConnection::RawConnection(const std::string& path)
         throw std::runtime_error("unable to connect to " + path + ": " + std::strerror(errno));
     timeval timeout { 20, 0 };
     ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+}
+
+RawConnection::RawConnection(UniqueFd connected)
+    : fd_(std::move(connected))
+{
+    timeval timeout { 20, 0 };
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+}
+
+RawConnection RawConnection::tcp(const std::string& address)
+{
+    const auto colon = address.rfind(':');
+    sockaddr_in peer {};
+    peer.sin_family = AF_INET;
+    peer.sin_port = htons(static_cast<std::uint16_t>(std::stoul(address.substr(colon + 1))));
+    if (colon == std::string::npos || ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &peer.sin_addr) != 1)
+        throw std::runtime_error("not an IPv4 address and port: " + address);
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&peer), sizeof peer) != 0)
+        throw std::runtime_error("unable to connect to " + address + ": " + std::strerror(errno));
+    return RawConnection(std::move(fd));
 }
 
 std::string RawConnection::call(const std::vector<std::string>& request)

@@ -22,7 +22,8 @@ public:
     // would (--supervised systemd) and says READY=1 on a datagram socket of
     // the test's own (NOTIFY_SOCKET), after its listening socket is open.
     // Throws if it is not ready within 10 s (and then stops it).
-    ReferenceRedis();
+    // `extra_arguments` go last ("--requirepass", "pw").
+    explicit ReferenceRedis(std::vector<std::string> extra_arguments = {});
     // SIGKILL and reap: nothing of it outlives the test.
     ~ReferenceRedis();
     ReferenceRedis(const ReferenceRedis&) = delete;
@@ -44,6 +45,8 @@ public:
     // Connects to the Unix socket at `path` (its server is ready), with a
     // 20 s receive timeout so a missing reply fails instead of hanging.
     explicit RawConnection(const std::string& path);
+    // Connects over TCP to `address`, "127.0.0.1:PORT" (IPv4).
+    static RawConnection tcp(const std::string& address);
 
     // Sends one request and returns the bytes of its whole reply (read until
     // parse_value() finds one complete reply). Throws if the server closes
@@ -53,6 +56,8 @@ public:
     int fd() const { return fd_.get(); }
 
 private:
+    explicit RawConnection(UniqueFd connected);
+
     UniqueFd fd_;
     std::string buffer_;
 };

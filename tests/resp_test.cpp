@@ -93,6 +93,36 @@ TEST(RequestParser, RefusesBulkLongerThanLimitWithoutAllocatingIt)
     EXPECT_EQ(error, "Protocol error: invalid bulk length");
 }
 
+// Redis's limits for a client that has not given the password yet, exactly
+// at them and one past; lifted once it has.
+TEST(RequestParser, HoldsAnUnauthenticatedClientToTenArgumentsOf16KiB)
+{
+    auto parse = [](bool authenticated, const std::string& bytes, std::string& error) {
+        RequestParser parser;
+        parser.set_authenticated(authenticated);
+        parser.feed(bytes.data(), bytes.size());
+        Request request;
+        return parser.next(request, error);
+    };
+    auto many = [](std::size_t count) {
+        std::string bytes = "*" + std::to_string(count) + "\r\n";
+        for (std::size_t i = 0; i < count; ++i)
+            bytes += "$1\r\nx\r\n";
+        return bytes;
+    };
+    const std::string big = "*2\r\n$3\r\nGET\r\n$16384\r\n" + std::string(16384, 'k') + "\r\n";
+    const std::string bigger = "*2\r\n$3\r\nGET\r\n$16385\r\n" + std::string(16385, 'k') + "\r\n";
+    std::string error;
+    EXPECT_EQ(parse(false, many(10), error), Status::request);
+    EXPECT_EQ(parse(false, big, error), Status::request);
+    EXPECT_EQ(parse(false, many(11), error), Status::protocol_error);
+    EXPECT_EQ(error, "Protocol error: unauthenticated multibulk length");
+    EXPECT_EQ(parse(false, bigger, error), Status::protocol_error);
+    EXPECT_EQ(error, "Protocol error: unauthenticated bulk length");
+    EXPECT_EQ(parse(true, many(11), error), Status::request);
+    EXPECT_EQ(parse(true, bigger, error), Status::request);
+}
+
 TEST(RequestParser, RefusesArrayLongerThanLimit)
 {
     kv::resp::Limits limits;

@@ -26,6 +26,11 @@ std::vector<std::pair<std::string, std::string>> encode(const BucketEnvironment&
         { "KV_LOG_LEVEL", std::string(to_string(environment.log_level)) },
         { "KV_KEEP_DATA", environment.keep_data ? "1" : "0" },
         { "KV_WRITE_DEADLINE_NS", std::to_string(environment.write_deadline_ns) },
+        // Always written, empty without TCP, so that none of these can be
+        // inherited from registryd's own environment.
+        { "KV_TCP_LISTEN_FD", environment.tcp_listen_fd >= 0 ? std::to_string(environment.tcp_listen_fd) : "" },
+        { "KV_TCP_ADDRESS", environment.tcp_listen_fd >= 0 ? environment.tcp_address : "" },
+        { "KV_PASSWORD_FD", environment.tcp_listen_fd >= 0 ? std::to_string(environment.password_fd) : "" },
     };
 }
 
@@ -88,6 +93,11 @@ BucketEnvironment decode_bucket_environment(const EnvironmentLookup& lookup)
     if (lookup("KV_WRITE_DEADLINE_NS"))
         environment.write_deadline_ns = number<std::int64_t>(lookup, "KV_WRITE_DEADLINE_NS");
     environment.log_level = log_level(lookup);
+    if (const char* tcp = lookup("KV_TCP_LISTEN_FD"); tcp && *tcp) {
+        environment.tcp_listen_fd = descriptor(lookup, "KV_TCP_LISTEN_FD");
+        environment.tcp_address = required(lookup, "KV_TCP_ADDRESS");
+        environment.password_fd = descriptor(lookup, "KV_PASSWORD_FD");
+    }
     return environment;
 }
 

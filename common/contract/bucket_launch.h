@@ -17,6 +17,13 @@
 //   KV_DEBUG_COMMAND "1" to accept DEBUG SEGFAULT / DEBUG EXIT (tests)
 //   KV_LOG_LEVEL     registryd's --log-level, which its buckets log at too
 //   KV_WRITE_DEADLINE_NS  cluster mode: the fence's first deadline (TableHeader::write_deadline_ns); 0 or absent: none
+//   KV_TCP_LISTEN_FD with --listen-tcp: a listening TCP socket registryd
+//                    bound for this bucket, to serve RESP on as well (empty: none)
+//   KV_TCP_ADDRESS   its address, "127.0.0.1:PORT" (for messages and INFO)
+//   KV_PASSWORD_FD   with KV_TCP_LISTEN_FD: a descriptor to read the password
+//                    TCP clients must AUTH with, from offset 0 to its end.
+//                    The password itself is never in the environment nor
+//                    in argv: /proc/PID/environ and cmdline show those.
 // On its readiness pipe it writes, s6-style, "\n" once it serves, or one
 // line saying why it could not start, and then exits.
 #pragma once
@@ -53,6 +60,11 @@ struct BucketEnvironment {
     // formatting an empty one.
     bool keep_data = false;
     std::int64_t write_deadline_ns = 0; // cluster mode's fence, set before the bucket serves
+    // --listen-tcp: the bucket's TCP listener (-1: none), its address, and
+    // where to read the password its TCP clients must give (AUTH).
+    int tcp_listen_fd = -1;
+    std::string tcp_address;
+    int password_fd = -1;
 };
 
 // registryd's side: NAME=value pairs to add to the bucket's environment.

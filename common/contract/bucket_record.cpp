@@ -6,8 +6,11 @@ namespace kv {
 
 void append_resp(std::string& out, const BucketRecord& record, const BucketStats* stats, resp::Protocol protocol)
 {
+    // node and address in cluster mode (both, always); else address alone,
+    // with --listen-tcp.
     const bool clustered = !record.node.empty();
-    resp::append_map_header(out, (stats ? 14 : 5) + (clustered ? 2 : 0), protocol);
+    const bool reachable = clustered || !record.address.empty();
+    resp::append_map_header(out, (stats ? 14 : 5) + (clustered ? 1 : 0) + (reachable ? 1 : 0), protocol);
     resp::append_bulk(out, "name");
     resp::append_bulk(out, record.name);
     resp::append_bulk(out, "pid");
@@ -21,6 +24,8 @@ void append_resp(std::string& out, const BucketRecord& record, const BucketStats
     if (clustered) {
         resp::append_bulk(out, "node");
         resp::append_bulk(out, record.node);
+    }
+    if (reachable) {
         resp::append_bulk(out, "address");
         resp::append_bulk(out, record.address);
     }

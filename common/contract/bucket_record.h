@@ -23,9 +23,11 @@ struct BucketRecord {
     std::string segment; // its shared-memory segment, for direct reads
     unsigned long long generation = 0; // name table only: when it was published
     // Cluster mode only (registryd --cluster), and then in every reply: the
-    // node that runs the bucket, and where that node is reached over TCP.
-    // Another node's bucket has no socket or segment here (both "").
+    // node that runs the bucket. Another node's bucket has no socket or
+    // segment here (both "").
     std::string node;
+    // With --listen-tcp: the bucket's TCP address, "HOST:PORT" (clients
+    // AUTH there); in every reply in cluster mode, "" without TCP.
     std::string address;
 };
 

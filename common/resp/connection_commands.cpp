@@ -110,7 +110,57 @@ void reply_help(const Call& call, std::initializer_list<std::string_view> lines)
     resp::append_simple(call.out, "    Prints this help.");
 }
 
-// ---- HELLO, SELECT, ECHO, QUIT, RESET ----
+// ---- AUTH, HELLO, SELECT, ECHO, QUIT, RESET ----
+
+// The password check, in time independent of where the two differ: every
+// byte of the longer is looked at, and nothing returns early, so how long
+// a wrong guess takes tells nothing of how much of it was right.
+bool same_password(std::string_view given, std::string_view expected)
+{
+    const std::size_t length = std::max(given.size(), expected.size());
+    unsigned difference = given.size() == expected.size() ? 0U : 1U;
+    for (std::size_t i = 0; i < length; ++i) {
+        const unsigned char a = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+        const unsigned char b = i < expected.size() ? static_cast<unsigned char>(expected[i]) : 0;
+        difference |= static_cast<unsigned>(a ^ b);
+    }
+    return difference == 0;
+}
+
+const std::string_view wrong_password = "WRONGPASS invalid username-password pair or user is disabled.";
+
+// Redis's ACLAuthenticateUser for kv's one user, "default": with no
+// password asked (a Unix socket) it has nopass, and any password is right
+// for it; else only the socket's password is. Success authenticates the
+// session; a failure leaves it as it was (an authenticated client stays so).
+bool authenticate(const Call& call, std::string_view user, std::string_view password)
+{
+    if (user != "default")
+        return false;
+    if (call.server.password && !same_password(password, *call.server.password))
+        return false;
+    call.session.authenticated = true;
+    return true;
+}
+
+// AUTH [username] password: Redis 7.0's authCommand, texts and all.
+void auth(const Call& call)
+{
+    const auto& request = call.request;
+    if (request.size() > 3) {
+        call.error("ERR syntax error");
+        return;
+    }
+    if (request.size() == 2 && !call.server.password) {
+        call.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+        return;
+    }
+    const bool ok = request.size() == 2 ? authenticate(call, "default", request[1]) : authenticate(call, request[1], request[2]);
+    if (ok)
+        resp::append_simple(call.out, "OK");
+    else
+        call.error(wrong_password);
+}
 
 // HELLO [protover [AUTH username password] [SETNAME clientname]]
 void hello(const Call& call)
@@ -128,14 +178,15 @@ void hello(const Call& call)
             return;
         }
     }
+    // As Redis 7.0's helloCommand: each option takes effect as it is read
+    // (an AUTH authenticates at once, a SETNAME names the client even if
+    // HELLO then fails), and only an authenticated client gets the reply
+    // and its protocol.
     for (std::size_t j = next; j < request.size(); ++j) {
         const std::size_t more = request.size() - 1 - j;
         if (same_word(request[j], "AUTH") && more >= 2) {
-            // kv has no users or passwords: it is Redis with no requirepass,
-            // whose one user "default" has nopass, so any password is
-            // accepted for it and every other user name is refused.
-            if (request[j + 1] != "default") {
-                call.error("WRONGPASS invalid username-password pair or user is disabled.");
+            if (!authenticate(call, request[j + 1], request[j + 2])) {
+                call.error(wrong_password);
                 return;
             }
             j += 2;
@@ -150,6 +201,11 @@ void hello(const Call& call)
             call.error("ERR Syntax error in HELLO option '" + printable(request[j]) + "'");
             return;
         }
+    }
+    if (!call.session.authenticated) {
+        call.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option "
+                   "can be used to authenticate the client and select the RESP protocol version at the same time");
+        return;
     }
     if (version != 0)
         call.session.protocol = static_cast<Protocol>(version);
@@ -202,6 +258,7 @@ void reset(const Call& call)
 {
     end_transaction(call.server, call.session);
     call.session.reset();
+    call.session.authenticated = !call.server.password; // as Redis: RESET logs out where a password is asked
     resp::append_simple(call.out, "RESET");
 }
 
@@ -599,7 +656,7 @@ void info_server(std::string& out, const ServerShared& server)
     line(out, "arch_bits", sizeof(void*) * 8);
     line(out, "multiplexing_api", "epoll");
     line(out, "process_id", static_cast<unsigned long long>(::getpid()));
-    line(out, "tcp_port", 0ULL);
+    line(out, "tcp_port", static_cast<unsigned long long>(server.role.tcp_port));
     line(out, "uptime_in_seconds", static_cast<unsigned long long>(uptime));
     line(out, "uptime_in_days", static_cast<unsigned long long>(uptime / (3600 * 24)));
 }
@@ -838,6 +895,8 @@ void unwatch(const Call& call)
 
 // The connection commands, with what COMMAND tells of them.
 const ConnectionCommand connection_commands[] = {
+    { "AUTH", -2, auth, 0,
+        { "noscript loading stale fast no_auth allow_busy", 0, 0, 0, "Authenticate to the server", "connection", "@fast @connection", "1.0.0" } },
     { "HELLO", -1, hello, 0,
         { "noscript loading stale fast no_auth allow_busy", 0, 0, 0, "Handshake with Redis", "connection", "@fast @connection", "6.0.0" } },
     { "CLIENT", -2, client, 0, { "", 0, 0, 0, "A container for client connection commands", "connection", "@slow", "2.4.0" } },
@@ -1005,6 +1064,24 @@ void queue_inside_multi(const ServerShared& server, Session& session, const resp
     resp::append_simple(out, "QUEUED");
 }
 
+
+// Redis's processCommand with requirepass: a command that exists and has
+// the right arity, other than the four a client may send first, is refused
+// until the client authenticates (an unknown command or a wrong arity gets
+// its usual error, as in Redis).
+bool refused_before_auth(const ServerShared& server, const resp::Request& request, std::string& out)
+{
+    for (std::string_view name : { "AUTH", "HELLO", "QUIT", "RESET" }) {
+        if (same_word(name, request[0]))
+            return false;
+    }
+    const auto info = find_info(server, request[0]);
+    if (!info || !arity_accepts(info->arity, info->max_arity, request.size()))
+        return false;
+    resp::append_error(out, "NOAUTH Authentication required.");
+    return true;
+}
+
 } // namespace
 
 void forget_session(ServerShared& server, Session& session)
@@ -1017,6 +1094,8 @@ bool run_connection_command(ServerShared& server, Session& session, const resp::
 {
     if (request.empty())
         return false;
+    if (!session.authenticated && refused_before_auth(server, request, out))
+        return true;
     if (session.transaction.active && !runs_inside_multi(server, request[0])) {
         if (server.role.transactions == Transactions::refused) {
             refuse_inside_multi(server, session, request, out);

@@ -1,6 +1,6 @@
 // The connection commands: what every kv socket answers the same way, the
 // registry's and each bucket's, before the daemon's own table is consulted
-// (HELLO, CLIENT, SELECT, QUIT, RESET, ECHO, COMMAND, INFO, and MULTI, EXEC,
+// (AUTH, HELLO, CLIENT, SELECT, QUIT, RESET, ECHO, COMMAND, INFO, and MULTI, EXEC,
 // DISCARD, WATCH and UNWATCH where the daemon takes part in transactions). Replies and
 // error texts are Redis 7.0's (src/networking.c, src/server.c, src/multi.c),
 // so client libraries handshake with kv as they do with Redis.
@@ -55,6 +55,9 @@ struct ServerRole {
     // appended to `out` ("buckets:3\r\n"). None: no such section.
     std::string extra_section;
     std::function<void(std::string& out)> extra_section_lines;
+    // INFO server's tcp_port, as Redis's: the daemon's TCP port
+    // (--listen-tcp), 0 if it serves none.
+    unsigned tcp_port = 0;
 };
 
 // The Redis release whose replies kv follows: HELLO's and INFO's version,

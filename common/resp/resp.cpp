@@ -106,7 +106,11 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
             if (auto header = read_header_line(line); header != HeaderLine::complete)
                 return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big multibulk count string");
             long long count;
-            if (!parse_integer(line, count) || count > static_cast<long long>(limits_.max_array_length))
+            // Redis's order: its only other limit on a count is INT_MAX.
+            const bool parsed = parse_integer(line, count);
+            if (parsed && !authenticated_ && count > static_cast<long long>(unauthenticated_array_length))
+                return fail(error, "unauthenticated multibulk length");
+            if (!parsed || count > static_cast<long long>(limits_.max_array_length))
                 return fail(error, "invalid multibulk length");
             if (count <= 0)
                 continue; // "*0" and "*-1" are empty requests, skipped as Redis does
@@ -127,6 +131,8 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
                 if (!parse_integer(line, length) || length < 0
                     || length > static_cast<long long>(limits_.max_bulk_length))
                     return fail(error, "invalid bulk length");
+                if (!authenticated_ && length > static_cast<long long>(unauthenticated_bulk_length))
+                    return fail(error, "unauthenticated bulk length");
                 bulk_length_ = length;
             }
             auto needed = static_cast<std::size_t>(bulk_length_) + 2;

@@ -46,6 +46,14 @@ public:
     // Bytes received but not yet returned as a request.
     std::size_t buffered() const { return buffer_.size() - position_; }
 
+    // A client that has not yet given the password (a TCP socket's) is held
+    // to Redis's limits for one (processMultibulkBuffer): at most 10
+    // arguments of at most 16384 bytes each, so one that cannot AUTH cannot
+    // make the server hold much for it. Set before each next().
+    void set_authenticated(bool authenticated) { authenticated_ = authenticated; }
+    static constexpr std::size_t unauthenticated_array_length = 10;
+    static constexpr std::size_t unauthenticated_bulk_length = 16384;
+
 private:
     Status fail(std::string& error, std::string_view why);
     Status parse_inline(Request& out, std::string& error);
@@ -58,6 +66,7 @@ private:
     void compact();
 
     Limits limits_;
+    bool authenticated_ = true;
     std::string buffer_;
     std::size_t position_ = 0;
     bool in_multibulk_ = false;

@@ -107,7 +107,7 @@ void Responder::on_hangup(std::function<void()> forget) const
         forget();
 }
 
-RespConnection::RespConnection(asio::local::stream_protocol::socket socket, std::shared_ptr<ServerShared> server,
+RespConnection::RespConnection(asio::generic::stream_protocol::socket socket, std::shared_ptr<ServerShared> server,
     std::uint64_t id)
     : socket_(std::move(socket))
     , server_(std::move(server))
@@ -116,6 +116,7 @@ RespConnection::RespConnection(asio::local::stream_protocol::socket socket, std:
     , parser_(server_->config.protocol)
     , stall_timer_(socket_.get_executor())
 {
+    session_.authenticated = !server_->password; // TCP: AUTH first
     // Our own writes must never block the loop (see flush()).
     boost::system::error_code ignored;
     socket_.non_blocking(true, ignored);
@@ -246,6 +247,7 @@ bool RespConnection::answer_requests()
         return false;
     while (life_ == Life::open && call_ == Call::none && output_.size() < output_soft_limit) {
         std::string error;
+        parser_.set_authenticated(session_.authenticated); // an AUTH just run lifts the limits for what follows
         const auto status = parser_.next(request_, error);
         if (status == resp::RequestParser::Status::need_more)
             break;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -38,11 +39,14 @@ namespace kv {
 // server is closed (a closed connection runs nothing), so they may refer to
 // what outlives the server object. The rest changes on the loop's thread only.
 struct ServerShared {
-    ServerShared(RequestHandler handler, ServerRole role, ServerConfig config, std::string where)
+    ServerShared(RequestHandler handler, ServerRole role, ServerConfig config, std::string where, bool tcp,
+        std::optional<std::string> password)
         : handler(std::move(handler))
         , role(std::move(role))
         , config(std::move(config))
         , where(std::move(where))
+        , tcp(tcp)
+        , password(std::move(password))
     {
     }
 
@@ -50,6 +54,12 @@ struct ServerShared {
     const ServerRole role; // what the connection commands know of the daemon
     const ServerConfig config;
     const std::string where; // names the socket in log lines; its path (CLIENT LIST's addr)
+    // A TCP listener: its clients have no SO_PEERCRED to check, and must
+    // AUTH with `password` (Redis's requirepass) before anything else runs.
+    const bool tcp;
+    // Set: Redis's requirepass (connection_commands.cpp, AUTH). Unset: the
+    // default user has no password, as a Redis without requirepass.
+    const std::optional<std::string> password;
     const std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
     // INFO's stats: clients accepted and requests run since the server started.
@@ -74,7 +84,7 @@ struct ServerShared {
 // its buffers.
 class RespConnection : public std::enable_shared_from_this<RespConnection> {
 public:
-    RespConnection(asio::local::stream_protocol::socket socket, std::shared_ptr<ServerShared> server,
+    RespConnection(asio::generic::stream_protocol::socket socket, std::shared_ptr<ServerShared> server,
         std::uint64_t id);
     ~RespConnection();
     RespConnection(const RespConnection&) = delete;
@@ -137,7 +147,7 @@ private:
         return call == calls_ && (call_ == Call::running || call_ == Call::owed);
     }
 
-    asio::local::stream_protocol::socket socket_;
+    asio::generic::stream_protocol::socket socket_;
     const std::shared_ptr<ServerShared> server_;
     const std::uint64_t id_;
     Session session_;

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <stdexcept>
 
 #include "error_code.h"
 #include "log.h"
@@ -23,6 +24,17 @@ void set_close_on_exec(int fd)
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
+// AF_UNIX, AF_INET or AF_INET6 (SO_DOMAIN); AF_UNIX if `fd` is no socket,
+// so that the assign below reports the error.
+int socket_family(int fd)
+{
+    int family = AF_UNIX;
+    socklen_t length = sizeof family;
+    if (fd < 0 || ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &length) == -1)
+        return AF_UNIX;
+    return family;
+}
+
 // Connection ids of every server in the process: never reused, so a waiter
 // keyed by one cannot be mistaken for a later connection's.
 std::atomic<std::uint64_t> next_connection_id { 1 };
@@ -33,7 +45,7 @@ std::atomic<std::uint64_t> next_connection_id { 1 };
 // Counted in ServerShared::lingering_refusals while it lives.
 class Refusal : public std::enable_shared_from_this<Refusal> {
 public:
-    Refusal(asio::local::stream_protocol::socket socket, std::string reply, std::shared_ptr<ServerShared> server)
+    Refusal(asio::generic::stream_protocol::socket socket, std::string reply, std::shared_ptr<ServerShared> server)
         : socket_(std::move(socket))
         , reply_(std::move(reply))
         , timer_(socket_.get_executor())
@@ -77,7 +89,7 @@ private:
         socket_.close(ignored);
     }
 
-    asio::local::stream_protocol::socket socket_;
+    asio::generic::stream_protocol::socket socket_;
     std::string reply_;
     asio::steady_timer timer_;
     const std::shared_ptr<ServerShared> server_;
@@ -90,16 +102,19 @@ constexpr std::size_t max_lingering_refusals = 64;
 } // namespace
 
 RespServer::RespServer(asio::io_context& io, UniqueFd listening_socket, std::string where, RequestHandler handler,
-    ServerConfig config, ServerRole role)
+    ServerConfig config, ServerRole role, std::optional<std::string> password)
     : io_(io)
-    , shared_(std::make_shared<ServerShared>(std::move(handler), std::move(role), std::move(config), std::move(where)))
+    , shared_(std::make_shared<ServerShared>(std::move(handler), std::move(role), std::move(config), std::move(where),
+          socket_family(listening_socket.get()) != AF_UNIX, std::move(password)))
     , acceptor_(io)
 {
     if (!listening_socket)
         throw SystemError("unable to serve socket", shared_->where, EBADF);
+    if (shared_->tcp && !shared_->password)
+        throw std::invalid_argument("refusing to serve " + shared_->where + " without a password: a TCP port is reachable by anyone");
     set_close_on_exec(listening_socket.get());
     boost::system::error_code error;
-    acceptor_.assign(asio::local::stream_protocol(), listening_socket.get(), error);
+    acceptor_.assign(asio::generic::stream_protocol(socket_family(listening_socket.get()), 0), listening_socket.get(), error);
     if (error)
         throw SystemError("unable to serve socket", shared_->where, error.value());
     listening_socket.release(); // the acceptor closes it now
@@ -127,7 +142,7 @@ void RespServer::close()
     }
 }
 
-void RespServer::refuse(asio::local::stream_protocol::socket& socket, const std::string& reason)
+void RespServer::refuse(asio::generic::stream_protocol::socket& socket, const std::string& reason)
 {
     peer_event_log().log(LogLevel::warning, "refused a client of " + shared_->where + ": " + reason + " (" + describe_peer(socket.native_handle()) + ")");
     std::string reply;
@@ -144,7 +159,7 @@ void RespServer::refuse(asio::local::stream_protocol::socket& socket, const std:
 // touches `this` only once shared->closed says the server is still there.
 void RespServer::accept_next()
 {
-    acceptor_.async_accept([this, shared = shared_](const boost::system::error_code& error, asio::local::stream_protocol::socket socket) {
+    acceptor_.async_accept([this, shared = shared_](const boost::system::error_code& error, asio::generic::stream_protocol::socket socket) {
         if (shared->closed || error == asio::error::operation_aborted)
             return;
         if (error) {
@@ -156,7 +171,9 @@ void RespServer::accept_next()
             return;
         }
         set_close_on_exec(socket.native_handle());
-        if (auto refusal = shared->config.refusal_for_peer(socket.native_handle())) {
+        // A TCP client has no SO_PEERCRED (its uid, if any, is another
+        // machine's to say): it is held to the password instead (AUTH).
+        if (auto refusal = shared->tcp ? std::nullopt : shared->config.refusal_for_peer(socket.native_handle())) {
             refuse(socket, *refusal);
         } else if (shared->open.size() >= shared->config.max_connections) {
             refuse(socket, error_text(ErrorCode::error, "max connections reached (" + std::to_string(shared->config.max_connections) + "); try again later"));

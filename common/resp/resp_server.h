@@ -1,7 +1,8 @@
-// RespServer: serves RESP on an already-listening Unix socket.
+// RespServer: serves RESP on an already-listening Unix or TCP socket.
 //
-// It accepts clients, refuses those it may not serve (SO_PEERCRED, the
-// connection limit), keeps the list of open connections and closes them all
+// It accepts clients, refuses those it may not serve (SO_PEERCRED on a Unix
+// socket, the connection limit), makes TCP clients AUTH first (a TCP
+// listener is only ever served with a password: no open port), keeps the list of open connections and closes them all
 // on close(). Each client is a RespConnection (resp_connection.h): requests
 // on one connection are answered strictly in order; pipelined requests that
 // are answered at once are written back in one write. A handler may answer
@@ -16,6 +17,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "asio.h"
@@ -30,14 +32,17 @@ struct ServerShared;
 
 class RespServer {
 public:
-    // Serves `listening_socket`: a bound, listening AF_UNIX stream socket
-    // (made close-on-exec here too, in case it was not). `where` names it in
-    // log lines (usually its path). `role` tells the connection commands
-    // every socket serves (HELLO, CLIENT, INFO, COMMAND ...) about the daemon
-    // behind it. Throws SystemError naming `where` if the descriptor cannot
-    // be taken over.
+    // Serves `listening_socket`: a bound, listening AF_UNIX, AF_INET or
+    // AF_INET6 stream socket (made close-on-exec here too, in case it was
+    // not). `where` names it in log lines (its path or address). `role`
+    // tells the connection commands every socket serves (HELLO, CLIENT,
+    // INFO, COMMAND ...) about the daemon behind it. `password`: clients
+    // must AUTH with it first (Redis's requirepass); a TCP socket needs one,
+    // a Unix socket's clients are checked by SO_PEERCRED instead. Throws
+    // SystemError naming `where` if the descriptor cannot be taken over, and
+    // std::invalid_argument for a TCP socket without a password.
     RespServer(asio::io_context& io, UniqueFd listening_socket, std::string where, RequestHandler handler,
-        ServerConfig config = {}, ServerRole role = {});
+        ServerConfig config = {}, ServerRole role = {}, std::optional<std::string> password = {});
     // Closes (see close()). Connections, Responders and completions still
     // queued may outlive the object: they hold nothing of it but ServerShared.
     ~RespServer();
@@ -55,13 +60,13 @@ public:
 private:
     void accept_next();
     void retry_accept_later();
-    void refuse(asio::local::stream_protocol::socket& socket, const std::string& reason);
+    void refuse(asio::generic::stream_protocol::socket& socket, const std::string& reason);
 
     asio::io_context& io_;
     // What connections and refusals share with the server: the one thing of
     // the server they may hold (see ServerShared).
     const std::shared_ptr<ServerShared> shared_;
-    asio::local::stream_protocol::acceptor acceptor_;
+    asio::basic_socket_acceptor<asio::generic::stream_protocol> acceptor_;
 };
 
 } // namespace kv

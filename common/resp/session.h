@@ -54,6 +54,10 @@ public:
     std::string lib_version; // CLIENT SETINFO LIB-VER
     int db = 0;              // SELECT: a bucket has one keyspace, db 0
     Transaction transaction;
+    // AUTH (or HELLO ... AUTH) succeeded, or the socket asks no password
+    // (a Unix socket): until then only AUTH, HELLO, QUIT and RESET run
+    // (connection_commands.cpp). Set by RespConnection when it starts.
+    bool authenticated = true;
     // Set by QUIT: once this request's reply is written, the connection closes.
     bool close_after_reply = false;
 
@@ -71,7 +75,8 @@ public:
     std::string_view last_command() const;
 
     // RESET: the state of a new connection (RESP2, no name, db 0, no
-    // transaction); its id and times stay.
+    // transaction); its id and times stay. `authenticated` is the caller's
+    // (RESET logs a client out where a password is asked, as Redis does).
     void reset();
 
 private:
