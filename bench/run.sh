@@ -166,11 +166,13 @@ start_etcd() { # until it answers /health; a port taken meanwhile: start afresh,
   tail -5 "$work/etcd.log" >&2
   exit 1
 }
-start_node() { # node run-dir ttl: a registryd joined to the cluster as `node`; its pid in node_pid
-  "$bin/registryd" --run-dir "$2" --cluster "$etcd_url" --node "$1" --lease-ttl "$3" 2>>"$work/node-$1.log" &
+start_node() { # node run-dir ttl [registryd options]: a registryd joined to the cluster as `node`; its pid in node_pid
+  local node=$1 dir=$2 ttl=$3
+  shift 3
+  "$bin/registryd" --run-dir "$dir" --cluster "$etcd_url" --node "$node" --lease-ttl "$ttl" "$@" 2>>"$work/node-$node.log" &
   node_pid=$!
   cluster_pids+=("$node_pid")
-  wait_for_socket "$2/registry.sock"
+  wait_for_socket "$dir/registry.sock"
 }
 cluster_section() {
   command -v etcd >/dev/null || {
@@ -186,13 +188,37 @@ cluster_section() {
   "$bin/registryd" --run-dir "$work/plain" 2>"$work/plain.log" &
   cluster_pids+=("$!")
   wait_for_socket "$work/plain/registry.sock"
-  start_node a "$work/a" 10
+  # Node a also serves TCP (--listen-tcp), for the remote GET/SET rows.
+  (umask 077 && echo "kvbench-$$-password" > "$work/password")
+  start_node a "$work/a" 10 --listen-tcp 127.0.0.1:0 --password-file "$work/password"
   start_node b "$work/b" 10
   b_pid=$node_pid
   kc="$bin/kvbench"
   $kc --run-dir "$work/a" cluster-create --local-run-dir "$work/plain" --etcd "$etcd_url" --count "$create_count" > "$work/ccreate.json"
   $kc --run-dir "$work/b" cluster-lookup --owner-run-dir "$work/a" --local-run-dir "$work/plain" --buckets 100 --seconds "$lookup_seconds" > "$work/clookup.json"
   $kc --run-dir "$work/a" cluster-kill --owner-run-dir "$work/b" --local-run-dir "$work/plain" --count "$cluster_kill_count" > "$work/ckill.json"
+  # Remote GET and SET over TCP: a bucket of node a at the address LOOKUP
+  # on node b gives, beside redis-server with --requirepass over TCP, both
+  # with the password, the same redis-benchmark flags, in turn.
+  redis-cli -s "$work/a/registry.sock" CREATE bench-tcp >/dev/null
+  tcp_address=
+  for _ in $(seq 200); do # until b's copy has it (its watch)
+    tcp_address=$(redis-cli -s "$work/b/registry.sock" LOOKUP bench-tcp | sed -n '/^address$/{n;p;}')
+    [[ -n "$tcp_address" ]] && break
+    sleep 0.01
+  done
+  read -r redis_tcp_port < <(free_ports 1)
+  redis-server --port "$redis_tcp_port" --bind 127.0.0.1 --requirepass "$(cat "$work/password")" --save '' --appendonly no >/dev/null 2>&1 &
+  cluster_pids+=("$!")
+  for _ in $(seq 200); do
+    [[ "$(redis-cli --no-auth-warning -a "$(cat "$work/password")" -p "$redis_tcp_port" PING 2>/dev/null)" == PONG ]] && break
+    sleep 0.05
+  done
+  tcp_requests=$([[ -n "$quick" ]] && echo 10000 || echo 100000)
+  for clients in 1 8; do
+    redis-benchmark -h "${tcp_address%:*}" -p "${tcp_address##*:}" -a "$(cat "$work/password")" -t set,get -n "$tcp_requests" -c "$clients" --csv > "$work/tcp-kv-$clients.csv" 2>/dev/null
+    redis-benchmark -h 127.0.0.1 -p "$redis_tcp_port" -a "$(cat "$work/password")" -t set,get -n "$tcp_requests" -c "$clients" --csv > "$work/tcp-redis-$clients.csv" 2>/dev/null
+  done
   # A node's death: node b (its own lease TTL) restarted with a fresh run dir
   # and node name for each repetition, its registryd SIGKILLed by kvbench.
   kill "$b_pid" && wait "$b_pid" || true
@@ -243,7 +269,19 @@ each = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
 print(f"| --lease-ttl {sys.argv[2]} | {len(runs)} | {each(freed)} | {each(valid)} | {each(f - v for f, v in zip(freed, valid))} |")' "$work/nodekill$ttl.json" "$ttl"
   done
   echo
-  echo "etcd's data dir: $work/etcd, on $(df --output=fstype "$work" | tail -1) ($(df --output=source "$work" | tail -1)). Remote GET/SET over TCP beside redis-server: comes with TCP access for buckets."
+  echo "| remote over TCP (a node a bucket at LOOKUP's address from node b, AUTH) | clients | kv ops/s | redis-server --requirepass ops/s | kv / redis | kv p50 / p99 ms | redis p50 / p99 ms |"
+  echo "|---|---|---|---|---|---|---|"
+  for clients in 1 8; do
+    for test in SET GET; do
+      kv=$(csv_field "$work/tcp-kv-$clients.csv" "$test" rps)
+      redis=$(csv_field "$work/tcp-redis-$clients.csv" "$test" rps)
+      echo "| $test, $(fmt "$tcp_requests") requests | $clients | $(fmt "$kv") | $(fmt "$redis") | $(ratio "$kv" "$redis") |" \
+        "$(csv_field "$work/tcp-kv-$clients.csv" "$test" p50_latency_ms) / $(csv_field "$work/tcp-kv-$clients.csv" "$test" p99_latency_ms) |" \
+        "$(csv_field "$work/tcp-redis-$clients.csv" "$test" p50_latency_ms) / $(csv_field "$work/tcp-redis-$clients.csv" "$test" p99_latency_ms) |"
+    done
+  done
+  echo
+  echo "etcd's data dir: $work/etcd, on $(df --output=fstype "$work" | tail -1) ($(df --output=source "$work" | tail -1))."
 }
 
 case "${KV_BENCH_SECTION:-}" in
