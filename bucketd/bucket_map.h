@@ -166,15 +166,30 @@ public:
 
     // Tells direct readers the bucket is serving (once it is ready).
     void publish_alive() { table_.publish_alive(); }
-    // Cluster mode: true once the fence's deadline has passed (writes are
-    // then refused); never outside a cluster.
-    void set_write_deadline(std::int64_t steady_ns) { table_.set_write_deadline(steady_ns); }
+    // Cluster mode: true once the fence's deadline is less than
+    // fence_margin away (writes are then refused: the margin covers the
+    // moment between this check and the write); never outside a cluster.
+    // Inside a OneFenceDecision, the answer it took.
+    static constexpr std::int64_t fence_margin_ns = 50'000'000;
+    void set_write_deadline(std::int64_t boot_ns) { table_.set_write_deadline(boot_ns); }
     bool writes_fenced() const
     {
+        if (decided_fence_)
+            return *decided_fence_;
         const std::int64_t deadline = table_.write_deadline();
-        return deadline != 0
-            && std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count() > deadline;
+        return deadline != 0 && fence_clock_ns() + fence_margin_ns > deadline;
     }
+    // EXEC decides once for its whole body: all its writes run, or none.
+    class OneFenceDecision {
+    public:
+        explicit OneFenceDecision(BucketMap& map) : map_(map) { map_.decided_fence_ = map_.writes_fenced(); }
+        ~OneFenceDecision() { map_.decided_fence_.reset(); }
+        OneFenceDecision(const OneFenceDecision&) = delete;
+        OneFenceDecision& operator=(const OneFenceDecision&) = delete;
+
+    private:
+        BucketMap& map_;
+    };
 
 private:
     // The watchers of `key` are told now, or at the outermost commit.
@@ -186,6 +201,7 @@ private:
     std::uint64_t expiry_clock();
 
     SharedTableWriter table_;
+    std::optional<bool> decided_fence_; // inside a OneFenceDecision
     KeyWatchers watchers_;
     int open_batches_ = 0;
     std::vector<std::string> touched_; // keys changed by the open batches, to tell at commit

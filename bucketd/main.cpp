@@ -58,6 +58,7 @@ kv::ServerRole bucket_role(kv::BucketMap& map, unsigned tcp_port)
     map.watchers().expire_if_needed = [&map](std::string_view key) { map.expire_if_needed(key); };
     role.run_atomically = [&map](const std::function<void()>& body) {
         kv::BucketMap::FrozenClock one_instant(map); // expiry judged at one time for the whole EXEC, as Redis
+        kv::BucketMap::OneFenceDecision one_fence(map); // cluster mode: all of its writes pass the fence, or none
         auto batch = map.begin_batch();
         body();
         batch.commit();

@@ -183,6 +183,7 @@ struct Bucket {
     // name in etcd, which a restart carries; 0 outside a cluster.
     long long claim = 0;
     long long claim_lease = 0; // the lease that claim was made under: only its keepalives move the bucket's fence
+    bool reclaiming = false;   // a claim of the name under a new lease is under way
 
     // Callers waiting on this bucket, by connection id: a connection has at
     // most one call outstanding, and one that hangs up is forgotten at once.

@@ -101,7 +101,7 @@ std::chrono::milliseconds Cluster::valid_for() const
 {
     if (lease_ == 0)
         return std::chrono::milliseconds(0);
-    return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(valid_until_ - Clock::now()));
+    return std::chrono::milliseconds(std::max<std::int64_t>(0, (valid_until_ns_ - fence_clock_ns()) / 1000000));
 }
 
 void Cluster::note_error(const std::string& error)
@@ -151,7 +151,7 @@ void Cluster::join(std::function<void(const std::string& error)> done)
 
 void Cluster::grant(std::function<void(const std::string& error)> done)
 {
-    const auto sent = Clock::now();
+    const std::int64_t sent = fence_clock_ns();
     etcd_.call("/v3/lease/grant", Json { { "TTL", options_.lease_ttl.count() } },
         [this, done, sent, alive = alive_](const std::string& error, const Json& reply) {
             if (!*alive)
@@ -163,7 +163,7 @@ void Cluster::grant(std::function<void(const std::string& error)> done)
                 return done(error);
             }
             lease_ = json_int64(reply, "ID");
-            valid_until_ = sent + std::chrono::seconds(json_int64(reply, "TTL"));
+            valid_until_ns_ = sent + json_int64(reply, "TTL") * 1000000000;
             last_error_.clear();
             done("");
         });
@@ -192,7 +192,7 @@ void Cluster::register_node(std::function<void(const std::string& error)> done)
             if (held.lease == lease_)
                 return done(""); // ours already (a retried put)
             Json value = Json::parse(held.value, nullptr, false);
-            return done("taken: pid " + std::to_string(json_int64(value, "pid")) + ", instance " + text_of(value, "instance"));
+            return done("taken: pid " + std::to_string(json_int64(value, "pid")) + ", instance " + printable(text_of(value, "instance")));
         } catch (const std::exception&) {
             return done("taken: by a node whose key vanished meanwhile"); // retried
         }
@@ -215,7 +215,7 @@ void Cluster::schedule_keepalive(std::chrono::milliseconds after)
 
 void Cluster::keep_alive()
 {
-    const auto sent = Clock::now();
+    const std::int64_t sent = fence_clock_ns();
     const auto period = keepalive_period();
     etcd_.call("/v3/lease/keepalive", Json { { "ID", lease_text(lease_) } },
         [this, sent, period, alive = alive_](const std::string& error, const Json& reply) {
@@ -223,7 +223,7 @@ void Cluster::keep_alive()
                 return;
             if (!error.empty()) {
                 note_error("lease keepalive failed: " + error);
-                if (state_ == ClusterState::joined && Clock::now() >= valid_until_) {
+                if (state_ == ClusterState::joined && fence_clock_ns() >= valid_until_ns_) {
                     state_ = ClusterState::expired;
                     log_line(LogLevel::error, "cluster: lease " + lease_text(lease_) + " not confirmed for its whole TTL: this node's names may now be another node's");
                 }
@@ -238,8 +238,13 @@ void Cluster::keep_alive()
             }
             if (state_ != ClusterState::joined)
                 log_line(LogLevel::notice, "cluster: lease " + lease_text(lease_) + " confirmed again");
+            // etcd was unreachable: the watch may have been cut off without
+            // its connection ever being reset (a partition), so the copy is
+            // loaded afresh and watched again.
+            if (!last_error_.empty())
+                load_and_watch();
             state_ = ClusterState::joined;
-            valid_until_ = sent + std::chrono::seconds(ttl);
+            valid_until_ns_ = sent + ttl * 1000000000;
             last_error_.clear();
             schedule_keepalive(period);
             if (hooks_.validity_extended)
@@ -314,15 +319,13 @@ void Cluster::load_and_watch()
         const Json create { { "key", base64_encode(options_.prefix) }, { "range_end", base64_encode(prefix_end(options_.prefix)) },
             { "start_revision", std::to_string(revision + 1) } };
         watch_ = etcd_.watch(create,
-            [this, alive](const Json& result) {
+            [this, alive, retry](const Json& result) {
                 if (!*alive)
                     return;
                 if (json_bool(result, "canceled")) {
-                    note_error("the watch on the cluster's names was cancelled: " + text_of(result, "cancel_reason"));
-                    asio::post(io_, [this, alive] {
-                        if (*alive && !leaving_)
-                            load_and_watch();
-                    });
+                    note_error("the watch on the cluster's names was cancelled: " + printable(text_of(result, "cancel_reason")));
+                    EtcdClient::cancel(watch_);
+                    retry(); // a second later, not in a loop as fast as etcd cancels
                     return;
                 }
                 // Events come in revision order: once one is applied, the
@@ -372,6 +375,13 @@ void Cluster::apply(const std::string& key, const std::string& value, bool delet
 
 void Cluster::claim(const ClusterBucket& entry, std::function<void(const Claim&)> done)
 {
+    if (auto releasing = releasing_.find(entry.name); releasing != releasing_.end()) {
+        releasing->second.push_back([this, entry, done, alive = alive_] {
+            if (*alive)
+                claim(entry, done);
+        });
+        return;
+    }
     if (state() != ClusterState::joined || lease_ == 0) {
         Claim claim;
         claim.error = std::string("this node's cluster lease is ") + (state() == ClusterState::expired ? "expired" : "not granted yet")
@@ -466,22 +476,41 @@ void Cluster::release(const std::string& name, long long revision)
     latest_updates_.erase(name);
     if (revision == 0 || lease_ == 0)
         return;
+    releasing_.try_emplace(name);
     const std::string key = base64_encode(name_key(name));
     const Json txn {
         { "compare", Json::array({ { { "target", "CREATE" }, { "key", key }, { "createRevision", std::to_string(revision) } } }) },
         { "success", Json::array({ { { "requestDeleteRange", { { "key", key } } } } }) },
     };
     etcd_.call("/v3/kv/txn", txn, [this, name, revision, lease = lease_, alive = alive_](const std::string& error, const Json&) {
-        if (!*alive || error.empty())
+        if (!*alive)
             return;
+        if (error.empty())
+            return released(name);
         note_error("unable to release bucket " + printable(name) + " in the cluster: " + error);
-        // Again while the lease lasts (after it, etcd releases the name itself).
+        // Again while the lease lasts (after it, etcd releases the name
+        // itself); a claim of the name waits until then.
         auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(500));
         timer->async_wait([this, timer, name, revision, lease, alive](const boost::system::error_code&) {
-            if (*alive && !leaving_ && lease_ == lease)
+            if (!*alive)
+                return;
+            if (!leaving_ && lease_ == lease && state() == ClusterState::joined)
                 release(name, revision);
+            else
+                released(name); // the lease is gone or going: so is the key, or a claim adopts it
         });
     });
+}
+
+void Cluster::released(const std::string& name)
+{
+    auto it = releasing_.find(name);
+    if (it == releasing_.end())
+        return;
+    auto waiting = std::move(it->second);
+    releasing_.erase(it);
+    for (auto& claim : waiting)
+        claim();
 }
 
 void Cluster::leave(std::function<void()> done)

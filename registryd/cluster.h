@@ -37,6 +37,7 @@
 
 #include "asio.h"
 #include "etcd_client.h"
+#include "table_layout.h"
 
 namespace kv {
 
@@ -129,13 +130,14 @@ public:
     // a keepalive has failed since.
     ClusterState state() const
     {
-        return state_ == ClusterState::joined && std::chrono::steady_clock::now() >= valid_until_ ? ClusterState::expired : state_;
+        return state_ == ClusterState::joined && fence_clock_ns() >= valid_until_ns_ ? ClusterState::expired : state_;
     }
     // The lease's id, 0 without one.
     long long lease() const { return lease_; }
     // How long our claims surely stand without another keepalive (0: past).
     std::chrono::milliseconds valid_for() const;
-    std::chrono::steady_clock::time_point valid_until() const { return valid_until_; }
+    // The same instant on the fence's clock (fence_clock_ns, table_layout.h).
+    std::int64_t valid_until_ns() const { return valid_until_ns_; }
     const ClusterOptions& options() const { return options_; }
     // Why the last etcd call failed ("" after a success).
     const std::string& last_error() const { return last_error_; }
@@ -153,6 +155,7 @@ private:
     void load_and_watch();
     void apply(const std::string& key, const std::string& value, bool deleted, long long create_revision, long long lease);
     void note_error(const std::string& error);
+    void released(const std::string& name); // the release is done (or given up): waiting claims go
 
     asio::io_context& io_;
     ClusterOptions options_;
@@ -160,7 +163,9 @@ private:
     EtcdClient etcd_;
     ClusterState state_ = ClusterState::joining;
     long long lease_ = 0;
-    std::chrono::steady_clock::time_point valid_until_ {};
+    // Until when the lease surely stands, on the fence's clock: the send
+    // time of the last keepalive etcd confirmed, plus the TTL it answered.
+    std::int64_t valid_until_ns_ = 0;
     asio::steady_timer keepalive_timer_;
     asio::steady_timer watch_timer_;
     std::shared_ptr<EtcdClient::Watch> watch_;
@@ -169,6 +174,10 @@ private:
     // The last update() of each name not yet confirmed by etcd: a failed
     // one is sent again only if it is still the newest.
     std::map<std::string, ClusterBucket> latest_updates_;
+    // Names whose release etcd has not confirmed yet, and the claims that
+    // wait for it: a claim sent meanwhile could find the old key (ours, under
+    // this lease), and the release would then delete the new claim.
+    std::map<std::string, std::vector<std::function<void()>>> releasing_;
     std::string last_error_;
     std::uint64_t leases_lost_ = 0;
     long long copy_revision_ = 0;

@@ -395,48 +395,66 @@ std::int64_t Registry::write_deadline(const Bucket& bucket) const
         return 0;
     if (bucket.claim == 0 || bucket.claim_lease != options_.cluster->lease())
         return 1; // past: not (or no longer surely) this node's
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(options_.cluster->valid_until().time_since_epoch()).count();
+    return options_.cluster->valid_until_ns();
 }
 
 void Registry::extend_fences()
 {
-    for (auto& [name, bucket] : buckets_)
+    for (auto& [name, bucket] : buckets_) {
+        if (bucket.claim != 0 && bucket.claim_lease != options_.cluster->lease()) {
+            // Claimed under a lease since lost (a claim whose reply came
+            // after the loss, a reclaim that failed): claimed again now.
+            reclaim(bucket);
+            continue;
+        }
         if (bucket.segment.fd && bucket.claim_lease == options_.cluster->lease())
             set_write_deadline(bucket.segment.fd.get(), write_deadline(bucket));
+    }
 }
 
 void Registry::reclaim_all()
 {
-    for (auto& [name, bucket] : buckets_) {
-        if (bucket.state == BucketState::stopping)
-            continue;
-        options_.cluster->reclaim(cluster_entry(bucket), [this, id = bucket.id](const Cluster::Claim& claim) {
-            Bucket* bucket = find(id);
-            if (!bucket) {
-                if (claim.outcome == Cluster::Claim::Outcome::claimed)
-                    options_.cluster->release(claim.owner.name, claim.owner.revision);
-                return;
-            }
-            switch (claim.outcome) {
-            case Cluster::Claim::Outcome::claimed:
-                bucket->claim = claim.owner.revision;
-                bucket->claim_lease = claim.owner.lease;
-                if (bucket->segment.fd)
-                    set_write_deadline(bucket->segment.fd.get(), write_deadline(*bucket)); // writes resume
-                log_line(LogLevel::notice, describe(*bucket) + " claimed again in the cluster");
-                return;
-            case Cluster::Claim::Outcome::taken:
-                log_line(LogLevel::warning, describe(*bucket) + ": its name was taken by node " + printable(claim.owner.node)
-                    + " while this node's lease was lost; stopping this node's copy");
-                bucket->claim = 0; // not ours to release
-                dispatch(*bucket, BucketEvent::stop_requested);
-                return;
-            case Cluster::Claim::Outcome::failed:
-                log_line(LogLevel::warning, describe(*bucket) + ": unable to claim its name again: " + claim.error);
-                return;
-            }
-        });
-    }
+    for (auto& [name, bucket] : buckets_)
+        reclaim(bucket);
+}
+
+void Registry::reclaim(Bucket& bucket)
+{
+    if (bucket.state == BucketState::stopping || bucket.claim == 0 || bucket.reclaiming)
+        return;
+    bucket.reclaiming = true;
+    // Found again by name and by the lease its claim was under, not by id:
+    // a restart meanwhile (a new id) carries the same claim and is still ours.
+    options_.cluster->reclaim(cluster_entry(bucket), [this, name = bucket.name, lost = bucket.claim_lease](const Cluster::Claim& claim) {
+        Bucket* bucket = find(name);
+        if (!bucket || bucket->claim_lease != lost) {
+            // Gone meanwhile: the claim made for it is released, unless a
+            // bucket of the name made since holds that very claim.
+            if (claim.outcome == Cluster::Claim::Outcome::claimed && !(bucket && bucket->claim == claim.owner.revision))
+                options_.cluster->release(claim.owner.name, claim.owner.revision);
+            return;
+        }
+        bucket->reclaiming = false;
+        switch (claim.outcome) {
+        case Cluster::Claim::Outcome::claimed:
+            bucket->claim = claim.owner.revision;
+            bucket->claim_lease = claim.owner.lease;
+            if (bucket->segment.fd)
+                set_write_deadline(bucket->segment.fd.get(), write_deadline(*bucket)); // writes resume
+            log_line(LogLevel::notice, describe(*bucket) + " claimed again in the cluster");
+            return;
+        case Cluster::Claim::Outcome::taken:
+            log_line(LogLevel::warning, describe(*bucket) + ": its name was taken by node " + printable(claim.owner.node)
+                + " while this node's lease was lost; stopping this node's copy");
+            bucket->claim = 0; // not ours to release
+            dispatch(*bucket, BucketEvent::stop_requested);
+            return;
+        case Cluster::Claim::Outcome::failed:
+            // Fenced meanwhile; tried again with the next keepalive (extend_fences).
+            log_line(LogLevel::warning, describe(*bucket) + ": unable to claim its name again (retried): " + claim.error);
+            return;
+        }
+    });
 }
 
 std::optional<std::string> Registry::start_process(Bucket& bucket)
@@ -827,6 +845,7 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     const std::string failure = bucket.failure;
     const long long claim = bucket.claim;
     const long long claim_lease = bucket.claim_lease;
+    const bool reclaiming = bucket.reclaiming;
     erase(bucket);
 
     // Callers waiting for a restarted process that died before it was ready
@@ -841,6 +860,7 @@ void Registry::restart(Bucket& bucket, BucketState was, const ExitReason& reason
     Bucket& next = admit(name, next_id_++);
     next.claim = claim; // the name stays this node's
     next.claim_lease = claim_lease;
+    next.reclaiming = reclaiming;
     next.supervision = std::move(supervision);
     next.segment.name = std::move(kept_segment.name);
     next.segment.fd = std::move(kept_segment.fd);

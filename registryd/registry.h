@@ -119,6 +119,7 @@ public:
     // The lease was lost and replaced: claims every name of ours again; a
     // name another node took meanwhile is stopped here.
     void reclaim_all();
+    void reclaim(Bucket& bucket);
     // The lease was confirmed: moves the write fence of every bucket whose
     // claim was made under it (README "Cluster": fencing).
     void extend_fences();

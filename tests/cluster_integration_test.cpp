@@ -283,10 +283,9 @@ TEST(Cluster, WithEtcdDownCreateFailsClearlyLocalBucketsServeAndTheClusterRecove
     ASSERT_TRUE(write.is_error()) << "writes were still acknowledged long after the lease's TTL";
     EXPECT_EQ(write.text.rfind("CLUSTERDOWN ", 0), 0u) << write.text;
     EXPECT_EQ(bucket.call({ "GET", "k" }).text, "during");
-    {
-        const auto info = registry_info(*a);
-        EXPECT_EQ(info.at("cluster_state"), "expired") << "the bucket refused writes with " << info.at("cluster_lease_valid_ms") << " ms of the lease left";
-    }
+    // The bucket refuses from 50 ms before the lease's validity ends (the
+    // fence's margin): registryd's own count is at most that by now.
+    EXPECT_LE(std::stoll(registry_info(*a).at("cluster_lease_valid_ms")), 50);
 
     etcd.restart_all();
     const auto until = Clock::now() + scaled(30s);

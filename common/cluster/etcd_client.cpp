@@ -4,6 +4,8 @@
 #include <boost/beast/core/detail/base64.hpp>
 #include <boost/beast/http.hpp>
 
+#include "log.h"
+
 namespace kv {
 
 namespace beast = boost::beast;
@@ -195,6 +197,7 @@ struct EtcdClient::Exchange : std::enable_shared_from_this<EtcdClient::Exchange>
 
     void next_endpoint(const beast::error_code& error)
     {
+        pass_over();
         last_connect_error = current().url() + ": " + (error == beast::error::timeout ? std::string("timed out") : error.message());
         stream.close();
         ++endpoint;
@@ -212,8 +215,6 @@ struct EtcdClient::Exchange : std::enable_shared_from_this<EtcdClient::Exchange>
                 return;
             if (error)
                 return self->fail("unable to send to " + self->where() + ": " + error.message());
-            // This endpoint answers: later calls try it first.
-            self->client->preferred_ = self->endpoint % self->client->endpoints_.size();
             if (self->streaming)
                 self->read_stream_header();
             else
@@ -238,7 +239,7 @@ struct EtcdClient::Exchange : std::enable_shared_from_this<EtcdClient::Exchange>
                 std::string why = parsed.is_object() && parsed.contains("message") && parsed["message"].is_string()
                     ? parsed["message"].get<std::string>()
                     : body.substr(0, 200);
-                return self->fail(self->where() + " answered " + std::to_string(message.result_int()) + ": " + why);
+                return self->fail(self->where() + " answered " + std::to_string(message.result_int()) + ": " + printable(why));
             }
             Json reply;
             std::string why;
@@ -296,15 +297,55 @@ struct EtcdClient::Exchange : std::enable_shared_from_this<EtcdClient::Exchange>
             Json result;
             std::string why;
             if (!unwrap_stream_line(line, result, why))
-                return fail("watch on " + where() + ": " + why);
-            on_result(result);
+                return fail("watch on " + where() + ": " + printable(why));
+            if (!deliver([&] { on_result(result); }))
+                return;
         }
+        // A line etcd never ends is not kept for ever.
+        if (pending.size() > max_line)
+            fail("watch on " + where() + ": a line longer than " + std::to_string(max_line) + " bytes");
+    }
+
+    static constexpr std::size_t max_line = 8 << 20;
+
+    // Runs a callback of the client's owner: whatever etcd sent that the
+    // owner could not make sense of (a JSON value of another type than it
+    // expects, which nlohmann reports by throwing) fails this exchange, never
+    // the process.
+    template <class Callback>
+    bool deliver(Callback callback)
+    {
+        try {
+            callback();
+            return true;
+        } catch (const std::exception& error) {
+            if (!streaming)
+                return false;
+            on_result = nullptr;
+            if (auto end = std::move(on_end)) {
+                finished = true;
+                stream.close();
+                end("watch on " + where() + ": unexpected reply: " + printable(error.what()));
+            }
+            return false;
+        }
+    }
+
+    // Any failure passes this endpoint over: the next call tries the next
+    // one first (a member that accepts connections but cannot answer, with
+    // no leader or cut off from the others, is left too).
+    void pass_over()
+    {
+        const std::size_t count = client->endpoints_.size();
+        if (client->preferred_ == endpoint % count)
+            client->preferred_ = (endpoint + 1) % count;
     }
 
     void fail(const std::string& why)
     {
         if (std::exchange(finished, true))
             return;
+        pass_over();
         beast::error_code ignored;
         stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
         stream.close();
@@ -312,7 +353,7 @@ struct EtcdClient::Exchange : std::enable_shared_from_this<EtcdClient::Exchange>
             if (auto end = std::move(on_end))
                 end(why);
         } else if (auto done = std::move(handler)) {
-            done(why, Json());
+            deliver([&] { done(why, Json()); });
         }
     }
 
@@ -320,9 +361,16 @@ struct EtcdClient::Exchange : std::enable_shared_from_this<EtcdClient::Exchange>
     {
         if (std::exchange(finished, true))
             return;
+        // This endpoint answered: later calls try it first.
+        client->preferred_ = endpoint % client->endpoints_.size();
         stream.close();
-        if (auto done = std::move(handler))
-            done(why, reply);
+        if (auto done = std::move(handler)) {
+            if (!deliver([&] { done(why, reply); })) {
+                // The owner threw on what etcd said: it hears of it as a failure.
+                Handler again = std::move(done);
+                deliver([&] { again(where() + ": unexpected reply: " + reply.dump().substr(0, 200), Json()); });
+            }
+        }
     }
 };
 

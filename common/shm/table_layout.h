@@ -16,6 +16,8 @@
 #pragma once
 
 #include <algorithm>
+#include <time.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -58,12 +60,23 @@ struct TableHeader {
     // Keys with an expiry time (INFO's `expires=`); the writer's count.
     std::atomic<std::uint64_t> expiring;
     // Cluster mode's fence (README "Cluster"): after this instant of
-    // CLOCK_MONOTONIC (std::chrono::steady_clock, in nanoseconds, the same
-    // clock in every process of the machine) the bucket refuses writes, for
-    // its node's claim of the name may have ended. registryd moves it
-    // forward with each keepalive etcd confirms; 0: no fence (no cluster).
+    // fence_clock_ns() the bucket refuses writes, for its node's claim of
+    // the name may have ended. registryd moves it forward with each
+    // keepalive etcd confirms; 0: no fence (no cluster).
     std::atomic<std::int64_t> write_deadline_ns;
 };
+
+// The fence's clock: CLOCK_BOOTTIME, in nanoseconds, the same clock in every
+// process of the machine. Not CLOCK_MONOTONIC (std::chrono::steady_clock):
+// that one stops while the machine is suspended, while etcd, elsewhere,
+// goes on counting a lease's TTL; a bucket resumed after a long suspend
+// must find its deadline past.
+inline std::int64_t fence_clock_ns()
+{
+    timespec now {};
+    ::clock_gettime(CLOCK_BOOTTIME, &now);
+    return static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
 
 constexpr std::size_t table_header_size = 4096;
 static_assert(sizeof(TableHeader) <= table_header_size);
