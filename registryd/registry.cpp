@@ -202,13 +202,8 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
             + ": KEEP needs a restart policy that restarts (RESTART transient or RESTART permanent)"));
         return;
     }
-    if (buckets_.size() >= options_.max_buckets) {
-        responder.send(error_reply(ErrorCode::limit, "unable to create bucket " + printable(name) + ": limit of "
-            + std::to_string(options_.max_buckets) + " buckets reached (--max-buckets)"));
-        return;
-    }
-    if (state_ == RegistryState::shutting_down) {
-        responder.send(error_reply(ErrorCode::busy, "unable to create bucket " + printable(name) + ": registryd is shutting down"));
+    if (auto refusal = refusal_of_new_bucket(name)) {
+        responder.send(std::move(*refusal));
         return;
     }
     if (options_.cluster) {
@@ -226,6 +221,16 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
     }
     add_waiter(bucket, &Bucket::waiting_for_ready, responder);
     ++counters_.buckets_created;
+}
+
+std::optional<std::string> Registry::refusal_of_new_bucket(const std::string& name) const
+{
+    if (buckets_.size() >= options_.max_buckets)
+        return error_reply(ErrorCode::limit, "unable to create bucket " + printable(name) + ": limit of "
+            + std::to_string(options_.max_buckets) + " buckets reached (--max-buckets)");
+    if (state_ == RegistryState::shutting_down)
+        return error_reply(ErrorCode::busy, "unable to create bucket " + printable(name) + ": registryd is shutting down");
+    return std::nullopt;
 }
 
 void Registry::create_claimed(const std::string& name, RestartPolicy policy, bool keep, const Responder& responder)
@@ -273,18 +278,13 @@ void Registry::on_claim(const std::string& name, const Cluster::Claim& claim)
     }
     // Ours: the name is claimed cluster-wide. Whatever changed here while
     // the claim was under way is checked again.
-    std::string refusal;
-    if (state_ == RegistryState::shutting_down)
-        refusal = error_reply(ErrorCode::busy, "unable to create bucket " + printable(name) + ": registryd is shutting down");
-    else if (buckets_.size() >= options_.max_buckets)
-        refusal = error_reply(ErrorCode::limit, "unable to create bucket " + printable(name) + ": limit of "
-            + std::to_string(options_.max_buckets) + " buckets reached (--max-buckets)");
-    else if (find(name))
+    std::optional<std::string> refusal = refusal_of_new_bucket(name);
+    if (!refusal && find(name))
         refusal = error_reply(ErrorCode::busy, "bucket " + printable(name) + " is being claimed again; create it once that is done");
-    if (!refusal.empty()) {
+    if (refusal) {
         if (!find(name))
             options_.cluster->release(name, claim.owner.revision);
-        answer_all(refusal);
+        answer_all(*refusal);
         return;
     }
     Bucket& bucket = admit(name, next_id_++);
@@ -379,14 +379,11 @@ void Registry::cluster_name_changed(const std::string& name)
         return; // still starting: keep waiting
     auto waiters = std::move(it->second);
     remote_waiters_.erase(it);
-    for (const auto& [connection, waiter] : waiters) {
-        if (entry)
-            answer_remote(*entry, options_.cluster->copy_revision(), waiter.create, waiter.responder);
-        else if (waiter.create)
-            waiter.responder.send(error_reply(ErrorCode::error, "bucket " + printable(name) + " exited on its node before it was ready"));
-        else
-            waiter.responder.send(not_found(name));
-    }
+    // Ready or gone: answer_remote, reading the copy as of now, says which.
+    ClusterBucket gone;
+    gone.name = name;
+    for (const auto& [connection, waiter] : waiters)
+        answer_remote(entry ? *entry : gone, options_.cluster->copy_revision(), waiter.create, waiter.responder);
 }
 
 std::int64_t Registry::write_deadline(const Bucket& bucket) const

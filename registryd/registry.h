@@ -177,6 +177,8 @@ private:
     template <class Handler>
     auto guarded(const Bucket& bucket, Handler handler);
 
+    // The LIMIT or BUSY reply to a CREATE that would start a bucket now, if any.
+    std::optional<std::string> refusal_of_new_bucket(const std::string& name) const;
     // Cluster mode: CREATE of a name no bucket here has claims it first.
     void create_claimed(const std::string& name, RestartPolicy policy, bool keep, const Responder& responder);
     void on_claim(const std::string& name, const Cluster::Claim& claim);
