@@ -258,6 +258,11 @@ void Cluster::lease_gone()
     state_ = ClusterState::joining;
     log_line(LogLevel::error, "cluster: lease " + lease_text(lease_) + " expired: this node's names were released; taking a new lease to claim them again");
     lease_ = 0;
+    replace_lease();
+}
+
+void Cluster::replace_lease()
+{
     grant([this, alive = alive_](const std::string& error) {
         if (!*alive || leaving_)
             return;
@@ -266,7 +271,7 @@ void Cluster::lease_gone()
             keepalive_timer_.expires_after(std::chrono::milliseconds(500));
             keepalive_timer_.async_wait([this](const boost::system::error_code& error) {
                 if (!error && !leaving_)
-                    lease_gone();
+                    replace_lease(); // the same lost lease: counted once
             });
             return;
         }

@@ -152,6 +152,7 @@ private:
     void schedule_keepalive(std::chrono::milliseconds after);
     std::chrono::milliseconds keepalive_period() const; // a third of the TTL
     void lease_gone();
+    void replace_lease(); // grants a new lease (again until one is granted), registers, reclaims
     void load_and_watch();
     void apply(const std::string& key, const std::string& value, bool deleted, long long create_revision, long long lease);
     void note_error(const std::string& error);
