@@ -25,6 +25,25 @@ std::string prefix_end(std::string prefix)
 
 std::string lease_text(long long lease) { return std::to_string(lease); }
 
+// One key's txn: `then` if its create revision is `revision` (0: the key
+// does not exist; else the claim that made it still stands), else
+// `otherwise` (none if empty). `key` is base64 already.
+Json txn_if_created_at(const std::string& key, long long revision, Json then, Json otherwise = Json::array())
+{
+    Json txn { { "compare", Json::array({ { { "target", "CREATE" }, { "key", key }, { "createRevision", std::to_string(revision) } } }) },
+        { "success", Json::array({ std::move(then) }) } };
+    if (!otherwise.empty())
+        txn["failure"] = Json::array({ std::move(otherwise) });
+    return txn;
+}
+
+Json put_request(const std::string& key, const Json& value, long long lease)
+{
+    return { { "requestPut", { { "key", key }, { "value", base64_encode(value.dump()) }, { "lease", lease_text(lease) } } } };
+}
+
+Json range_request(const std::string& key) { return { { "requestRange", { { "key", key } } } }; }
+
 Json bucket_value(const ClusterBucket& entry)
 {
     return Json { { "node", entry.node }, { "pid", entry.pid }, { "id", entry.id }, { "address", entry.address },
@@ -175,11 +194,7 @@ void Cluster::register_node(std::function<void(const std::string& error)> done)
     const Json value { { "node", options_.node }, { "address", options_.address }, { "pid", ::getpid() },
         { "instance", options_.instance },
         { "started", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count() } };
-    const Json txn {
-        { "compare", Json::array({ { { "target", "CREATE" }, { "key", key }, { "createRevision", "0" } } }) },
-        { "success", Json::array({ { { "requestPut", { { "key", key }, { "value", base64_encode(value.dump()) }, { "lease", lease_text(lease_) } } } } }) },
-        { "failure", Json::array({ { { "requestRange", { { "key", key } } } } }) },
-    };
+    const Json txn = txn_if_created_at(key, 0, put_request(key, value, lease_), range_request(key));
     etcd_.call("/v3/kv/txn", txn, [this, done, alive = alive_](const std::string& error, const Json& reply) {
         if (!*alive)
             return;
@@ -394,11 +409,7 @@ void Cluster::claim(const ClusterBucket& entry, std::function<void(const Claim&)
         return done(claim);
     }
     const std::string key = base64_encode(name_key(entry.name));
-    const Json txn {
-        { "compare", Json::array({ { { "target", "CREATE" }, { "key", key }, { "createRevision", "0" } } }) },
-        { "success", Json::array({ { { "requestPut", { { "key", key }, { "value", base64_encode(bucket_value(entry).dump()) }, { "lease", lease_text(lease_) } } } } }) },
-        { "failure", Json::array({ { { "requestRange", { { "key", key } } } } }) },
-    };
+    const Json txn = txn_if_created_at(key, 0, put_request(key, bucket_value(entry), lease_), range_request(key));
     etcd_.call("/v3/kv/txn", txn, [this, entry, done, lease = lease_, alive = alive_](const std::string& error, const Json& reply) {
         if (!*alive)
             return;
@@ -445,10 +456,7 @@ void Cluster::update(const ClusterBucket& entry)
     if (lease_ == 0)
         return;
     const std::string key = base64_encode(name_key(entry.name));
-    const Json txn {
-        { "compare", Json::array({ { { "target", "CREATE" }, { "key", key }, { "createRevision", std::to_string(entry.revision) } } }) },
-        { "success", Json::array({ { { "requestPut", { { "key", key }, { "value", base64_encode(bucket_value(entry).dump()) }, { "lease", lease_text(lease_) } } } } }) },
-    };
+    const Json txn = txn_if_created_at(key, entry.revision, put_request(key, bucket_value(entry), lease_));
     latest_updates_[entry.name] = entry;
     etcd_.call("/v3/kv/txn", txn, [this, entry, lease = lease_, alive = alive_](const std::string& error, const Json& reply) {
         if (!*alive)
@@ -483,10 +491,7 @@ void Cluster::release(const std::string& name, long long revision)
         return;
     releasing_.try_emplace(name);
     const std::string key = base64_encode(name_key(name));
-    const Json txn {
-        { "compare", Json::array({ { { "target", "CREATE" }, { "key", key }, { "createRevision", std::to_string(revision) } } }) },
-        { "success", Json::array({ { { "requestDeleteRange", { { "key", key } } } } }) },
-    };
+    const Json txn = txn_if_created_at(key, revision, Json { { "requestDeleteRange", { { "key", key } } } });
     etcd_.call("/v3/kv/txn", txn, [this, name, revision, lease = lease_, alive = alive_](const std::string& error, const Json&) {
         if (!*alive)
             return;
