@@ -118,6 +118,11 @@ kv::ServerRole registry_role(const kv::Registry& registry, const std::string& ru
         line("cluster_nodes", std::to_string(cluster ? cluster->nodes().size() : 0));
         line("cluster_names", std::to_string(cluster ? cluster->names().size() : 0));
         line("cluster_last_error", cluster ? kv::printable(cluster->last_error()) : "");
+        // --placement, and the CREATEs of new names it sent to other nodes
+        // (and those made here because their node could not be reached).
+        line("cluster_placement", cluster ? kv::to_string(registry.placement()) : "");
+        line("cluster_placements_forwarded", std::to_string(counters.placements_forwarded));
+        line("cluster_placements_failed", std::to_string(counters.placements_failed));
     };
     return role;
 }
@@ -187,6 +192,10 @@ int main(int argc, char** argv)
                 : "not a node name (1 to 64 letters, digits, '.', '_', '-'): " + text;
         });
     app.add_option("--cluster-prefix", cluster_options.prefix, "Where in etcd the cluster's keys are (several clusters can share one etcd)")->capture_default_str();
+    std::string placement_name = "local";
+    app.add_option("--placement", placement_name, "Where a CREATE of a new name starts its bucket: local (on the node asked) or hash (on the live node rendezvous hashing of the name picks, the CREATE forwarded there; needs --listen-tcp)")
+        ->capture_default_str()
+        ->check([](const std::string& text) { return kv::parse_placement(text) ? std::string() : "not a placement (local or hash): " + text; });
     app.add_option("--lease-ttl", lease_ttl_s, "Seconds the cluster keeps this node's names after it stops answering (its etcd lease's TTL)")->capture_default_str()->check(CLI::Range(2L, 3600L));
     app.add_flag("--enable-debug-command", options.debug_command_enabled, "Let buckets accept DEBUG SEGFAULT / DEBUG EXIT (for tests)");
     app.add_option("--notify-fd", notify_fd, "Write a newline to this descriptor once the socket is listening");
@@ -219,6 +228,11 @@ int main(int argc, char** argv)
             return 2;
         }
         cluster_options.lease_ttl = std::chrono::seconds(lease_ttl_s);
+    }
+    options.placement = *kv::parse_placement(placement_name);
+    if (options.placement == kv::Placement::hash && (cluster_urls.empty() || tcp_listen.empty())) {
+        std::cerr << "registryd: --placement hash needs --cluster and --listen-tcp: a CREATE is forwarded to another node's registry over TCP (see registryd --help)\n";
+        return 2;
     }
     if (!tcp_listen.empty() && password_file.empty()) {
         std::cerr << "registryd: --listen-tcp needs --password-file: a TCP port is reachable by anyone, so its clients must AUTH (see registryd --help)\n";
@@ -312,6 +326,7 @@ int main(int argc, char** argv)
             password_fd = kv::password_descriptor(password);
             options.tcp_host = kv::address_host(registry_tcp->address);
             options.password_fd = password_fd.get();
+            options.password = password; // --placement hash: AUTH at the other nodes' registries (one password per cluster)
         }
         // What this instance will make is recorded before any of it exists,
         // so a successor can find all of it whatever moment we die at.

@@ -12,6 +12,7 @@
 
 #include "bucket_name.h"
 #include "error_code.h"
+#include "forwarded_call.h"
 #include "log.h"
 #include "pidfd.h"
 #include "run_dir.h"
@@ -174,7 +175,7 @@ void Registry::erase(Bucket& bucket)
         options_.on_size_change(buckets_.size());
 }
 
-void Registry::create(const std::string& name, std::optional<RestartPolicy> policy, bool keep, const Responder& responder)
+void Registry::create(const std::string& name, std::optional<RestartPolicy> policy, bool keep, bool here, const Responder& responder)
 {
     if (auto reason = bucket_name_error(name)) {
         responder.send(error_reply(ErrorCode::invalid, "invalid bucket name: " + *reason));
@@ -201,6 +202,12 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
         responder.send(error_reply(ErrorCode::error, "unable to create bucket " + printable(name)
             + ": KEEP needs a restart policy that restarts (RESTART transient or RESTART permanent)"));
         return;
+    }
+    if (!here && options_.placement == Placement::hash && state_ == RegistryState::running) {
+        if (std::string node = placed_node(name); !node.empty()) {
+            create_placed(name, node, policy, keep, responder);
+            return;
+        }
     }
     if (auto refusal = refusal_of_new_bucket(name)) {
         responder.send(std::move(*refusal));
@@ -231,6 +238,67 @@ std::optional<std::string> Registry::refusal_of_new_bucket(const std::string& na
     if (state_ == RegistryState::shutting_down)
         return error_reply(ErrorCode::busy, "unable to create bucket " + printable(name) + ": registryd is shutting down");
     return std::nullopt;
+}
+
+std::string Registry::placed_node(const std::string& name) const
+{
+    // The live nodes a CREATE can be sent to: those registered with a TCP
+    // address, and this one, whose own entry the copy may not show yet.
+    const std::string& self = options_.cluster->options().node;
+    std::vector<std::string> nodes { self };
+    for (const auto& [node, entry] : options_.cluster->nodes())
+        if (node != self && !entry.address.empty())
+            nodes.push_back(node);
+    std::string chosen = place(nodes, name);
+    return chosen == self ? std::string() : chosen;
+}
+
+void Registry::create_placed(const std::string& name, const std::string& node, std::optional<RestartPolicy> policy, bool keep,
+    const Responder& responder)
+{
+    auto it = options_.cluster->nodes().find(node);
+    std::vector<std::string> request { "CREATE", name };
+    if (policy) {
+        request.push_back("RESTART");
+        request.push_back(to_string(*policy));
+    }
+    if (keep)
+        request.push_back("KEEP");
+    request.push_back("HERE"); // placed there: never forwarded again, whatever that node's copy says
+    ++counters_.placements_forwarded;
+    // Its CREATE waits for readiness there as ours would here; the call
+    // gives it that, and the connection's round trips on top.
+    ForwardedCall call { it->second.address, options_.password, std::move(request), options_.ready_timeout + std::chrono::seconds(2) };
+    forward_call(io_, std::move(call), [this, name, node, policy, keep, responder](std::optional<resp::Value> reply, const std::string& error) {
+        if (!reply) {
+            // Placement spreads names; it is not what keeps them unique (the
+            // claim is): a name whose node cannot be reached is made here.
+            ++counters_.placements_failed;
+            log_line(LogLevel::warning, "unable to forward CREATE " + printable(name) + " to node " + printable(node)
+                + ": " + error + "; creating it here");
+            create(name, policy, keep, true, responder);
+            return;
+        }
+        if (reply->is_error()) {
+            std::string out;
+            resp::append_error(out, reply->text);
+            responder.send(std::move(out));
+            return;
+        }
+        // That node's record, as any other node's bucket is shown here: its
+        // socket and segment are paths on that machine, not on this one.
+        std::optional<BucketRecord> record = decode_bucket_record(*reply);
+        if (!record) {
+            responder.send(error_reply(ErrorCode::error, "unable to create bucket " + printable(name) + " on node " + printable(node)
+                + ": its reply is not a bucket"));
+            return;
+        }
+        record->socket.clear();
+        record->segment.clear();
+        std::string out;
+        append_resp(out, *record, nullptr, responder.protocol());
+        responder.send(std::move(out));
+    });
 }
 
 void Registry::create_claimed(const std::string& name, RestartPolicy policy, bool keep, const Responder& responder)

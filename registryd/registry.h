@@ -28,6 +28,7 @@
 #include "cluster.h"
 #include "exit_history.h"
 #include "name_table.h"
+#include "placement.h"
 #include "resp_server.h"
 #include "run_dir.h"
 #include "server_config.h"
@@ -51,6 +52,11 @@ struct RegistryOptions {
     // bucket starts and released when it is gone; other nodes' names are
     // found there. Null outside a cluster. Outlives the registry.
     Cluster* cluster = nullptr;
+    // Cluster mode, --placement: where a new name goes (placement.h). With
+    // `hash`, a CREATE of a name placed on another node is forwarded to that
+    // node's registry over TCP, with `password` (--password-file's).
+    Placement placement = Placement::local;
+    std::string password;
     // --listen-tcp: each bucket also serves RESP on a TCP port of its own,
     // bound on this host ("127.0.0.1", "[::1]"; a free port each time) by
     // start_process, to clients that AUTH with the password registryd hands
@@ -75,6 +81,11 @@ struct RegistryCounters {
     std::uint64_t exits_before_ready = 0;   // it exited while starting, never ready and not stopped (CREATE answered an error)
     std::uint64_t restarts = 0;             // exits followed by a restart of the same name
     std::uint64_t given_up = 0;             // exits that called for a restart the intensity refused
+    // --placement hash: CREATEs of new names forwarded to the node they are
+    // placed on, and those made here instead because that node could not
+    // be reached.
+    std::uint64_t placements_forwarded = 0;
+    std::uint64_t placements_failed = 0;
 };
 
 // registryd's own life: it takes CREATE until shutdown(), then stops every
@@ -97,8 +108,9 @@ public:
     // an existing name gets the existing bucket (an error if `policy` is
     // given and is not that bucket's). No policy: --restart's.
     // `keep`: KEEP, the data survives a restart when it is provably intact;
-    // only with a policy that restarts.
-    void create(const std::string& name, std::optional<RestartPolicy> policy, bool keep, const Responder& responder);
+    // only with a policy that restarts. `here`: on this node, whatever
+    // --placement says (how a forwarded CREATE comes).
+    void create(const std::string& name, std::optional<RestartPolicy> policy, bool keep, bool here, const Responder& responder);
     // Replies with the bucket, waiting for it if it is still starting or
     // restarting.
     void lookup(const std::string& name, const Responder& responder);
@@ -126,6 +138,7 @@ public:
 
     std::size_t size() const { return buckets_.size(); }
     RegistryState state() const { return state_; }
+    Placement placement() const { return options_.placement; }
     const RegistryCounters& counters() const { return counters_; }
     const ExitHistory& exit_history() const { return history_; }
 
@@ -179,6 +192,12 @@ private:
 
     // The LIMIT or BUSY reply to a CREATE that would start a bucket now, if any.
     std::optional<std::string> refusal_of_new_bucket(const std::string& name) const;
+    // --placement hash: the node a new name goes to ("" for this one).
+    std::string placed_node(const std::string& name) const;
+    // CREATE forwarded to `node`'s registry, its answer relayed; made here
+    // if that node cannot be reached.
+    void create_placed(const std::string& name, const std::string& node, std::optional<RestartPolicy> policy, bool keep,
+        const Responder& responder);
     // Cluster mode: CREATE of a name no bucket here has claims it first.
     void create_claimed(const std::string& name, RestartPolicy policy, bool keep, const Responder& responder);
     void on_claim(const std::string& name, const Cluster::Claim& claim);

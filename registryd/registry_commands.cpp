@@ -37,9 +37,10 @@ void history(Registry& registry, const resp::Request& request, const Responder& 
     registry.history(count, responder);
 }
 
-// CREATE name [RESTART temporary|transient|permanent] [KEEP]: the option
+// CREATE name [RESTART temporary|transient|permanent] [KEEP] [HERE]: the option
 // words and the policy in any case, as Redis's option words; anything else
-// is Redis's "syntax error".
+// is Redis's "syntax error". HERE: on this node, whatever --placement says
+// (what a node sends when it forwards a CREATE to the node a name is placed on).
 bool is_word(const std::string& argument, std::string_view word)
 {
     return argument.size() == word.size() && ::strncasecmp(argument.data(), word.data(), word.size()) == 0;
@@ -49,10 +50,13 @@ void create(Registry& registry, const resp::Request& request, const Responder& r
 {
     std::optional<RestartPolicy> policy;
     bool keep = false;
+    bool here = false;
     std::string out;
     for (std::size_t i = 2; i < request.size() && out.empty(); ++i) {
         if (is_word(request[i], "KEEP")) {
             keep = true;
+        } else if (is_word(request[i], "HERE")) {
+            here = true;
         } else if (is_word(request[i], "RESTART") && i + 1 < request.size()) {
             policy = parse_restart_policy(request[++i]);
             if (!policy)
@@ -66,7 +70,7 @@ void create(Registry& registry, const resp::Request& request, const Responder& r
         responder.send(std::move(out));
         return;
     }
-    registry.create(request[1], policy, keep, responder);
+    registry.create(request[1], policy, keep, here, responder);
 }
 
 using RegistryCommand = CommandEntry<void (*)(Registry&, const resp::Request&, const Responder&)>;
