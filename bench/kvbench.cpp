@@ -1,7 +1,7 @@
 // kvbench: the measurements of BENCHMARKS.md that redis-benchmark cannot
 // make, each next to the reference it is compared with. Run by bench/run.sh.
 //
-//   kvbench direct-get  --run-dir D --keys N --threads T --seconds S
+//   kvbench direct-get  --run-dir D --keys N --threads T --seconds S [--contended] [--batch B]
 //   kvbench lookup      --run-dir D --buckets N --seconds S
 //   kvbench create      --run-dir D --count N
 //   kvbench kill        --run-dir D --count N      (kill-to-gone, and the bare pidfd floor)
@@ -164,10 +164,12 @@ std::string writer_key(std::uint64_t i) { return "other:" + std::to_string(i); }
 // Direct GETs of random keys from `threads` threads for `seconds`, each value
 // checked against its key. With `contended`, a writer on the bucket's socket
 // SETs other keys of the same bucket (pipelined, as fast as it is answered)
-// the whole time, so readers retry whenever a write overlaps them.
-void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, double seconds, bool contended)
+// the whole time, so readers retry whenever a write overlaps them. With
+// `batch` > 1, each read is a direct MGET of `batch` random keys
+// (SharedTableReader::get_many), and ops count keys.
+void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, double seconds, bool contended, std::size_t batch)
 {
-    std::string name = "bench-direct-" + std::to_string(keys) + (contended ? "-contended" : "");
+    std::string name = "bench-direct-" + std::to_string(keys) + (contended ? "-contended" : "") + "-" + std::to_string(batch);
     auto record = fill_bucket(run_dir, name, keys);
     // Keys side by side in one array: the harness should not add cache misses
     // of its own (16-byte std::strings would each live on the heap).
@@ -184,16 +186,32 @@ void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, dou
                 fail("unable to map " + record.segment);
             std::mt19937_64 random(t + 1);
             std::string value;
+            std::vector<std::string_view> batch_keys(batch);
+            std::vector<std::string> batch_values(batch);
+            std::vector<kv::SharedTableReader::Result> batch_results(batch);
             std::uint64_t done = 0;
             while (!stop.load(std::memory_order_relaxed)) {
-                for (int i = 0; i < 1024; ++i) {
-                    std::string_view key(flat.data() + (random() % keys) * 16, 16);
-                    if (reader->get(key, value) != kv::SharedTableReader::Result::found)
-                        fail("direct GET missed key " + std::string(key));
-                    if (!is_value_of(key, value))
-                        fail("direct GET of " + std::string(key) + " returned " + value + ", not its value");
+                if (batch == 1) {
+                    for (int i = 0; i < 1024; ++i) {
+                        std::string_view key(flat.data() + (random() % keys) * 16, 16);
+                        if (reader->get(key, value) != kv::SharedTableReader::Result::found)
+                            fail("direct GET missed key " + std::string(key));
+                        if (!is_value_of(key, value))
+                            fail("direct GET of " + std::string(key) + " returned " + value + ", not its value");
+                    }
+                    done += 1024;
+                    continue;
                 }
-                done += 1024;
+                for (int n = 0; n < 64; ++n) {
+                    for (auto& key : batch_keys)
+                        key = std::string_view(flat.data() + (random() % keys) * 16, 16);
+                    if (reader->get_many(batch_keys, batch_values, batch_results) != kv::SharedTableReader::Result::found)
+                        fail("direct MGET failed");
+                    for (std::size_t i = 0; i < batch; ++i)
+                        if (batch_results[i] != kv::SharedTableReader::Result::found || !is_value_of(batch_keys[i], batch_values[i]))
+                            fail("direct MGET of " + std::string(batch_keys[i]) + " did not return its value");
+                }
+                done += 64 * batch;
             }
             counts[t] = done;
         });
@@ -220,9 +238,9 @@ void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, dou
     std::uint64_t total = 0;
     for (auto c : counts)
         total += c;
-    std::printf("{\"bench\":\"direct-get\",\"keys\":%llu,\"threads\":%d,\"contended\":%s,\"ops_per_s\":%.0f,"
+    std::printf("{\"bench\":\"direct-get\",\"keys\":%llu,\"threads\":%d,\"contended\":%s,\"batch\":%zu,\"ops_per_s\":%.0f,"
                 "\"writes_per_s\":%.0f}\n",
-        static_cast<unsigned long long>(keys), threads, contended ? "true" : "false", total / elapsed, writes / elapsed);
+        static_cast<unsigned long long>(keys), threads, contended ? "true" : "false", batch, total / elapsed, writes / elapsed);
     auto registry = connect_registry(run_dir);
     call(registry, { "STOP", name });
 }
@@ -1253,6 +1271,8 @@ int main(int argc, char** argv)
     direct->add_option("--seconds", seconds);
     bool contended = false;
     direct->add_flag("--contended", contended, "a writer SETs other keys of the bucket during the measurement");
+    std::size_t batch = 1;
+    direct->add_option("--batch", batch, "read this many keys at a time, as one direct MGET")->check(CLI::Range(std::size_t(1), std::size_t(4096)));
     auto* lookups = app.add_subcommand("lookup", "LOOKUP ops/s through the name table and through the socket");
     lookups->add_option("--buckets", buckets);
     lookups->add_option("--seconds", seconds);
@@ -1314,7 +1334,7 @@ int main(int argc, char** argv)
         fail(error.what());
     }
     if (*direct)
-        direct_get(run_dir, keys, threads, seconds, contended);
+        direct_get(run_dir, keys, threads, seconds, contended, batch);
     else if (*lookups)
         lookup(run_dir, buckets, seconds);
     else if (*creates)

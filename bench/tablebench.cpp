@@ -6,10 +6,12 @@
 // path (hash, probe, key compare, value copy, the seqlock and the fault
 // guard), so a change to common/shm can be compared run for run.
 //
-//   tablebench [--keys N] [--gets N] [--rounds N]
+//   tablebench [--keys N] [--gets N] [--rounds N] [--batch N]
 //
 // Prints one JSON object per round: ns per GET and GETs per second, by the
 // wall clock and by this thread's CPU time (which a busy machine disturbs less).
+// --batch N (N > 1) reads the keys N at a time, each batch one get_many (a
+// direct MGET): "gets" then counts keys read.
 #include <time.h>
 #include <unistd.h>
 
@@ -56,10 +58,12 @@ int main(int argc, char** argv)
     std::uint64_t keys = 1000;
     std::uint64_t gets = 0; // per round; 0: chosen from `keys`
     int rounds = 5;
+    std::size_t batch = 1;
     CLI::App app { "tablebench: direct GETs from a table written in the same process" };
     app.add_option("--keys", keys);
     app.add_option("--gets", gets);
     app.add_option("--rounds", rounds);
+    app.add_option("--batch", batch)->check(CLI::Range(std::size_t(1), std::size_t(4096)));
     CLI11_PARSE(app, argc, argv);
     if (keys == 0)
         fail("--keys must be at least 1");
@@ -87,21 +91,40 @@ int main(int argc, char** argv)
 
     std::mt19937_64 random(1);
     std::string value;
+    std::vector<std::string_view> batch_keys(batch);
+    std::vector<std::string> batch_values(batch);
+    std::vector<kv::SharedTableReader::Result> batch_results(batch);
+    gets -= gets % batch;
     for (int round = 0; round < rounds; ++round) {
         const auto start = Clock::now();
         const double cpu_start = thread_cpu_seconds();
-        for (std::uint64_t n = 0; n < gets; ++n) {
-            std::string_view key(flat.data() + (random() % keys) * 16, 16);
-            if (reader->get(key, value) != kv::SharedTableReader::Result::found)
-                fail("direct GET missed key " + std::string(key));
-            if (!is_value_of(key, value))
-                fail("direct GET of " + std::string(key) + " returned " + value + ", not its value");
+        if (batch == 1) {
+            for (std::uint64_t n = 0; n < gets; ++n) {
+                std::string_view key(flat.data() + (random() % keys) * 16, 16);
+                if (reader->get(key, value) != kv::SharedTableReader::Result::found)
+                    fail("direct GET missed key " + std::string(key));
+                if (!is_value_of(key, value))
+                    fail("direct GET of " + std::string(key) + " returned " + value + ", not its value");
+            }
+        } else {
+            for (std::uint64_t n = 0; n < gets; n += batch) {
+                for (auto& key : batch_keys)
+                    key = std::string_view(flat.data() + (random() % keys) * 16, 16);
+                if (reader->get_many(batch_keys, batch_values, batch_results) != kv::SharedTableReader::Result::found)
+                    fail("direct MGET failed");
+                for (std::size_t i = 0; i < batch; ++i) {
+                    if (batch_results[i] != kv::SharedTableReader::Result::found)
+                        fail("direct MGET missed key " + std::string(batch_keys[i]));
+                    if (!is_value_of(batch_keys[i], batch_values[i]))
+                        fail("direct MGET of " + std::string(batch_keys[i]) + " returned " + batch_values[i] + ", not its value");
+                }
+            }
         }
         const double cpu = thread_cpu_seconds() - cpu_start;
         const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-        std::printf("{\"bench\":\"table-get\",\"keys\":%llu,\"round\":%d,\"ns_per_get\":%.1f,\"gets_per_s\":%.0f,"
+        std::printf("{\"bench\":\"table-get\",\"keys\":%llu,\"batch\":%zu,\"round\":%d,\"ns_per_get\":%.1f,\"gets_per_s\":%.0f,"
                     "\"cpu_ns_per_get\":%.1f,\"gets_per_cpu_s\":%.0f}\n",
-            static_cast<unsigned long long>(keys), round, seconds * 1e9 / gets, gets / seconds, cpu * 1e9 / gets, gets / cpu);
+            static_cast<unsigned long long>(keys), batch, round, seconds * 1e9 / gets, gets / seconds, cpu * 1e9 / gets, gets / cpu);
         std::fflush(stdout);
     }
     return 0;

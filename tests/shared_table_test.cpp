@@ -1215,3 +1215,101 @@ TEST(SharedTableExpiry, TheCountOfPairsWithATimeFollowsEveryChangeAndEveryRollba
     writer.clear();
     EXPECT_EQ(writer.expiring(), 0u);
 }
+
+// ---- get_many: a direct MGET ----
+
+TEST(SharedTableMget, AnswersEveryKeyFoundOrMissingWithItsValueAcrossGroupsAndSizes)
+{
+    auto name = unique_segment("mget");
+    kv::SharedTableWriter writer(name, 64 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    // Small pairs (in the slot) and large ones (in the heap), and enough
+    // keys for several groups of sixteen and a part group.
+    std::vector<std::string> keys;
+    std::map<std::string, std::string> stored;
+    for (int i = 0; i < 70; ++i) {
+        keys.push_back("key" + std::to_string(i));
+        if (i % 3 == 2)
+            continue; // missing
+        stored[keys.back()] = i % 2 ? std::string(200 + i, 'v') : std::to_string(i);
+        ASSERT_EQ(writer.set(keys.back(), stored[keys.back()]), kv::SharedTableWriter::SetResult::stored);
+    }
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    std::vector<std::string_view> views(keys.begin(), keys.end());
+    std::vector<std::string> values(keys.size(), "stale");
+    std::vector<Result> results(keys.size(), Result::busy);
+    ASSERT_EQ(reader->get_many(views, values, results), Result::found);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        auto it = stored.find(keys[i]);
+        if (it == stored.end()) {
+            EXPECT_EQ(results[i], Result::missing) << keys[i];
+        } else {
+            EXPECT_EQ(results[i], Result::found) << keys[i];
+            EXPECT_EQ(values[i], it->second) << keys[i];
+        }
+    }
+    // None at all is an answer too.
+    EXPECT_EQ(reader->get_many({}, {}, {}), Result::found);
+}
+
+TEST(SharedTableMget, AnExitedOwnerIsGoneForTheWholeBatch)
+{
+    auto name = unique_segment("mgetexit");
+    auto writer = std::make_unique<kv::SharedTableWriter>(name, 4 << 20, kv::TableKind::bucket);
+    writer->publish_alive();
+    writer->set("k", "v");
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    writer.reset();
+    std::vector<std::string_view> keys { "k", "k" };
+    std::vector<std::string> values(2);
+    std::vector<Result> results(2);
+    EXPECT_EQ(reader->get_many(keys, values, results), Result::gone);
+}
+
+TEST(SharedTableMget, ABatchOfKeysIsReadAsOfOneMomentNeverHalfAWrite)
+{
+    // The writer sets a and b (and a large c) to one counter in one batch;
+    // every get_many of {b, c, a} must give the three the same counter.
+    // Read one by one, b could come from one batch and a from the next.
+    auto name = unique_segment("mgetmoment");
+    kv::SharedTableWriter writer(name, 64 << 20, kv::TableKind::bucket);
+    writer.publish_alive();
+    for (const char* key : { "a", "b", "c" })
+        ASSERT_EQ(writer.set(key, "0"), kv::SharedTableWriter::SetResult::stored);
+    std::atomic<bool> done { false };
+    std::atomic<long> reads { 0 };
+    std::atomic<bool> failed { false };
+    std::string failure; // written by the reader before it sets `failed`
+    std::thread reader_thread([&] {
+        auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+        std::vector<std::string_view> keys { "b", "c", "a" };
+        std::vector<std::string> values(3);
+        std::vector<Result> results(3);
+        while (!done) {
+            if (reader->get_many(keys, values, results) != Result::found || results[0] != Result::found
+                || results[1] != Result::found || results[2] != Result::found) {
+                failure = "a key missing";
+            } else if (values[0] != values[2] || values[1].substr(0, values[1].find('/')) != values[0]) {
+                failure = "not one moment: b=" + values[0] + " c=" + values[1].substr(0, 20) + " a=" + values[2];
+            } else {
+                ++reads;
+                continue;
+            }
+            failed = true;
+            return;
+        }
+    });
+    for (std::uint64_t counter = 1; (reads < 50000 || counter < 50000) && counter < 20'000'000 && !failed; ++counter) {
+        auto batch = writer.begin_batch();
+        const std::string value = std::to_string(counter);
+        ASSERT_EQ(batch.set("a", value), kv::SharedTableWriter::SetResult::stored);
+        ASSERT_EQ(batch.set("b", value), kv::SharedTableWriter::SetResult::stored);
+        ASSERT_EQ(batch.set("c", value + "/" + std::string(100, 'x')), kv::SharedTableWriter::SetResult::stored);
+        batch.commit();
+    }
+    done = true;
+    reader_thread.join();
+    EXPECT_FALSE(failed) << failure;
+    EXPECT_GE(reads.load(), 50000);
+}
