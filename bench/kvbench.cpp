@@ -26,6 +26,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <spawn.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -310,6 +311,40 @@ void create(const std::string& run_dir, int count, bool stop_each)
     }
     auto p = percentiles(latencies);
     std::printf("{\"bench\":\"create\",\"count\":%d,\"median_us\":%.1f,\"p99_us\":%.1f}\n", count, p.median, p.p99);
+}
+
+// The floor under CREATE: posix_spawn of a small static program (`program`,
+// kvbench-ready) until it writes its readiness line on a pipe, `count`
+// times, each then reaped. CREATE's spawn-to-ready is this plus registryd's
+// and bucketd's own work.
+void spawn_floor(const std::string& program, int count)
+{
+    std::vector<double> latencies;
+    char* const argv[] = { const_cast<char*>(program.c_str()), nullptr };
+    char* const envp[] = { nullptr };
+    for (int i = 0; i < count; ++i) {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) == -1)
+            fail(std::string("pipe2: ") + std::strerror(errno));
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 3); // dup2 clears close-on-exec on 3
+        auto before = Clock::now();
+        pid_t pid = -1;
+        if (int error = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv, envp); error != 0)
+            fail("posix_spawn " + program + ": " + std::strerror(error));
+        ::close(fds[1]);
+        char line = 0;
+        if (::read(fds[0], &line, 1) != 1 || line != '\n')
+            fail(program + " wrote no readiness line");
+        latencies.push_back(microseconds(Clock::now() - before));
+        ::close(fds[0]);
+        posix_spawn_file_actions_destroy(&actions);
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+    }
+    auto p = percentiles(latencies);
+    std::printf("{\"bench\":\"spawn-floor\",\"count\":%d,\"median_us\":%.1f,\"p99_us\":%.1f}\n", count, p.median, p.p99);
 }
 
 // Creates `count` buckets from `clients` connections at once and leaves them
@@ -1260,7 +1295,7 @@ int main(int argc, char** argv)
     CLI::App app { "kvbench: measurements for BENCHMARKS.md (run by bench/run.sh)" };
     app.require_subcommand(1);
     std::string run_dir;
-    app.add_option("--run-dir", run_dir, "run dir of a running registryd (all but reference-restart)");
+    app.add_option("--run-dir", run_dir, "run dir of a running registryd (all but reference-restart and spawn-floor)");
     app.fallthrough();
     std::uint64_t keys = 1000;
     int threads = 1, buckets = 100, count = 1000;
@@ -1280,6 +1315,10 @@ int main(int argc, char** argv)
     creates->add_option("--count", count);
     bool stop_each = false;
     creates->add_flag("--stop-each", stop_each, "STOP each bucket before the next CREATE");
+    auto* floors = app.add_subcommand("spawn-floor", "posix_spawn of a small static program until its readiness line: CREATE's floor");
+    floors->add_option("--count", count);
+    std::string ready_program;
+    floors->add_option("--program", ready_program, "the program (kvbench-ready)")->required();
     auto* kills = app.add_subcommand("kill", "kill-to-gone latency, beside the bare pidfd floor");
     kills->add_option("--count", count);
     auto* scales = app.add_subcommand("scale", "many live buckets: time, memory, kill-all-to-empty");
@@ -1324,6 +1363,10 @@ int main(int argc, char** argv)
     std::signal(SIGPIPE, SIG_IGN);
     if (*references) {
         reference_restart(socket, count, min_uptime_ms);
+        return 0;
+    }
+    if (*floors) {
+        spawn_floor(ready_program, count);
         return 0;
     }
     if (run_dir.empty())
