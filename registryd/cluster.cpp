@@ -396,6 +396,7 @@ void Cluster::apply(const std::string& key, const std::string& value, bool delet
 void Cluster::claim(const ClusterBucket& entry, std::function<void(const Claim&)> done)
 {
     if (auto releasing = releasing_.find(entry.name); releasing != releasing_.end()) {
+        log_line(LogLevel::debug, "cluster: the claim of bucket " + printable(entry.name) + " waits for the release of its last claim");
         releasing->second.push_back([this, entry, done, alive = alive_] {
             if (*alive)
                 claim(entry, done);
