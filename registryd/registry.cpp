@@ -506,6 +506,13 @@ void Registry::reclaim(Bucket& bucket)
             bucket->claim_lease = claim.owner.lease;
             if (bucket->segment.fd)
                 set_write_deadline(bucket->segment.fd.get(), write_deadline(*bucket)); // writes resume
+            // The claim put the bucket as it was when the claim was sent; a
+            // restart meanwhile (a new pid, id and address) was published
+            // under the old claim, which etcd refused: the name's value is
+            // brought up to date under the new one.
+            if (bucket->id != claim.owner.id || bucket->tcp_address != claim.owner.address
+                || (bucket->state == BucketState::ready) != (claim.owner.state == "ready"))
+                options_.cluster->update(cluster_entry(*bucket));
             log_line(LogLevel::notice, describe(*bucket) + " claimed again in the cluster");
             return;
         case Cluster::Claim::Outcome::taken:

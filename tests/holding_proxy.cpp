@@ -113,7 +113,6 @@ void HoldingProxy::release_held()
 {
     {
         std::lock_guard lock(mutex_);
-        hold_ = nullptr;
         ++releases_;
     }
     changed_.notify_all();

@@ -35,9 +35,10 @@ public:
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
     // From now on, a request whose whole text satisfies `hold` waits in the
-    // proxy until release_held(). None by default.
+    // proxy until release_held() (nullptr: none is held; the default).
     void hold_if(std::function<bool(const std::string& request)> hold);
-    // Lets every held request go on to etcd, and holds no more.
+    // Lets every request held so far go on to etcd (later ones that satisfy
+    // the predicate are held again).
     void release_held();
     // Waits until a request that satisfies `match` has arrived (held or
     // not), at most `deadline`; false if none did.
