@@ -159,7 +159,7 @@ class Session {
 public:
     Session(const std::string& run_dir, std::optional<std::chrono::steady_clock::time_point> deadline)
         : dir_(open_run_dir(run_dir))
-        , connect_options_ { dir_.owner(), deadline }
+        , connect_options_ { dir_.owner(), deadline, {} }
         , timeout_text_(deadline ? " (see --timeout)" : "")
     {
     }

@@ -29,7 +29,7 @@ BucketAccess::BucketAccess(const std::string& run_dir, std::chrono::milliseconds
 
 ConnectOptions BucketAccess::options() const
 {
-    return ConnectOptions { dir_.owner(), std::chrono::steady_clock::now() + call_timeout_ };
+    return ConnectOptions { dir_.owner(), std::chrono::steady_clock::now() + call_timeout_, {} };
 }
 
 Client BucketAccess::connect_registry() const
