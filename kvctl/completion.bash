@@ -69,7 +69,7 @@ _kvctl()
         case $word in
         --run-dir) run_dir=(--run-dir "${COMP_WORDS[i + 1]}"); i=$((i + 1)) ;;
         --run-dir=*) run_dir=("$word") ;;
-        --timeout | --restart) i=$((i + 1)) ;;
+        --timeout | --restart | --password-file) i=$((i + 1)) ;;
         -*) ;;
         *) if [[ -z $subcommand ]]; then subcommand=$word; else arguments=$((arguments + 1)); fi ;;
         esac
@@ -77,6 +77,7 @@ _kvctl()
 
     case $prev in
     --run-dir) mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return 0 ;;
+    --password-file) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return 0 ;;
     --timeout) return 0 ;;
     esac
 

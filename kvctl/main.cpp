@@ -26,6 +26,7 @@
 #include "exit_record.h"
 #include "instance_record.h"
 #include "name_table.h"
+#include "password_file.h"
 #include "restart_policy.h"
 #include "shared_table.h"
 #include "run_dir.h"
@@ -46,7 +47,8 @@ enum ExitCode {
 
 constexpr const char* exit_code_help = "Exit codes: 0 ok; 1 not found (bucket or key, or the bucket is gone); "
                                        "2 usage; 3 registryd not reachable; 4 refused (invalid name, limit "
-                                       "reached, bucket full, permission denied); 5 failed (e.g. a bucket could "
+                                       "reached, bucket full, permission denied, another node's bucket without "
+                                       "--password-file or with a wrong password); 5 failed (e.g. a bucket could "
                                        "not start, or a bucket's socket is served by another user); 6 timed out "
                                        "(--timeout).";
 
@@ -157,10 +159,14 @@ Failure unreachable(const std::string& registry_socket, const kv::SystemError& e
 // another user can neither answer in registryd's place nor receive our data.
 class Session {
 public:
-    Session(const std::string& run_dir, std::optional<std::chrono::steady_clock::time_point> deadline)
+    // `password`: --password-file's, for a bucket on another node of a
+    // cluster (README "Cluster"); none: such a bucket is refused.
+    Session(const std::string& run_dir, std::optional<std::chrono::steady_clock::time_point> deadline,
+        std::optional<std::string> password)
         : dir_(open_run_dir(run_dir))
-        , connect_options_ { dir_.owner(), deadline }
+        , connect_options_ { dir_.owner(), deadline, {} }
         , timeout_text_(deadline ? " (see --timeout)" : "")
+        , password_(std::move(password))
     {
     }
 
@@ -244,6 +250,8 @@ public:
     std::invoke_result_t<Use, kv::Client&> with_bucket(const kv::BucketRecord& bucket, const std::string& name,
         const std::string& what, Use use)
     {
+        if (on_another_node(bucket))
+            return with_remote_bucket(bucket, name, what, use);
         try {
             auto client = kv::Client::connect(bucket.socket, connect_options_);
             return use(client);
@@ -260,11 +268,14 @@ public:
         }
     }
 
-    // GET straight from the bucket's segment when it can answer; else over its socket.
+    // GET straight from the bucket's segment when it can answer; else over
+    // its socket (or, on another node, its TCP address).
     std::optional<std::string> get(const std::string& name, const std::string& key, const std::string& what)
     {
         auto bucket = lookup(name, what);
-        if (auto table = kv::SharedTableReader::open(bucket.segment, kv::TableKind::bucket, dir_.owner())) {
+        if (on_another_node(bucket)) {
+            // nothing of it is mapped here: ask it
+        } else if (auto table = kv::SharedTableReader::open(bucket.segment, kv::TableKind::bucket, dir_.owner())) {
             std::string value;
             switch (table->get(key, value)) {
             case kv::SharedTableReader::Result::found: return value;
@@ -279,6 +290,46 @@ public:
     }
 
 private:
+    // A bucket another node of the cluster runs: LOOKUP gives its node and
+    // TCP address, and no socket or segment here (bucket_record.h).
+    static bool on_another_node(const kv::BucketRecord& bucket) { return bucket.socket.empty() && !bucket.node.empty(); }
+
+    // with_bucket for a bucket on another node: over TCP to its address,
+    // AUTH with --password-file's password first (its node serves it to
+    // clients that AUTH, as Redis's requirepass). The peer's uid cannot be
+    // checked over TCP: the password is the trust, both ways.
+    template <typename Use>
+    std::invoke_result_t<Use, kv::Client&> with_remote_bucket(const kv::BucketRecord& bucket, const std::string& name,
+        const std::string& what, Use use)
+    {
+        const std::string where = "bucket " + kv::printable(name) + " on node " + kv::printable(bucket.node);
+        if (bucket.address.empty())
+            throw Failure { exit_failed, what + ": " + where + " has no TCP address (node " + kv::printable(bucket.node)
+                    + "'s registryd runs without --listen-tcp)" };
+        if (!password_)
+            throw Failure { exit_refused, what + ": " + where + " is reached over TCP at " + bucket.address
+                    + ", which needs the cluster's password: give kvctl --password-file FILE" };
+        kv::ConnectOptions options;
+        options.deadline = connect_options_.deadline;
+        options.password = password_;
+        try {
+            auto client = kv::Client::connect_tcp(bucket.address, options);
+            return use(client);
+        } catch (const kv::AuthenticationFailed& error) {
+            throw Failure { exit_refused, what + ": " + error.what() };
+        } catch (const kv::TimedOut& error) {
+            throw Failure { exit_timed_out, what + ": " + error.what() + timeout_text_ };
+        } catch (const kv::SystemError& error) {
+            if (error.error() == ECONNREFUSED) // nobody listens at its port: the bucket exited (or its node is down)
+                throw Failure { exit_not_found, what + ": " + where + " is gone (" + error.what() + ")" };
+            throw Failure { exit_failed, what + ": " + error.what() };
+        } catch (const kv::ConnectionClosed&) {
+            throw Failure { exit_not_found, what + ": " + where + " exited before replying" };
+        } catch (const std::invalid_argument& error) {
+            throw Failure { exit_failed, what + ": registryd gave an address kvctl cannot use: " + error.what() };
+        }
+    }
+
     static kv::RunDir open_run_dir(const std::string& path)
     {
         try {
@@ -296,6 +347,7 @@ private:
     std::optional<kv::Client> registry_;
     bool names_tried_ = false;
     std::unique_ptr<kv::NameTableReader> names_;
+    std::optional<std::string> password_;
 };
 
 std::string json_string(const std::string& bytes)
@@ -536,6 +588,11 @@ int main(int argc, char** argv)
     app.set_version_flag("--version", "kvctl " KV_VERSION, "Print the version and exit");
     std::string name, key, value;
     bool json = false, raw = false, socket_path = false;
+    std::string password_file;
+    app.add_option("--password-file", password_file,
+        "For a bucket on another node of a cluster (reached over TCP): the password to AUTH with, the first line of "
+        "FILE, which must be ours (or root's) with mode 0600 or stricter, as registryd's --password-file")
+        ->type_name("FILE");
     double timeout_seconds = 10;
     auto* timeout = app.add_option("--timeout", timeout_seconds,
                            "Give up after this many seconds (0: wait forever); monitor waits forever unless given one")
@@ -617,7 +674,15 @@ int main(int argc, char** argv)
         if (timeout_seconds > 0 && (!*monitor || timeout->count() > 0))
             deadline = std::chrono::steady_clock::now()
                 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout_seconds));
-        Session session(kv::resolve_run_dir(run_dir_flag), deadline);
+        std::optional<std::string> password;
+        if (!password_file.empty()) {
+            try {
+                password = kv::read_password_file(password_file);
+            } catch (const std::exception& error) {
+                throw Failure { exit_refused, std::string("unable to use --password-file: ") + error.what() };
+            }
+        }
+        Session session(kv::resolve_run_dir(run_dir_flag), deadline, std::move(password));
         if (*create) {
             std::vector<std::string> request { "CREATE", name };
             if (!restart_policy.empty())

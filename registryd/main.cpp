@@ -371,7 +371,7 @@ int main(int argc, char** argv)
         if (text_listener)
             text_server.emplace(io, std::move(*text_listener),
                 kv::TextServerOptions { textd_path, run_dir_path, options.instance, server_config, *kv::parse_log_level(log_level_name),
-                    supervision, options.stop_grace });
+                    supervision, options.stop_grace, password });
         kv::SocketFile registry_socket = kv::SocketFile::listen(dir.fd(), kv::registry_socket_name,
             kv::registry_socket_path(run_dir_path), server_config.admits_others() ? 0666 : 0600);
         const kv::RespServer* registry_server = nullptr;

@@ -292,11 +292,14 @@ SpawnedBucket spawn_bucket(const BucketLaunch& launch)
 
 SpawnedProcess spawn_text_server(const TextServerLaunch& launch)
 {
-    return spawn_process(ProcessLaunch { launch.textd_path, { "textd", launch.address }, -1, launch.environment.listen_fd, -1, -1,
-        [&launch](const SpawnSlots& slots) {
+    const bool password = launch.environment.password_fd >= 0;
+    return spawn_process(ProcessLaunch { launch.textd_path, { "textd", launch.address }, -1, launch.environment.listen_fd, -1,
+        launch.environment.password_fd, [&launch, password](const SpawnSlots& slots) {
             TextServerEnvironment environment = launch.environment;
             environment.notify_fd = slots.ready;
             environment.listen_fd = slots.listener;
+            if (password)
+                environment.password_fd = slots.password;
             return encode(environment);
         } });
 }

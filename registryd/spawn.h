@@ -45,7 +45,8 @@ struct TextServerLaunch {
 };
 
 // Starts textd as spawn_bucket starts bucketd, with the same guarantees; it
-// is handed its readiness pipe and the listening socket only.
+// is handed its readiness pipe and the listening socket only, and with
+// registryd --password-file the password descriptor.
 SpawnedProcess spawn_text_server(const TextServerLaunch& launch);
 
 // Reserves, now, the six descriptor numbers every spawn passes a child's

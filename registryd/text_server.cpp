@@ -15,6 +15,7 @@
 
 #include "bucket.h"
 #include "log.h"
+#include "password_file.h"
 #include "pidfd.h"
 #include "system_error.h"
 #include "tcp_peer.h"
@@ -28,6 +29,8 @@ TextServer::TextServer(asio::io_context& io, TcpListener listener, TextServerOpt
     , options_(std::move(options))
     , timer_(io)
 {
+    if (!options_.password.empty())
+        password_ = password_descriptor(std::exchange(options_.password, {}));
 }
 
 TextServer::~TextServer()
@@ -53,6 +56,7 @@ void TextServer::spawn()
     launch.environment.run_dir = options_.run_dir;
     launch.environment.server_config = options_.server;
     launch.environment.log_level = options_.log_level;
+    launch.environment.password_fd = password_ ? password_.get() : -1;
     SpawnedProcess spawned;
     try {
         spawned = spawn_text_server(launch);

@@ -36,6 +36,10 @@ struct TextServerOptions {
     LogLevel log_level = LogLevel::info;
     SupervisionOptions supervision;   // its intensity and delay (its policy is always permanent)
     std::chrono::milliseconds stop_grace { 2000 };
+    // --password-file's ("": none): handed to textd as buckets get it, in a
+    // sealed memfd (password_file.h), for the buckets of other nodes it
+    // reaches over TCP with AUTH.
+    std::string password;
 };
 
 class TextServer {
@@ -62,6 +66,7 @@ private:
 
     asio::io_context& io_;
     UniqueFd listener_;
+    UniqueFd password_; // the memfd each textd is handed, when there is a password
     std::string address_;
     TextServerOptions options_;
     pid_t pid_ = -1;

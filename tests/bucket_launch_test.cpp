@@ -82,6 +82,36 @@ TEST(BucketLaunch, TcpListenerAndPasswordDescriptorAreHandedDownOnlyWithListenTc
         << "a TCP listener without its password is never served";
 }
 
+TEST(BucketLaunch, WhatRegistrydEncodesTextdDecodesWithAPasswordDescriptorOnlyWithPasswordFile)
+{
+    kv::TextServerEnvironment written;
+    written.instance = "0123456789abcdef";
+    written.listen_fd = 5;
+    written.notify_fd = 6;
+    written.run_dir = "/run/kv";
+    written.server_config.max_connections = 3;
+    written.log_level = kv::LogLevel::debug;
+    for (const int password_fd : { -1, 8 }) {
+        written.password_fd = password_fd;
+        std::map<std::string, std::string> variables;
+        for (const auto& [name, value] : kv::encode(written))
+            variables[name] = value;
+        // Written even when empty, so registryd's own environment cannot lend one.
+        EXPECT_EQ(variables.at("KV_PASSWORD_FD"), password_fd < 0 ? "" : "8");
+        const auto read = kv::decode_text_server_environment([&variables](const char* name) {
+            auto it = variables.find(name);
+            return it == variables.end() ? nullptr : it->second.c_str();
+        });
+        EXPECT_EQ(read.instance, written.instance);
+        EXPECT_EQ(read.listen_fd, 5);
+        EXPECT_EQ(read.notify_fd, 6);
+        EXPECT_EQ(read.run_dir, "/run/kv");
+        EXPECT_EQ(read.server_config.encode(), written.server_config.encode());
+        EXPECT_EQ(read.log_level, kv::LogLevel::debug);
+        EXPECT_EQ(read.password_fd, password_fd);
+    }
+}
+
 TEST(BucketLaunch, BucketdRefusesAnEnvironmentRegistrydWouldNotWrite)
 {
     Environment environment(sample());

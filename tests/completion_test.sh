@@ -52,7 +52,11 @@ for subcommand in $offered; do
 done
 expect "kvctl cr" create
 expect "kvctl --timeout 3 l" list lookup
-expect_among "kvctl --" --run-dir --timeout --help
+expect_among "kvctl --" --run-dir --timeout --password-file --help
+# --password-file takes a file, and its value is no subcommand.
+touch "$kv_scratch/password"
+expect "kvctl --password-file $kv_scratch/passw" "$kv_scratch/password"
+expect "kvctl --password-file $kv_scratch/password l" list lookup
 expect_among "kvctl list --" --json --help
 expect_among "kvctl create --" --restart --help
 # An option's values, as its --help lists them.

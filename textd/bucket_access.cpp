@@ -17,19 +17,52 @@ namespace {
 // past it, they are all closed and reopened as they come.
 constexpr std::size_t most_open_buckets = 32;
 
+// Another node's bucket: LOOKUP gives its node and address, and no socket
+// or segment here (bucket_record.h).
+bool on_another_node(const BucketRecord& record) { return record.socket.empty() && !record.node.empty(); }
+
+// Another node's bucket that textd has no way to reach (no address, no
+// password): asking registryd again will not change that.
+class NoWayThere : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 } // namespace
 
-BucketAccess::BucketAccess(const std::string& run_dir, std::chrono::milliseconds call_timeout)
+BucketAccess::BucketAccess(const std::string& run_dir, std::chrono::milliseconds call_timeout, std::optional<std::string> password)
     : dir_(RunDir::open_trusted(run_dir))
     , call_timeout_(call_timeout)
+    , password_(std::move(password))
 {
     if (auto record = read_instance_record(dir_))
         names_ = NameTableReader::open(record->names_segment, dir_.owner());
 }
 
+BucketAccess::Process BucketAccess::process_of(const BucketRecord& record)
+{
+    return Process { on_another_node(record) ? record.node : std::string(), record.id };
+}
+
+Client BucketAccess::connect_bucket(const Open& open) const
+{
+    const BucketRecord& record = open.record;
+    if (!on_another_node(record))
+        return Client::connect(record.socket, options());
+    const std::string where = "bucket " + shown_bucket_name(record.name) + " is on node " + printable(record.node);
+    if (record.address.empty())
+        throw NoWayThere(where + ", which has no TCP address (its registryd runs without --listen-tcp)");
+    if (!password_)
+        throw NoWayThere(where + ", at " + record.address + " over TCP, and textd has no password to AUTH with there (registryd --password-file)");
+    ConnectOptions tcp = options();
+    tcp.expected_peer_uid.reset();
+    tcp.password = password_;
+    return Client::connect_tcp(record.address, tcp);
+}
+
 ConnectOptions BucketAccess::options() const
 {
-    return ConnectOptions { dir_.owner(), std::chrono::steady_clock::now() + call_timeout_ };
+    return ConnectOptions { dir_.owner(), std::chrono::steady_clock::now() + call_timeout_, {} };
 }
 
 Client BucketAccess::connect_registry() const
@@ -40,7 +73,7 @@ Client BucketAccess::connect_registry() const
     return Client::connect(registry_socket_path(dir_.path()), options());
 }
 
-BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcome, std::string& why, unsigned long long exited)
+BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcome, std::string& why, const Process& exited)
 {
     outcome = Outcome::done;
     // A name no bucket can have (too long, not UTF-8 ...) is simply not found.
@@ -51,7 +84,7 @@ BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcom
     BucketRecord record;
     const std::string wanted(name);
     const auto in_table = names_ ? names_->lookup(wanted, record) : NameTableReader::Result::unavailable;
-    if (in_table != NameTableReader::Result::found || record.id == exited) {
+    if (in_table != NameTableReader::Result::found || process_of(record) == exited) {
         // Not in the table: gone, or being restarted (the table holds ready
         // buckets only). LOOKUP waits through a restart.
         try {
@@ -59,7 +92,9 @@ BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcom
             // answer for a moment: its socket refuses before its exit is
             // reported (the kernel closes a process's files, then tells
             // its parent). Asked again until registryd has seen the exit,
-            // within the call's deadline.
+            // within the call's deadline. Not for another node's bucket:
+            // its exit reaches this registryd through etcd, seconds later
+            // if its node died, so the caller is told at once.
             const auto deadline = std::chrono::steady_clock::now() + call_timeout_;
             Client registry = connect_registry();
             for (;;) {
@@ -69,11 +104,14 @@ BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcom
                     why = "LOOKUP " + shown_bucket_name(wanted) + ": " + reply.text;
                 } else if (auto decoded = decode_bucket_record(reply)) {
                     record = std::move(*decoded);
-                    if (record.id == exited && std::chrono::steady_clock::now() < deadline)
+                    const bool same = process_of(record) == exited;
+                    if (same && !on_another_node(record) && std::chrono::steady_clock::now() < deadline)
                         continue;
-                    if (record.id == exited) {
+                    if (same) {
                         outcome = Outcome::failed;
-                        why = "bucket " + shown_bucket_name(wanted) + " exited, and registryd did not see it in time";
+                        why = on_another_node(record)
+                            ? "bucket " + shown_bucket_name(wanted) + " on node " + printable(record.node) + " did not answer at " + record.address
+                            : "bucket " + shown_bucket_name(wanted) + " exited, and registryd did not see it in time";
                     }
                 } else {
                     outcome = Outcome::failed;
@@ -87,34 +125,35 @@ BucketAccess::Open* BucketAccess::resolve(std::string_view name, Outcome& outcom
         }
         // registryd could not be asked (its --max-connections reached, say):
         // the table's answer stands.
-        if (outcome == Outcome::failed && in_table == NameTableReader::Result::missing && exited == 0)
+        if (outcome == Outcome::failed && in_table == NameTableReader::Result::missing && exited.id == 0)
             outcome = Outcome::not_found;
         if (outcome != Outcome::done)
             return nullptr;
     }
-    if (auto it = open_.find(record.id); it != open_.end())
+    const Process process = process_of(record);
+    if (auto it = open_.find(process); it != open_.end())
         return &it->second;
     // What is held for an earlier process of the same name goes.
     std::erase_if(open_, [&record](const auto& entry) { return entry.second.record.name == record.name; });
     if (open_.size() >= most_open_buckets)
         open_.clear();
-    Open& opened = open_[record.id];
+    Open& opened = open_[process];
     opened.record = std::move(record);
     return &opened;
 }
 
 Outcome BucketAccess::bucket_call(std::string_view name, const std::vector<std::string>& request, resp::Value& reply, std::string& why,
-    unsigned long long exited)
+    Process exited)
 {
     for (int attempt = 0;; ++attempt) {
         Outcome outcome = Outcome::done;
         Open* bucket = resolve(name, outcome, why, exited);
         if (!bucket)
             return outcome;
-        const unsigned long long id = bucket->record.id;
+        const Process id = process_of(bucket->record);
         try {
             if (!bucket->socket)
-                bucket->socket.emplace(Client::connect(bucket->record.socket, options()));
+                bucket->socket.emplace(connect_bucket(*bucket));
             bucket->socket->set_deadline(std::chrono::steady_clock::now() + call_timeout_);
             reply = bucket->socket->call(request);
             if (reply.is_error()) {
@@ -122,6 +161,15 @@ Outcome BucketAccess::bucket_call(std::string_view name, const std::vector<std::
                 return Outcome::failed;
             }
             return Outcome::done;
+        } catch (const AuthenticationFailed& error) {
+            // Another node refused our password: asking again will not help.
+            open_.erase(id);
+            why = request[0] + " on bucket " + shown_bucket_name(name) + ": " + error.what();
+            return Outcome::failed;
+        } catch (const NoWayThere& error) {
+            open_.erase(id);
+            why = request[0] + " on bucket " + shown_bucket_name(name) + ": " + error.what();
+            return Outcome::failed;
         } catch (const TimedOut& error) {
             open_.erase(id); // a late reply must not answer the next call
             why = request[0] + " on bucket " + shown_bucket_name(name) + ": " + error.what();
@@ -161,15 +209,17 @@ Outcome BucketAccess::get(std::string_view name, std::string_view key, std::stri
         return outcome;
     if (!bucket->table_tried) {
         bucket->table_tried = true;
-        bucket->table = SharedTableReader::open(bucket->record.segment, TableKind::bucket, dir_.owner());
+        // Another node's bucket has no segment here: it is asked over TCP.
+        if (!on_another_node(bucket->record))
+            bucket->table = SharedTableReader::open(bucket->record.segment, TableKind::bucket, dir_.owner());
     }
-    unsigned long long exited = 0;
+    Process exited {};
     if (bucket->table) {
         switch (bucket->table->get(key, value)) {
         case SharedTableReader::Result::found: return Outcome::done;
         case SharedTableReader::Result::missing: value.clear(); return Outcome::done;
         case SharedTableReader::Result::gone: // its process exited: ask who serves the name now
-            exited = bucket->record.id;
+            exited = process_of(bucket->record);
             open_.erase(exited);
             break;
         case SharedTableReader::Result::busy: break; // the socket will say

@@ -45,6 +45,7 @@
 #include "bucket_launch.h"
 #include "client_processes.h"
 #include "log.h"
+#include "password_file.h"
 #include "system_error.h"
 #include "tcp_peer.h"
 #include "text_command.h"
@@ -123,6 +124,7 @@ int main(int argc, char** argv)
     }
     kv::UniqueFd notify(notify_fd);
     kv::UniqueFd listener(environment.listen_fd);
+    kv::UniqueFd password_fd(environment.password_fd);
     kv::set_log_level(environment.log_level);
     const std::string address = argv[1];
 
@@ -144,10 +146,16 @@ int main(int argc, char** argv)
         return fail(std::string("unable to watch its connections' processes: signalfd: ") + std::strerror(errno));
 
     // Opened here, once, and inherited by every client's process: the run directory
-    // (trusted as kvctl trusts it) and the name table's mapping.
+    // (trusted as kvctl trusts it) and the name table's mapping; and the
+    // password, if registryd has one, read once and its descriptor closed.
     std::optional<kv::text::BucketAccess> buckets;
     try {
-        buckets.emplace(environment.run_dir, environment.server_config.stall_timeout);
+        std::optional<std::string> password;
+        if (password_fd) {
+            password = kv::read_password(password_fd.get());
+            password_fd.reset();
+        }
+        buckets.emplace(environment.run_dir, environment.server_config.stall_timeout, std::move(password));
     } catch (const std::exception& error) {
         return fail(std::string("unable to serve ") + address + ": " + error.what());
     }

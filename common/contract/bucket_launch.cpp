@@ -110,6 +110,8 @@ std::vector<std::pair<std::string, std::string>> encode(const TextServerEnvironm
         { "KV_RUN_DIR", environment.run_dir },
         { "KV_SERVER_CONFIG", environment.server_config.encode() },
         { "KV_LOG_LEVEL", std::string(to_string(environment.log_level)) },
+        // Always written, empty without a password, as a bucket's.
+        { "KV_PASSWORD_FD", environment.password_fd >= 0 ? std::to_string(environment.password_fd) : "" },
     };
 }
 
@@ -122,6 +124,8 @@ TextServerEnvironment decode_text_server_environment(const EnvironmentLookup& lo
     environment.run_dir = required(lookup, "KV_RUN_DIR");
     environment.server_config = ServerConfig::decode(required(lookup, "KV_SERVER_CONFIG"));
     environment.log_level = log_level(lookup);
+    if (const char* password = lookup("KV_PASSWORD_FD"); password && *password)
+        environment.password_fd = descriptor(lookup, "KV_PASSWORD_FD");
     return environment;
 }
 

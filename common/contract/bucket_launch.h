@@ -96,6 +96,10 @@ BucketEnvironment decode_bucket_environment(const EnvironmentLookup& lookup = pr
 //   KV_SERVER_CONFIG the limits every socket of the instance enforces: its
 //                    connections, line length (max_inline_length) and stall timeout
 //   KV_LOG_LEVEL     as a bucket's
+//   KV_PASSWORD_FD   with registryd --password-file: a descriptor to read
+//                    the password from, as a bucket's, to AUTH with at the
+//                    TCP address of a bucket on another node of the cluster
+//                    (empty: none; textd then reaches only this node's buckets)
 struct TextServerEnvironment {
     std::string instance;
     int listen_fd = -1;
@@ -103,6 +107,7 @@ struct TextServerEnvironment {
     std::string run_dir;
     ServerConfig server_config;
     LogLevel log_level = LogLevel::info;
+    int password_fd = -1;
 };
 
 std::vector<std::pair<std::string, std::string>> encode(const TextServerEnvironment& environment);

@@ -52,7 +52,7 @@ std::string read_password_file(const std::string& path)
     if (!S_ISREG(status.st_mode))
         throw fail("not a regular file");
     if (status.st_uid != ::geteuid() && status.st_uid != 0)
-        throw fail("owned by uid " + std::to_string(status.st_uid) + ", not by registryd's uid " + std::to_string(::geteuid())
+        throw fail("owned by uid " + std::to_string(status.st_uid) + ", not by our uid " + std::to_string(::geteuid())
             + " or root; another user could set the password");
     if ((status.st_mode & 077) != 0) {
         char mode[8];

@@ -1,5 +1,7 @@
-// A blocking RESP client over a Unix socket: what kvctl and the tests use to
-// make calls to registryd and to buckets.
+// A blocking RESP client over a Unix socket or TCP: what kvctl and the tests
+// use to make calls to registryd and to buckets, and kvctl and textd to reach
+// a bucket on another node of a cluster (at the address LOOKUP gives, with
+// AUTH: README "TCP access").
 #pragma once
 
 #include <sys/types.h>
@@ -35,13 +37,25 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// A TCP server refused our password, or wants one we did not give:
+// "unable to authenticate to 127.0.0.1:6400: the password was refused
+// (WRONGPASS invalid username-password pair or user is disabled.)".
+class AuthenticationFailed : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 struct ConnectOptions {
-    // The uid the server must run as (by SO_PEERCRED: whoever called
-    // listen()); else connect() throws UntrustedPeer before sending anything.
+    // Unix sockets: the uid the server must run as (by SO_PEERCRED: whoever
+    // called listen()); else connect() throws UntrustedPeer before sending
+    // anything. A TCP peer has no uid to check: there the password is the trust.
     std::optional<uid_t> expected_peer_uid;
     // connect() and every later send and receive give up at this instant
     // with TimedOut. None: they wait as long as it takes.
     std::optional<std::chrono::steady_clock::time_point> deadline;
+    // TCP: sent as AUTH right after connecting (Redis's requirepass), before
+    // connect_tcp() returns. Ignored by connect() (a Unix socket asks none).
+    std::optional<std::string> password;
 };
 
 class Client {
@@ -51,12 +65,26 @@ public:
     // listener's backlog stays full past the deadline, UntrustedPeer.
     static Client connect(const std::string& path, const ConnectOptions& options = {});
 
+    // Connects over TCP to `address`, "HOST:PORT" or "[IPv6]:PORT" with HOST
+    // a numeric address (as LOOKUP's address field and --listen-tcp's bound
+    // address are: no name lookup, which no deadline could bound), then
+    // AUTHs with options.password if given. Throws std::invalid_argument for
+    // an address of another form, SystemError naming the address
+    // (ECONNREFUSED: nobody listens there), TimedOut, AuthenticationFailed.
+    // Once connected, the client's call() turns a NOAUTH reply (the server
+    // wants a password we did not give) into AuthenticationFailed.
+    static Client connect_tcp(const std::string& address, const ConnectOptions& options = {});
+
+    // AUTH `password` (the default user's, as Redis's requirepass). Throws
+    // AuthenticationFailed, with the server's reason, if it is refused.
+    void authenticate(const std::string& password);
+
     // Replaces the deadline for the sends and receives that follow.
     void set_deadline(std::optional<std::chrono::steady_clock::time_point> deadline) { deadline_ = deadline; }
 
     // Sends one request and waits for its reply. Throws ConnectionClosed if
     // the peer hangs up first, TimedOut past the deadline, SystemError on a
-    // socket error.
+    // socket error, and over TCP AuthenticationFailed for a NOAUTH reply.
     resp::Value call(const std::vector<std::string>& arguments);
 
     // Sends bytes as they are (for tests of malformed input).
@@ -79,8 +107,11 @@ private:
     void wait_until_ready(short events) const;
     int io_flags() const;
 
+    enum class Transport { unix_socket, tcp };
+
     UniqueFd fd_;
-    std::string path_;
+    std::string path_; // or the TCP address, in messages
+    Transport transport_ = Transport::unix_socket;
     std::string buffer_;
     std::optional<std::chrono::steady_clock::time_point> deadline_;
 };
