@@ -25,6 +25,7 @@
 #include "etcd_fixture.h"
 #include "history_checker.h"
 #include "reference_redis.h"
+#include "tcp_listener.h"
 
 using namespace kv::test;
 using kv::resp::Value;
@@ -579,6 +580,54 @@ TEST(Cluster, LosingOneOfThreeEtcdMembersLosesNoName)
     }
     EXPECT_EQ(registry_info(*a).at("cluster_leases_lost"), "0");
     EXPECT_EQ(registry_info(*b).at("cluster_leases_lost"), "0");
+}
+
+TEST(Cluster, ANodeListeningOnEveryAddressIsToldToSayWhereOtherNodesReachIt)
+{
+    // 0.0.0.0 is no address another node can connect to: a node bound there
+    // must say which address is its (--advertise-address), which LOOKUP on
+    // every node then gives for its buckets.
+    KV_REQUIRE(etcd_missing().empty(), etcd_missing());
+    EtcdCluster etcd;
+    TemporaryDirectory secrets;
+    const std::string password = "every address";
+    const std::string password_file = secrets.path() + "/password";
+    std::ofstream(password_file) << password << "\n";
+    ASSERT_EQ(::chmod(password_file.c_str(), 0600), 0);
+    const std::vector<std::string> everywhere { "--listen-tcp", "0.0.0.0:0", "--password-file", password_file };
+
+    TemporaryDirectory run_dir;
+    // Under timeout(1): a registryd that wrongly starts is ended, not waited for.
+    std::vector<std::string> refused { find_program("timeout"), "10", binary("registryd"), "--run-dir", run_dir.path(), "--cluster",
+        etcd.client_urls(), "--node", "a" };
+    refused.insert(refused.end(), everywhere.begin(), everywhere.end());
+    const auto result = run_program(refused);
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_EQ(result.err,
+        "registryd: --listen-tcp 0.0.0.0:0 listens on every address, which other nodes cannot connect to: give --advertise-address, the "
+        "address they reach this node at (see registryd --help)\n");
+    EXPECT_TRUE(etcd.range_prefix("kv/nodes/").empty()) << "a refused node joined the cluster";
+
+    std::vector<std::string> advertised = everywhere;
+    advertised.insert(advertised.end(), { "--advertise-address", "127.0.0.1" });
+    auto a = start_node(etcd, "a", 2, advertised);
+    auto b = start_node(etcd, "b", 2, { "--listen-tcp", "127.0.0.1:0", "--password-file", password_file });
+    const Value created = a->call({ "CREATE", "shopping" });
+    ASSERT_FALSE(created.is_error()) << created.text;
+    const std::string address = text_of(created, "address");
+    ASSERT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;
+    const Value seen = lookup_until(*b, "shopping", [](const Value& reply) { return !text_of(reply, "address").empty(); });
+    EXPECT_EQ(text_of(seen, "address"), address);
+    // The node's own key names the advertised address too, with its registry's port.
+    const auto nodes = etcd.range_prefix("kv/nodes/");
+    ASSERT_EQ(nodes.count("kv/nodes/a"), 1u);
+    const std::string registry_port = std::to_string(kv::address_port(registry_info(*a).at("tcp_listen")));
+    EXPECT_NE(nodes.at("kv/nodes/a").find("\"address\":\"127.0.0.1:" + registry_port + "\""), std::string::npos) << nodes.at("kv/nodes/a");
+    // And a client that reaches that address is served by a's bucket.
+    RawConnection client = RawConnection::tcp(address);
+    EXPECT_NE(client.call({ "AUTH", password }).find("OK"), std::string::npos);
+    EXPECT_NE(client.call({ "SET", "milk", "3" }).find("OK"), std::string::npos);
+    EXPECT_EQ(kv::Client::connect(text_of(created, "socket")).call({ "GET", "milk" }).text, "3");
 }
 
 TEST(Cluster, ARequestForAnotherNodesBucketIsServedThereThroughTheAddressLookupGives)
