@@ -552,6 +552,37 @@ TEST(Cluster, ANodeThatLostItsLeaseStopsItsCopyOfANameAnotherNodeTook)
     EXPECT_GT(history.acknowledged_by(new_owner), 100u);
 }
 
+TEST(Cluster, ANodeWhoseKeyIsHeldWhenItReplacesALostLeaseRegistersItOnceItIsFree)
+{
+    // b's lease expires while it is stopped; meanwhile its node key is taken
+    // (as by another registryd of the same node name), so b's registration
+    // under its new lease fails. b claims its names all the same, and puts
+    // its key again, every 500 ms, until it is free.
+    KV_REQUIRE(etcd_missing().empty(), etcd_missing());
+    EtcdCluster etcd;
+    auto b = start_node(etcd, "b");
+    ASSERT_FALSE(b->call({ "CREATE", "kept" }).is_error());
+    ASSERT_EQ(kill_process(b->pid(), SIGSTOP), 0);
+    ASSERT_TRUE(eventually([&] { return etcd.range_prefix("kv/nodes/").empty(); })) << "b's lease did not expire";
+    etcd.put("kv/nodes/b", R"({"node":"b","pid":1,"instance":"impostor","address":""})");
+    ASSERT_EQ(kill_process(b->pid(), SIGCONT), 0);
+    ASSERT_TRUE(eventually([&] { return b->log().find("unable to register node b again: taken: pid 1, instance impostor") != std::string::npos; }))
+        << b->log();
+    // Its names are claimed again meanwhile.
+    EXPECT_TRUE(eventually([&] { return etcd.range_prefix("kv/names/").count("kv/names/kept") == 1; }));
+    EXPECT_EQ(registry_info(*b).at("cluster_state"), "joined");
+
+    etcd.remove("kv/nodes/b");
+    const std::string pid = "\"pid\":" + std::to_string(b->pid());
+    EXPECT_TRUE(eventually([&] {
+        const auto nodes = etcd.range_prefix("kv/nodes/");
+        return nodes.count("kv/nodes/b") == 1 && nodes.at("kv/nodes/b").find(pid) != std::string::npos;
+    })) << "b never registered its node key again\n"
+        << b->log();
+    // It logs so once etcd's reply is in (a moment after etcd has the key).
+    EXPECT_TRUE(eventually([&] { return b->log().find("cluster: node b registered again") != std::string::npos; })) << b->log();
+}
+
 TEST(Cluster, LosingOneOfThreeEtcdMembersLosesNoName)
 {
     KV_REQUIRE(etcd_missing().empty(), etcd_missing());
