@@ -134,12 +134,13 @@ int main(int argc, char** argv)
             kv::run_bucket_command(context, request, reply);
             active_expiry.poke();
         };
-        kv::RespServer server(io, std::move(listener), environment.socket_path, handler, environment.server_config,
-            bucket_role(map, tcp_port));
+        // One role for both sockets: one list of clients (CLIENT LIST, INFO).
+        const kv::ServerRole role = bucket_role(map, tcp_port);
+        kv::RespServer server(io, std::move(listener), environment.socket_path, handler, environment.server_config, role);
         std::optional<kv::RespServer> tcp_server;
         if (tcp_listener)
-            tcp_server.emplace(io, std::move(tcp_listener), environment.tcp_address, handler, environment.server_config,
-                bucket_role(map, tcp_port), std::move(password));
+            tcp_server.emplace(io, std::move(tcp_listener), environment.tcp_address, handler, environment.server_config, role,
+                std::move(password));
 
         stop_signals.async_wait([&](const boost::system::error_code& error, int) {
             if (error)

@@ -105,6 +105,7 @@ Cluster::Cluster(asio::io_context& io, ClusterOptions options, Hooks hooks)
     , hooks_(std::move(hooks))
     , etcd_(io, options_.endpoints, options_.call_timeout)
     , keepalive_timer_(io)
+    , registration_timer_(io)
     , watch_timer_(io)
     , alive_(std::make_shared<bool>(true))
 {
@@ -290,16 +291,40 @@ void Cluster::replace_lease()
             });
             return;
         }
-        register_node([this, alive](const std::string& error) {
+        register_node([this, alive, lease = lease_](const std::string& error) {
             if (!*alive || leaving_)
                 return;
-            if (!error.empty())
-                log_line(LogLevel::error, "cluster: unable to register node " + options_.node + " again: " + error);
+            // The names are claimed again all the same (the node's key says
+            // only where the node is); the key is registered later.
+            if (!error.empty()) {
+                log_line(LogLevel::error, "cluster: unable to register node " + options_.node + " again: " + error + "; trying again every 500 ms");
+                register_again_later(lease);
+            }
             state_ = ClusterState::joined;
             log_line(LogLevel::notice, "cluster: new lease " + lease_text(lease_));
             schedule_keepalive(keepalive_period());
             if (hooks_.lease_renewed)
                 hooks_.lease_renewed();
+        });
+    });
+}
+
+void Cluster::register_again_later(long long lease)
+{
+    // As a lease etcd did not grant is asked for again (replace_lease).
+    registration_timer_.expires_after(std::chrono::milliseconds(500));
+    registration_timer_.async_wait([this, lease](const boost::system::error_code& cancelled) {
+        if (cancelled || leaving_ || lease_ != lease)
+            return; // a later lease registers the node itself
+        register_node([this, lease, alive = alive_](const std::string& error) {
+            if (!*alive || leaving_ || lease_ != lease)
+                return;
+            if (!error.empty()) {
+                note_error("unable to register node " + options_.node + " again: " + error); // logged once while it stays the same
+                register_again_later(lease);
+                return;
+            }
+            log_line(LogLevel::notice, "cluster: node " + options_.node + " registered again (lease " + lease_text(lease) + ")");
         });
     });
 }
@@ -528,6 +553,7 @@ void Cluster::leave(std::function<void()> done)
 {
     leaving_ = true;
     keepalive_timer_.cancel();
+    registration_timer_.cancel();
     watch_timer_.cancel();
     EtcdClient::cancel(watch_);
     watch_.reset();

@@ -153,6 +153,9 @@ private:
     std::chrono::milliseconds keepalive_period() const; // a third of the TTL
     void lease_gone();
     void replace_lease(); // grants a new lease (again until one is granted), registers, reclaims
+    // The node's key could not be put under the new lease `lease`: puts it
+    // again every 500 ms until it is, or until the lease is replaced.
+    void register_again_later(long long lease);
     void load_and_watch();
     void apply(const std::string& key, const std::string& value, bool deleted, long long create_revision, long long lease);
     void note_error(const std::string& error);
@@ -168,6 +171,7 @@ private:
     // time of the last keepalive etcd confirmed, plus the TTL it answered.
     std::int64_t valid_until_ns_ = 0;
     asio::steady_timer keepalive_timer_;
+    asio::steady_timer registration_timer_; // register_again_later
     asio::steady_timer watch_timer_;
     std::shared_ptr<EtcdClient::Watch> watch_;
     std::map<std::string, ClusterBucket> names_;

@@ -96,7 +96,7 @@ kv::ServerRole registry_role(const kv::Registry& registry, const std::string& ru
         line("bucket_exits_before_ready", std::to_string(counters.exits_before_ready));
         line("bucket_restarts", std::to_string(counters.restarts));
         line("buckets_given_up", std::to_string(counters.given_up));
-        line("connected_clients", std::to_string(server ? server->connection_count() : 0));
+        line("connected_clients", std::to_string(server ? server->client_count() : 0));
         line("history_entries", std::to_string(registry.exit_history().size()));
         line("history_size", std::to_string(registry.exit_history().capacity()));
         // The text server (--text-listen): where it listens (empty: not
@@ -142,6 +142,7 @@ int main(int argc, char** argv)
     std::string textd_path = default_program_path("textd");
     std::string text_listen;
     std::string tcp_listen;
+    std::string advertise_address;
     std::string password_file;
     long ready_timeout_ms = 5000;
     long stop_grace_ms = 2000;
@@ -152,6 +153,7 @@ int main(int argc, char** argv)
     app.add_option("--bucketd", options.bucketd_path, "bucketd executable (default: <registryd's directory>/" KV_LIBEXEC_FROM_BINDIR "/bucketd if it exists, as installed; else the bucketd beside registryd, as in the build tree)")->capture_default_str();
     app.add_option("--text-listen", text_listen, "Serve the guide's text protocol on this TCP address, HOST:PORT or PORT (HOST 127.0.0.1), through textd, which registryd starts and restarts; local clients are checked as on the Unix sockets, remote ones cannot be");
     app.add_option("--listen-tcp", tcp_listen, "Also serve RESP on this TCP address, HOST:PORT or PORT (HOST 127.0.0.1; PORT 0: any free port), the registry there and each bucket on a free port of the same host; needs --password-file");
+    app.add_option("--advertise-address", advertise_address, "With --listen-tcp: the IP address clients and other nodes are told to reach this node's buckets and registry at (CREATE's and LOOKUP's address), for a --listen-tcp on every address (0.0.0.0, [::]), which cluster mode then needs; default: --listen-tcp's host");
     app.add_option("--password-file", password_file, "The password TCP clients must AUTH with (Redis's requirepass): the first line of this file, which must be owned by registryd's user (or root) and have mode 0600 or stricter");
     app.add_option("--textd", textd_path, "textd executable (default: found as bucketd is)")->capture_default_str();
     app.add_option("--max-buckets", options.max_buckets, "Refuse CREATE past this many buckets")->capture_default_str()->check(CLI::Range(1, 1000000));
@@ -238,6 +240,14 @@ int main(int argc, char** argv)
         std::cerr << "registryd: --listen-tcp needs --password-file: a TCP port is reachable by anyone, so its clients must AUTH (see registryd --help)\n";
         return 2;
     }
+    if (!advertise_address.empty()) {
+        std::string why;
+        options.tcp_advertised_host = kv::advertised_host(advertise_address, why);
+        if (tcp_listen.empty() || options.tcp_advertised_host.empty()) {
+            std::cerr << "registryd: --advertise-address: " << (tcp_listen.empty() ? "needs --listen-tcp" : why) << " (see registryd --help)\n";
+            return 2;
+        }
+    }
     kv::set_log_level(*kv::parse_log_level(log_level_name));
     options.ready_timeout = std::chrono::milliseconds(ready_timeout_ms);
     options.stop_grace = std::chrono::milliseconds(stop_grace_ms);
@@ -323,6 +333,13 @@ int main(int argc, char** argv)
             password = kv::read_password_file(password_file);
         if (!tcp_listen.empty()) {
             registry_tcp = kv::listen_tcp(tcp_listen);
+            // Other nodes are told each bucket's address: one on every
+            // address of this machine names none they could reach.
+            if (!cluster_urls.empty() && options.tcp_advertised_host.empty() && kv::binds_every_address(registry_tcp->address)) {
+                std::cerr << "registryd: --listen-tcp " << tcp_listen << " listens on every address, which other nodes cannot connect "
+                          << "to: give --advertise-address, the address they reach this node at (see registryd --help)\n";
+                return 2;
+            }
             password_fd = kv::password_descriptor(password);
             options.tcp_host = kv::address_host(registry_tcp->address);
             options.password_fd = password_fd.get();
@@ -342,7 +359,10 @@ int main(int argc, char** argv)
         kv::Registry* registry_for_cluster = nullptr;
         if (!cluster_options.endpoints.empty()) {
             cluster_options.instance = options.instance;
-            cluster_options.address = registry_tcp ? registry_tcp->address : ""; // where other nodes reach this registry
+            // where other nodes reach this registry
+            cluster_options.address = !registry_tcp                  ? ""
+                : options.tcp_advertised_host.empty() ? registry_tcp->address
+                                                      : kv::with_host(options.tcp_advertised_host, registry_tcp->address);
             cluster.emplace(io, cluster_options,
                 kv::Cluster::Hooks {
                     [&registry_for_cluster] {
@@ -383,16 +403,14 @@ int main(int argc, char** argv)
             kv::run_registry_command(registry, request, reply.defer());
         };
         const std::string tcp_address = registry_tcp ? registry_tcp->address : "";
-        kv::RespServer server(io, registry_socket.take_listener(), registry_socket.path(), registry_handler, server_config,
-            registry_role(registry, run_dir_path, registry_server, text_server ? &*text_server : nullptr, tcp_address,
-                cluster ? &*cluster : nullptr));
+        // One role for both sockets: one list of clients (CLIENT LIST, INFO).
+        const kv::ServerRole role = registry_role(registry, run_dir_path, registry_server, text_server ? &*text_server : nullptr,
+            tcp_address, cluster ? &*cluster : nullptr);
+        kv::RespServer server(io, registry_socket.take_listener(), registry_socket.path(), registry_handler, server_config, role);
         registry_server = &server;
         std::optional<kv::RespServer> tcp_server; // --listen-tcp: the same registry, to clients that AUTH
         if (registry_tcp)
-            tcp_server.emplace(io, std::move(registry_tcp->fd), tcp_address, registry_handler, server_config,
-                registry_role(registry, run_dir_path, registry_server, text_server ? &*text_server : nullptr, tcp_address,
-                    cluster ? &*cluster : nullptr),
-                password);
+            tcp_server.emplace(io, std::move(registry_tcp->fd), tcp_address, registry_handler, server_config, role, password);
 
         int exit_code = 0;
         bool stopping = false;

@@ -584,7 +584,7 @@ std::optional<std::string> Registry::start_process(Bucket& bucket)
     bucket.segment.name = std::move(segment.name);
     bucket.segment.fd = std::move(segment.fd);
     bucket.socket = std::move(socket);
-    bucket.tcp_address = std::move(tcp.address);
+    bucket.tcp_address = options_.tcp_advertised_host.empty() ? std::move(tcp.address) : with_host(options_.tcp_advertised_host, tcp.address);
     bucket.started = std::chrono::steady_clock::now();
     bucket.started_at = std::chrono::system_clock::now();
     bucket.state = BucketState::starting;

@@ -62,6 +62,10 @@ struct RegistryOptions {
     // start_process, to clients that AUTH with the password registryd hands
     // down in `password_fd` (password_file.h). Empty: no TCP.
     std::string tcp_host;
+    // --advertise-address: the host each bucket's address names (CREATE,
+    // LOOKUP, the cluster's copy) in place of `tcp_host`, which may be a
+    // wildcard no other machine can connect to. Empty: `tcp_host`.
+    std::string tcp_advertised_host;
     int password_fd = -1;
     // Called (on the loop) after a bucket is added or removed: registryd's
     // STATUS= for systemd follows size() through it.

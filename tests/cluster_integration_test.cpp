@@ -8,12 +8,14 @@
 // asks node A again until it says so, with a deadline: the deadline bounds a
 // hang, it claims nothing about speed (BENCHMARKS.md measures that).
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <fstream>
 #include <latch>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -21,6 +23,9 @@
 
 #include "daemon_fixture.h"
 #include "etcd_fixture.h"
+#include "history_checker.h"
+#include "reference_redis.h"
+#include "tcp_listener.h"
 
 using namespace kv::test;
 using kv::resp::Value;
@@ -78,6 +83,127 @@ std::set<std::string> local_names(const RegistryDaemon& daemon)
     return names;
 }
 
+
+// Asks `condition` until it holds or the deadline passes; says which.
+template <class Condition>
+bool eventually(Condition condition, std::chrono::milliseconds deadline = scaled(30s))
+{
+    const auto until = Clock::now() + deadline;
+    while (!condition()) {
+        if (Clock::now() >= until)
+            return false;
+        std::this_thread::sleep_for(5ms); // between two questions, not instead of an answer
+    }
+    return true;
+}
+
+// A client of one bucket name that writes to it wherever it is, as a client
+// on any node would: it asks a registry where the name is (LOOKUP; the first
+// of `registries` that answers within its deadline), connects to the
+// bucket's TCP address, AUTHs, and sends SETs of keys of its own
+// ("c<number>-<sequence>"), each recorded in `history` with its owner (the
+// bucket's node and pid), its invoke and complete instants and its outcome.
+// On a refusal or a failure it asks again where the name is; so does a client
+// that connects anew every `writes_per_connection` writes (0: never), as new
+// clients keep coming, while one that keeps its connection (the bucket it
+// found first, for as long as it serves) is the stale route a moved name
+// must not let write.
+class ContestedNameWriter {
+public:
+    ContestedNameWriter(int number, std::vector<const RegistryDaemon*> registries, std::size_t writes_per_connection,
+        std::string password, History& history)
+        : number_(number)
+        , registries_(std::move(registries))
+        , writes_per_connection_(writes_per_connection)
+        , password_(std::move(password))
+        , history_(history)
+    {
+    }
+
+    // One write, or one attempt to find where to send it.
+    void write_once()
+    {
+        if (!bucket_ && !resolve())
+            return;
+        Write write { owner_, "c" + std::to_string(number_) + "-" + std::to_string(sequence_), "", 0, 0, Outcome::unknown, "" };
+        write.value = "v" + write.key;
+        ++sequence_;
+        write.invoked_ns = history_now_ns();
+        try {
+            const Value reply = call(*bucket_, { "SET", write.key, write.value });
+            write.completed_ns = history_now_ns();
+            if (reply.type == Value::Type::simple && reply.text == "OK") {
+                write.outcome = Outcome::acknowledged;
+            } else {
+                write.outcome = Outcome::refused; // an error reply: SET did nothing
+                write.reply = reply.text;
+                bucket_.reset(); // the name may have moved: ask again
+            }
+        } catch (const std::exception& failure) {
+            write.completed_ns = history_now_ns();
+            write.reply = failure.what();
+            bucket_.reset();
+        }
+        history_.add(std::move(write));
+        if (bucket_ && writes_per_connection_ != 0 && ++writes_on_connection_ >= writes_per_connection_)
+            bucket_.reset();
+    }
+
+private:
+    static constexpr auto call_timeout = 2s; // a reply not back by then: outcome unknown
+
+    // One request on `connection`, its reply parsed; throws if none comes in time.
+    static Value call(RawConnection& connection, const std::vector<std::string>& request)
+    {
+        const std::string bytes = connection.call(request);
+        std::size_t consumed = 0;
+        Value reply;
+        kv::resp::parse_value(bytes, consumed, reply);
+        return reply;
+    }
+
+    // Finds the name's bucket and connects to it; false if it cannot now.
+    bool resolve()
+    {
+        for (const RegistryDaemon* registry : registries_) {
+            try {
+                auto client = kv::Client::connect(registry->run_dir() + "/registry.sock",
+                    kv::ConnectOptions { std::nullopt, Clock::now() + std::chrono::milliseconds(500) });
+                const Value where = client.call({ "LOOKUP", "contested" });
+                std::string address;
+                if (where.is_error() || !where.text_field("address", address) || address.empty())
+                    continue;
+                Owner owner;
+                owner.pid = pid_of(where);
+                if (!where.text_field("node", owner.node))
+                    continue;
+                RawConnection bucket = RawConnection::tcp(address);
+                const timeval timeout { std::chrono::duration_cast<std::chrono::seconds>(call_timeout).count(), 0 };
+                ::setsockopt(bucket.fd(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+                if (call(bucket, { "AUTH", password_ }).text != "OK")
+                    continue;
+                bucket_.emplace(std::move(bucket));
+                writes_on_connection_ = 0;
+                owner_ = owner;
+                return true;
+            } catch (const std::exception&) {
+                // This registry did not answer in time (it is stopped), or the bucket went: try the next.
+            }
+        }
+        std::this_thread::sleep_for(5ms); // between two questions, not instead of an answer
+        return false;
+    }
+
+    int number_;
+    std::vector<const RegistryDaemon*> registries_;
+    std::size_t writes_per_connection_;
+    std::size_t writes_on_connection_ = 0;
+    std::string password_;
+    History& history_;
+    std::optional<RawConnection> bucket_;
+    Owner owner_;
+    long long sequence_ = 0;
+};
 } // namespace
 
 TEST(Cluster, ConcurrentCreatesOfOneNameOnThreeNodesMakeExactlyOneBucket)
@@ -312,51 +438,61 @@ TEST(Cluster, WithEtcdDownCreateFailsClearlyLocalBucketsServeAndTheClusterRecove
 
 TEST(Cluster, ANodeThatLostItsLeaseStopsItsCopyOfANameAnotherNodeTook)
 {
+    // Clients write to the name all along, wherever it is (ContestedNameWriter),
+    // and every write is recorded; a checker then reads the history
+    // (history_checker.h): one owner at a time, nothing the final owner
+    // acknowledged lost.
     KV_REQUIRE(etcd_missing().empty(), etcd_missing());
     EtcdCluster etcd;
-    auto a = start_node(etcd, "a");
-    auto b = start_node(etcd, "b");
+    TemporaryDirectory secrets;
+    const std::string password = "history";
+    const std::string password_file = secrets.path() + "/password";
+    std::ofstream(password_file) << password << "\n";
+    ASSERT_EQ(::chmod(password_file.c_str(), 0600), 0);
+    const std::vector<std::string> tcp { "--listen-tcp", "127.0.0.1:0", "--password-file", password_file };
+    auto a = start_node(etcd, "a", 2, tcp);
+    auto b = start_node(etcd, "b", 2, tcp);
     const Value old_copy = b->call({ "CREATE", "contested" });
     ASSERT_FALSE(old_copy.is_error()) << old_copy.text;
+    const Owner old_owner { "b", pid_of(old_copy) };
     auto monitor = b->monitor("contested");
 
-    // A client writes to b's bucket all along; the bucket runs on while its
-    // registryd is stopped.
+    // Two clients: one asks b first where the name is and keeps its
+    // connection while it is served; one asks a first and connects anew
+    // every 20 writes.
+    History history;
     std::atomic<bool> writing { true };
-    std::atomic<long long> last_acknowledged_ns { 0 };
-    std::atomic<long long> acknowledged { 0 }, refused { 0 };
-    std::string refusal;
-    std::thread writer([&] {
-        auto client = kv::Client::connect(text_of(old_copy, "socket"));
-        for (long long i = 0; writing; ++i) {
-            const Value reply = client.call({ "SET", "k", std::to_string(i) });
-            if (reply.is_error()) {
-                if (refused++ == 0)
-                    refusal = reply.text;
-            } else {
-                ++acknowledged;
-                last_acknowledged_ns = Clock::now().time_since_epoch().count();
-            }
-        }
+    std::vector<std::thread> clients;
+    // However the test ends (a failed ASSERT returns), the clients stop.
+    const std::shared_ptr<void> stop_clients(nullptr, [&](void*) {
+        writing = false;
+        for (auto& client : clients)
+            if (client.joinable())
+                client.join();
     });
-    while (acknowledged == 0)
-        std::this_thread::yield();
+    for (int number = 0; number < 2; ++number)
+        clients.emplace_back([&, number] {
+            ContestedNameWriter client(number,
+                number == 0 ? std::vector<const RegistryDaemon*> { b.get(), a.get() } : std::vector<const RegistryDaemon*> { a.get(), b.get() },
+                number == 0 ? 0 : 20, password, history);
+            while (writing)
+                client.write_once();
+        });
+    ASSERT_TRUE(eventually([&] { return history.acknowledged_by(old_owner) > 0; })) << "nobody could write to b's bucket";
 
+    // b's registryd stops; its bucket runs on. b's lease expires while it is
+    // stopped; a sees the name free and takes it.
     ASSERT_EQ(kill_process(b->pid(), SIGSTOP), 0);
-    // b's lease expires while it is stopped; a sees the name free and takes it.
     const Value freed = lookup_until(*a, "contested", not_found);
     const Value taken = a->call({ "CREATE", "contested" });
-    const auto taken_at = Clock::now().time_since_epoch().count();
-    // No write was acknowledged by b's copy once a could own the name.
-    EXPECT_LT(last_acknowledged_ns.load(), taken_at) << "b's bucket acknowledged a write after a took the name";
-    ASSERT_EQ(kill_process(b->pid(), SIGCONT), 0);
-    writing = false;
-    writer.join();
-    EXPECT_GT(refused.load(), 0);
-    EXPECT_EQ(refusal.rfind("CLUSTERDOWN ", 0), 0u) << refusal;
+    const auto taken_at = history_now_ns();
     ASSERT_TRUE(not_found(freed)) << freed.text;
     ASSERT_FALSE(taken.is_error()) << taken.text;
     ASSERT_EQ(text_of(taken, "node"), "a");
+    const Owner new_owner { "a", pid_of(taken) };
+    // The clients find a's bucket and write to it while b is still stopped.
+    EXPECT_TRUE(eventually([&] { return history.acknowledged_by(new_owner) >= 50; }));
+    ASSERT_EQ(kill_process(b->pid(), SIGCONT), 0);
 
     // b finds its lease gone, takes a new one, and stops its copy.
     set_receive_timeout(monitor, scaled(30s));
@@ -366,9 +502,85 @@ TEST(Cluster, ANodeThatLostItsLeaseStopsItsCopyOfANameAnotherNodeTook)
         << b->log();
     EXPECT_TRUE(local_names(*b).empty());
     EXPECT_EQ(registry_info(*b).at("cluster_leases_lost"), "1");
-    // The name is a's, everywhere.
+    // The name is a's, everywhere; the clients go on writing to it a while.
     const Value now = lookup_until(*b, "contested", [](const Value& reply) { return text_of(reply, "node") == "a"; });
-    EXPECT_EQ(pid_of(now), pid_of(taken));
+    EXPECT_EQ(pid_of(now), new_owner.pid);
+    const auto before = history.acknowledged_by(new_owner);
+    EXPECT_TRUE(eventually([&] { return history.acknowledged_by(new_owner) >= before + 50; }));
+    writing = false;
+    for (auto& client : clients)
+        client.join();
+
+    // The final owner's data, read on a's own socket.
+    auto bucket = kv::Client::connect(text_of(taken, "socket"));
+    std::map<std::string, std::string> final_state;
+    const Value keys = bucket.call({ "KEYS", "*" });
+    for (std::size_t first = 0; first < keys.elements.size(); first += 1000) {
+        std::vector<std::string> mget { "MGET" };
+        for (std::size_t i = first; i < keys.elements.size() && i < first + 1000; ++i)
+            mget.push_back(keys.elements[i].text);
+        const Value values = bucket.call(mget);
+        ASSERT_EQ(values.elements.size(), mget.size() - 1);
+        for (std::size_t i = 1; i < mget.size(); ++i)
+            final_state[mget[i]] = values.elements[i - 1].text;
+    }
+
+    const auto writes = history.writes();
+    const auto problems = check_history(writes, new_owner, final_state);
+    std::string shown;
+    for (std::size_t i = 0; i < problems.size() && i < 20; ++i)
+        shown += problems[i] + "\n";
+    EXPECT_TRUE(problems.empty()) << problems.size() << " problems in a history of " << writes.size() << " writes:\n" << shown;
+
+    // And what this scenario must show: b acknowledged writes, then refused
+    // them (CLUSTERDOWN, the fence) before a could take the name; a
+    // acknowledged writes after.
+    std::size_t refused_by_old = 0;
+    std::int64_t last_acknowledged_by_old = 0;
+    for (const auto& write : writes) {
+        if (write.owner == old_owner && write.outcome == Outcome::acknowledged)
+            last_acknowledged_by_old = std::max(last_acknowledged_by_old, write.completed_ns);
+        if (write.outcome == Outcome::refused) {
+            EXPECT_EQ(write.owner, old_owner) << write.key << ": " << write.reply;
+            EXPECT_EQ(write.reply.rfind("CLUSTERDOWN ", 0), 0u) << write.reply;
+            refused_by_old += write.owner == old_owner;
+        }
+    }
+    EXPECT_GT(refused_by_old, 0u);
+    EXPECT_LT(last_acknowledged_by_old, taken_at) << "b's bucket acknowledged a write after a took the name";
+    EXPECT_GT(history.acknowledged_by(old_owner), 0u);
+    EXPECT_GT(history.acknowledged_by(new_owner), 100u);
+}
+
+TEST(Cluster, ANodeWhoseKeyIsHeldWhenItReplacesALostLeaseRegistersItOnceItIsFree)
+{
+    // b's lease expires while it is stopped; meanwhile its node key is taken
+    // (as by another registryd of the same node name), so b's registration
+    // under its new lease fails. b claims its names all the same, and puts
+    // its key again, every 500 ms, until it is free.
+    KV_REQUIRE(etcd_missing().empty(), etcd_missing());
+    EtcdCluster etcd;
+    auto b = start_node(etcd, "b");
+    ASSERT_FALSE(b->call({ "CREATE", "kept" }).is_error());
+    ASSERT_EQ(kill_process(b->pid(), SIGSTOP), 0);
+    ASSERT_TRUE(eventually([&] { return etcd.range_prefix("kv/nodes/").empty(); })) << "b's lease did not expire";
+    etcd.put("kv/nodes/b", R"({"node":"b","pid":1,"instance":"impostor","address":""})");
+    ASSERT_EQ(kill_process(b->pid(), SIGCONT), 0);
+    ASSERT_TRUE(eventually([&] { return b->log().find("unable to register node b again: taken: pid 1, instance impostor") != std::string::npos; }))
+        << b->log();
+    // Its names are claimed again meanwhile.
+    EXPECT_TRUE(eventually([&] { return etcd.range_prefix("kv/names/").count("kv/names/kept") == 1; }));
+    EXPECT_EQ(registry_info(*b).at("cluster_state"), "joined");
+
+    etcd.remove("kv/nodes/b");
+    const std::string pid = "\"pid\":" + std::to_string(b->pid());
+    EXPECT_TRUE(eventually([&] {
+        const auto nodes = etcd.range_prefix("kv/nodes/");
+        return nodes.count("kv/nodes/b") == 1 && nodes.at("kv/nodes/b").find(pid) != std::string::npos;
+    })) << "b never registered its node key again\n"
+        << b->log();
+    // It logs so once etcd's reply is in (a moment after etcd has the key).
+    EXPECT_TRUE(eventually([&] { return b->log().find("cluster: node b registered again") != std::string::npos; })) << b->log();
 }
 
 TEST(Cluster, LosingOneOfThreeEtcdMembersLosesNoName)
@@ -399,6 +611,54 @@ TEST(Cluster, LosingOneOfThreeEtcdMembersLosesNoName)
     }
     EXPECT_EQ(registry_info(*a).at("cluster_leases_lost"), "0");
     EXPECT_EQ(registry_info(*b).at("cluster_leases_lost"), "0");
+}
+
+TEST(Cluster, ANodeListeningOnEveryAddressIsToldToSayWhereOtherNodesReachIt)
+{
+    // 0.0.0.0 is no address another node can connect to: a node bound there
+    // must say which address is its (--advertise-address), which LOOKUP on
+    // every node then gives for its buckets.
+    KV_REQUIRE(etcd_missing().empty(), etcd_missing());
+    EtcdCluster etcd;
+    TemporaryDirectory secrets;
+    const std::string password = "every address";
+    const std::string password_file = secrets.path() + "/password";
+    std::ofstream(password_file) << password << "\n";
+    ASSERT_EQ(::chmod(password_file.c_str(), 0600), 0);
+    const std::vector<std::string> everywhere { "--listen-tcp", "0.0.0.0:0", "--password-file", password_file };
+
+    TemporaryDirectory run_dir;
+    // Under timeout(1): a registryd that wrongly starts is ended, not waited for.
+    std::vector<std::string> refused { find_program("timeout"), "10", binary("registryd"), "--run-dir", run_dir.path(), "--cluster",
+        etcd.client_urls(), "--node", "a" };
+    refused.insert(refused.end(), everywhere.begin(), everywhere.end());
+    const auto result = run_program(refused);
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_EQ(result.err,
+        "registryd: --listen-tcp 0.0.0.0:0 listens on every address, which other nodes cannot connect to: give --advertise-address, the "
+        "address they reach this node at (see registryd --help)\n");
+    EXPECT_TRUE(etcd.range_prefix("kv/nodes/").empty()) << "a refused node joined the cluster";
+
+    std::vector<std::string> advertised = everywhere;
+    advertised.insert(advertised.end(), { "--advertise-address", "127.0.0.1" });
+    auto a = start_node(etcd, "a", 2, advertised);
+    auto b = start_node(etcd, "b", 2, { "--listen-tcp", "127.0.0.1:0", "--password-file", password_file });
+    const Value created = a->call({ "CREATE", "shopping" });
+    ASSERT_FALSE(created.is_error()) << created.text;
+    const std::string address = text_of(created, "address");
+    ASSERT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;
+    const Value seen = lookup_until(*b, "shopping", [](const Value& reply) { return !text_of(reply, "address").empty(); });
+    EXPECT_EQ(text_of(seen, "address"), address);
+    // The node's own key names the advertised address too, with its registry's port.
+    const auto nodes = etcd.range_prefix("kv/nodes/");
+    ASSERT_EQ(nodes.count("kv/nodes/a"), 1u);
+    const std::string registry_port = std::to_string(kv::address_port(registry_info(*a).at("tcp_listen")));
+    EXPECT_NE(nodes.at("kv/nodes/a").find("\"address\":\"127.0.0.1:" + registry_port + "\""), std::string::npos) << nodes.at("kv/nodes/a");
+    // And a client that reaches that address is served by a's bucket.
+    RawConnection client = RawConnection::tcp(address);
+    EXPECT_NE(client.call({ "AUTH", password }).find("OK"), std::string::npos);
+    EXPECT_NE(client.call({ "SET", "milk", "3" }).find("OK"), std::string::npos);
+    EXPECT_EQ(kv::Client::connect(text_of(created, "socket")).call({ "GET", "milk" }).text, "3");
 }
 
 TEST(Cluster, ARequestForAnotherNodesBucketIsServedThereThroughTheAddressLookupGives)

@@ -525,6 +525,11 @@ void EtcdCluster::put(const std::string& key, const std::string& value) const
     post("/v3/kv/put", nlohmann::json { { "key", base64_encode(key) }, { "value", base64_encode(value) } }.dump());
 }
 
+void EtcdCluster::remove(const std::string& key) const
+{
+    post("/v3/kv/deleterange", nlohmann::json { { "key", base64_encode(key) } }.dump());
+}
+
 namespace {
 
 std::map<std::string, std::string> range_reply(const std::string& body)

@@ -68,6 +68,8 @@ public:
 
     // Puts `key` = `value` (base64-encoded for the gateway) through post().
     void put(const std::string& key, const std::string& value) const;
+    // Deletes `key` through post().
+    void remove(const std::string& key) const;
     // The keys under `prefix` and their values (decoded from base64), read by
     // /v3/kv/range with range_end = prefix with its last byte incremented.
     std::map<std::string, std::string> range_prefix(const std::string& prefix) const;

@@ -18,6 +18,9 @@
 #include "daemon_fixture.h"
 #include "log.h"
 #include "reference_redis.h"
+#include "run_dir.h"
+#include "tcp_listener.h"
+#include "tcp_peer.h"
 
 using namespace kv::test;
 
@@ -71,6 +74,33 @@ std::string file_text(const std::string& path)
 }
 
 std::size_t lines_in(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+
+// A reply's text (a bulk or verbatim string's, an error's).
+std::string reply_text(const std::string& bytes)
+{
+    std::size_t consumed = 0;
+    kv::resp::Value value;
+    EXPECT_EQ(kv::resp::parse_value(bytes, consumed, value), kv::resp::ParseResult::complete) << bytes;
+    return value.text;
+}
+
+// A field of a CLIENT LIST or CLIENT INFO line ("addr").
+std::string client_field(const std::string& line, const std::string& field)
+{
+    std::smatch found;
+    if (!std::regex_search(line, found, std::regex("(^| )" + field + "=([^ \n]*)")))
+        return "<no " + field + ">";
+    return found[2].str();
+}
+
+// An INFO field's value ("connected_clients"), the first one in `info`.
+std::string info_field(const std::string& info, const std::string& field)
+{
+    std::smatch found;
+    if (!std::regex_search(info, found, std::regex("(^|\n)" + field + ":([^\r\n]*)")))
+        return "<no " + field + ">";
+    return found[2].str();
+}
 
 class TcpAccess : public ::testing::Test {
 protected:
@@ -288,6 +318,76 @@ TEST_F(TcpAccess, AStoppedBucketAndAStoppedRegistrydLeaveNoPortOpen)
     EXPECT_FALSE(accepts_connections(other));
 }
 
+// Redis shows a TCP client's address and port as addr, and the address it
+// connected to as laddr; a Unix socket client's, the socket's path with port
+// 0, both. kv, on the registry's port, a bucket's, and their Unix sockets.
+TEST_F(TcpAccess, ClientListShowsATcpClientsAddressAndTheAddressItReachedAsRedisDoes)
+{
+    KV_REQUIRE(!find_program("redis-server").empty(), "redis-server on PATH (apt-get install redis-server)");
+    // A free port for redis-server: bound here, then closed for it to take.
+    const unsigned redis_port = kv::address_port(kv::listen_tcp("127.0.0.1:0").address);
+    ReferenceRedis redis({ "--port", std::to_string(redis_port) });
+    daemon_->create("shop");
+    const std::string socket = daemon_->call({ "LOOKUP", "shop" }).field("socket")->text;
+    for (const std::string& address : { "127.0.0.1:" + std::to_string(redis_port), registry_address_, bucket_address("shop") }) {
+        RawConnection client = RawConnection::tcp(address);
+        if (address != "127.0.0.1:" + std::to_string(redis_port))
+            ASSERT_EQ(reply_text(client.call({ "AUTH", password })), "OK");
+        const std::string line = reply_text(client.call({ "CLIENT", "INFO" }));
+        EXPECT_EQ(client_field(line, "addr"), kv::local_address(client.fd())) << address << ": " << line;
+        EXPECT_EQ(client_field(line, "laddr"), address) << line;
+        // CLIENT LIST shows it so too, beside the client that asks (once the
+        // server has answered it: then it has accepted it).
+        RawConnection other = RawConnection::tcp(address);
+        if (address == "127.0.0.1:" + std::to_string(redis_port))
+            ASSERT_EQ(reply_text(other.call({ "PING" })), "PONG");
+        else
+            ASSERT_EQ(reply_text(other.call({ "AUTH", password })), "OK");
+        const std::string list = reply_text(client.call({ "CLIENT", "LIST" }));
+        EXPECT_NE(list.find(" addr=" + kv::local_address(other.fd()) + " laddr=" + address + " "), std::string::npos) << list;
+    }
+    for (const std::string& path : { redis.socket(), kv::registry_socket_path(daemon_->run_dir()), socket }) {
+        RawConnection client(path);
+        const std::string line = reply_text(client.call({ "CLIENT", "INFO" }));
+        EXPECT_EQ(client_field(line, "addr"), path + ":0") << line;
+        EXPECT_EQ(client_field(line, "laddr"), path + ":0") << line;
+    }
+}
+
+// connected_clients and CLIENT LIST count every client of the daemon, on its
+// Unix socket and on its TCP port alike, as Redis's one list of clients does.
+TEST_F(TcpAccess, InfoAndClientListCountTcpClientsBesideUnixSocketOnes)
+{
+    daemon_->create("shop");
+    const std::string socket = daemon_->call({ "LOOKUP", "shop" }).field("socket")->text;
+    const std::vector<std::pair<std::string, std::string>> daemons { { kv::registry_socket_path(daemon_->run_dir()), registry_address_ },
+        { socket, bucket_address("shop") } };
+    for (const auto& [path, address] : daemons) {
+        RawConnection local(path);
+        std::vector<RawConnection> remote;
+        for (int i = 0; i < 2; ++i) {
+            remote.push_back(RawConnection::tcp(address));
+            ASSERT_EQ(reply_text(remote.back().call({ "AUTH", password })), "OK");
+        }
+        EXPECT_EQ(info_field(reply_text(local.call({ "INFO", "clients" })), "connected_clients"), "3") << path;
+        EXPECT_EQ(info_field(reply_text(remote[0].call({ "INFO", "clients" })), "connected_clients"), "3") << address;
+        const std::string list = reply_text(local.call({ "CLIENT", "LIST" }));
+        EXPECT_EQ(lines_in(list), 3u) << list;
+        EXPECT_EQ(std::regex_search(list, std::regex("laddr=" + address)), true) << list;
+        if (path != socket) // the registry's own section says it too
+            EXPECT_EQ(info_field(reply_text(local.call({ "INFO", "registry" })), "connected_clients"), "3");
+        // A TCP client that leaves stops counting once the daemon has seen it go.
+        remote.pop_back();
+        std::string count;
+        for (const auto until = std::chrono::steady_clock::now() + scaled(10s); std::chrono::steady_clock::now() < until;) {
+            count = info_field(reply_text(local.call({ "INFO", "clients" })), "connected_clients");
+            if (count == "2")
+                break;
+        }
+        EXPECT_EQ(count, "2") << address;
+    }
+}
+
 // registryd run to completion (it is expected not to start).
 ProgramResult run_registryd(const TemporaryDirectory& run_dir, std::vector<std::string> arguments)
 {
@@ -303,6 +403,45 @@ TEST(TcpAccessRefused, ListenTcpWithoutAPasswordFileIsAUsageError)
     EXPECT_EQ(result.exit_code, 2);
     EXPECT_EQ(lines_in(result.err), 1u) << result.err;
     EXPECT_NE(result.err.find("--password-file"), std::string::npos) << result.err;
+}
+
+TEST(TcpAccessRefused, AnAdvertisedAddressNeedsListenTcpAndAnIpAddressThatIsNoWildcard)
+{
+    TemporaryDirectory run_dir;
+    TemporaryDirectory files;
+    write_file(files.path() + "/password", password + "\n", 0600);
+    const std::vector<std::pair<std::vector<std::string>, std::string>> cases {
+        { { "--advertise-address", "192.0.2.7" }, "registryd: --advertise-address: needs --listen-tcp" },
+        { { "--listen-tcp", "0.0.0.0:0", "--password-file", files.path() + "/password", "--advertise-address", "0.0.0.0" },
+            "registryd: --advertise-address: 0.0.0.0 is every address of this machine, which no other can connect to" },
+        { { "--listen-tcp", "0.0.0.0:0", "--password-file", files.path() + "/password", "--advertise-address", "node-a" },
+            "registryd: --advertise-address: not an IPv4 or IPv6 address: node-a" },
+    };
+    for (const auto& [arguments, error] : cases) {
+        const auto result = run_registryd(run_dir, arguments);
+        EXPECT_EQ(result.exit_code, 2) << result.err;
+        EXPECT_EQ(lines_in(result.err), 1u) << result.err;
+        EXPECT_EQ(result.err.rfind(error, 0), 0u) << result.err;
+    }
+}
+
+// Outside a cluster, --listen-tcp on every address serves as before; with
+// --advertise-address, CREATE and LOOKUP name that address for each bucket,
+// which a client then reaches.
+TEST(TcpAccessAdvertised, CreateAndLookupNameTheAdvertisedAddressOfABucketBoundOnEveryAddress)
+{
+    TemporaryDirectory files;
+    write_file(files.path() + "/password", password + "\n", 0600);
+    RegistryDaemon daemon({ "--listen-tcp", "0.0.0.0:0", "--password-file", files.path() + "/password", "--advertise-address", "127.0.0.1" });
+    EXPECT_EQ(registry_info(daemon).at("tcp_listen").rfind("0.0.0.0:", 0), 0u) << "INFO says where it is bound";
+    const kv::resp::Value created = daemon.create("shop");
+    const std::string address = created.field("address")->text;
+    ASSERT_TRUE(std::regex_match(address, std::regex("127\\.0\\.0\\.1:[1-9][0-9]*"))) << address;
+    EXPECT_EQ(daemon.call({ "LOOKUP", "shop" }).field("address")->text, address);
+    RawConnection client = RawConnection::tcp(address);
+    EXPECT_EQ(reply_text(client.call({ "AUTH", password })), "OK");
+    EXPECT_EQ(reply_text(client.call({ "SET", "milk", "1" })), "OK");
+    EXPECT_EQ(kv::Client::connect(created.field("socket")->text).call({ "GET", "milk" }).text, "1");
 }
 
 TEST(TcpAccessRefused, APasswordFileOthersCouldReadOrSetStopsRegistryd)

@@ -1,5 +1,6 @@
 #include "tcp_listener.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
 
@@ -63,6 +64,45 @@ unsigned address_port(const std::string& address)
     if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
         return 0;
     return static_cast<unsigned>(std::stoul(port));
+}
+
+bool binds_every_address(const std::string& address)
+{
+    const std::string host = address_host(address);
+    return host == "0.0.0.0" || host == "[::]";
+}
+
+std::string advertised_host(const std::string& host, std::string& why)
+{
+    std::string bare = host;
+    if (bare.size() >= 2 && bare.front() == '[' && bare.back() == ']')
+        bare = bare.substr(1, bare.size() - 2);
+    char shown[INET6_ADDRSTRLEN] = "";
+    in_addr v4 {};
+    in6_addr v6 {};
+    if (::inet_pton(AF_INET, bare.c_str(), &v4) == 1) {
+        ::inet_ntop(AF_INET, &v4, shown, sizeof shown);
+        if (v4.s_addr == htonl(INADDR_ANY)) {
+            why = host + " is every address of this machine, which no other can connect to";
+            return {};
+        }
+        return shown;
+    }
+    if (::inet_pton(AF_INET6, bare.c_str(), &v6) == 1) {
+        ::inet_ntop(AF_INET6, &v6, shown, sizeof shown);
+        if (IN6_IS_ADDR_UNSPECIFIED(&v6)) {
+            why = host + " is every address of this machine, which no other can connect to";
+            return {};
+        }
+        return "[" + std::string(shown) + "]";
+    }
+    why = "not an IPv4 or IPv6 address: " + host;
+    return {};
+}
+
+std::string with_host(const std::string& host, const std::string& address)
+{
+    return host + ":" + std::to_string(address_port(address));
 }
 
 } // namespace kv

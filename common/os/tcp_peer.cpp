@@ -105,6 +105,15 @@ std::string peer_address(int fd)
     return shown_address(address);
 }
 
+std::string local_address(int fd)
+{
+    sockaddr_storage address {};
+    socklen_t length = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == -1)
+        return "unknown";
+    return shown_address(address);
+}
+
 TcpPeer identify_tcp_peer(int fd)
 {
     TcpPeer peer;

@@ -32,5 +32,7 @@ TcpPeer identify_tcp_peer(int fd);
 std::string shown_address(const sockaddr_storage& address);
 // The address at the other end of connected socket `fd` ("unknown" if none).
 std::string peer_address(int fd);
+// The address of this end of connected or bound socket `fd` ("unknown" if none).
+std::string local_address(int fd);
 
 } // namespace kv

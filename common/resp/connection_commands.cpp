@@ -279,11 +279,9 @@ void append_client_line(std::string& out, const ServerShared& server, const Resp
     const std::size_t qbuf = connection.unparsed_bytes();
     const std::size_t omem = connection.unsent_bytes();
     const std::size_t read_buffer = 16 * 1024;
-    // A Unix socket client's address is the socket's path and port 0.
-    const std::string address = server.where + ":0";
     out += "id=" + std::to_string(session.id());
-    out += " addr=" + address;
-    out += " laddr=" + address;
+    out += " addr=" + connection.peer_address();
+    out += " laddr=" + connection.local_address();
     out += " fd=" + std::to_string(session.fd());
     out += " name=" + session.name;
     out += " age=" + seconds(session.created());
@@ -312,8 +310,8 @@ void append_client_line(std::string& out, const ServerShared& server, const Resp
 
 const RespConnection* connection_of(const ServerShared& server, std::uint64_t id)
 {
-    auto found = server.open.find(id);
-    if (found == server.open.end())
+    auto found = server.role.clients->find(id);
+    if (found == server.role.clients->end())
         return nullptr;
     return found->second.lock().get(); // the server's list holds only open connections, each owned elsewhere
 }
@@ -369,7 +367,7 @@ void client_list(const Call& call)
     } else if (!none) {
         // In id order, as Redis lists its clients in the order they came.
         std::vector<std::uint64_t> open;
-        for (const auto& [id, connection] : call.server.open)
+        for (const auto& [id, connection] : *call.server.role.clients)
             open.push_back(id);
         std::sort(open.begin(), open.end());
         for (std::uint64_t id : open) {
@@ -664,13 +662,13 @@ void info_server(std::string& out, const ServerShared& server)
 void info_clients(std::string& out, const ServerShared& server)
 {
     out += "# Clients\r\n";
-    line(out, "connected_clients", server.open.size());
+    line(out, "connected_clients", server.role.clients->size()); // over every socket of the daemon
     line(out, "maxclients", server.config.max_connections);
     line(out, "blocked_clients", 0ULL);
     // Redis 7.4's: connections with a WATCH in place, and keys watched by any.
     if (const KeyWatchers* watchers = server.role.watchers) {
         unsigned long long watching = 0;
-        for (const auto& [id, weak] : server.open) {
+        for (const auto& [id, weak] : *server.role.clients) {
             if (const auto connection = weak.lock(); connection && !connection->session().transaction.watched.empty())
                 ++watching;
         }

@@ -12,9 +12,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "command_table.h"
@@ -25,6 +28,13 @@
 namespace kv {
 
 struct ServerShared;
+class RespConnection;
+
+// Every open connection of one daemon, by id, over all the sockets it serves
+// (its Unix socket and its --listen-tcp port): Redis's one list of clients,
+// which CLIENT LIST and INFO's connected_clients read. Each connection adds
+// itself when accepted and removes itself when it closes.
+using ClientList = std::unordered_map<std::uint64_t, std::weak_ptr<RespConnection>>;
 
 // What a daemon does with MULTI ... EXEC.
 enum class Transactions {
@@ -58,6 +68,9 @@ struct ServerRole {
     // INFO server's tcp_port, as Redis's: the daemon's TCP port
     // (--listen-tcp), 0 if it serves none.
     unsigned tcp_port = 0;
+    // The daemon's clients: servers given copies of one role share the list,
+    // so a daemon gives all its servers the same role.
+    std::shared_ptr<ClientList> clients = std::make_shared<ClientList>();
 };
 
 // The Redis release whose replies kv follows: HELLO's and INFO's version,

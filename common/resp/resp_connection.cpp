@@ -73,6 +73,7 @@
 #include "error_code.h"
 #include "log.h"
 #include "peer_credentials.h"
+#include "tcp_peer.h"
 
 namespace kv {
 
@@ -117,6 +118,12 @@ RespConnection::RespConnection(asio::generic::stream_protocol::socket socket, st
     , stall_timer_(socket_.get_executor())
 {
     session_.authenticated = !server_->password; // TCP: AUTH first
+    if (server_->tcp) {
+        peer_address_ = kv::peer_address(socket_.native_handle());
+        local_address_ = kv::local_address(socket_.native_handle());
+    } else {
+        peer_address_ = local_address_ = server_->where + ":0";
+    }
     // Our own writes must never block the loop (see flush()).
     boost::system::error_code ignored;
     socket_.non_blocking(true, ignored);
@@ -125,8 +132,10 @@ RespConnection::RespConnection(asio::generic::stream_protocol::socket socket, st
 RespConnection::~RespConnection()
 {
     // Only reached while open if the loop itself is torn down.
-    if (life_ != Life::closed)
+    if (life_ != Life::closed) {
         server_->open.erase(id_);
+        server_->role.clients->erase(id_);
+    }
 }
 
 void RespConnection::deliver(std::uint64_t call, std::string reply)
@@ -165,6 +174,7 @@ void RespConnection::close()
         return;
     life_ = Life::closed;
     server_->open.erase(id_);
+    server_->role.clients->erase(id_);
     forget_session(*server_, session_);
     boost::system::error_code ignored;
     stall_timer_.cancel();

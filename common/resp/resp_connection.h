@@ -104,6 +104,12 @@ public:
 
     // The client's session (CLIENT LIST reads every open connection's).
     const Session& session() const { return session_; }
+    // CLIENT LIST's addr and laddr, as Redis shows them: a TCP client's
+    // address and port and the one it connected to ("127.0.0.1:53422",
+    // "127.0.0.1:6379"); a Unix socket client's, the socket's path and port 0.
+    // Read once, at accept, as Redis does: a peer gone since keeps its address.
+    const std::string& peer_address() const { return peer_address_; }
+    const std::string& local_address() const { return local_address_; }
     // Input received and not yet run, and replies not yet taken by the
     // client: CLIENT LIST's qbuf and omem.
     std::size_t unparsed_bytes() const { return parser_.buffered(); }
@@ -150,6 +156,8 @@ private:
     asio::generic::stream_protocol::socket socket_;
     const std::shared_ptr<ServerShared> server_;
     const std::uint64_t id_;
+    std::string peer_address_;
+    std::string local_address_;
     Session session_;
     resp::RequestParser parser_;
     resp::Request request_; // reused: its storage outlives each request

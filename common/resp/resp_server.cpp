@@ -125,6 +125,8 @@ RespServer::~RespServer() { close(); }
 
 std::size_t RespServer::connection_count() const { return shared_->open.size(); }
 
+std::size_t RespServer::client_count() const { return shared_->role.clients->size(); }
+
 void RespServer::close()
 {
     if (shared_->closed)
@@ -183,6 +185,7 @@ void RespServer::accept_next()
             // Not make_shared: see RespConnection.
             std::shared_ptr<RespConnection> connection(new RespConnection(std::move(socket), shared, id));
             shared->open.emplace(id, connection);
+            shared->role.clients->emplace(id, connection);
             connection->start();
         }
         accept_next();

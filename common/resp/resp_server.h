@@ -54,8 +54,12 @@ public:
     // socket file is its binder's.
     void close();
 
-    // Connections open now; a closed one stops counting at once.
+    // Connections open now on this server's socket; a closed one stops
+    // counting at once.
     std::size_t connection_count() const;
+    // Connections open now on every socket of the daemon (every server given
+    // the same ServerRole: see ServerRole::clients).
+    std::size_t client_count() const;
 
 private:
     void accept_next();
