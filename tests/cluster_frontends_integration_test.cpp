@@ -29,23 +29,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string text_of(const Value& reply, const char* field)
-{
-    std::string text;
-    reply.text_field(field, text);
-    return text;
-}
-
-// A password file as registryd and kvctl accept it: ours, mode 0600.
-std::string write_password_file(const TemporaryDirectory& directory, const std::string& name, const std::string& password,
-    mode_t mode = 0600)
-{
-    const std::string path = directory.path() + "/" + name;
-    std::ofstream(path) << password << "\n";
-    EXPECT_EQ(::chmod(path.c_str(), mode), 0);
-    return path;
-}
-
 // Node `node` on `etcd`, with the TCP listeners that let other nodes' clients in.
 std::unique_ptr<RegistryDaemon> start_node(const EtcdCluster& etcd, const std::string& node, std::vector<std::string> extra)
 {

@@ -33,20 +33,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string text_of(const Value& reply, const char* field)
-{
-    std::string text;
-    reply.text_field(field, text);
-    return text;
-}
-
-long long pid_of(const Value& reply)
-{
-    long long pid = -1;
-    reply.integer_field("pid", pid);
-    return pid;
-}
-
 // One registryd joined to `etcd` as node `node`.
 std::unique_ptr<RegistryDaemon> start_node(const EtcdCluster& etcd, const std::string& node, long lease_ttl = 2,
     std::vector<std::string> extra = {})
@@ -446,9 +432,7 @@ TEST(Cluster, ANodeThatLostItsLeaseStopsItsCopyOfANameAnotherNodeTook)
     EtcdCluster etcd;
     TemporaryDirectory secrets;
     const std::string password = "history";
-    const std::string password_file = secrets.path() + "/password";
-    std::ofstream(password_file) << password << "\n";
-    ASSERT_EQ(::chmod(password_file.c_str(), 0600), 0);
+    const std::string password_file = write_password_file(secrets, "password", password);
     const std::vector<std::string> tcp { "--listen-tcp", "127.0.0.1:0", "--password-file", password_file };
     auto a = start_node(etcd, "a", 2, tcp);
     auto b = start_node(etcd, "b", 2, tcp);
@@ -622,9 +606,7 @@ TEST(Cluster, ANodeListeningOnEveryAddressIsToldToSayWhereOtherNodesReachIt)
     EtcdCluster etcd;
     TemporaryDirectory secrets;
     const std::string password = "every address";
-    const std::string password_file = secrets.path() + "/password";
-    std::ofstream(password_file) << password << "\n";
-    ASSERT_EQ(::chmod(password_file.c_str(), 0600), 0);
+    const std::string password_file = write_password_file(secrets, "password", password);
     const std::vector<std::string> everywhere { "--listen-tcp", "0.0.0.0:0", "--password-file", password_file };
 
     TemporaryDirectory run_dir;
@@ -671,9 +653,7 @@ TEST(Cluster, ARequestForAnotherNodesBucketIsServedThereThroughTheAddressLookupG
     EtcdCluster etcd;
     TemporaryDirectory secrets;
     const std::string password = "correct horse battery staple";
-    const std::string password_file = secrets.path() + "/password";
-    std::ofstream(password_file) << password << "\n";
-    ASSERT_EQ(::chmod(password_file.c_str(), 0600), 0);
+    const std::string password_file = write_password_file(secrets, "password", password);
     const std::vector<std::string> tcp { "--listen-tcp", "127.0.0.1:0", "--password-file", password_file };
     auto a = start_node(etcd, "a", 2, tcp);
     auto b = start_node(etcd, "b", 2, tcp);

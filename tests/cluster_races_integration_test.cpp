@@ -45,13 +45,6 @@ bool eventually(Condition done, std::chrono::milliseconds deadline = scaled(20s)
     return done();
 }
 
-long long pid_of(const Value& reply)
-{
-    long long pid = -1;
-    reply.integer_field("pid", pid);
-    return pid;
-}
-
 } // namespace
 
 TEST(ClusterRaces, AClaimWaitsForThePendingReleaseOfItsNameSoTheLateReleaseDeletesNothingNew)

@@ -629,6 +629,28 @@ std::map<std::string, std::string> registry_info(const RegistryDaemon& daemon)
     return registry_info(client);
 }
 
+std::string text_of(const resp::Value& reply, const char* field)
+{
+    std::string text;
+    reply.text_field(field, text);
+    return text;
+}
+
+long long pid_of(const resp::Value& reply)
+{
+    long long pid = -1;
+    reply.integer_field("pid", pid);
+    return pid;
+}
+
+std::string write_password_file(const TemporaryDirectory& directory, const std::string& name, const std::string& password, mode_t mode)
+{
+    const std::string path = directory.path() + "/" + name;
+    std::ofstream(path) << password << "\n";
+    EXPECT_EQ(::chmod(path.c_str(), mode), 0);
+    return path;
+}
+
 std::string write_script(const TemporaryDirectory& directory, const std::string& name, const std::string& body)
 {
     std::string path = directory.path() + "/" + name;

@@ -241,6 +241,16 @@ void set_receive_timeout(const Client& client, std::chrono::milliseconds timeout
 std::map<std::string, std::string> registry_info(Client& client);
 std::map<std::string, std::string> registry_info(const RegistryDaemon& daemon);
 
+// A bucket record's fields (CREATE, LOOKUP, LIST entries), RESP2 or RESP3:
+// the text of `field` ("" without it), and the pid (-1 without one).
+std::string text_of(const resp::Value& reply, const char* field);
+long long pid_of(const resp::Value& reply);
+
+// A password file as registryd and kvctl accept it (--password-file): the
+// password and a newline in `directory`/`name`, ours, with `mode`.
+std::string write_password_file(const TemporaryDirectory& directory, const std::string& name, const std::string& password,
+    mode_t mode = 0600);
+
 // An executable script (mode 0700) `name` in `directory` holding `body`: a
 // stand-in program (a bucketd that misbehaves, say). Returns its path.
 std::string write_script(const TemporaryDirectory& directory, const std::string& name, const std::string& body);

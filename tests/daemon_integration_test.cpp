@@ -26,8 +26,6 @@ using kv::resp::Value;
 
 namespace {
 
-long long pid_of(const Value& bucket) { return bucket.field("pid")->integer; }
-
 std::vector<std::string> lines_of(const std::string& text)
 {
     std::vector<std::string> lines;

@@ -24,8 +24,6 @@ using kv::resp::Value;
 
 namespace {
 
-long long pid_of(const Value& bucket) { return bucket.field("pid")->integer; }
-
 std::size_t count_lines_with(const std::string& log, const std::string& part)
 {
     std::size_t count = 0;

@@ -26,21 +26,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string text_of(const Value& reply, const char* field)
-{
-    std::string text;
-    reply.text_field(field, text);
-    return text;
-}
-
 // Nodes of one cluster, each with TCP, the cluster's password and `extra`.
 class PlacedCluster {
 public:
     PlacedCluster()
     {
-        password_file_ = secrets_.path() + "/password";
-        std::ofstream(password_file_) << "a cluster's one password\n";
-        EXPECT_EQ(::chmod(password_file_.c_str(), 0600), 0);
+        password_file_ = write_password_file(secrets_, "password", "a cluster's one password");
     }
 
     RegistryDaemon& start(const std::string& node, std::vector<std::string> extra = {})

@@ -23,8 +23,6 @@ using kv::resp::Value;
 
 namespace {
 
-long long pid_of(const Value& bucket) { return bucket.field("pid")->integer; }
-
 void expect_nothing_left_of(const RegistryDaemon& daemon, const Value& bucket)
 {
     auto segment = bucket.field("segment")->text;

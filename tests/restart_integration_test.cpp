@@ -36,7 +36,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-long long pid_of(const Value& bucket) { return bucket.field("pid")->integer; }
 long long id_of(const Value& bucket) { return bucket.field("id")->integer; }
 
 Value create_with(const RegistryDaemon& daemon, const std::string& name, const std::string& policy)

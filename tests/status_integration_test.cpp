@@ -20,8 +20,6 @@ using kv::resp::Value;
 
 namespace {
 
-long long pid_of(const Value& bucket) { return bucket.field("pid")->integer; }
-
 long long unix_ms_now()
 {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
