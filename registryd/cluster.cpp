@@ -238,6 +238,7 @@ void Cluster::keep_alive()
             if (!*alive || leaving_)
                 return;
             if (!error.empty()) {
+                keepalive_failed_ = true;
                 note_error("lease keepalive failed: " + error);
                 if (state_ == ClusterState::joined && fence_clock_ns() >= valid_until_ns_) {
                     state_ = ClusterState::expired;
@@ -257,7 +258,7 @@ void Cluster::keep_alive()
             // etcd was unreachable: the watch may have been cut off without
             // its connection ever being reset (a partition), so the copy is
             // loaded afresh and watched again.
-            if (!last_error_.empty())
+            if (std::exchange(keepalive_failed_, false))
                 load_and_watch();
             state_ = ClusterState::joined;
             valid_until_ns_ = sent + ttl * 1000000000;
@@ -320,10 +321,13 @@ void Cluster::register_again_later(long long lease)
             if (!*alive || leaving_ || lease_ != lease)
                 return;
             if (!error.empty()) {
-                note_error("unable to register node " + options_.node + " again: " + error); // logged once while it stays the same
+                if (error != registration_error_) // logged once while it stays the same
+                    log_line(LogLevel::warning, "cluster: unable to register node " + options_.node + " again: " + error);
+                registration_error_ = error;
                 register_again_later(lease);
                 return;
             }
+            registration_error_.clear();
             log_line(LogLevel::notice, "cluster: node " + options_.node + " registered again (lease " + lease_text(lease) + ")");
         });
     });

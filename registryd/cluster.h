@@ -184,6 +184,13 @@ private:
     // this lease), and the release would then delete the new claim.
     std::map<std::string, std::vector<std::function<void()>>> releasing_;
     std::string last_error_;
+    // A keepalive failed since the last one etcd confirmed: the watch may
+    // have been cut off unseen, so the next confirmed one reloads the copy.
+    bool keepalive_failed_ = false;
+    // Why the node's key could not be registered again (register_again_later),
+    // logged when it changes; kept apart from last_error_, which a confirmed
+    // keepalive clears.
+    std::string registration_error_;
     std::uint64_t leases_lost_ = 0;
     long long copy_revision_ = 0;
     bool leaving_ = false;

@@ -1,5 +1,6 @@
 #include "forwarded_call.h"
 
+#include <array>
 #include <memory>
 
 #include "tcp_listener.h"
@@ -87,7 +88,10 @@ private:
             incoming_.erase(0, consumed);
             if (!authenticated_) {
                 if (value.is_error()) {
-                    finish(std::nullopt, "it refused the password: " + value.text);
+                    // WRONGPASS (a password not the cluster's), or anything
+                    // else the node said first (ERR max connections reached).
+                    const bool password = value.text.rfind("WRONGPASS", 0) == 0 || value.text.find("AUTH") != std::string::npos;
+                    finish(std::nullopt, (password ? "it refused the password: " : "it answered AUTH with: ") + value.text);
                     return;
                 }
                 authenticated_ = true;

@@ -203,7 +203,9 @@ void Registry::create(const std::string& name, std::optional<RestartPolicy> poli
             + ": KEEP needs a restart policy that restarts (RESTART transient or RESTART permanent)"));
         return;
     }
-    if (!here && options_.placement == Placement::hash && state_ == RegistryState::running) {
+    // A name this node is claiming already (a CREATE ... HERE, a passed-over
+    // node's name) joins that claim rather than going elsewhere.
+    if (!here && options_.placement == Placement::hash && state_ == RegistryState::running && !claiming_.count(name)) {
         if (std::string node = placed_node(name); !node.empty()) {
             create_placed(name, node, policy, keep, responder);
             return;
@@ -292,6 +294,17 @@ void Registry::create_placed(const std::string& name, const std::string& node, s
             responder.send(error_reply(ErrorCode::error, "unable to create bucket " + printable(name) + " on node " + printable(node)
                 + ": its reply is not a bucket"));
             return;
+        }
+        // Ours after all (claimed here meanwhile, and found here by that
+        // node's claim): answered as a bucket of this node, with its paths.
+        if (record->node == options_.cluster->options().node) {
+            if (Bucket* local = find(name); local && local->id == record->id) {
+                if (local->state == BucketState::ready)
+                    responder.send(bucket_reply(*local, responder.protocol()));
+                else
+                    add_waiter(*local, &Bucket::waiting_for_ready, responder);
+                return;
+            }
         }
         record->socket.clear();
         record->segment.clear();

@@ -85,9 +85,10 @@ struct RegistryCounters {
     std::uint64_t exits_before_ready = 0;   // it exited while starting, never ready and not stopped (CREATE answered an error)
     std::uint64_t restarts = 0;             // exits followed by a restart of the same name
     std::uint64_t given_up = 0;             // exits that called for a restart the intensity refused
-    // --placement hash: CREATEs of new names forwarded to the node they are
-    // placed on, and those made here instead because that node could not
-    // be reached.
+    // --placement hash: CREATEs forwarded to the node their name is placed
+    // on (whatever that node answered: a name it or a third node had
+    // already counts too), and those made here instead because that node
+    // could not be reached.
     std::uint64_t placements_forwarded = 0;
     std::uint64_t placements_failed = 0;
 };

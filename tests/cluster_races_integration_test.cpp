@@ -169,4 +169,9 @@ TEST(ClusterRaces, ABucketRestartedWhileItsNameIsClaimedAgainKeepsTheNewClaimAnd
         return !seen.is_error() && pid_of(seen) == pid_of(restarted);
     })) << seen.text;
     EXPECT_GE(std::stoi(registry_info(a).at("cluster_leases_lost")), 1);
+    // And the claim that landed was the one held, answered as such: had
+    // registryd's etcd call timed out meanwhile, a second claim (made after
+    // the restart) could have put the new pid whatever the fix does.
+    EXPECT_NE(a.log().find("claimed again in the cluster"), std::string::npos) << a.log();
+    EXPECT_EQ(a.log().find("unable to claim its name again"), std::string::npos) << a.log();
 }

@@ -41,7 +41,7 @@ BucketAccess::BucketAccess(const std::string& run_dir, std::chrono::milliseconds
 
 BucketAccess::Process BucketAccess::process_of(const BucketRecord& record)
 {
-    return Process { on_another_node(record) ? record.node : std::string(), record.id };
+    return Process { on_another_node(record) ? record.node : std::string(), record.id, record.pid };
 }
 
 Client BucketAccess::connect_bucket(const Open& open) const

@@ -67,12 +67,14 @@ public:
 private:
     // One bucket process: its id (a restarted bucket is a new process, with
     // a new id) and, for another node's, that node: each node's registryd
-    // numbers its own buckets, so two nodes' ids can be equal. id 0: none.
+    // numbers its own buckets, so two nodes' ids can be equal; and its pid,
+    // since a node's registryd that restarts numbers from 1 again. id 0: none.
     // (No member initialisers: it is a default argument below, inside the
     // class, where g++ cannot use them yet; `{}` is "", 0.)
     struct Process {
         std::string node; // "" for this node's buckets
         unsigned long long id;
+        long long pid;
         auto operator<=>(const Process&) const = default;
     };
     static Process process_of(const BucketRecord& record);

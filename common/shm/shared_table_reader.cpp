@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 #include <utility>
 
 #include "fault_guard.h"
@@ -313,6 +314,8 @@ SharedTableReader::Result SharedTableReader::get_many(std::span<const std::strin
     // after: the misses overlap instead of following one another (as
     // hash joins do). Sixteen at a time: about what a core keeps in flight.
     constexpr std::size_t group = 16;
+    if (values.size() != keys.size() || results.size() != keys.size())
+        throw std::invalid_argument("get_many: keys, values and results must be the same size");
     return consistent_read([&](const TableHeader& header, auto unchanged) -> std::optional<Result> {
         IndexView view;
         std::optional<Result> instead;

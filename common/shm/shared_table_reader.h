@@ -59,8 +59,10 @@ public:
     // the whole batch), faster than one get() after another on a large
     // table (it overlaps their cache misses). `found` once every key is
     // answered, each in `results` (found or missing) with its value in
-    // `values` when found; else gone or busy for the whole batch. The three
-    // spans are the same size.
+    // `values` when found; else gone or busy for the whole batch (busy:
+    // writes kept overlapping the whole batch for the retry budget, which a
+    // long batch under a busy writer meets sooner than one key). The three
+    // spans must be the same size (else std::invalid_argument).
     Result get_many(std::span<const std::string_view> keys, std::span<std::string> values, std::span<Result> results) const;
     // Number of keys, as of one consistent moment.
     Result size(std::uint64_t& keys) const;
