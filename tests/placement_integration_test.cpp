@@ -18,7 +18,10 @@
 
 #include "daemon_fixture.h"
 #include "etcd_fixture.h"
+#include "holding_proxy.h"
 #include "placement.h"
+
+#include <boost/beast/core/detail/base64.hpp>
 
 using namespace kv::test;
 using kv::resp::Value;
@@ -34,9 +37,10 @@ public:
         password_file_ = write_password_file(secrets_, "password", "a cluster's one password");
     }
 
-    RegistryDaemon& start(const std::string& node, std::vector<std::string> extra = {})
+    // `through`: the etcd URL the node is given (a proxy's), if not etcd's own.
+    RegistryDaemon& start(const std::string& node, std::vector<std::string> extra = {}, const std::string& through = {})
     {
-        std::vector<std::string> arguments { "--cluster", etcd_.client_urls(), "--node", node, "--lease-ttl", "10",
+        std::vector<std::string> arguments { "--cluster", through.empty() ? etcd_.client_urls() : through, "--node", node, "--lease-ttl", "10",
             "--placement", "hash", "--listen-tcp", "127.0.0.1:0", "--password-file", password_file_ };
         arguments.insert(arguments.end(), extra.begin(), extra.end());
         nodes_[node] = std::make_unique<RegistryDaemon>(arguments);
@@ -260,6 +264,60 @@ TEST(Placement, ANameWhoseNodeDoesNotAnswerIsCreatedHereInstead)
     // b, back, finds the name taken: a CREATE there gives a's bucket.
     const Value on_b = cluster["b"].call({ "CREATE", name });
     EXPECT_EQ(text_of(on_b, "node"), "a") << on_b.text;
+}
+
+TEST(Placement, ACreateOfANameThisNodeIsClaimingJoinsThatClaimInsteadOfGoingElsewhere)
+{
+    // A CREATE ... HERE of a name hashed to b is claiming it on a (the claim
+    // held on its way to etcd, at a proxy); a plain CREATE of the same name
+    // on a meanwhile must wait for that claim, not be sent to b, which
+    // would make the name there and leave a's HERE answered with b's bucket.
+    KV_REQUIRE(etcd_missing().empty(), etcd_missing());
+    PlacedCluster cluster;
+    HoldingProxy proxy(cluster.etcd().client_url(0));
+    cluster.start("a", {}, proxy.url());
+    cluster.start("b");
+    cluster.wait_for_membership();
+    const std::string name = name_placed_on({ "a", "b" }, "b", "pinned-");
+    namespace base64 = boost::beast::detail::base64;
+    const std::string key_bytes = "kv/names/" + name;
+    std::string key(base64::encoded_size(key_bytes.size()), '\0');
+    key.resize(base64::encode(key.data(), key_bytes.data(), key_bytes.size()));
+    auto claim = [&](const std::string& request) {
+        return request.find("requestPut") != std::string::npos && request.find(key) != std::string::npos;
+    };
+    proxy.hold_if(claim);
+
+    Value here, plain;
+    std::thread first([&] { here = cluster["a"].connect().call({ "CREATE", name, "HERE" }); });
+    EXPECT_TRUE(proxy.wait_for(claim, scaled(10s))); // no ASSERT while a thread runs: it must be joined
+    std::thread second([&] { plain = cluster["a"].connect().call({ "CREATE", name }); });
+    // a has taken the plain CREATE once CLIENT LIST shows both clients'
+    // last command as create (a request is noted as it runs); only then
+    // does the held claim go on.
+    auto creates_running = [&] {
+        const std::string list = cluster["a"].call({ "CLIENT", "LIST" }).text;
+        std::size_t count = 0;
+        for (auto at = list.find("cmd=create "); at != std::string::npos; at = list.find("cmd=create ", at + 1))
+            ++count;
+        return count;
+    };
+    const auto until = Clock::now() + scaled(10s);
+    while (creates_running() < 2 && Clock::now() < until)
+        std::this_thread::sleep_for(5ms); // between two looks
+    EXPECT_EQ(creates_running(), 2u);
+    proxy.hold_if(nullptr);
+    proxy.release_held();
+    first.join();
+    second.join();
+    ASSERT_FALSE(here.is_error()) << here.text;
+    ASSERT_FALSE(plain.is_error()) << plain.text;
+    EXPECT_EQ(text_of(here, "node"), "a");
+    EXPECT_EQ(text_of(plain, "node"), "a");
+    EXPECT_EQ(pid_of(plain), pid_of(here));
+    EXPECT_NE(text_of(plain, "socket"), ""); // this node's bucket, with its local paths
+    EXPECT_EQ(registry_info(cluster["a"]).at("cluster_placements_forwarded"), "0");
+    EXPECT_EQ(cluster["b"].call({ "LIST" }).elements.size(), 0u) << "b made the name too";
 }
 
 TEST(Placement, HashPlacementNeedsAClusterAndTcp)
