@@ -865,6 +865,16 @@ TEST(SharedTable, HashSpreadsKeys)
     EXPECT_EQ(kv::hash_key("same key"), kv::hash_key("same key"));
 }
 
+// The tag is part of the layout: every build of every reader and writer of a
+// table must compute the same one (XXH3, unseeded). A change here is a new
+// layout version.
+TEST(SharedTable, HashIsXxh3)
+{
+    EXPECT_EQ(kv::hash_key(""), 0x2d06800538d394c2ULL);
+    EXPECT_EQ(kv::hash_key("a"), 0xe6c632b61e964e1fULL);
+    EXPECT_EQ(kv::hash_key("key:000000000042"), 0x698ccf97aff6cd95ULL);
+}
+
 // --- Batches: several changes in one write window (SharedTableWriter::Batch) ---
 
 namespace {

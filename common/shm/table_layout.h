@@ -30,7 +30,7 @@ enum class TableKind : std::uint32_t { bucket = 1, names = 2 };
 
 struct TableHeader {
     static constexpr std::uint64_t expected_magic = 0x656c6261742d766bULL; // "kv-table"
-    static constexpr std::uint32_t expected_version = 9;
+    static constexpr std::uint32_t expected_version = 10;
 
     std::uint64_t magic;
     std::uint32_t version;
