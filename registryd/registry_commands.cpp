@@ -1,7 +1,5 @@
 #include "registry_commands.h"
 
-#include <strings.h>
-
 #include <charconv>
 #include <limits>
 
@@ -43,7 +41,7 @@ void history(Registry& registry, const resp::Request& request, const Responder& 
 // (what a node sends when it forwards a CREATE to the node a name is placed on).
 bool is_word(const std::string& argument, std::string_view word)
 {
-    return argument.size() == word.size() && ::strncasecmp(argument.data(), word.data(), word.size()) == 0;
+    return same_word(argument, word);
 }
 
 void create(Registry& registry, const resp::Request& request, const Responder& responder)

@@ -1,6 +1,6 @@
 #include "restart_policy.h"
 
-#include <strings.h>
+#include "command_table.h"
 
 #include <string>
 
@@ -20,7 +20,7 @@ std::optional<RestartPolicy> parse_restart_policy(std::string_view word)
 {
     for (auto policy : { RestartPolicy::temporary, RestartPolicy::transient, RestartPolicy::permanent }) {
         const std::string_view name = to_string(policy);
-        if (word.size() == name.size() && ::strncasecmp(word.data(), name.data(), name.size()) == 0)
+        if (same_word(word, name))
             return policy;
     }
     return std::nullopt;

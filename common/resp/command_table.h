@@ -10,7 +10,6 @@
 
 #include <charconv>
 
-#include <strings.h>
 
 #include <algorithm>
 #include <cctype>
@@ -88,7 +87,21 @@ inline bool arity_accepts(int arity, int max_arity, std::size_t count)
 // Verbs and subcommands compare without regard to case, as in Redis.
 inline bool same_word(std::string_view a, std::string_view b)
 {
-    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+    // strncasecmp in the C locale, inline: a call per table entry of the
+    // verb's length was a tenth of a bucket's own time on pipelined INCRs.
+    // Two bytes differing only in 0x20 are the same letter in two cases only
+    // if they are letters.
+    if (a.size() != b.size())
+        return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
+        if (x == y)
+            continue;
+        const unsigned char lower = x | 0x20;
+        if ((x ^ y) != 0x20 || lower < 'a' || lower > 'z')
+            return false;
+    }
+    return true;
 }
 
 // Redis 7's error texts for a request no table entry takes, word for word, so

@@ -449,7 +449,10 @@ void RespConnection::drop(const std::string& why)
 void RespConnection::log_if_refusal(std::string_view reply)
 {
     // Only the refusals a client's own behaviour or identity brings about;
-    // FULL, NOTFOUND and the rest are answers, not events.
+    // FULL, NOTFOUND and the rest are answers, not events. Most replies are
+    // no error at all: one byte says so.
+    if (reply.empty() || reply[0] != '-')
+        return;
     for (ErrorCode code : { ErrorCode::limit, ErrorCode::denied }) {
         const std::string_view word = wire_word(code);
         if (reply.size() > word.size() + 1 && reply[0] == '-' && reply.substr(1, word.size()) == word && reply[word.size() + 1] == ' ') {

@@ -1,6 +1,6 @@
 #include "session.h"
 
-#include <strings.h>
+#include "command_table.h"
 
 namespace kv {
 
@@ -28,7 +28,7 @@ namespace {
 bool is_container(std::string_view verb)
 {
     for (std::string_view container : { "client", "command", "config" }) {
-        if (verb.size() == container.size() && ::strncasecmp(verb.data(), container.data(), verb.size()) == 0)
+        if (same_word(verb, container))
             return true;
     }
     return false;
