@@ -62,9 +62,15 @@ std::string ServerConfig::encode() const
 ServerConfig ServerConfig::decode(const std::string& text)
 {
     ServerConfig config;
-    std::istringstream in(text);
-    std::string item;
-    while (in >> item) {
+    // Split on white space by hand, not with an istringstream: the first
+    // stream a process makes sets up the C++ locale, which a bucket (this
+    // runs as it starts) does not otherwise need (and its code, mapped in
+    // at start, is unmapped again at every bucket's exit).
+    constexpr std::string_view space = " \t\n\v\f\r";
+    for (std::size_t at = text.find_first_not_of(space); at != std::string::npos; at = text.find_first_not_of(space, at)) {
+        const std::size_t end_of_item = std::min(text.find_first_of(space, at), text.size());
+        const std::string item = text.substr(at, end_of_item - at);
+        at = end_of_item;
         auto equals = item.find('=');
         if (equals == std::string::npos)
             throw std::invalid_argument("bad server configuration item '" + item + "'");
