@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark of BENCHMARKS.md in one go, each beside its reference,
-# on this machine, and prints the tables in Markdown. About twenty-five minutes (s6-supervise and
+# on this machine, and prints the tables in Markdown. About fifteen minutes (s6-supervise and
 # supervisord restart at most about once a second). KV_BENCH_SECTION=resp runs only
 # redis-benchmark against redis-server; =direct only the direct reads, LOOKUP, CREATE and
 # kill-to-gone; =text only the text server's section (the figures of BENCHMARKS.md's "Text server"); KV_BENCH_SECTION=cluster
@@ -10,6 +10,7 @@
 #   bench/run.sh            build (installing what is missing) and run
 #   KV_BENCH_QUICK=1 ...    smaller counts, for a quick look
 set -euo pipefail
+export LC_ALL=C # bash's time and every number here with a decimal point, whatever the locale
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/kv" build >/dev/null
@@ -286,14 +287,15 @@ print(f"| --lease-ttl {sys.argv[2]} | {len(runs)} | {each(freed)} | {each(valid)
 }
 
 cpu_ticks() { # pid: its CPU time so far (utime + stime), in clock ticks
-  awk '{print $14 + $15}' "/proc/$1/stat"
+  # The fields after the name, which is in parentheses and may hold spaces.
+  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 timed() { # file command...: runs the command, its output to file, and prints "wall user sys" in seconds
   local TIMEFORMAT='%R %U %S' out=$1
   shift
   { time "$@" > "$out" 2>/dev/null; } 2>&1
 }
-median_row() { # test csv...: "rps p50 p99" of the round with the median ops/s
+median_row() { # test csv...: "rps p50 p99" of the round with the median ops/s (the upper middle one of an even count)
   python3 -c '
 import csv, sys
 rows = [next(r for r in csv.DictReader(open(f)) if r["test"] == sys.argv[1]) for f in sys.argv[2:]]
@@ -346,7 +348,8 @@ def busy(triples):  # "wall user sys" repeated: the client busy share, CPU us pe
     wall, cpu = sum(v[0::3]), sum(v[1::3]) + sum(v[2::3])
     return cpu / wall, cpu * 1e6 / total
 ck, cr = busy(sys.argv[8]), busy(sys.argv[9])
-print(f"| {clients} | {pipeline} | {ck[0]:.0%} / {cr[0]:.0%} | {ck[1]:.2f} / {cr[1]:.2f} | {int(kv) * tick / total:.2f} / {int(redis) * tick / total:.2f} | {int(kv) / int(redis):.2f} |")' \
+server_ratio = int(kv) / int(redis) if int(redis) else float("nan")
+print(f"| {clients} | {pipeline} | {ck[0]:.0%} / {cr[0]:.0%} | {ck[1]:.2f} / {cr[1]:.2f} | {int(kv) * tick / total:.2f} / {int(redis) * tick / total:.2f} | {server_ratio:.2f} |")' \
         "$clients" "$pipeline" "$requests" "$kv_cpu" "$redis_cpu" "$(getconf CLK_TCK)" "$rounds" "$client_kv" "$client_redis")")
       rm -f "$work"/kv-*.csv "$work"/redis-*.csv
     done
