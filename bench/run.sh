@@ -401,7 +401,6 @@ direct_section() {
   k50=$(json "$work/kill.json" median_us); f50=$(json "$work/kill.json" floor_median_us)
   echo "| kill-to-gone over $kill_count kills (p50 / p99) | $k50 / $(json "$work/kill.json" p99_us) us | bare pidfd floor: $f50 / $(json "$work/kill.json" floor_p99_us) us | $(ratio "$k50" "$f50") | p50 <= 1.5x floor, p99 < 1 ms |"
   echo "| ... of which the kernel, until the bucket's exit is visible at all (p50) | $(json "$work/kill.json" exit_seen_median_us) us | | | |"
-
 }
 
 case "${KV_BENCH_SECTION:-}" in

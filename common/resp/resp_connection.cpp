@@ -455,7 +455,7 @@ void RespConnection::log_if_refusal(std::string_view reply)
         return;
     for (ErrorCode code : { ErrorCode::limit, ErrorCode::denied }) {
         const std::string_view word = wire_word(code);
-        if (reply.size() > word.size() + 1 && reply[0] == '-' && reply.substr(1, word.size()) == word && reply[word.size() + 1] == ' ') {
+        if (reply.size() > word.size() + 1 && reply.substr(1, word.size()) == word && reply[word.size() + 1] == ' ') {
             const std::size_t end = reply.find("\r\n");
             const std::string_view text = reply.substr(1, end == std::string_view::npos ? end : end - 1);
             peer_event_log().log(LogLevel::warning, "refused a request of a client of " + server_->where + ": " + printable(text)
