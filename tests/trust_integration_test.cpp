@@ -236,24 +236,43 @@ TEST_F(Trust, ANameTableIsNotTrustedOnceItsRegistrydIsDeadWhateverRunsUnderItsPi
     // A private pid namespace, so the dead registryd's pid can be handed to
     // another process on purpose (ns_last_pid) instead of by luck.
     TemporaryDirectory directory;
-    const std::string script = R"(
+    const std::string script = R"sh(
         bin=$1 dir=$2
         mkfifo "$dir.ready"
         "$bin/registryd" --run-dir "$dir" --notify-fd 3 3>"$dir.ready" 2>"$dir.log" &
         registry=$!
         read ready < "$dir.ready"
         "$bin/kvctl" --run-dir "$dir" create shopping >/dev/null || exit 10
-        "$bin/kvctl" --run-dir "$dir" lookup shopping >/dev/null || exit 11
+        bucket=$("$bin/kvctl" --run-dir "$dir" lookup shopping) || exit 11
+        # The bucket goes first, by SIGKILL: left to exit on the SIGTERM its
+        # parent's death sends, it would run its exit handlers while the pid
+        # is handed over, and under LeakSanitizer those start a thread, which
+        # can take the very pid this test hands to the impostor.
+        started=$(cut -d' ' -f22 /proc/$registry/stat)
+        kill -9 $bucket
         kill -9 $registry
         wait $registry
-        echo $((registry - 1)) > /proc/sys/kernel/ns_last_pid
-        sleep 300 &
-        impostor=$!
-        [ "$impostor" = "$registry" ] || exit 12
+        # A process is its pid and its start time in clock ticks (10 ms). A pid
+        # comes round by itself only after the whole pid space, so the
+        # impostor must start in a later tick than registryd did, as any real
+        # one would: one started within registryd's tick is sent away and the
+        # pid handed over again.
+        tries=0
+        while :; do
+            echo $((registry - 1)) > /proc/sys/kernel/ns_last_pid
+            sleep 300 &
+            impostor=$!
+            [ "$impostor" = "$registry" ] || exit 12
+            [ "$(cut -d' ' -f22 /proc/$impostor/stat)" != "$started" ] && break
+            kill $impostor
+            wait $impostor
+            tries=$((tries + 1))
+            [ $tries -lt 10000 ] || exit 13
+        done
         "$bin/kvctl" --run-dir "$dir" lookup shopping
         echo "exit $?"
         kill $impostor
-    )";
+    )sh";
     const auto unshare = find_program("unshare");
     KV_REQUIRE(!unshare.empty(), "unshare on PATH (util-linux)");
     auto result = run_program({ unshare, "--pid", "--fork", "--mount-proc", "/bin/sh", "-c", script, "sh",
