@@ -957,7 +957,8 @@ void for_each_command(const ServerShared& server, const std::function<void(const
 // they are not allowed there).
 bool runs_inside_multi(const ServerShared& server, std::string_view verb)
 {
-    for (std::string_view name : { "EXEC", "DISCARD", "MULTI", "QUIT", "RESET" }) {
+    static constexpr std::string_view always[] = { "EXEC", "DISCARD", "MULTI", "QUIT", "RESET" }; // no strlen per call
+    for (std::string_view name : always) {
         if (same_word(name, verb))
             return true;
     }
@@ -1069,7 +1070,8 @@ void queue_inside_multi(const ServerShared& server, Session& session, const resp
 // its usual error, as in Redis).
 bool refused_before_auth(const ServerShared& server, const resp::Request& request, std::string& out)
 {
-    for (std::string_view name : { "AUTH", "HELLO", "QUIT", "RESET" }) {
+    static constexpr std::string_view first[] = { "AUTH", "HELLO", "QUIT", "RESET" }; // no strlen per call
+    for (std::string_view name : first) {
         if (same_word(name, request[0]))
             return false;
     }

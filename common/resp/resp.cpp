@@ -49,6 +49,20 @@ std::size_t unterminated_length(std::string_view rest)
     return !rest.empty() && rest.back() == '\r' ? rest.size() - 1 : rest.size();
 }
 
+// A reply's header line: its type byte, a number, CRLF, formatted on the
+// stack (std::to_string built a string of its own to be copied, for every
+// GET's reply).
+template <typename Number>
+void append_line(std::string& out, char type, Number value)
+{
+    char line[32]; // a type byte, 20 digits and a sign at most, CRLF
+    line[0] = type;
+    char* end = std::to_chars(line + 1, line + sizeof line - 2, value).ptr;
+    end[0] = '\r';
+    end[1] = '\n';
+    out.append(line, end + 2);
+}
+
 } // namespace
 
 void RequestParser::feed(const char* data, std::size_t size)
@@ -275,16 +289,12 @@ void append_error(std::string& out, std::string_view text)
 
 void append_integer(std::string& out, long long value)
 {
-    out += ':';
-    out += std::to_string(value);
-    out += "\r\n";
+    append_line(out, ':', value);
 }
 
 void append_bulk(std::string& out, std::string_view value)
 {
-    out += '$';
-    out += std::to_string(value.size());
-    out += "\r\n";
+    append_line(out, '$', value.size());
     out += value;
     out += "\r\n";
 }
@@ -296,9 +306,7 @@ void append_null_array(std::string& out, Protocol protocol) { out += protocol ==
 void append_map_header(std::string& out, std::size_t pairs, Protocol protocol)
 {
     if (protocol == Protocol::resp3) {
-        out += '%';
-        out += std::to_string(pairs);
-        out += "\r\n";
+        append_line(out, '%', pairs);
     } else {
         append_array_header(out, pairs * 2);
     }
@@ -307,9 +315,7 @@ void append_map_header(std::string& out, std::size_t pairs, Protocol protocol)
 void append_set_header(std::string& out, std::size_t count, Protocol protocol)
 {
     if (protocol == Protocol::resp3) {
-        out += '~';
-        out += std::to_string(count);
-        out += "\r\n";
+        append_line(out, '~', count);
     } else {
         append_array_header(out, count);
     }
@@ -321,9 +327,8 @@ void append_verbatim(std::string& out, std::string_view text, Protocol protocol)
         append_bulk(out, text);
         return;
     }
-    out += '=';
-    out += std::to_string(text.size() + 4);
-    out += "\r\ntxt:";
+    append_line(out, '=', text.size() + 4);
+    out += "txt:";
     out += text;
     out += "\r\n";
 }
@@ -338,9 +343,7 @@ void append_boolean(std::string& out, bool value, Protocol protocol)
 
 void append_array_header(std::string& out, std::size_t count)
 {
-    out += '*';
-    out += std::to_string(count);
-    out += "\r\n";
+    append_line(out, '*', count);
 }
 
 std::string encode_command(const std::vector<std::string>& arguments)

@@ -27,7 +27,10 @@ namespace {
 // part of the command's name.
 bool is_container(std::string_view verb)
 {
-    for (std::string_view container : { "client", "command", "config" }) {
+    // constexpr: an initializer list of string_views measured its literals
+    // with strlen at every call, for every request (3% of a bucket's CPU).
+    static constexpr std::string_view containers[] = { "client", "command", "config" };
+    for (std::string_view container : containers) {
         if (same_word(verb, container))
             return true;
     }
