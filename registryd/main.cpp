@@ -262,11 +262,25 @@ int main(int argc, char** argv)
     std::signal(SIGCHLD, SIG_DFL);
     std::signal(SIGPIPE, SIG_IGN);
     ::umask(077);
-    // Each bucket holds a pidfd open here: let --max-buckets be reachable.
+    // Each live bucket holds two descriptors here (its pidfd and its
+    // segment): let --max-buckets be reachable, and if the hard limit still
+    // does not let it be, say so now rather than leave it to the CREATE that
+    // runs out. A few dozen are kept for sockets, clients and logs.
     rlimit files {};
-    if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-        files.rlim_cur = files.rlim_max;
-        ::setrlimit(RLIMIT_NOFILE, &files);
+    if (::getrlimit(RLIMIT_NOFILE, &files) == 0) {
+        if (files.rlim_cur < files.rlim_max) {
+            files.rlim_cur = files.rlim_max;
+            ::setrlimit(RLIMIT_NOFILE, &files);
+            ::getrlimit(RLIMIT_NOFILE, &files);
+        }
+        constexpr rlim_t per_bucket = 2, kept = 64;
+        if (files.rlim_cur != RLIM_INFINITY && options.max_buckets * per_bucket + kept > files.rlim_cur) {
+            const rlim_t room = files.rlim_cur > kept ? (files.rlim_cur - kept) / per_bucket : 0;
+            kv::log_line(kv::LogLevel::warning, "--max-buckets " + std::to_string(options.max_buckets)
+                    + " cannot be reached: the descriptor limit (" + std::to_string(files.rlim_cur)
+                    + ") leaves room for about " + std::to_string(room)
+                    + " live buckets, two descriptors each; past that, CREATE fails");
+        }
     }
 
     // The signals registryd handles are blocked until their handlers are in

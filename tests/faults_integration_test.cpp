@@ -140,6 +140,23 @@ TEST(Faults, OutOfDescriptorsKeepsServingAndRecovers)
     EXPECT_NE(daemon.log().find("Too many open files"), std::string::npos);
 }
 
+TEST(Faults, AMaxBucketsTheDescriptorLimitCannotHoldIsToldAtStart)
+{
+    DaemonOptions options;
+    options.wrapper = { "prlimit", "--nofile=200:200" };
+    options.arguments = { "--max-buckets", "100" };
+    RegistryDaemon too_many(options);
+    EXPECT_NE(too_many.log().find(" warning registryd[" + std::to_string(too_many.pid())
+                  + "]: --max-buckets 100 cannot be reached: the descriptor limit (200) leaves room for about "
+                    "68 live buckets, two descriptors each; past that, CREATE fails"),
+        std::string::npos)
+        << too_many.log();
+
+    options.arguments = { "--max-buckets", "68" };
+    RegistryDaemon enough(options);
+    EXPECT_EQ(enough.log().find("cannot be reached"), std::string::npos) << enough.log();
+}
+
 TEST(Faults, ForkFailureIsACreateErrorWithNoHalfMadeEntry)
 {
     KV_REQUIRE_ROOT("to run registryd as a throwaway uid with a process limit");
