@@ -11,12 +11,9 @@
 // creates and removes no file: registryd made its segment and socket file and
 // removes them once it has reaped the bucket, so a bucket that outlives its
 // registryd can never remove what a later one made.
-#include <link.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <csignal>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -67,41 +64,6 @@ kv::ServerRole bucket_role(kv::BucketMap& map, unsigned tcp_port)
         batch.commit();
     };
     return role;
-}
-
-// Once ready, a bucket lets go of its program's code and constants: of
-// their page-table entries, not of the pages, which stay in the page cache.
-// Start-up runs code all over the static binary (the C library's
-// initialisation, the launch contract's decoding, the table's formatting),
-// and the kernel maps a file's pages 64 KiB at a time around each fault, so
-// a bucket was ready with 1.36 of its 1.79 MB of code and constants mapped.
-// Its idle loop faults a quarter of that back in (a redis-benchmark of SET,
-// GET, INCR and MSET, four fifths). A process's exit tears down every entry
-// it holds: an idle bucket's exit took 8 to 26 us longer without this, and
-// kill-to-gone was about a fifth slower (BENCHMARKS.md, "What limits the
-// missed targets"). Only the program's own segments that are never written:
-// not the one holding RELRO (its relocated contents exist only in this
-// process), nor any shared library's. Best effort: if madvise fails,
-// nothing changes.
-void release_startup_pages()
-{
-    ::dl_iterate_phdr(
-        [](dl_phdr_info* info, std::size_t, void*) {
-            constexpr std::uintptr_t page = 4096;
-            for (int i = 0; i < info->dlpi_phnum; ++i) {
-                const ElfW(Phdr)& segment = info->dlpi_phdr[i];
-                if (segment.p_type != PT_LOAD || (segment.p_flags & PF_W))
-                    continue;
-                // Whole pages inside the segment only.
-                const std::uintptr_t start = info->dlpi_addr + segment.p_vaddr;
-                const std::uintptr_t begin = (start + page - 1) & ~(page - 1);
-                const std::uintptr_t end = (start + segment.p_memsz) & ~(page - 1);
-                if (begin < end)
-                    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-            }
-            return 1; // the first object is the program itself: stop there
-        },
-        nullptr);
 }
 
 } // namespace
@@ -197,7 +159,6 @@ int main(int argc, char** argv)
         if (::write(notify.get(), kv::ready_line.data(), kv::ready_line.size()) != static_cast<ssize_t>(kv::ready_line.size()))
             throw kv::SystemError("unable to notify registryd through descriptor", std::to_string(notify.get()), errno);
         notify.reset();
-        release_startup_pages();
 
         io.run();
         return 0;
