@@ -265,7 +265,8 @@ int main(int argc, char** argv)
     // Each live bucket holds two descriptors here (its pidfd and its
     // segment): let --max-buckets be reachable, and if the hard limit still
     // does not let it be, say so now rather than leave it to the CREATE that
-    // runs out. A few dozen are kept for sockets, clients and logs.
+    // runs out. At least 64 are kept for sockets, clients and logs (with
+    // many clients, fewer buckets fit than the warning's "at most").
     rlimit files {};
     if (::getrlimit(RLIMIT_NOFILE, &files) == 0) {
         if (files.rlim_cur < files.rlim_max) {
@@ -278,7 +279,7 @@ int main(int argc, char** argv)
             const rlim_t room = files.rlim_cur > kept ? (files.rlim_cur - kept) / per_bucket : 0;
             kv::log_line(kv::LogLevel::warning, "--max-buckets " + std::to_string(options.max_buckets)
                     + " cannot be reached: the descriptor limit (" + std::to_string(files.rlim_cur)
-                    + ") leaves room for about " + std::to_string(room)
+                    + ") leaves room for at most " + std::to_string(room)
                     + " live buckets, two descriptors each; past that, CREATE fails");
         }
     }
