@@ -163,11 +163,11 @@ constexpr std::uint64_t writer_keys = 1000;
 std::string writer_key(std::uint64_t i) { return "other:" + std::to_string(i); }
 
 // Direct GETs of the keys in a random order, from `threads` threads for
-// `seconds`, each value checked against its key. With `contended`, a writer on the bucket's socket
-// SETs other keys of the same bucket (pipelined, as fast as it is answered)
-// the whole time, so readers retry whenever a write overlaps them. With
-// `batch` > 1, each read is a direct MGET of the next `batch` keys
-// (SharedTableReader::get_many), and ops count keys.
+// `seconds`, each value checked against its key. With `contended`, a writer
+// on the bucket's socket SETs other keys of the same bucket (pipelined, as
+// fast as it is answered) the whole time, so readers retry whenever a write
+// overlaps them. With `batch` > 1, each read is a direct MGET of the next
+// `batch` keys (SharedTableReader::get_many), and ops count keys.
 void direct_get(const std::string& run_dir, std::uint64_t keys, int threads, double seconds, bool contended, std::size_t batch)
 {
     std::string name = "bench-direct-" + std::to_string(keys) + (contended ? "-contended" : "") + "-" + std::to_string(batch);
