@@ -2,10 +2,11 @@
 # Runs every benchmark of BENCHMARKS.md in one go, each beside its reference,
 # on this machine, and prints the tables in Markdown. About fifteen minutes (s6-supervise and
 # supervisord restart at most about once a second). KV_BENCH_SECTION=resp runs only
-# redis-benchmark against redis-server; =direct only the direct reads, LOOKUP, CREATE and
-# kill-to-gone; =text only the text server's section (the figures of BENCHMARKS.md's "Text server"); KV_BENCH_SECTION=cluster
-# only cluster mode's (BENCHMARKS.md's "Cluster": registryd --cluster on a real etcd, which
-# it installs if missing, beside a plain registryd; about two minutes).
+# redis-benchmark against redis-server; =direct only the direct reads (with pagebench beside
+# them), LOOKUP, CREATE and kill-to-gone; =text only the text server's section (the figures
+# of BENCHMARKS.md's "Text server"); =cluster only cluster mode's (BENCHMARKS.md's "Cluster":
+# registryd --cluster on a real etcd, which it installs if missing, beside a plain registryd;
+# about two minutes).
 # Everything it prints is measured in the run; nothing is written by hand.
 #   bench/run.sh            build (installing what is missing) and run
 #   KV_BENCH_QUICK=1 ...    smaller counts, for a quick look
