@@ -13,7 +13,9 @@
 #include <cerrno>
 #include <functional>
 #include <random>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -620,42 +622,79 @@ TEST(SharedTableReader, SegmentTruncatedToNothingIsGoneNotSIGBUS)
     ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(size)), 0);
 }
 
-TEST(SharedTableReader, SegmentTruncatedInsideItsIndexIsGoneNotSIGBUS)
+TEST(SharedTableReader, SegmentTruncatedInsideItsIndexIsGoneFromThenOnNotSIGBUS)
 {
     auto name = unique_segment("cutindex");
     const std::size_t size = 64 << 20;
     kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
     writer.publish_alive();
     const int count = 20000;
+    auto key = [](int i) { return "key" + std::to_string(i); };
     for (int i = 0; i < count; ++i)
-        ASSERT_EQ(writer.set("key" + std::to_string(i), "v" + std::to_string(i)), kv::SharedTableWriter::SetResult::stored);
+        ASSERT_EQ(writer.set(key(i), "v" + std::to_string(i)), kv::SharedTableWriter::SetResult::stored);
     auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
     ASSERT_TRUE(reader);
     auto segment = open_segment(name);
-    std::uint64_t cut = 0;
+    std::uint64_t cut = 0, capacity = 0;
     {
         HeaderPage page(segment.get());
         ASSERT_NE(page.header, MAP_FAILED);
         const std::uint64_t index = page.header->index_offset.load();
-        const std::uint64_t index_bytes = page.header->capacity.load() * 64;
-        cut = (index + index_bytes / 2) & ~std::uint64_t(4095); // a page boundary halfway through the index
+        capacity = page.header->capacity.load();
+        cut = (index + capacity * 64 / 2) & ~std::uint64_t(4095); // a page boundary halfway through the index
         ASSERT_GT(cut, index);
     }
-    ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(cut)), 0);
-    int found = 0, gone = 0;
-    std::string value;
-    for (int i = 0; i < count; ++i) {
-        auto result = reader->get("key" + std::to_string(i), value);
-        if (result == Result::found) {
-            ++found;
-            ASSERT_EQ(value, "v" + std::to_string(i));
-        } else {
-            ASSERT_EQ(result, Result::gone) << i;
-            ++gone;
-        }
+    // A key whose probe stays well before the cut (its home slot in the
+    // index's first quarter) and one whose probe starts well past it (in
+    // its third quarter, past the cut's page).
+    int before = -1, after = -1;
+    for (int i = 0; i < count && (before < 0 || after < 0); ++i) {
+        const std::uint64_t home = kv::hash_key(key(i)) & (capacity - 1);
+        if (home < capacity / 4 && before < 0)
+            before = i;
+        if (home >= capacity / 2 + capacity / 16 && home < capacity / 4 * 3 && after < 0)
+            after = i;
     }
-    EXPECT_GT(found, 0) << "slots before the cut still answer";
-    EXPECT_GT(gone, 0) << "slots past the cut are gone";
+    ASSERT_GE(before, 0);
+    ASSERT_GE(after, 0);
+    ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(cut)), 0);
+    std::string value;
+    ASSERT_EQ(reader->get(key(before), value), Result::found) << "a slot before the cut answers";
+    EXPECT_EQ(value, "v" + std::to_string(before));
+    EXPECT_EQ(reader->get(key(after), value), Result::gone) << "a slot past the cut is gone";
+    // From then on the table is no longer the truth, not even before the cut.
+    EXPECT_EQ(reader->get(key(before), value), Result::gone);
+    EXPECT_EQ(reader->exists(key(before)), Result::gone);
+    EXPECT_FALSE(reader->alive());
+    ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(size)), 0);
+    EXPECT_EQ(reader->get(key(before), value), Result::gone) << "not even once the segment has grown back";
+}
+
+TEST(SharedTableReader, ValueCutShortUnderItsReaderIsGoneNotSIGBUS)
+{
+    // A value in the table's heap, far past the index: the cut lands in
+    // the middle of its bytes, so the copy itself meets the missing page.
+    auto name = unique_segment("cutvalue");
+    const std::size_t size = 4 << 20;
+    kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
+    writer.publish_alive();
+    const std::string big(256 << 10, 'b');
+    ASSERT_EQ(writer.set("big", big), kv::SharedTableWriter::SetResult::stored);
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    std::string value;
+    ASSERT_EQ(reader->get("big", value), Result::found);
+    ASSERT_EQ(value, big);
+    // Where the value's bytes are: the last page of them that holds 'b's.
+    auto segment = open_segment(name);
+    std::vector<char> bytes(size);
+    ASSERT_EQ(pread(segment.get(), bytes.data(), size, 0), static_cast<ssize_t>(size));
+    const std::string_view all(bytes.data(), size);
+    const std::size_t first = all.find(big.substr(0, 4096));
+    ASSERT_NE(first, std::string_view::npos);
+    const std::uint64_t cut = (first + big.size() / 2) & ~std::uint64_t(4095);
+    ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(cut)), 0);
+    EXPECT_EQ(reader->get("big", value), Result::gone);
     ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(size)), 0);
 }
 
@@ -814,6 +853,38 @@ TEST(SharedTableReader, RefusesAnUnalignedIndexOffset)
     page.header->index_offset.store(index_offset);
     ASSERT_EQ(reader->get("milk", value), Result::found);
     EXPECT_EQ(value, "1");
+}
+
+TEST(FaultGuard, APageThatWentAwayReadsAsZerosAndItsWritesGoNowhere)
+{
+    kv::install_fault_handler();
+    auto name = unique_segment("zeros");
+    kv::UniqueFd segment = kv::create_segment(name);
+    ASSERT_TRUE(segment);
+    shm_unlink(name.c_str());
+    ASSERT_EQ(ftruncate(segment.get(), 8192), 0);
+    auto* page = static_cast<volatile char*>(mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, segment.get(), 0));
+    ASSERT_NE(page, MAP_FAILED);
+    page[0] = 'x';
+    page[4096] = 'x';
+    ASSERT_EQ(ftruncate(segment.get(), 4096), 0);
+    std::atomic<bool> faulted { false };
+    char first = 0, second = 'x';
+    kv::guarded_access(const_cast<char*>(page), 8192, faulted, [&] {
+        first = page[0];
+        second = page[4096]; // SIGBUS: the handler puts zeros there and this runs again
+        page[4097] = 'y';
+    });
+    EXPECT_TRUE(faulted.load());
+    EXPECT_EQ(first, 'x') << "the page still there reads as it is";
+    EXPECT_EQ(second, 0);
+    // The write went to the private page of zeros, not to the segment.
+    ASSERT_EQ(ftruncate(segment.get(), 8192), 0);
+    char in_segment = 'z';
+    ASSERT_EQ(pread(segment.get(), &in_segment, 1, 4097), 1);
+    EXPECT_EQ(in_segment, 0);
+    EXPECT_TRUE(kv::guarded_access(const_cast<char*>(page), 4096, [&] { first = page[0]; })) << "nothing went away this time";
+    munmap(const_cast<char*>(page), 8192);
 }
 
 TEST(FaultGuardDeathTest, SigbusOutsideAGuardedReadStillKills)

@@ -3,22 +3,25 @@
 // A direct reader maps a segment that another process owns. If the segment
 // is truncated (by its owner, or by any process of the owner's uid), touching
 // a page past its new end raises SIGBUS, which would kill the reader. A
-// guarded access instead comes back with `false` from wherever it faulted.
+// guarded access instead runs on and comes back with `false`.
 //
 // How: one process-wide SIGBUS handler (install_fault_handler). Each thread
-// has a chain of active guards, innermost first; a guard is a sigjmp_buf and
-// the address range it covers. On a fault the kernel raised (not one sent by
-// kill) at an address an active guard covers, the handler siglongjmps to that
-// guard. Any other SIGBUS goes on to the disposition that was there before
-// the handler (by default: the process dies), so none is swallowed.
+// has a chain of active guards, innermost first; a guard is the address range
+// it covers and a flag to raise. On a fault the kernel raised (not one sent
+// by kill) at an address an active guard covers, the handler raises that
+// guard's flag and puts a private page of zeros where the page went away,
+// then returns: the faulting instruction runs again and reads zeros. So the
+// access runs to its end and nothing is abandoned half-way; the flag says
+// that what it read is not the table. Any other SIGBUS goes on to the
+// disposition that was there before the handler (by default: the process
+// dies), so none is swallowed.
 //
-// Cost per guarded access: one call, a sigsetjmp that saves registers and no
-// signal mask (no system call), two thread-local stores. The handler is
-// installed with SA_NODEFER and an empty sa_mask, so jumping out of it leaves
-// the signal mask as it was.
+// Cost per guarded access: three stores to the stack and two to a
+// thread-local, all inlined: no call, no sigsetjmp (the guard used one until
+// it was measured: its call and register save made up a tenth of a direct
+// GET's instructions, and a GET that long could not overlap its cache miss
+// with the next GET's; BENCHMARKS.md has the figures).
 #pragma once
-
-#include <setjmp.h>
 
 #include <atomic>
 #include <cstddef>
@@ -34,9 +37,9 @@ void install_fault_handler();
 namespace detail {
 
 struct FaultGuard {
-    sigjmp_buf env;
     std::uintptr_t begin;
     std::uintptr_t end;
+    std::atomic<bool>* faulted;
     FaultGuard* outer;
 };
 
@@ -44,8 +47,8 @@ struct FaultGuard {
 inline constinit thread_local FaultGuard* active_fault_guard = nullptr;
 
 // Makes `outer` the active guard again when a guarded access ends, whichever
-// way: normally, by the handler's jump, or by an exception from `access`.
-// So the chain never holds a guard whose frame is gone.
+// way: normally or by an exception from `access`. So the chain never holds a
+// guard whose frame is gone.
 struct GuardScope {
     FaultGuard* outer;
     ~GuardScope()
@@ -58,31 +61,37 @@ struct GuardScope {
 } // namespace detail
 
 // Runs `access()`, which touches only [begin, begin + size) of a shared
-// mapping (plus ordinary memory that cannot fault). True if it ran to its end;
-// false if it touched a page that no longer exists there, in which case it
-// was abandoned at that instruction. So `access` must hold nothing that needs
-// a destructor or can be left half-updated when it is abandoned (a memcpy into
-// a string already sized is fine; growing a string while reading the mapping
-// is not: the new buffer would leak), and its caller must throw away whatever
-// it wrote when the answer is false. Not inlinable: GCC never inlines a
-// function that calls sigsetjmp; `access` itself is inlined into it.
+// mapping (plus ordinary memory that cannot fault). If a page of that range
+// went away meanwhile (the segment shrank), `faulted` is set, and from then
+// on that page of this mapping reads as zeros (and takes writes that go
+// nowhere): `access` must cope with zeros as with any garbage (end every
+// loop, follow nothing unchecked), and its caller must throw away what it
+// read once `faulted` is set. The flag stays set: a reader keeps it for the
+// life of its mapping, whose pages are no longer all the segment's.
 template <typename Access>
-bool guarded_access(const void* begin, std::size_t size, Access&& access)
+void guarded_access(const void* begin, std::size_t size, std::atomic<bool>& faulted, Access&& access)
 {
     detail::FaultGuard guard;
     guard.begin = reinterpret_cast<std::uintptr_t>(begin);
     guard.end = guard.begin + size;
+    guard.faulted = &faulted;
     guard.outer = detail::active_fault_guard;
-    // Before sigsetjmp: the jump back does not leave its scope.
     const detail::GuardScope scope { guard.outer };
-    if (sigsetjmp(guard.env, 0) != 0)
-        return false; // abandoned; the handler has made guard.outer active again
     detail::active_fault_guard = &guard;
     // Compiler barriers only: the handler runs on this thread, and must see
     // the guard in place before the first access and until the last one.
     std::atomic_signal_fence(std::memory_order_seq_cst);
     access();
-    return true;
+}
+
+// The same for a mapping used once: true if no page of it went away
+// during `access`, false if one did (throw away what it read).
+template <typename Access>
+bool guarded_access(const void* begin, std::size_t size, Access&& access)
+{
+    std::atomic<bool> faulted { false };
+    guarded_access(begin, size, faulted, access);
+    return !faulted.load(std::memory_order_relaxed);
 }
 
 } // namespace kv

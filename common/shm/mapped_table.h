@@ -45,7 +45,7 @@ inline bool is_table(const TableHeader& header, std::uint64_t file_size)
 // True if `mapping` holds a table (is_table) and `accept(header)` returns
 // true, both in one guarded access; false if either says no or a page went
 // away meanwhile. `accept` may read the header or write it (through a
-// read-write mapping); it must be abandonable (see guarded_access).
+// read-write mapping); what went away reads as zeros meanwhile (see guarded_access).
 template <typename Accept>
 bool check_table(const Mapping& mapping, std::uint64_t file_size, Accept accept)
 {

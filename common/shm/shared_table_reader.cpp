@@ -251,10 +251,10 @@ SharedTableReader::~SharedTableReader() = default;
 bool SharedTableReader::alive() const
 {
     bool alive = false;
-    const bool whole = guarded_access(base_, size_, [&] {
+    guarded_access(base_, size_, shrunk_, [&] {
         alive = reinterpret_cast<const TableHeader*>(base_)->alive.load(std::memory_order_acquire) == 1;
     });
-    return whole && alive;
+    return alive && !shrunk_.load(std::memory_order_relaxed);
 }
 
 // The read side of the seqlock, in one place: `read` runs on what may be a
@@ -262,13 +262,16 @@ bool SharedTableReader::alive() const
 // meanwhile and the owner is still serving. `read` may ask `unchanged()`
 // whether that still holds (before it follows a pair it loaded, or copies a
 // lot), and answers nullopt to start over. All of it runs guarded: a
-// segment that shrank under us is `gone`, and `read` must be abandonable
-// (see guarded_access).
+// segment that shrank under us is `gone` (now and from then on), and what
+// went away reads as zeros meanwhile, which `read` must get through like
+// any garbage (see guarded_access).
 template <typename Read>
 SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
 {
+    if (shrunk_.load(std::memory_order_relaxed))
+        return Result::gone;
     Result result = Result::gone;
-    const bool whole = guarded_access(base_, size_, [&] {
+    guarded_access(base_, size_, shrunk_, [&] {
         const auto* header = reinterpret_cast<const TableHeader*>(base_);
         for (Retry retry; retry.again();) {
             if (header->alive.load(std::memory_order_acquire) != 1) {
@@ -290,7 +293,7 @@ SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
         }
         result = header->alive.load(std::memory_order_relaxed) == 1 ? Result::busy : Result::gone;
     });
-    return whole ? result : Result::gone;
+    return shrunk_.load(std::memory_order_relaxed) ? Result::gone : result;
 }
 
 SharedTableReader::Result SharedTableReader::lookup(std::string_view key, std::string* value) const

@@ -9,11 +9,13 @@
 // never outside those pages and never forever, and the sequence check throws that
 // garbage away. It takes nothing in /dev/shm on faith (see open), and a
 // segment that shrinks under it (its owner's uid can truncate it) makes its
-// reads answer `gone` instead of killing it with SIGBUS (fault_guard.h).
+// reads answer `gone`, that one and every later one, instead of killing it
+// with SIGBUS (fault_guard.h).
 #pragma once
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -86,6 +88,9 @@ private:
     const char* base_;
     std::size_t size_;
     pid_t owner_pid_;
+    // Set (by the SIGBUS handler, fault_guard.h) once a page of the mapping
+    // went away under a read: from then on every read answers gone.
+    mutable std::atomic<bool> shrunk_ { false };
 };
 
 } // namespace kv
