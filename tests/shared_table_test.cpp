@@ -11,6 +11,7 @@
 #include <atomic>
 #include <map>
 #include <cerrno>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string_view>
@@ -57,6 +58,16 @@ struct HeaderPage {
     }
     kv::TableHeader* header;
 };
+
+// How many mappings this process has (lines of /proc/self/maps).
+std::size_t count_mappings()
+{
+    std::ifstream maps("/proc/self/maps");
+    std::size_t lines = 0;
+    for (std::string line; std::getline(maps, line);)
+        ++lines;
+    return lines;
+}
 
 // Death tests must not leave core files behind.
 void no_core_dump()
@@ -670,6 +681,43 @@ TEST(SharedTableReader, SegmentTruncatedInsideItsIndexIsGoneFromThenOnNotSIGBUS)
     EXPECT_EQ(reader->get(key(before), value), Result::gone) << "not even once the segment has grown back";
 }
 
+TEST(SharedTableReader, BatchReadMeetingACutIsGoneAndStopsThere)
+{
+    // A direct MGET of many keys, most of them past a cut near the index's
+    // start: gone, for the whole batch and every read after it, and the
+    // reader does not go on faulting key after key (the handler puts zeros
+    // over the rest of the mapping at the first fault, and the batch stops).
+    auto name = unique_segment("cutbatch");
+    const std::size_t size = 64 << 20;
+    kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
+    writer.publish_alive();
+    const int count = 4000;
+    std::vector<std::string> names;
+    for (int i = 0; i < count; ++i) {
+        names.push_back("key" + std::to_string(i));
+        ASSERT_EQ(writer.set(names.back(), "v"), kv::SharedTableWriter::SetResult::stored);
+    }
+    auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
+    ASSERT_TRUE(reader);
+    std::vector<std::string_view> keys(names.begin(), names.end());
+    std::vector<std::string> values(keys.size());
+    std::vector<Result> results(keys.size());
+    ASSERT_EQ(reader->get_many(keys, values, results), Result::found);
+    auto segment = open_segment(name);
+    std::uint64_t cut = 0;
+    {
+        HeaderPage page(segment.get());
+        ASSERT_NE(page.header, MAP_FAILED);
+        cut = (page.header->index_offset.load() + 4096) & ~std::uint64_t(4095);
+    }
+    ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(cut)), 0);
+    const std::size_t mappings_before = count_mappings();
+    EXPECT_EQ(reader->get_many(keys, values, results), Result::gone);
+    EXPECT_LE(count_mappings(), mappings_before + 1) << "one run of zeros, not a mapping per page that faulted";
+    EXPECT_EQ(reader->get(names[0], values[0]), Result::gone);
+    ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(size)), 0);
+}
+
 TEST(SharedTableReader, ValueCutShortUnderItsReaderIsGoneNotSIGBUS)
 {
     // A value in the table's heap, far past the index: the cut lands in
@@ -878,12 +926,21 @@ TEST(FaultGuard, APageThatWentAwayReadsAsZerosAndItsWritesGoNowhere)
     EXPECT_TRUE(faulted.load());
     EXPECT_EQ(first, 'x') << "the page still there reads as it is";
     EXPECT_EQ(second, 0);
-    // The write went to the private page of zeros, not to the segment.
+    // The page is private now: the write stayed in it, and the segment,
+    // grown back and written, is not seen through it.
     ASSERT_EQ(ftruncate(segment.get(), 8192), 0);
-    char in_segment = 'z';
+    ASSERT_EQ(pwrite(segment.get(), "s", 1, 4096), 1);
+    char in_page = 0, in_segment = 'z';
+    EXPECT_TRUE(kv::guarded_access(const_cast<char*>(page), 8192, [&] {
+        first = page[0];
+        second = page[4096];
+        in_page = page[4097];
+    })) << "nothing went away this time";
+    EXPECT_EQ(first, 'x');
+    EXPECT_EQ(second, 0) << "the segment's byte is not seen";
+    EXPECT_EQ(in_page, 'y') << "the write stayed in the private page";
     ASSERT_EQ(pread(segment.get(), &in_segment, 1, 4097), 1);
-    EXPECT_EQ(in_segment, 0);
-    EXPECT_TRUE(kv::guarded_access(const_cast<char*>(page), 4096, [&] { first = page[0]; })) << "nothing went away this time";
+    EXPECT_EQ(in_segment, 0) << "the write did not reach the segment";
     munmap(const_cast<char*>(page), 8192);
 }
 

@@ -25,26 +25,52 @@ bool is_function(const struct sigaction& action)
 // one of the calls a signal handler may make).
 std::uintptr_t page_size = 4096;
 
+// Private zeros, read-write, over [at, at + bytes) of a mapping: mmap as a
+// raw system call, so no sanitizer's interceptor runs inside the handler.
+// (SYS_mmap takes its six arguments directly on these two; 32-bit x86 has
+// another calling convention for it, so elsewhere it is libc's.)
+long map_zeros(std::uintptr_t at, std::uintptr_t bytes)
+{
+    constexpr long protection = PROT_READ | PROT_WRITE;
+    constexpr long flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE;
+#if defined(__x86_64__) || defined(__aarch64__)
+    return ::syscall(SYS_mmap, static_cast<long>(at), static_cast<long>(bytes), protection, flags, -1L, 0L);
+#else
+    return ::mmap(reinterpret_cast<void*>(at), bytes, static_cast<int>(protection), static_cast<int>(flags), -1, 0) == MAP_FAILED
+        ? -1
+        : 0;
+#endif
+}
+
 void on_sigbus(int signal, siginfo_t* info, void* context)
 {
-    // A fault the kernel raised (si_code > 0; kill and sigqueue give <= 0) at
-    // an address a guard of this thread covers: raise the guard's flag, and
-    // put a private page of zeros where the page went away (MAP_FIXED
-    // replaces that one page of the guard's mapping, nothing else). Returning
-    // runs the faulting load or store again, on the zeros. A raw system
-    // call: no sanitizer's interceptor runs inside this handler.
-    if (info && info->si_code > 0) {
+    // A page the kernel found missing (BUS_ADRERR: past the end of the file
+    // it maps; kill and sigqueue give si_code <= 0, and another cause, such
+    // as an alignment fault, would fault again on zeros) at an address a
+    // guard of this thread covers: raise the guard's flag, and put private
+    // zeros where the pages went away. A file shrinks from its end, so
+    // every page of the guard's range from this one on is gone: they are
+    // all replaced at once (MAP_NORESERVE: not charged against the commit
+    // limit, unless overcommit is strict; if that fails, this page alone,
+    // and the others fault one by one). Only the guard's own mapping is
+    // touched: the range holds the faulting address, and mappings are
+    // whole pages. Read-write, since a guarded write may be what faulted.
+    // Returning runs the faulting load or store again, on the zeros.
+    if (info && info->si_code == BUS_ADRERR) {
         const auto address = reinterpret_cast<std::uintptr_t>(info->si_addr);
         for (detail::FaultGuard* guard = detail::active_fault_guard; guard; guard = guard->outer) {
             if (address >= guard->begin && address < guard->end) {
                 guard->faulted->store(true, std::memory_order_relaxed);
                 const int saved_errno = errno;
-                const long zeros = ::syscall(SYS_mmap, address & ~(page_size - 1), page_size, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+                const std::uintptr_t page = address & ~(page_size - 1);
+                const std::uintptr_t range_end = (guard->end + page_size - 1) & ~(page_size - 1);
+                long zeros = map_zeros(page, range_end - page);
+                if (zeros == -1 && range_end - page > page_size)
+                    zeros = map_zeros(page, page_size);
                 errno = saved_errno;
                 if (zeros != -1)
                     return;
-                break; // no memory for a page of zeros: the fault stands, as if unguarded
+                break; // no memory for zeros: the fault stands, as if unguarded
             }
         }
     }

@@ -3,7 +3,7 @@
 // A direct reader maps a segment that another process owns. If the segment
 // is truncated (by its owner, or by any process of the owner's uid), touching
 // a page past its new end raises SIGBUS, which would kill the reader. A
-// guarded access instead runs on and comes back with `false`.
+// guarded access instead runs on, and raises a flag that says so.
 //
 // How: one process-wide SIGBUS handler (install_fault_handler). Each thread
 // has a chain of active guards, innermost first; a guard is the address range
@@ -16,7 +16,7 @@
 // disposition that was there before the handler (by default: the process
 // dies), so none is swallowed.
 //
-// Cost per guarded access: three stores to the stack and two to a
+// Cost per guarded access: four stores to the stack and two to a
 // thread-local, all inlined: no call, no sigsetjmp (the guard used one until
 // it was measured: its call and register save made up a tenth of a direct
 // GET's instructions, and a GET that long could not overlap its cache miss
@@ -77,6 +77,7 @@ void guarded_access(const void* begin, std::size_t size, std::atomic<bool>& faul
     guard.faulted = &faulted;
     guard.outer = detail::active_fault_guard;
     const detail::GuardScope scope { guard.outer };
+    std::atomic_signal_fence(std::memory_order_seq_cst); // the guard whole before the handler can see it
     detail::active_fault_guard = &guard;
     // Compiler barriers only: the handler runs on this thread, and must see
     // the guard in place before the first access and until the last one.

@@ -189,8 +189,6 @@ std::optional<SharedTableReader::Result> probe(const char* base, const IndexView
             // A large copy is worth a check first: its size may be garbage.
             if (value_size > inline_capacity && !unchanged())
                 return std::nullopt;
-            // Sized first, then filled: if the copy faults (the segment
-            // shrank), the string is whole, only its bytes are not.
             value->resize(value_size);
             load_shared_bytes(value->data(), bytes + key_size, value_size);
         }
@@ -273,7 +271,7 @@ SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
     Result result = Result::gone;
     guarded_access(base_, size_, shrunk_, [&] {
         const auto* header = reinterpret_cast<const TableHeader*>(base_);
-        for (Retry retry; retry.again();) {
+        for (Retry retry; retry.again() && !shrunk_.load(std::memory_order_relaxed);) {
             if (header->alive.load(std::memory_order_acquire) != 1) {
                 result = Result::gone;
                 return;
@@ -283,7 +281,7 @@ SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
                 continue; // a write is in progress
             auto unchanged = [&] {
                 std::atomic_thread_fence(std::memory_order_acquire);
-                return header->sequence.load(std::memory_order_relaxed) == before;
+                return header->sequence.load(std::memory_order_relaxed) == before && !shrunk_.load(std::memory_order_relaxed);
             };
             const std::optional<Result> attempt = read(*header, unchanged);
             if (attempt && unchanged()) {
@@ -326,6 +324,8 @@ SharedTableReader::Result SharedTableReader::get_many(std::span<const std::strin
             return instead;
         std::uint64_t tags[group];
         for (std::size_t first = 0; first < keys.size(); first += group) {
+            if (shrunk_.load(std::memory_order_relaxed))
+                return std::nullopt; // the rest would only read zeros
             const std::size_t count = std::min(group, keys.size() - first);
             for (std::size_t i = 0; i < count; ++i) {
                 tags[i] = hash_key(keys[first + i]);

@@ -8,9 +8,10 @@
 // copies no more than the table holds: racing a writer, it may read garbage,
 // never outside those pages and never forever, and the sequence check throws that
 // garbage away. It takes nothing in /dev/shm on faith (see open), and a
-// segment that shrinks under it (its owner's uid can truncate it) makes its
-// reads answer `gone`, that one and every later one, instead of killing it
-// with SIGBUS (fault_guard.h).
+// segment that shrinks under it (its owner's uid can truncate it) is not
+// the truth any more: the first read that touches a page past the new end
+// answers `gone`, and so does every read after it, instead of SIGBUS
+// killing the reader (fault_guard.h).
 #pragma once
 
 #include <sys/types.h>
@@ -41,7 +42,9 @@ public:
     // none of open's checks (the caller made the table): reads go to the very
     // addresses the writer writes. For tests under ThreadSanitizer, which
     // sees a race only between two accesses to one address, never across two
-    // mappings of one segment. `mapping` must outlive the reader.
+    // mappings of one segment. `mapping` must outlive the reader. If the
+    // segment shrank under such a reader, the fault guard would put zeros in
+    // the writer's own mapping: tests only, on segments nothing truncates.
     static std::unique_ptr<SharedTableReader> on_mapping(const Mapping& mapping, pid_t owner_pid);
     // Unmaps the table (the Mapping does).
     ~SharedTableReader();
