@@ -7,14 +7,15 @@
 //
 // How: one process-wide SIGBUS handler (install_fault_handler). Each thread
 // has a chain of active guards, innermost first; a guard is the address range
-// it covers and a flag to raise. On a fault the kernel raised (not one sent
-// by kill) at an address an active guard covers, the handler raises that
-// guard's flag and puts a private page of zeros where the page went away,
-// then returns: the faulting instruction runs again and reads zeros. So the
-// access runs to its end and nothing is abandoned half-way; the flag says
-// that what it read is not the table. Any other SIGBUS goes on to the
-// disposition that was there before the handler (by default: the process
-// dies), so none is swallowed.
+// it covers and a flag to raise. On a missing page (a fault the kernel
+// raised, not a signal sent by kill) at an address an active guard covers,
+// the handler raises that guard's flag and puts private zeros over that page
+// and the rest of the guard's range (a file shrinks from its end; one page
+// only if that fails), then returns: the faulting instruction runs again and
+// reads zeros. So the access runs to its end and nothing is abandoned
+// half-way; the flag says that what it read is not the table. Any other
+// SIGBUS goes on to the disposition that was there before the handler (by
+// default: the process dies), so none is swallowed.
 //
 // Cost per guarded access: four stores to the stack and two to a
 // thread-local, all inlined: no call, no sigsetjmp. (The guard used one: a
