@@ -59,6 +59,8 @@ TEST(Log, JournalStreamCountsOnlyWhenItNamesTheDescriptorsFile)
     EXPECT_FALSE(kv::is_journal_stream(nullptr, fd));
     EXPECT_FALSE(kv::is_journal_stream("garbage", fd));
     EXPECT_FALSE(kv::is_journal_stream((matching + "x").c_str(), fd));
+    EXPECT_FALSE(kv::is_journal_stream((std::to_string(info.st_dev) + ":").c_str(), fd)) << "no inode";
+    EXPECT_FALSE(kv::is_journal_stream(std::to_string(info.st_dev).c_str(), fd)) << "no colon";
     ::close(fd);
     ::unlink(path);
 }

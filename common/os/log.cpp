@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <charconv>
+#include <chrono>
 #include <string>
 #include <utility>
 
@@ -45,9 +47,16 @@ bool is_journal_stream(const char* journal_stream, int fd)
     // stderr is somewhere else, so it counts only if the numbers match.
     if (!journal_stream)
         return false;
+    // "DEVICE:INODE", both decimal, nothing after. Parsed with from_chars,
+    // not sscanf, which would link all of scanf into every program of ours.
     unsigned long long device = 0, inode = 0;
-    char end = 0;
-    if (std::sscanf(journal_stream, "%llu:%llu%c", &device, &inode, &end) != 2)
+    const std::string_view text(journal_stream);
+    const char* const end = text.data() + text.size();
+    const auto [after_device, device_error] = std::from_chars(text.data(), end, device);
+    if (device_error != std::errc() || after_device == end || *after_device != ':')
+        return false;
+    const auto [after_inode, inode_error] = std::from_chars(after_device + 1, end, inode);
+    if (inode_error != std::errc() || after_inode != end)
         return false;
     struct stat info {};
     if (::fstat(fd, &info) == -1)
@@ -73,11 +82,19 @@ std::string format_log_line(LogFormat line_format, LogLevel level, std::string_v
         line += static_cast<char>('0' + journal_priority(level));
         line += '>';
     } else {
-        std::tm utc {};
-        ::gmtime_r(&now.tv_sec, &utc);
+        // The UTC calendar by arithmetic (<chrono>'s civil calendar), not
+        // gmtime_r: that one goes through glibc's time-zone code, which links
+        // a TZ parser and all of scanf into every program of ours.
+        using namespace std::chrono;
+        const sys_seconds seconds { std::chrono::seconds(now.tv_sec) };
+        const sys_days day = floor<days>(seconds);
+        const year_month_day date { day };
+        const hh_mm_ss time { seconds - day };
         char stamp[64]; // room for any int the format could print, so g++ sees no truncation
-        std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", utc.tm_year + 1900, utc.tm_mon + 1,
-            utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(now.tv_nsec / 1000000));
+        std::snprintf(stamp, sizeof stamp, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ ", static_cast<int>(date.year()),
+            static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()), static_cast<int>(time.hours().count()),
+            static_cast<int>(time.minutes().count()), static_cast<int>(time.seconds().count()),
+            static_cast<int>(now.tv_nsec / 1000000));
         line += stamp;
         line += to_string(level);
         line += ' ';

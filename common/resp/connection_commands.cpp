@@ -1,12 +1,12 @@
 #include "connection_commands.h"
 
+#include <fcntl.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
-#include <fstream>
 #include <optional>
 
 #include "error_code.h"
@@ -619,12 +619,25 @@ std::string bytes_to_human(unsigned long long bytes)
     return text;
 }
 
-// The process's resident memory, from /proc/self/statm (its second field, in pages).
+// The process's resident memory, from /proc/self/statm (its second field, in
+// pages); 0 if it cannot be read. Read with read(2), not a stream: a stream
+// would link the C++ locale into bucketd (server_config.cpp says why not).
 unsigned long long resident_bytes()
 {
-    std::ifstream statm("/proc/self/statm");
-    unsigned long long size = 0, resident = 0;
-    statm >> size >> resident;
+    char text[128];
+    ssize_t length = -1;
+    if (const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC); fd != -1) {
+        length = ::read(fd, text, sizeof text - 1);
+        ::close(fd);
+    }
+    if (length <= 0)
+        return 0;
+    const std::string_view fields(text, static_cast<std::size_t>(length));
+    const std::size_t second = fields.find(' ');
+    unsigned long long resident = 0;
+    if (second == std::string_view::npos
+        || std::from_chars(fields.data() + second + 1, fields.data() + fields.size(), resident).ec != std::errc())
+        return 0;
     return resident * static_cast<unsigned long long>(::sysconf(_SC_PAGESIZE));
 }
 
