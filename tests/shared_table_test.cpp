@@ -59,6 +59,22 @@ struct HeaderPage {
     kv::TableHeader* header;
 };
 
+// Where a table's index starts and how many slots it has, from its header
+// (both 0 if the header page cannot be mapped).
+struct IndexPlace {
+    std::uint64_t offset = 0;
+    std::uint64_t capacity = 0;
+};
+IndexPlace index_place(int fd)
+{
+    HeaderPage page(fd);
+    if (page.header == MAP_FAILED)
+        return {};
+    return { page.header->index_offset.load(), page.header->capacity.load() };
+}
+
+std::string numbered_key(int i) { return "key" + std::to_string(i); }
+
 // How many mappings of segment `name` this process has (lines of
 // /proc/self/maps that name it): a mapping split in pieces counts each.
 std::size_t count_mappings(const std::string& name)
@@ -641,21 +657,17 @@ TEST(SharedTableReader, SegmentTruncatedInsideItsIndexIsGoneFromThenOnNotSIGBUS)
     kv::SharedTableWriter writer(name, size, kv::TableKind::bucket);
     writer.publish_alive();
     const int count = 20000;
-    auto key = [](int i) { return "key" + std::to_string(i); };
+    const auto key = numbered_key;
     for (int i = 0; i < count; ++i)
         ASSERT_EQ(writer.set(key(i), "v" + std::to_string(i)), kv::SharedTableWriter::SetResult::stored);
     auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
     ASSERT_TRUE(reader);
     auto segment = open_segment(name);
-    std::uint64_t cut = 0, capacity = 0;
-    {
-        HeaderPage page(segment.get());
-        ASSERT_NE(page.header, MAP_FAILED);
-        const std::uint64_t index = page.header->index_offset.load();
-        capacity = page.header->capacity.load();
-        cut = (index + capacity * 64 / 2) & ~std::uint64_t(4095); // a page boundary halfway through the index
-        ASSERT_GT(cut, index);
-    }
+    const IndexPlace index = index_place(segment.get());
+    ASSERT_GT(index.capacity, 0u);
+    const std::uint64_t capacity = index.capacity;
+    const std::uint64_t cut = (index.offset + capacity * 64 / 2) & ~std::uint64_t(4095); // a page boundary halfway through the index
+    ASSERT_GT(cut, index.offset);
     // A key whose probe stays well before the cut (its home slot in the
     // index's first quarter) and one whose probe starts well past it (in
     // its third quarter, past the cut's page).
@@ -695,7 +707,7 @@ TEST(SharedTableReader, BatchReadMeetingACutIsGoneAndStopsThere)
     const int count = 4000;
     std::vector<std::string> names;
     for (int i = 0; i < count; ++i) {
-        names.push_back("key" + std::to_string(i));
+        names.push_back(numbered_key(i));
         ASSERT_EQ(writer.set(names.back(), "v"), kv::SharedTableWriter::SetResult::stored);
     }
     auto reader = kv::SharedTableReader::open(name, kv::TableKind::bucket, geteuid());
@@ -705,12 +717,9 @@ TEST(SharedTableReader, BatchReadMeetingACutIsGoneAndStopsThere)
     std::vector<Result> results(keys.size());
     ASSERT_EQ(reader->get_many(keys, values, results), Result::found);
     auto segment = open_segment(name);
-    std::uint64_t cut = 0;
-    {
-        HeaderPage page(segment.get());
-        ASSERT_NE(page.header, MAP_FAILED);
-        cut = (page.header->index_offset.load() + 4096) & ~std::uint64_t(4095);
-    }
+    const IndexPlace index = index_place(segment.get());
+    ASSERT_GT(index.capacity, 0u);
+    const std::uint64_t cut = (index.offset + 4096) & ~std::uint64_t(4095);
     ASSERT_EQ(ftruncate(segment.get(), static_cast<off_t>(cut)), 0);
     const std::size_t mappings_before = count_mappings(name);
     ASSERT_GT(mappings_before, 0u);
