@@ -63,8 +63,8 @@ struct GuardScope {
 // Runs `access()`, which touches only [begin, begin + size) of a shared
 // mapping (plus ordinary memory that cannot fault). If a page of that range
 // went away meanwhile (the segment shrank), `faulted` is set, and from then
-// on that page of this mapping reads as zeros (and takes writes that go
-// nowhere): `access` must cope with zeros as with any garbage (end every
+// on that page and the rest of the range read as zeros (and take writes that
+// go nowhere): `access` must cope with zeros as with any garbage (end every
 // loop, follow nothing unchecked), and its caller must throw away what it
 // read once `faulted` is set. The flag stays set: a reader keeps it for the
 // life of its mapping, whose pages are no longer all the segment's.
