@@ -11,6 +11,7 @@
 
 #include "error_code.h"
 #include "resp_connection.h"
+#include "unique_fd.h"
 
 namespace kv {
 
@@ -625,11 +626,8 @@ std::string bytes_to_human(unsigned long long bytes)
 unsigned long long resident_bytes()
 {
     char text[128];
-    ssize_t length = -1;
-    if (const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC); fd != -1) {
-        length = ::read(fd, text, sizeof text - 1);
-        ::close(fd);
-    }
+    const UniqueFd statm(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
+    const ssize_t length = statm ? ::read(statm.get(), text, sizeof text) : -1;
     if (length <= 0)
         return 0;
     const std::string_view fields(text, static_cast<std::size_t>(length));
