@@ -281,7 +281,7 @@ SharedTableReader::Result SharedTableReader::consistent_read(Read read) const
                 continue; // a write is in progress
             auto unchanged = [&] {
                 std::atomic_thread_fence(std::memory_order_acquire);
-                return header->sequence.load(std::memory_order_relaxed) == before && !shrunk_.load(std::memory_order_relaxed);
+                return header->sequence.load(std::memory_order_relaxed) == before;
             };
             const std::optional<Result> attempt = read(*header, unchanged);
             if (attempt && unchanged()) {
