@@ -317,7 +317,7 @@ void run_bucket_command(BucketContext& context, const resp::Request& request, Re
 {
     context.protocol = reply.session().protocol;
     std::string& out = reply.now();
-    const BucketCommand* command = find_command(commands, request, out);
+    const BucketCommand* command = find_command<commands>(request, out);
     if (!command)
         return;
     // Cluster mode's fence: once its node's claim of the name may have

@@ -100,7 +100,7 @@ std::vector<CommandInfo> registry_command_infos() { return describe_commands(com
 void run_registry_command(Registry& registry, const resp::Request& request, const Responder& responder)
 {
     std::string error;
-    const RegistryCommand* command = find_command(commands, request, error);
+    const RegistryCommand* command = find_command<commands>(request, error);
     if (!command) {
         responder.send(std::move(error));
         return;

@@ -11,7 +11,10 @@
 #include <charconv>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cctype>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -154,24 +157,78 @@ inline std::string unknown_command_text(const resp::Request& request)
         + "', with args beginning with: " + arguments;
 }
 
-// Finds the entry for request[0] (case-insensitive). If there is none, or the
-// arity is wrong, appends the error reply to `out` and returns nullptr: the
-// guide's catch-all clause, answered and forgotten.
-template <typename Entry, std::size_t N>
-const Entry* find_command(const Entry (&table)[N], const resp::Request& request, std::string& out)
-{
-    std::string_view verb = request.empty() ? std::string_view() : std::string_view(request[0]);
-    for (const Entry& entry : table) {
-        if (!same_word(entry.name, verb))
-            continue;
-        if (!arity_accepts(entry.arity, entry.max_arity, request.size())) {
-            append_error(out, ErrorCode::error, wrong_arity_text(entry.name));
-            return nullptr;
+// A command table's names in a small open-addressed hash, built at its first
+// use, so that a verb is found with one compare or two, as Redis finds it in
+// its command dict. Walking the table, a compare per entry, was 8% of a
+// bucket's user time on pipelined INCRs (perf), and walking the connection
+// commands before it 5% more. `Table` is the table itself (an array of
+// entries with a `name`), so each table has its own index.
+template <const auto& Table>
+class VerbIndex {
+public:
+    using Entry = std::remove_reference_t<decltype(Table[0])>;
+
+    // The entry named `verb`, as same_word compares (the first such entry,
+    // as a walk of the table would find), or nullptr.
+    static Entry* find(std::string_view verb)
+    {
+        static const std::array<std::uint8_t, slot_count> slots = build();
+        for (std::size_t at = hash(verb) & mask;; at = (at + 1) & mask) {
+            const std::uint8_t slot = slots[at];
+            if (slot == 0)
+                return nullptr;
+            if (same_word(Table[slot - 1].name, verb))
+                return &Table[slot - 1];
         }
-        return &entry;
     }
-    append_error(out, ErrorCode::error, unknown_command_text(request));
-    return nullptr;
+
+private:
+    static constexpr std::size_t entry_count = std::size(Table);
+    static_assert(entry_count < 255, "a slot holds an entry's index plus one in a byte");
+    static constexpr std::size_t slot_count = std::bit_ceil(2 * entry_count); // at most half full: short probes
+    static constexpr std::size_t mask = slot_count - 1;
+
+    // Folds case as same_word does: a letter's two cases differ only in 0x20.
+    // Two words same_word calls equal hash alike; the converse is checked.
+    static std::size_t hash(std::string_view word)
+    {
+        std::size_t h = word.size();
+        for (char c : word)
+            h = h * 31 + (static_cast<unsigned char>(c) | 0x20u);
+        return h;
+    }
+
+    static std::array<std::uint8_t, slot_count> build()
+    {
+        std::array<std::uint8_t, slot_count> slots {};
+        for (std::size_t i = 0; i < entry_count; ++i) {
+            std::size_t at = hash(Table[i].name) & mask;
+            while (slots[at] != 0 && !same_word(Table[slots[at] - 1].name, Table[i].name))
+                at = (at + 1) & mask;
+            if (slots[at] == 0)
+                slots[at] = static_cast<std::uint8_t>(i + 1);
+        }
+        return slots;
+    }
+};
+
+// Finds the entry of `Table` for request[0] (case-insensitive). If there is
+// none, or the arity is wrong, appends the error reply to `out` and returns
+// nullptr: the guide's catch-all clause, answered and forgotten.
+template <const auto& Table>
+auto* find_command(const resp::Request& request, std::string& out)
+{
+    const std::string_view verb = request.empty() ? std::string_view() : std::string_view(request[0]);
+    auto* entry = VerbIndex<Table>::find(verb);
+    if (!entry) {
+        append_error(out, ErrorCode::error, unknown_command_text(request));
+        return entry;
+    }
+    if (!arity_accepts(entry->arity, entry->max_arity, request.size())) {
+        append_error(out, ErrorCode::error, wrong_arity_text(entry->name));
+        return decltype(entry)(nullptr);
+    }
+    return entry;
 }
 
 // Finds request[1] (request[0] is a container command) among `subcommands`.

@@ -946,11 +946,8 @@ bool serves(const ServerShared& server, const ConnectionCommand& command)
 
 const ConnectionCommand* find_connection_command(const ServerShared& server, std::string_view verb)
 {
-    for (const ConnectionCommand& command : connection_commands) {
-        if (same_word(command.name, verb))
-            return serves(server, command) ? &command : nullptr;
-    }
-    return nullptr;
+    const ConnectionCommand* command = VerbIndex<connection_commands>::find(verb);
+    return command && serves(server, *command) ? command : nullptr;
 }
 
 void for_each_command(const ServerShared& server, const std::function<void(const CommandInfo&)>& visit)
@@ -984,7 +981,7 @@ void refuse_inside_multi(const ServerShared& server, Session& session, const res
     session.transaction.queued_command_malformed = true;
     const auto info = find_info(server, request[0]);
     if (!info) {
-        find_command(connection_commands, request, out); // the unknown-command error, in the one place that words it
+        find_command<connection_commands>(request, out); // the unknown-command error, in the one place that words it
         return;
     }
     if (!arity_accepts(info->arity, info->max_arity, request.size())) {
@@ -1018,7 +1015,7 @@ bool queueable(const ServerShared& server, const resp::Request& request, std::st
 {
     const auto info = find_info(server, request[0]);
     if (!info) {
-        find_command(connection_commands, request, out); // the unknown-command error, in the one place that words it
+        find_command<connection_commands>(request, out); // the unknown-command error, in the one place that words it
         return false;
     }
     if (!arity_accepts(info->arity, info->max_arity, request.size())) {
