@@ -564,7 +564,7 @@ Percentiles monitored_pidfd_floor(int count)
     kv::UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
     if (!epoll)
         fail(std::string("unable to create an epoll set: ") + std::strerror(errno));
-    std::atomic<int> reaped { 0 }; // children the monitor has reaped; -1 tells it to stop
+    std::atomic<int> reaped { 0 }; // children the monitor has reaped so far
     std::thread monitor([&] {
         for (int seen = 0; seen < count; ++seen) {
             epoll_event event {};
