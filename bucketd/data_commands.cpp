@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <climits>
 #include <cmath>
@@ -210,7 +211,8 @@ void incr_decr(BucketContext& context, std::string_view key, long long increment
         return;
     }
     value += increment;
-    const std::string text = std::to_string(value);
+    char digits[24]; // LLONG_MIN has 20 characters
+    const std::string_view text(digits, static_cast<std::size_t>(std::to_chars(digits, digits + sizeof digits, value).ptr - digits));
     // As Redis's dbOverwrite: the key keeps its expiry time.
     if (stored(out, context.map.set(key, text, expiry_of(old)), key.size() + text.size()))
         resp::append_integer(out, value);
