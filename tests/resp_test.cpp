@@ -340,6 +340,42 @@ TEST(RequestParserLimits, CountStringsOfExactlyTheLimitAreAcceptedAndOnePastRefu
     EXPECT_EQ(parse_both_ways(edge_limits(), count_past + "\r\n$4\r\nPING\r\n").last, Status::protocol_error);
 }
 
+TEST(RequestParserLimits, CountStringsOfEveryShapeGetTheirAnswer)
+{
+    // Plain counts of up to 18 digits are read in one pass; every other
+    // shape by the general path. Each gets the same answer either way, and
+    // whether it came whole or byte by byte (parse_both_ways).
+    kv::resp::Limits limits;
+    limits.max_inline_length = 64;
+    auto ping = [&](const std::string& header) { return parse_both_ways(limits, header + "\r\n$4\r\nPING\r\n"); };
+    for (const std::string& count : std::vector<std::string> { "*1", "*01", "*" + std::string(17, '0') + "1", "*" + std::string(18, '0') + "1" }) {
+        auto result = ping(count);
+        EXPECT_EQ(result.last, Status::need_more) << count << ": " << result.error;
+        ASSERT_EQ(result.requests.size(), 1u) << count;
+        EXPECT_EQ(result.requests[0], (Request { "PING" })) << count;
+    }
+    for (const std::string& count : std::vector<std::string> { "*+1", "* 1", "*1 ", "*0x1", "*1a" }) {
+        auto result = ping(count);
+        EXPECT_EQ(result.last, Status::protocol_error) << count;
+        EXPECT_EQ(result.error, "Protocol error: invalid multibulk length") << count;
+    }
+    auto bulk = [&](const std::string& header) { return parse_both_ways(limits, "*1\r\n" + header + "\r\nPING\r\n"); };
+    for (const std::string& length : std::vector<std::string> { "$4", "$04", "$" + std::string(17, '0') + "4", "$" + std::string(18, '0') + "4" }) {
+        auto result = bulk(length);
+        EXPECT_EQ(result.last, Status::need_more) << length << ": " << result.error;
+        ASSERT_EQ(result.requests.size(), 1u) << length;
+        EXPECT_EQ(result.requests[0], (Request { "PING" })) << length;
+    }
+    for (const std::string& length : std::vector<std::string> { "$-1", "$+4", "$ 4", "$4 ", "$4a", "$", "$" + std::string(18, '9'), "$" + std::string(19, '9') }) {
+        auto result = bulk(length);
+        EXPECT_EQ(result.last, Status::protocol_error) << length;
+        EXPECT_EQ(result.error, "Protocol error: invalid bulk length") << length;
+    }
+    // A CR not followed by LF does not end the line.
+    EXPECT_EQ(parse_both_ways(limits, "*1\r\n$4\rx").last, Status::need_more);
+    EXPECT_EQ(parse_both_ways(limits, "*1\r\n$4\rx\r\n").error, "Protocol error: invalid bulk length");
+}
+
 TEST(ParseValueLimits, EveryLimitAtExactlyTheLimitAndOnePast)
 {
     auto parse = [](std::string_view bytes) {

@@ -115,6 +115,27 @@ RequestParser::HeaderLine RequestParser::read_header_line(std::string_view& line
     return line.size() + 1 > limits_.max_inline_length ? HeaderLine::too_long : HeaderLine::complete;
 }
 
+bool RequestParser::read_short_count(long long& count)
+{
+    // Up to 18 digits cannot overflow; a sign, a longer or unfinished line,
+    // or any other byte is left to read_header_line and parse_integer, which
+    // give the same answer for this line as this does.
+    const char* const data = buffer_.data();
+    const std::size_t size = buffer_.size();
+    const std::size_t first = position_ + 1;
+    const std::size_t stop = std::min(size, first + 18);
+    std::size_t at = first;
+    long long value = 0;
+    while (at < stop && data[at] >= '0' && data[at] <= '9')
+        value = value * 10 + (data[at++] - '0');
+    const std::size_t digits = at - first;
+    if (digits == 0 || at + 1 >= size || data[at] != '\r' || data[at + 1] != '\n' || digits + 1 > limits_.max_inline_length)
+        return false;
+    count = value;
+    position_ = at + 2;
+    return true;
+}
+
 RequestParser::Status RequestParser::next(Request& out, std::string& error)
 {
     if (failed_)
@@ -129,12 +150,15 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
                     continue; // an empty line is no request
                 return status;
             }
-            std::string_view line;
-            if (auto header = read_header_line(line); header != HeaderLine::complete)
-                return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big multibulk count string");
             long long count;
+            bool parsed = read_short_count(count);
+            if (!parsed) {
+                std::string_view line;
+                if (auto header = read_header_line(line); header != HeaderLine::complete)
+                    return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big multibulk count string");
+                parsed = parse_integer(line, count);
+            }
             // Redis's order: its only other limit on a count is INT_MAX.
-            const bool parsed = parse_integer(line, count);
             if (parsed && !authenticated_ && count > static_cast<long long>(unauthenticated_array_length))
                 return fail(error, "unauthenticated multibulk length");
             if (!parsed || count > static_cast<long long>(limits_.max_array_length))
@@ -151,11 +175,15 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
                     return Status::need_more;
                 if (buffer_[position_] != '$')
                     return fail(error, std::string("expected '$', got '") + buffer_[position_] + "'");
-                std::string_view line;
-                if (auto header = read_header_line(line); header != HeaderLine::complete)
-                    return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big bulk count string");
                 long long length;
-                if (!parse_integer(line, length) || length < 0
+                bool parsed = read_short_count(length);
+                if (!parsed) {
+                    std::string_view line;
+                    if (auto header = read_header_line(line); header != HeaderLine::complete)
+                        return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big bulk count string");
+                    parsed = parse_integer(line, length);
+                }
+                if (!parsed || length < 0
                     || length > static_cast<long long>(limits_.max_bulk_length))
                     return fail(error, "invalid bulk length");
                 if (!authenticated_ && length > static_cast<long long>(unauthenticated_bulk_length))

@@ -63,6 +63,10 @@ private:
     // its CRLF has arrived or not, so the answer does not depend on how the
     // bytes were split into reads.
     HeaderLine read_header_line(std::string_view& line);
+    // The common header line, "<prefix><1 to 18 digits>\r\n" all there, in
+    // one pass: true with its count, past its CRLF. False, with nothing
+    // consumed, for any other line, which read_header_line then reads.
+    bool read_short_count(long long& count);
     void compact();
 
     Limits limits_;
