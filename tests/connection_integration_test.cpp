@@ -324,6 +324,11 @@ TEST(RegistryConnection, ATransactionIsRefusedWholeAndCreatesNothing)
         "ERR CREATE inside MULTI: the registry does not run transactions; nothing in this block will run");
     EXPECT_EQ(client.call({ "PING" }).text,
         "ERR PING inside MULTI: the registry does not run transactions; nothing in this block will run");
+    // WATCH and UNWATCH are connection commands the registry does not serve:
+    // unknown here, and answered like any unknown command (each call waits
+    // for its own reply, so a missing one fails here, not later).
+    EXPECT_EQ(client.call({ "WATCH", "k" }).text, "ERR unknown command 'WATCH', with args beginning with: 'k' ");
+    EXPECT_EQ(client.call({ "UNWATCH" }).text, "ERR unknown command 'UNWATCH', with args beginning with: ");
     EXPECT_EQ(client.call({ "EXEC" }).text, "EXECABORT Transaction discarded because of previous errors.");
     EXPECT_EQ(daemon.call({ "LIST" }).elements.size(), 0u);
     EXPECT_EQ(client.call({ "LOOKUP", "shopping" }).text, "NOTFOUND no bucket named shopping");

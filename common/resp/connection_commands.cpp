@@ -981,7 +981,9 @@ void refuse_inside_multi(const ServerShared& server, Session& session, const res
     session.transaction.queued_command_malformed = true;
     const auto info = find_info(server, request[0]);
     if (!info) {
-        find_command<connection_commands>(request, out); // the unknown-command error, in the one place that words it
+        // Unknown here, even if the table has it (WATCH on a daemon that
+        // does not serve it): the error is still owed.
+        append_error(out, ErrorCode::error, unknown_command_text(request));
         return;
     }
     if (!arity_accepts(info->arity, info->max_arity, request.size())) {
@@ -1015,7 +1017,7 @@ bool queueable(const ServerShared& server, const resp::Request& request, std::st
 {
     const auto info = find_info(server, request[0]);
     if (!info) {
-        find_command<connection_commands>(request, out); // the unknown-command error, in the one place that words it
+        append_error(out, ErrorCode::error, unknown_command_text(request)); // unknown here, whatever the table holds
         return false;
     }
     if (!arity_accepts(info->arity, info->max_arity, request.size())) {
