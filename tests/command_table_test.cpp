@@ -1,9 +1,12 @@
 // command_table.h: finding a request's verb in a command table through its
-// index (VerbIndex), as a walk of the table with same_word would find it.
+// index (VerbIndex), as a walk of the table with same_word would find it; and
+// parse_long_long, the integer parse every RESP daemon's arguments go through.
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <charconv>
 #include <string>
+#include <vector>
 
 #include "command_table.h"
 
@@ -75,6 +78,36 @@ TEST(FindCommand, AnswersAnUnknownVerbOrAWrongArityAndForgetsIt)
     out.clear();
     EXPECT_EQ(kv::find_command<words>({}, out), nullptr);
     EXPECT_EQ(out.rfind("-ERR unknown command ''", 0), 0u) << out;
+}
+
+} // namespace
+
+namespace {
+
+// What parse_long_long accepted before its loop for short numbers: Redis's
+// string2ll rules (no sign but '-', no leading zeros, no "-0", at most 20
+// bytes), then from_chars over the whole text.
+bool reference_parse(std::string_view text, long long& value)
+{
+    if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')
+        || (text.size() > 1 && text[0] == '-' && text[1] == '0') || text == "-")
+        return false;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    return error == std::errc() && end == text.data() + text.size();
+}
+
+TEST(ParseLongLong, AnswersAsRedisStringToLongLongForEveryShape)
+{
+    std::vector<std::string> texts = { "0", "7", "-7", "00", "007", "-0", "-01", "+1", " 1", "1 ", "1a", "a1", "", "-", "1.5",
+        "123456789012345678", "999999999999999999", "1234567890123456789", "9223372036854775807", "9223372036854775808",
+        "-9223372036854775808", "-9223372036854775809", "99999999999999999999", "123456789012345678901", "12345678901234567\n" };
+    for (const std::string& text : texts) {
+        long long ours = 42, theirs = 42;
+        const bool accepted = kv::parse_long_long(text, ours);
+        EXPECT_EQ(accepted, reference_parse(text, theirs)) << "[" << text << "]";
+        if (accepted)
+            EXPECT_EQ(ours, theirs) << "[" << text << "]";
+    }
 }
 
 } // namespace
