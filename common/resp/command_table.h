@@ -130,19 +130,10 @@ inline bool parse_long_long(std::string_view text, long long& value)
     if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')
         || (text.size() > 1 && text[0] == '-' && text[1] == '0') || text == "-")
         return false;
-    // The common case, a counter's value or a count: up to 18 digits cannot
-    // overflow, so a plain loop does what from_chars would, in fewer
-    // instructions (from_chars was 120 of a pipelined INCR's 2,465).
-    if (text.size() <= 18 && text[0] != '-') {
-        long long result = 0;
-        for (char c : text) {
-            if (c < '0' || c > '9')
-                return false;
-            result = result * 10 + (c - '0');
-        }
-        value = result;
-        return true;
-    }
+    // The common case, a counter's value or a count, in fewer instructions
+    // than from_chars (which was 120 of a pipelined INCR's 2,465).
+    if (text.size() <= 18 && text[0] != '-')
+        return resp::parse_plain_digits(text, value);
     auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
     return error == std::errc() && end == text.data() + text.size();
 }

@@ -10,19 +10,10 @@ namespace {
 
 bool parse_integer(std::string_view text, long long& value)
 {
-    // The common case, a short non-negative length, without from_chars' generality.
-    if (!text.empty() && text.size() <= 18 && text[0] != '-') {
-        long long result = 0;
-        for (char c : text) {
-            if (c < '0' || c > '9')
-                return false;
-            result = result * 10 + (c - '0');
-        }
-        value = result;
-        return true;
-    }
     if (text.empty())
         return false;
+    if (text.size() <= 18 && text[0] != '-') // the common case: plain digits or nothing
+        return parse_plain_digits(text, value);
     auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
     return error == std::errc() && end == text.data() + text.size();
 }
@@ -136,6 +127,19 @@ bool RequestParser::read_short_count(long long& count)
     return true;
 }
 
+RequestParser::HeaderLine RequestParser::read_count(long long& count, bool& parsed)
+{
+    if (read_short_count(count)) {
+        parsed = true;
+        return HeaderLine::complete;
+    }
+    std::string_view line;
+    const HeaderLine header = read_header_line(line);
+    if (header == HeaderLine::complete)
+        parsed = parse_integer(line, count);
+    return header;
+}
+
 RequestParser::Status RequestParser::next(Request& out, std::string& error)
 {
     if (failed_)
@@ -150,14 +154,10 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
                     continue; // an empty line is no request
                 return status;
             }
-            long long count;
-            bool parsed = read_short_count(count);
-            if (!parsed) {
-                std::string_view line;
-                if (auto header = read_header_line(line); header != HeaderLine::complete)
-                    return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big multibulk count string");
-                parsed = parse_integer(line, count);
-            }
+            long long count = 0;
+            bool parsed = false;
+            if (auto header = read_count(count, parsed); header != HeaderLine::complete)
+                return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big multibulk count string");
             // Redis's order: its only other limit on a count is INT_MAX.
             if (parsed && !authenticated_ && count > static_cast<long long>(unauthenticated_array_length))
                 return fail(error, "unauthenticated multibulk length");
@@ -175,14 +175,10 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
                     return Status::need_more;
                 if (buffer_[position_] != '$')
                     return fail(error, std::string("expected '$', got '") + buffer_[position_] + "'");
-                long long length;
-                bool parsed = read_short_count(length);
-                if (!parsed) {
-                    std::string_view line;
-                    if (auto header = read_header_line(line); header != HeaderLine::complete)
-                        return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big bulk count string");
-                    parsed = parse_integer(line, length);
-                }
+                long long length = 0;
+                bool parsed = false;
+                if (auto header = read_count(length, parsed); header != HeaderLine::complete)
+                    return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big bulk count string");
                 if (!parsed || length < 0
                     || length > static_cast<long long>(limits_.max_bulk_length))
                     return fail(error, "invalid bulk length");

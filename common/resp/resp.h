@@ -67,6 +67,10 @@ private:
     // one pass: true with its count, past its CRLF. False, with nothing
     // consumed, for any other line, which read_header_line then reads.
     bool read_short_count(long long& count);
+    // A header line's count, either way: complete, with `parsed` saying
+    // whether it is an integer (then in `count`), or what read_header_line
+    // said of the line.
+    HeaderLine read_count(long long& count, bool& parsed);
     void compact();
 
     Limits limits_;
@@ -84,6 +88,23 @@ private:
 // Splits an inline command line into arguments, honouring "double" and
 // 'single' quotes and the escapes redis-cli uses. False on unbalanced quotes.
 bool split_inline(std::string_view line, Request& out);
+
+// A count or number of 1 to 18 plain digits (no sign, leading zeros allowed),
+// which cannot overflow: the common case of every integer parse, read without
+// from_chars' generality. False, `value` untouched, for any other text.
+inline bool parse_plain_digits(std::string_view text, long long& value)
+{
+    if (text.empty() || text.size() > 18)
+        return false;
+    long long result = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9')
+            return false;
+        result = result * 10 + (c - '0');
+    }
+    value = result;
+    return true;
+}
 
 // The protocol a connection speaks: RESP2 (every connection starts so) or
 // RESP3 (after HELLO 3). The values are HELLO's protover.
