@@ -361,6 +361,45 @@ print(f"| {clients} | {pipeline} | {ck[0]:.0%} / {cr[0]:.0%} | {ck[1]:.2f} / {cr
   echo "| clients | pipeline | redis-benchmark busy, kv run / redis run | its CPU us per request, kv / redis | server CPU us per request, kv / redis | server CPU kv / redis |"
   echo "|---|---|---|---|---|---|"
   printf '%s\n' "${cpu_rows[@]}"
+  placement_rows "$bucket_pid"
+}
+
+# The 1-client pipelined rows once more, with redis-benchmark and the server
+# on one core (taskset; each server's affinity is put back after). On two
+# cores, each batch of replies has to wake the other core's sleeping client,
+# and each batch of requests the server's, and on a virtual machine whose idle
+# cores halt those wake-ups are a big and changing share of every round trip.
+# On one core nobody waits for another core to wake: what is left is the two
+# programs' own work. The rows above stay the targets; these say how much of
+# their ratio the wake-ups between cores set. Neither server's settings change.
+placement_rows() { # bucket_pid
+  local bucket_pid=$1 bucket_mask redis_mask test round
+  bucket_mask=$(taskset -p "$bucket_pid" | awk '{print $NF}')
+  redis_mask=$(taskset -p "$redis_pid" | awk '{print $NF}')
+  taskset -a -p 1 "$bucket_pid" > /dev/null
+  taskset -a -p 1 "$redis_pid" > /dev/null
+  requests=$([[ -n "$quick" ]] && echo 200000 || echo 2000000)
+  for round in $(seq "$rounds"); do
+    taskset 1 redis-benchmark -s "$bucket" -t get,incr -n "$requests" -c 1 -P 64 --csv > "$work/kv-$round.csv" 2>/dev/null
+    taskset 1 redis-benchmark -s "$work/redis.sock" -t get,incr -n "$requests" -c 1 -P 64 --csv > "$work/redis-$round.csv" 2>/dev/null
+  done
+  taskset -a -p "$bucket_mask" "$bucket_pid" > /dev/null
+  taskset -a -p "$redis_mask" "$redis_pid" > /dev/null
+  echo
+  echo "The 1-client pipelined rows with redis-benchmark and the server on one core (taskset, both servers alike; median of $rounds rounds, in turn):"
+  echo
+  echo "| test | clients | pipeline | kv ops/s | redis ops/s | kv / redis, one core | kv / redis, every round |"
+  echo "|---|---|---|---|---|---|---|"
+  for test in GET INCR; do
+    read -r kv _ < <(median_row "$test" "$work"/kv-*.csv)
+    read -r redis _ < <(median_row "$test" "$work"/redis-*.csv)
+    local each=""
+    for round in $(seq "$rounds"); do
+      each="$each $(ratio "$(csv_field "$work/kv-$round.csv" "$test" rps)" "$(csv_field "$work/redis-$round.csv" "$test" rps)")"
+    done
+    echo "| $test | 1 | 64 | $(fmt "$kv") | $(fmt "$redis") | $(ratio "$kv" "$redis") |$each |"
+  done
+  rm -f "$work"/kv-*.csv "$work"/redis-*.csv
 }
 
 # The direct reads, the name table, CREATE beside a bare spawn, kill-to-gone
@@ -410,7 +449,9 @@ direct_section() {
   $kb kill --count "$kill_count" > "$work/kill.json"
   k50=$(json "$work/kill.json" median_us); f50=$(json "$work/kill.json" floor_median_us)
   echo "| kill-to-gone over $kill_count kills (p50 / p99) | $k50 / $(json "$work/kill.json" p99_us) us | bare pidfd floor: $f50 / $(json "$work/kill.json" floor_p99_us) us | $(ratio "$k50" "$f50") | p50 <= 1.5x floor, p99 < 1 ms |"
-  echo "| ... of which the kernel, until the bucket's exit is visible at all (p50) | $(json "$work/kill.json" exit_seen_median_us) us | | | |"
+  # Before registryd can do anything: a bound under kill-to-gone.
+  e50=$(json "$work/kill.json" exit_seen_median_us)
+  echo "| ... of which the kernel, until the bucket's exit is visible at all (p50) | $e50 us | bare pidfd floor: $f50 us | $(ratio "$e50" "$f50") | |"
   # The bare floor's child is killed before it has run, and nothing sleeps on
   # its exit; a bucket has said it is ready, and its exit wakes registryd,
   # asleep in epoll_wait on its pidfd. A bare child killed after it said it
