@@ -10,12 +10,14 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "pidfd.h"
 #include "process_identity.h"
 #include "run_dir.h"
 #include "shared_table.h"
+#include "small_file.h"
 #include "socket_file.h"
 #include "unique_fd.h"
 
@@ -51,19 +53,9 @@ bool exited(int pidfd)
 // The whole environment of `pid`, or empty if we may not read it.
 std::string environment_of(pid_t pid)
 {
-    std::string path = "/proc/" + std::to_string(pid) + "/environ";
-    UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!file)
-        return {};
-    std::string text;
-    char buffer[16384];
-    for (;;) {
-        ssize_t size = ::read(file.get(), buffer, sizeof buffer);
-        if (size <= 0 || text.size() > (1 << 20))
-            break;
-        text.append(buffer, static_cast<std::size_t>(size));
-    }
-    return text;
+    int error = 0;
+    auto text = read_small_file("/proc/" + std::to_string(pid) + "/environ", 1 << 20, error);
+    return text ? std::move(*text) : std::string();
 }
 
 std::size_t kill_processes(const std::string& instance, std::chrono::milliseconds wait)

@@ -9,31 +9,24 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
+#include "small_file.h"
 #include "system_error.h"
 
 namespace kv {
 
 namespace {
 
-// Reads up to `limit` bytes of `fd` from offset 0 (pread: the offset is
-// shared with every process the descriptor was handed to).
+// `fd` from offset 0, up to past `limit` bytes (small_file.h); throws
+// SystemError naming `what` if a read fails.
 std::string read_from_start(int fd, std::size_t limit, const std::string& what)
 {
-    std::string text;
-    char buffer[4096];
-    for (;;) {
-        const ssize_t size = ::pread(fd, buffer, sizeof buffer, static_cast<off_t>(text.size()));
-        if (size == -1 && errno == EINTR)
-            continue;
-        if (size == -1)
-            throw SystemError("unable to read", what, errno);
-        if (size == 0)
-            return text;
-        text.append(buffer, static_cast<std::size_t>(size));
-        if (text.size() > limit)
-            return text;
-    }
+    int error = 0;
+    auto text = read_up_to(fd, limit, error);
+    if (!text)
+        throw SystemError("unable to read", what, error);
+    return std::move(*text);
 }
 
 } // namespace

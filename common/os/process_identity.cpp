@@ -1,6 +1,5 @@
 #include "process_identity.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,8 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "small_file.h"
 #include "system_error.h"
-#include "unique_fd.h"
 
 namespace kv {
 
@@ -32,29 +31,12 @@ std::optional<Status> read_status(pid_t pid, int& error)
     error = 0;
     if (pid <= 0)
         return std::nullopt;
-    const std::string path = "/proc/" + std::to_string(pid) + "/stat";
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) {
-        error = errno;
-        return std::nullopt;
-    }
     // comm is at most 16 bytes (TASK_COMM_LEN) and the 50-odd numbers at
     // most 20 digits each: the line fits.
-    char buffer[2048];
-    std::size_t length = 0;
-    while (length < sizeof buffer) {
-        const ssize_t got = ::read(fd.get(), buffer + length, sizeof buffer - length);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            error = errno;
-            return std::nullopt;
-        }
-        if (got == 0)
-            break;
-        length += static_cast<std::size_t>(got);
-    }
-    const std::string_view line(buffer, length);
+    const auto contents = read_small_file("/proc/" + std::to_string(pid) + "/stat", 2048, error);
+    if (!contents)
+        return std::nullopt;
+    const std::string_view line(*contents);
     const auto close = line.rfind(')');
     if (close == std::string_view::npos)
         return std::nullopt;

@@ -1,6 +1,5 @@
 #include "connection_commands.h"
 
-#include <fcntl.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -11,7 +10,7 @@
 
 #include "error_code.h"
 #include "resp_connection.h"
-#include "unique_fd.h"
+#include "small_file.h"
 
 namespace kv {
 
@@ -625,12 +624,11 @@ std::string bytes_to_human(unsigned long long bytes)
 // would link the C++ locale into bucketd (server_config.cpp says why not).
 unsigned long long resident_bytes()
 {
-    char text[128];
-    const UniqueFd statm(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
-    const ssize_t length = statm ? ::read(statm.get(), text, sizeof text) : -1;
-    if (length <= 0)
+    int error = 0;
+    const auto text = read_small_file("/proc/self/statm", 128, error);
+    if (!text)
         return 0;
-    const std::string_view fields(text, static_cast<std::size_t>(length));
+    const std::string_view fields(*text);
     const std::size_t second = fields.find(' ');
     unsigned long long resident = 0;
     if (second == std::string_view::npos
