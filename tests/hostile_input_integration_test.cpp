@@ -360,3 +360,39 @@ TEST(HostileInput, ClientBufferHoldsExactlyItsLimitOfUnparsedInputAndRefusesOneP
     }
     EXPECT_EQ(daemon.log().find("passed the client buffer limit"), std::string::npos) << daemon.log();
 }
+
+// Replies within the client buffer limit: a client that reads them gets every
+// one, however many it pipelined in one write, and none counts against the
+// limit once the socket took it. One reply larger than the limit is answered
+// with an error in its place and in its turn; the replies around it stand and
+// the connection goes on.
+TEST(HostileInput, AReadingClientGetsEveryReplyAndOneReplyPastTheLimitIsAnErrorInItsPlace)
+{
+    const std::size_t limit = 4096;
+    RegistryDaemon daemon(without_debug({ "--max-client-buffer", std::to_string(limit) }));
+    for (const auto& target : targets(daemon)) {
+        auto client = kv::Client::connect(target.path);
+        set_receive_timeout(client, 10s);
+        std::string pings;
+        for (int i = 0; i < 600; ++i)
+            pings += "PING\r\n"; // 3,600 bytes in; 4,200 bytes of replies
+        client.send_raw(pings);
+        for (int i = 0; i < 600; ++i)
+            ASSERT_EQ(client.read_reply().text, "PONG") << target.path << ", reply " << i;
+        EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+    }
+    // A bucket's value can outgrow the limit (SETRANGE, APPEND): reading it
+    // back is one reply too large for it.
+    auto bucket = kv::Client::connect(targets(daemon, "big").back().path);
+    set_receive_timeout(bucket, 10s);
+    EXPECT_EQ(bucket.call({ "SETRANGE", "big", "5000", "x" }).integer, 5001);
+    EXPECT_EQ(bucket.call({ "SET", "half", std::string(2500, 'h') }).text, "OK");
+    bucket.send_raw(kv::resp::encode_command({ "PING" }) + kv::resp::encode_command({ "GET", "big" })
+        + kv::resp::encode_command({ "MGET", "half", "half" }) + kv::resp::encode_command({ "GET", "half" }));
+    EXPECT_EQ(bucket.read_reply().text, "PONG");
+    EXPECT_EQ(bucket.read_reply().text, "ERR reply of 5010 bytes is larger than the client buffer limit of 4096 bytes");
+    EXPECT_EQ(bucket.read_reply().text, "ERR reply of 5022 bytes is larger than the client buffer limit of 4096 bytes");
+    EXPECT_EQ(bucket.read_reply().text, std::string(2500, 'h'));
+    EXPECT_EQ(bucket.call({ "STRLEN", "big" }).integer, 5001) << "the command ran; only its reply was refused";
+    EXPECT_EQ(daemon.log().find("passed the client buffer limit"), std::string::npos) << daemon.log();
+}

@@ -331,8 +331,9 @@ TEST_F(TcpAccess, ClientListShowsATcpClientsAddressAndTheAddressItReachedAsRedis
     const std::string socket = daemon_->call({ "LOOKUP", "shop" }).field("socket")->text;
     for (const std::string& address : { "127.0.0.1:" + std::to_string(redis_port), registry_address_, bucket_address("shop") }) {
         RawConnection client = RawConnection::tcp(address);
-        if (address != "127.0.0.1:" + std::to_string(redis_port))
+        if (address != "127.0.0.1:" + std::to_string(redis_port)) {
             ASSERT_EQ(reply_text(client.call({ "AUTH", password })), "OK");
+        }
         const std::string line = reply_text(client.call({ "CLIENT", "INFO" }));
         EXPECT_EQ(client_field(line, "addr"), kv::local_address(client.fd())) << address << ": " << line;
         EXPECT_EQ(client_field(line, "laddr"), address) << line;
@@ -374,8 +375,9 @@ TEST_F(TcpAccess, InfoAndClientListCountTcpClientsBesideUnixSocketOnes)
         const std::string list = reply_text(local.call({ "CLIENT", "LIST" }));
         EXPECT_EQ(lines_in(list), 3u) << list;
         EXPECT_EQ(std::regex_search(list, std::regex("laddr=" + address)), true) << list;
-        if (path != socket) // the registry's own section says it too
+        if (path != socket) { // the registry's own section says it too
             EXPECT_EQ(info_field(reply_text(local.call({ "INFO", "registry" })), "connected_clients"), "3");
+        }
         // A TCP client that leaves stops counting once the daemon has seen it go.
         remote.pop_back();
         std::string count;

@@ -79,8 +79,9 @@ namespace kv {
 
 namespace {
 
-// Replies queued past this make the connection stop reading and running
-// requests until the client has taken them: backpressure, not a limit.
+// Replies not yet taken by the client (queued, or in a write in progress)
+// past this make the connection stop reading and running requests until the
+// client has taken them: backpressure, not a limit (see backlog_limit()).
 constexpr std::size_t output_soft_limit = 1024 * 1024;
 
 // Unparsed input read ahead while a reply is owed. Enough to notice at
@@ -143,8 +144,10 @@ void RespConnection::deliver(std::uint64_t call, std::string reply)
     if (life_ == Life::closed || !owes(call))
         return;
     forget_on_hangup_ = nullptr;
-    log_if_refusal(reply);
+    const std::size_t before = output_.size();
     output_ += reply;
+    cap_reply(before);
+    log_if_refusal(std::string_view(output_).substr(before));
     note_progress(); // input queued behind the reply can move again
     if (call_ == Call::running) {
         call_ = Call::answered; // answer_requests() goes on and flushes
@@ -199,13 +202,14 @@ void RespConnection::process()
     for (;;) {
         const bool more_waiting = answer_requests();
         const bool all_sent = flush();
-        if (life_ == Life::closed || !more_waiting || !all_sent)
+        // What the socket took is the client's now: only the rest counts.
+        if (life_ == Life::closed || !within_buffer_limit())
+            return;
+        if (!more_waiting || !all_sent)
             break;
     }
-    if (life_ == Life::closed)
-        return;
     const std::size_t room = read_room();
-    if (!reading_ && life_ == Life::open && output_.size() < output_soft_limit && room > 0)
+    if (!reading_ && life_ == Life::open && unsent_bytes() < backlog_limit() && room > 0)
         read_more(room);
     if (!reading_)
         watch_for_hangup();
@@ -255,7 +259,7 @@ bool RespConnection::answer_requests()
     // Never re-entered from a handler (send() there only queues).
     if (call_ == Call::running || call_ == Call::answered || life_ == Life::closed)
         return false;
-    while (life_ == Life::open && call_ == Call::none && output_.size() < output_soft_limit) {
+    while (life_ == Life::open && call_ == Call::none && unsent_bytes() < backlog_limit()) {
         std::string error;
         parser_.set_authenticated(session_.authenticated); // an AUTH just run lifts the limits for what follows
         const auto status = parser_.next(request_, error);
@@ -270,9 +274,35 @@ bool RespConnection::answer_requests()
         }
         run_handler();
     }
-    if (life_ == Life::closed || !enforce_buffer_limit())
+    if (life_ == Life::closed)
         return false;
-    return output_.size() >= output_soft_limit && life_ == Life::open;
+    refuse_oversized_request();
+    return unsent_bytes() >= backlog_limit() && life_ == Life::open;
+}
+
+// The backlog of replies past which a connection stops reading and running
+// requests: output_soft_limit, or the client buffer limit if that is less, so
+// that a well-behaved client's replies never reach the limit before the
+// socket has been offered them.
+std::size_t RespConnection::backlog_limit() const
+{
+    return std::min(output_soft_limit, server_->config.max_client_buffer);
+}
+
+// A reply (what follows `before` in output_) larger than the client buffer
+// limit could never be held for the client within it: it is replaced by an
+// error, in its place and in its turn, and its memory given back. The command
+// itself ran (for EXEC, every command of the block).
+void RespConnection::cap_reply(std::size_t before)
+{
+    const std::size_t limit = server_->config.max_client_buffer;
+    const std::size_t size = output_.size() - before;
+    if (size <= limit)
+        return;
+    output_.resize(before);
+    output_.shrink_to_fit();
+    append_error(output_, ErrorCode::error, "reply of " + std::to_string(size)
+        + " bytes is larger than the client buffer limit of " + std::to_string(limit) + " bytes");
 }
 
 // One request through the connection commands (connection_commands.h),
@@ -299,6 +329,7 @@ void RespConnection::run_handler()
             run_forget();
         }
     }
+    cap_reply(before);
     if (output_.size() > before)
         log_if_refusal(std::string_view(output_).substr(before));
     call_ = call_ == Call::running && reply.deferred() ? Call::owed : Call::none;
@@ -308,8 +339,8 @@ void RespConnection::run_handler()
 
 // max_client_buffer bounds what one connection holds: its unparsed input
 // plus its unread replies. A request too large for it is answered with an
-// error in its turn; past it otherwise the client is dropped. False if so.
-bool RespConnection::enforce_buffer_limit()
+// error in its turn (and the connection closes after it).
+void RespConnection::refuse_oversized_request()
 {
     const std::size_t limit = server_->config.max_client_buffer;
     // Behind an owed reply an error cannot be answered in order; reading
@@ -319,8 +350,18 @@ bool RespConnection::enforce_buffer_limit()
             + std::to_string(limit) + " bytes");
         life_ = Life::closing;
     }
+}
+
+// After the socket was offered what was queued: past the limit, the client
+// is dropped. A client that reads its replies keeps their backlog short of
+// the limit (no request runs once it reaches backlog_limit(), and no one
+// reply is larger than the limit); one that leaves them unread while it
+// sends more does not. False if dropped.
+bool RespConnection::within_buffer_limit()
+{
+    const std::size_t limit = server_->config.max_client_buffer;
     const std::size_t input = life_ == Life::closing ? 0 : parser_.buffered(); // dead input once refused
-    const std::size_t replies = output_.size() + in_flight_.size();
+    const std::size_t replies = unsent_bytes();
     if (replies > limit) {
         drop("its unread replies passed the client buffer limit");
         return false;
