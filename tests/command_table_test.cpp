@@ -105,8 +105,9 @@ TEST(ParseLongLong, AnswersAsRedisStringToLongLongForEveryShape)
         long long ours = 42, theirs = 42;
         const bool accepted = kv::parse_long_long(text, ours);
         EXPECT_EQ(accepted, reference_parse(text, theirs)) << "[" << text << "]";
-        if (accepted)
+        if (accepted) {
             EXPECT_EQ(ours, theirs) << "[" << text << "]";
+        }
     }
 }
 

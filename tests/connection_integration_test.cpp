@@ -5,10 +5,12 @@
 // refusal of transactions.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <regex>
 
 #include "daemon_fixture.h"
 #include "reference_redis.h"
+#include "run_dir.h"
 
 using namespace kv::test;
 using kv::resp::Value;
@@ -362,6 +364,40 @@ TEST(RegistryConnection, ServesTheConnectionCommandsAndResp3)
 }
 
 // --- real clients (python3-redis, node-redis, ioredis, hiredis: clients_integration_test) ---
+
+// Bytes Redis reads its own way, sent raw (the client then shuts its side):
+// count headers it reads with string2ll (no leading zeros, no "-0"), and
+// inline lines it splits with sdssplitargs (blanks are isspace(), an argument
+// ends only at a space, tab, CR or LF, quotes may open inside one). Every
+// byte the server sends until it closes must be redis-server's.
+TEST_F(ConnectionTest, CountHeadersAndInlineLinesAreReadAsRedis70ReadsThem)
+{
+    const std::vector<std::string> inputs = {
+        "*1\r\n$-0\r\n\r\nPING\r\n", "*-0\r\nPING\r\n", "*01\r\n$4\r\nPING\r\n", "*1\r\n$04\r\nPING\r\n",
+        "*00\r\nPING\r\n", "*-01\r\nPING\r\n", "*0\r\nPING\r\n", "*-1\r\nPING\r\n", "*-10000000000000\r\nPING\r\n",
+        "*1\r\n$00\r\n\r\nPING\r\n", "*1\r\n$0\r\n\r\nPING\r\n",
+        "ECHO \x0b a\r\n", "ECHO\x0c" "a\r\n", "ECHO \t a \r\n", "ECHO a\x0b\r\n", "ECHO \x0b\r\n", "  \x0b\x0c \r\nPING\r\n",
+        "ECHO a\"b c\"\r\n", "ECHO a\"b c\"d\r\n", "ECHO a'b c' x\r\n", "ECHO \"a\"\x0b\"b\"\r\n", "ECHO \"a\"\x0c" "b\r\n",
+        "ECHO \"\\x41\\x4\"\r\n", "ECHO \"ab\\\"\r\n", "ECHO 'a\\'b'\r\n", "ECHO \"\"\r\n", "ECHO \"a\\\r\n",
+    };
+    auto shown = [](const std::string& bytes) {
+        std::string text;
+        for (unsigned char c : bytes) {
+            if (c >= 32 && c < 127) {
+                text += static_cast<char>(c);
+            } else {
+                char escaped[8];
+                std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+                text += escaped;
+            }
+        }
+        return text;
+    };
+    for (const std::string& socket : { bucket_socket_, kv::registry_socket_path(daemon_.run_dir()) }) {
+        for (const std::string& input : inputs)
+            EXPECT_EQ(shown(exchange_raw(socket, input)), shown(exchange_raw(redis_->socket(), input))) << socket << ": " << shown(input);
+    }
+}
 
 TEST_F(ConnectionTest, RedisCliStartsItsInteractiveModeWithTheSocketsCommandDocs)
 {

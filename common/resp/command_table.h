@@ -122,21 +122,9 @@ inline std::string redis_error_piece(std::string_view text, std::size_t at_most)
     return piece;
 }
 
-// Redis's strict integer parse (string2ll, util.c), for every argument
-// that must be a long long: digits with an optional '-', no '+', no
-// spaces, no leading zeros, at most 20 bytes, no overflow.
-inline bool parse_long_long(std::string_view text, long long& value)
-{
-    if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')
-        || (text.size() > 1 && text[0] == '-' && text[1] == '0') || text == "-")
-        return false;
-    // The common case, a counter's value or a count, in fewer instructions
-    // than from_chars (which was 120 of a pipelined INCR's 2,465).
-    if (text.size() <= 18 && text[0] != '-')
-        return resp::parse_plain_digits(text, value);
-    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-    return error == std::errc() && end == text.data() + text.size();
-}
+// Redis's strict integer parse (resp.h), for every argument that must be a
+// long long.
+using resp::parse_long_long;
 
 // A command's name as Redis writes it in its messages.
 inline std::string lower_case(std::string_view name)

@@ -8,6 +8,9 @@ namespace kv::resp {
 
 namespace {
 
+// A reply's integer, length or count (parse_value): any decimal text
+// from_chars takes, leading zeros too. Requests are read as Redis reads them,
+// with parse_long_long.
 bool parse_integer(std::string_view text, long long& value)
 {
     if (text.empty())
@@ -29,7 +32,8 @@ int hex_digit(char c)
     return -1;
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+// isspace() in the C locale, as Redis's sdssplitargs splits an inline command.
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
 
 // The length of a line whose CRLF has not (all) arrived, as far as it is
 // known: a CR at the very end may be the first half of the CRLF. Judging
@@ -108,9 +112,9 @@ RequestParser::HeaderLine RequestParser::read_header_line(std::string_view& line
 
 bool RequestParser::read_short_count(long long& count)
 {
-    // Up to 18 digits cannot overflow; a sign, a longer or unfinished line,
-    // or any other byte is left to read_header_line and parse_integer, which
-    // give the same answer for this line as this does.
+    // Up to 18 digits cannot overflow; a sign, a leading zero, a longer or
+    // unfinished line, or any other byte is left to read_header_line and
+    // parse_long_long, which give the same answer for this line as this does.
     const char* const data = buffer_.data();
     const std::size_t size = buffer_.size();
     const std::size_t first = position_ + 1;
@@ -120,7 +124,7 @@ bool RequestParser::read_short_count(long long& count)
     while (at < stop && data[at] >= '0' && data[at] <= '9')
         value = value * 10 + (data[at++] - '0');
     const std::size_t digits = at - first;
-    if (digits == 0 || at + 1 >= size || data[at] != '\r' || data[at + 1] != '\n' || digits + 1 > limits_.max_inline_length)
+    if (digits == 0 || (digits > 1 && data[first] == '0') || at + 1 >= size || data[at] != '\r' || data[at + 1] != '\n' || digits + 1 > limits_.max_inline_length)
         return false;
     count = value;
     position_ = at + 2;
@@ -136,7 +140,7 @@ RequestParser::HeaderLine RequestParser::read_count(long long& count, bool& pars
     std::string_view line;
     const HeaderLine header = read_header_line(line);
     if (header == HeaderLine::complete)
-        parsed = parse_integer(line, count);
+        parsed = parse_long_long(line, count);
     return header;
 }
 
@@ -228,69 +232,68 @@ RequestParser::Status RequestParser::parse_inline(Request& out, std::string& err
     return Status::request;
 }
 
+// Redis's sdssplitargs (sds.c), byte for byte: blanks between arguments are
+// isspace() (is_space); an unquoted argument ends at a space, tab, CR or LF
+// only, and a quote inside it opens a quoted part of the same argument; a
+// closing quote must be followed by a blank or the end.
 bool split_inline(std::string_view line, Request& out)
 {
+    enum class Quote : unsigned char { none, double_quote, single_quote };
+    const std::size_t size = line.size();
     std::size_t i = 0;
     for (;;) {
-        while (i < line.size() && is_space(line[i]))
+        while (i < size && is_space(line[i]))
             ++i;
-        if (i == line.size())
+        if (i == size)
             return true;
         std::string argument;
-        if (line[i] == '"') {
-            ++i;
-            for (;; ++i) {
-                if (i >= line.size())
-                    return false;
-                char c = line[i];
-                if (c == '"') {
-                    ++i;
-                    break;
-                }
-                if (c == '\\' && i + 1 < line.size()) {
-                    char e = line[++i];
-                    if (e == 'x' && i + 2 < line.size() && hex_digit(line[i + 1]) >= 0 && hex_digit(line[i + 2]) >= 0) {
-                        argument += static_cast<char>(hex_digit(line[i + 1]) * 16 + hex_digit(line[i + 2]));
-                        i += 2;
-                    } else {
-                        switch (e) {
-                        case 'n': argument += '\n'; break;
-                        case 'r': argument += '\r'; break;
-                        case 't': argument += '\t'; break;
-                        case 'b': argument += '\b'; break;
-                        case 'a': argument += '\a'; break;
-                        default: argument += e; break;
-                        }
+        Quote quote = Quote::none;
+        for (bool done = false; !done;) {
+            if (quote != Quote::none && i >= size)
+                return false; // unbalanced quotes
+            const char c = i < size ? line[i] : '\0';
+            if (quote == Quote::double_quote) {
+                if (c == '\\' && i + 3 < size && line[i + 1] == 'x' && hex_digit(line[i + 2]) >= 0 && hex_digit(line[i + 3]) >= 0) {
+                    argument += static_cast<char>(hex_digit(line[i + 2]) * 16 + hex_digit(line[i + 3]));
+                    i += 3;
+                } else if (c == '\\' && i + 1 < size) {
+                    switch (line[++i]) {
+                    case 'n': argument += '\n'; break;
+                    case 'r': argument += '\r'; break;
+                    case 't': argument += '\t'; break;
+                    case 'b': argument += '\b'; break;
+                    case 'a': argument += '\a'; break;
+                    default: argument += line[i]; break;
                     }
+                } else if (c == '"') {
+                    if (i + 1 < size && !is_space(line[i + 1]))
+                        return false; // a closing quote must be followed by a blank or the end
+                    done = true;
                 } else {
                     argument += c;
                 }
-            }
-            // A closing quote must be followed by a space or the end.
-            if (i < line.size() && !is_space(line[i]))
-                return false;
-        } else if (line[i] == '\'') {
-            ++i;
-            for (;; ++i) {
-                if (i >= line.size())
-                    return false;
-                char c = line[i];
-                if (c == '\'') {
-                    ++i;
-                    break;
-                }
-                if (c == '\\' && i + 1 < line.size() && line[i + 1] == '\'') {
+            } else if (quote == Quote::single_quote) {
+                if (c == '\\' && i + 1 < size && line[i + 1] == '\'') {
                     argument += '\'';
                     ++i;
+                } else if (c == '\'') {
+                    if (i + 1 < size && !is_space(line[i + 1]))
+                        return false;
+                    done = true;
                 } else {
                     argument += c;
                 }
+            } else if (i >= size || c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+                done = true;
+            } else if (c == '"') {
+                quote = Quote::double_quote;
+            } else if (c == '\'') {
+                quote = Quote::single_quote;
+            } else {
+                argument += c;
             }
-            if (i < line.size() && !is_space(line[i]))
-                return false;
-        } else {
-            while (i < line.size() && !is_space(line[i]))
-                argument += line[i++];
+            if (i < size)
+                ++i;
         }
         out.push_back(std::move(argument));
     }

@@ -11,6 +11,7 @@
 // encode_command() writes a request.
 #pragma once
 
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -85,8 +86,9 @@ private:
     bool failed_ = false;
 };
 
-// Splits an inline command line into arguments, honouring "double" and
-// 'single' quotes and the escapes redis-cli uses. False on unbalanced quotes.
+// Splits an inline command line into arguments as Redis does (sdssplitargs),
+// honouring "double" and 'single' quotes, also inside an argument, and the
+// escapes redis-cli uses. False on unbalanced quotes.
 bool split_inline(std::string_view line, Request& out);
 
 // A count or number of 1 to 18 plain digits (no sign, leading zeros allowed),
@@ -104,6 +106,23 @@ inline bool parse_plain_digits(std::string_view text, long long& value)
     }
     value = result;
     return true;
+}
+
+// Redis's strict integer parse (string2ll, util.c), for every argument that
+// must be a long long and for a request's count headers (*N, $N), which Redis
+// reads with it: digits with an optional '-', no '+', no spaces, no leading
+// zeros ("0" itself, not "-0"), at most 20 bytes, no overflow.
+inline bool parse_long_long(std::string_view text, long long& value)
+{
+    if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')
+        || (text.size() > 1 && text[0] == '-' && text[1] == '0') || text == "-")
+        return false;
+    // The common case, a counter's value or a count, in fewer instructions
+    // than from_chars (which was 120 of a pipelined INCR's 2,465).
+    if (text.size() <= 18 && text[0] != '-')
+        return resp::parse_plain_digits(text, value);
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    return error == std::errc() && end == text.data() + text.size();
 }
 
 // The protocol a connection speaks: RESP2 (every connection starts so) or
