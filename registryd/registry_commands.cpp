@@ -1,6 +1,5 @@
 #include "registry_commands.h"
 
-#include <charconv>
 #include <limits>
 
 #include "command_table.h"
@@ -20,9 +19,8 @@ void history(Registry& registry, const resp::Request& request, const Responder& 
     if (request.size() == 2) {
         const std::string& text = request[1];
         long long value = 0;
-        auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
         std::string out;
-        if (error != std::errc() || end != text.data() + text.size() || text.empty())
+        if (!parse_long_long(text, value)) // Redis's string2ll: "01", "-0", "+1" are not integers
             append_error(out, ErrorCode::error, "value is not an integer or out of range");
         else if (value < 0)
             append_error(out, ErrorCode::error, "value is out of range, must be positive");

@@ -96,8 +96,21 @@ TEST_F(ConnectionTest, RepliesAreRedis70sByteForByteInResp2AndResp3)
         { "CLIENT", "LIST", "TYPE", "pubsub" },
         { "CLIENT", "LIST", "TYPE", "nonsense" },
         { "CLIENT", "LIST", "ID", "x" },
+        { "CLIENT", "LIST", "ID", "0" },
+        { "CLIENT", "LIST", "ID", "-1" },
+        { "CLIENT", "LIST", "ID", "01" },
+        { "CLIENT", "LIST", "ID", "99999" },
+        { "CLIENT", "LIST", "TYPE", "a\r\nb" },
         { "CLIENT", "LIST", "nonsense" },
         { "CLIENT", "NONSENSE" },
+        { "CLIENT", "a\r\nb" },
+        { "CLIENT", std::string("a\0b", 3) },
+        { "CLIENT", "a\x01" "b" },
+        { "CLIENT", std::string(200, 'x') },
+        { "COMMAND", "a\r\nb" },
+        { "COMMAND", std::string("a\0b", 3) },
+        { "HELLO", "2", "a\r\nb" },
+        { "HELLO", "2", std::string("a\0b", 3) },
         { "CLIENT", "SETNAME" },
         { "CLIENT", "ID", "extra" },
         { "CLIENT" },
@@ -163,6 +176,9 @@ TEST_F(ConnectionTest, TheRegistrySocketRepliesAsRedis70TooInResp2AndResp3)
         { "CLIENT", "GETNAME" },
         { "CLIENT", "INFO" },
         { "CLIENT", "NONSENSE" },
+        { "CLIENT", "a\r\nb" },
+        { "CLIENT", std::string("a\0b", 3) },
+        { "CLIENT", "LIST", "ID", "0" },
         { "SELECT", "0" },
         { "SELECT", "1000" },
         { "ECHO", "hi" },
@@ -326,6 +342,11 @@ TEST(RegistryConnection, ATransactionIsRefusedWholeAndCreatesNothing)
         "ERR CREATE inside MULTI: the registry does not run transactions; nothing in this block will run");
     EXPECT_EQ(client.call({ "PING" }).text,
         "ERR PING inside MULTI: the registry does not run transactions; nothing in this block will run");
+    // Redis's checks before queueing come first, with Redis's own errors.
+    EXPECT_EQ(client.call({ "CREATE" }).text, "ERR wrong number of arguments for 'create' command");
+    EXPECT_EQ(client.call({ "ECHO" }).text, "ERR wrong number of arguments for 'echo' command");
+    EXPECT_EQ(client.call({ "CLIENT", "ID", "x" }).text, "ERR wrong number of arguments for 'client|id' command");
+    EXPECT_EQ(client.call({ "CLIENT", "NOSUCH" }).text, "ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP.");
     // WATCH and UNWATCH are connection commands the registry does not serve:
     // unknown here, and answered like any unknown command (each call waits
     // for its own reply, so a missing one fails here, not later).

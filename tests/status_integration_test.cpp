@@ -161,6 +161,8 @@ TEST(Status, HistoryGivesTheReasonsNewestFirst)
     EXPECT_EQ(daemon.call({ "HISTORY", "100" }).elements.size(), 3u);
     EXPECT_EQ(daemon.call({ "HISTORY", "-1" }).text, "ERR value is out of range, must be positive");
     EXPECT_EQ(daemon.call({ "HISTORY", "x" }).text, "ERR value is not an integer or out of range");
+    for (const char* count : { "01", "00", "-0", "+1", " 1" }) // Redis's string2ll takes none of these
+        EXPECT_EQ(daemon.call({ "HISTORY", count }).text, "ERR value is not an integer or out of range") << count;
     EXPECT_EQ(daemon.call({ "HISTORY", "1", "2" }).text, "ERR wrong number of arguments for 'history' command");
 
     // RESP3: each entry a map, as LIST's.

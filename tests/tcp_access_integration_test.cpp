@@ -176,6 +176,7 @@ TEST_F(TcpAccess, BeforeAuthEveryReplyIsRedisRequirepasssByteForByte)
         { "CLIENT", "ID" },
         { "MULTI" },
         { "NOSUCHCOMMAND" },
+        { "EXEC" }, // EXEC itself: the refusal said after EXECABORT
         { "ECHO" }, // a wrong arity is told before the missing AUTH, as Redis does
         { "AUTH" },
         { "AUTH", "wrong" },

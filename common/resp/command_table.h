@@ -112,7 +112,7 @@ inline bool same_word(std::string_view a, std::string_view b)
 // came, followed by up to 128 bytes of its arguments. As Redis's printf does,
 // each piece ends at a NUL, and CR and LF become spaces (an error reply is
 // one line).
-inline std::string redis_error_piece(std::string_view text, std::size_t at_most)
+inline std::string redis_error_piece(std::string_view text, std::size_t at_most = std::string_view::npos)
 {
     std::string piece(text.substr(0, std::min(text.find('\0'), at_most)));
     for (char& c : piece) {

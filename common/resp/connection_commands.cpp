@@ -64,7 +64,7 @@ std::string lower(std::string_view text)
 // unknown, or given the wrong number of arguments (named "client|setname").
 void unknown_subcommand(const Call& call)
 {
-    call.error("ERR unknown subcommand '" + printable(call.request[1].substr(0, 128)) + "'. Try "
+    call.error("ERR unknown subcommand '" + redis_error_piece(call.request[1], 128) + "'. Try "
         + upper(call.request[0]) + " HELP.");
 }
 
@@ -198,7 +198,7 @@ void hello(const Call& call)
             call.session.name = request[j + 1];
             ++j;
         } else {
-            call.error("ERR Syntax error in HELLO option '" + printable(request[j]) + "'");
+            call.error("ERR Syntax error in HELLO option '" + redis_error_piece(request[j]) + "'");
             return;
         }
     }
@@ -340,18 +340,19 @@ void client_list(const Call& call)
             || same_word(type, "PUBSUB")) {
             none = true;
         } else {
-            call.error("ERR Unknown client type '" + printable(type) + "'");
+            call.error("ERR Unknown client type '" + redis_error_piece(type) + "'");
             return;
         }
     } else if (request.size() > 3 && same_word(request[2], "ID")) {
         only_ids = true;
         for (std::size_t j = 3; j < request.size(); ++j) {
             long long id = 0;
-            if (!parse_long_long(request[j], id) || id < 1) {
+            if (!parse_long_long(request[j], id)) {
                 call.error("ERR Invalid client ID");
                 return;
             }
-            ids.push_back(static_cast<std::uint64_t>(id));
+            if (id >= 1) // as in Redis, 0 and below are integers that name no client
+                ids.push_back(static_cast<std::uint64_t>(id));
         }
     } else if (request.size() != 2) {
         call.error("ERR syntax error");
@@ -407,11 +408,11 @@ void client_setinfo(const Call& call)
     else if (same_word(attribute, "LIB-VER"))
         destination = &call.session.lib_version;
     else {
-        call.error("ERR Unrecognized option '" + printable(attribute) + "'");
+        call.error("ERR Unrecognized option '" + redis_error_piece(attribute) + "'");
         return;
     }
     if (!valid_client_attribute(call.request[3])) {
-        call.error("ERR " + printable(attribute) + " cannot contain spaces, newlines or special characters.");
+        call.error("ERR " + redis_error_piece(attribute) + " cannot contain spaces, newlines or special characters.");
         return;
     }
     *destination = call.request[3];
@@ -971,27 +972,6 @@ bool runs_inside_multi(const ServerShared& server, std::string_view verb)
     return server.role.transactions == Transactions::queued && same_word(verb, "WATCH");
 }
 
-// Inside MULTI on a daemon that refuses transactions: nothing runs, each
-// command gets an error (Redis's own for an unknown verb or a wrong arity),
-// and the block is flagged so that EXEC answers EXECABORT.
-void refuse_inside_multi(const ServerShared& server, Session& session, const resp::Request& request, std::string& out)
-{
-    session.transaction.queued_command_malformed = true;
-    const auto info = find_info(server, request[0]);
-    if (!info) {
-        // Unknown here, even if the table has it (WATCH on a daemon that
-        // does not serve it): the error is still owed.
-        append_error(out, ErrorCode::error, unknown_command_text(request));
-        return;
-    }
-    if (!arity_accepts(info->arity, info->max_arity, request.size())) {
-        append_error(out, ErrorCode::error, "wrong number of arguments for '" + std::string(info->name) + "' command");
-        return;
-    }
-    append_error(out, ErrorCode::error, upper(info->name) + " inside MULTI: the " + std::string(server.role.name)
-        + " does not run transactions; nothing in this block will run");
-}
-
 // The subcommand tables of the container commands, for the checks at queue time.
 template <std::size_t N>
 bool subcommand_accepts(const Subcommand (&subcommands)[N], const resp::Request& request, std::string& out)
@@ -1004,7 +984,7 @@ bool subcommand_accepts(const Subcommand (&subcommands)[N], const resp::Request&
         resp::append_error(out, "ERR wrong number of arguments for '" + lower(request[0]) + "|" + lower(subcommand.name) + "' command");
         return false;
     }
-    resp::append_error(out, "ERR unknown subcommand '" + printable(request[1].substr(0, 128)) + "'. Try " + upper(request[0]) + " HELP.");
+    resp::append_error(out, "ERR unknown subcommand '" + redis_error_piece(request[1], 128) + "'. Try " + upper(request[0]) + " HELP.");
     return false;
 }
 
@@ -1029,6 +1009,21 @@ bool queueable(const ServerShared& server, const resp::Request& request, std::st
     if (request.size() >= 2 && !info->doc.subcommands.empty())
         return find_subcommand(info->doc.subcommands, request, out) != nullptr; // the daemon's own (MEMORY)
     return true;
+}
+
+// Inside MULTI on a daemon that refuses transactions: nothing runs, each
+// command gets an error (Redis's own for an unknown verb, a wrong arity or a
+// bad subcommand), and the block is flagged so that EXEC answers EXECABORT.
+void refuse_inside_multi(const ServerShared& server, Session& session, const resp::Request& request, std::string& out)
+{
+    session.transaction.queued_command_malformed = true;
+    // Redis's checks at queue time first, each with Redis's own error: a
+    // command unknown here (even one the table has, as WATCH on a daemon
+    // that does not serve it), a wrong arity, a bad subcommand.
+    if (!queueable(server, request, out))
+        return;
+    append_error(out, ErrorCode::error, upper(find_info(server, request[0])->name) + " inside MULTI: the "
+        + std::string(server.role.name) + " does not run transactions; nothing in this block will run");
 }
 
 // What a queued request holds in memory, its arguments' bytes and their
@@ -1086,7 +1081,12 @@ bool refused_before_auth(const ServerShared& server, const resp::Request& reques
     const auto info = find_info(server, request[0]);
     if (!info || !arity_accepts(info->arity, info->max_arity, request.size()))
         return false;
-    resp::append_error(out, "NOAUTH Authentication required.");
+    // Redis's rejectCommand: on EXEC itself the refusal is said after
+    // EXECABORT, as for any reason EXEC cannot run.
+    if (same_word(request[0], "EXEC"))
+        resp::append_error(out, "EXECABORT Transaction discarded because of: NOAUTH Authentication required.");
+    else
+        resp::append_error(out, "NOAUTH Authentication required.");
     return true;
 }
 
