@@ -154,7 +154,7 @@ private:
         for (const RegistryDaemon* registry : registries_) {
             try {
                 auto client = kv::Client::connect(registry->run_dir() + "/registry.sock",
-                    kv::ConnectOptions { std::nullopt, Clock::now() + std::chrono::milliseconds(500) });
+                    kv::ConnectOptions { std::nullopt, Clock::now() + std::chrono::milliseconds(500), std::nullopt });
                 const Value where = client.call({ "LOOKUP", "contested" });
                 std::string address;
                 if (where.is_error() || !where.text_field("address", address) || address.empty())

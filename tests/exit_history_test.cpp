@@ -9,7 +9,7 @@ namespace {
 kv::ExitRecord exit_of(unsigned long long id)
 {
     return kv::ExitRecord { "b" + std::to_string(id), static_cast<pid_t>(1000 + id), id, "exited with status 0",
-        static_cast<long long>(id), static_cast<long long>(id) + 1 };
+        static_cast<long long>(id), static_cast<long long>(id) + 1, "temporary", 0, "removed" };
 }
 
 } // namespace

@@ -362,10 +362,10 @@ TEST(HostileInput, ClientBufferHoldsExactlyItsLimitOfUnparsedInputAndRefusesOneP
 }
 
 // Replies within the client buffer limit: a client that reads them gets every
-// one, however many it pipelined in one write, and none counts against the
-// limit once the socket took it. One reply larger than the limit is answered
-// with an error in its place and in its turn; the replies around it stand and
-// the connection goes on.
+// one, however many it pipelined in one write (more bytes of requests, and of
+// replies, than the limit), even while the socket is full. One reply larger
+// than the limit is answered with an error in its place and in its turn; the
+// replies around it stand and the connection goes on.
 TEST(HostileInput, AReadingClientGetsEveryReplyAndOneReplyPastTheLimitIsAnErrorInItsPlace)
 {
     const std::size_t limit = 4096;
@@ -374,12 +374,26 @@ TEST(HostileInput, AReadingClientGetsEveryReplyAndOneReplyPastTheLimitIsAnErrorI
         auto client = kv::Client::connect(target.path);
         set_receive_timeout(client, 10s);
         std::string pings;
-        for (int i = 0; i < 600; ++i)
-            pings += "PING\r\n"; // 3,600 bytes in; 4,200 bytes of replies
+        for (int i = 0; i < 2000; ++i)
+            pings += "PING\r\n"; // 12,000 bytes in; 14,000 bytes of replies
         client.send_raw(pings);
-        for (int i = 0; i < 600; ++i)
+        for (int i = 0; i < 2000; ++i)
             ASSERT_EQ(client.read_reply().text, "PONG") << target.path << ", reply " << i;
         EXPECT_EQ(client.call({ "PING" }).text, "PONG");
+    }
+    {
+        // Replies just under the limit, more of them than the socket holds:
+        // the bucket waits for the client to take them, and sends them all.
+        auto bucket = kv::Client::connect(targets(daemon, "full").back().path);
+        set_receive_timeout(bucket, 10s);
+        const std::string value(4000, 'v');
+        EXPECT_EQ(bucket.call({ "SET", "k", value }).text, "OK");
+        std::string gets;
+        for (int i = 0; i < 200; ++i)
+            gets += kv::resp::encode_command({ "GET", "k" }); // 800 KB of replies
+        bucket.send_raw(gets);
+        for (int i = 0; i < 200; ++i)
+            ASSERT_EQ(bucket.read_reply().text, value) << "reply " << i;
     }
     // A bucket's value can outgrow the limit (SETRANGE, APPEND): reading it
     // back is one reply too large for it.

@@ -121,6 +121,12 @@ TEST(RequestParser, HoldsAnUnauthenticatedClientToTenArgumentsOf16KiB)
     EXPECT_EQ(error, "Protocol error: unauthenticated bulk length");
     EXPECT_EQ(parse(true, many(11), error), Status::request);
     EXPECT_EQ(parse(true, bigger, error), Status::request);
+    // Redis's order: a count past INT_MAX is invalid before it is too many
+    // for a client that has not authenticated.
+    EXPECT_EQ(parse(false, "*3000000000\r\n", error), Status::protocol_error);
+    EXPECT_EQ(error, "Protocol error: invalid multibulk length");
+    EXPECT_EQ(parse(false, "*2147483647\r\n", error), Status::protocol_error);
+    EXPECT_EQ(error, "Protocol error: unauthenticated multibulk length");
 }
 
 TEST(RequestParser, RefusesArrayLongerThanLimit)

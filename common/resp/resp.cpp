@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <limits>
 
 namespace kv::resp {
 
@@ -162,10 +163,13 @@ RequestParser::Status RequestParser::next(Request& out, std::string& error)
             bool parsed = false;
             if (auto header = read_count(count, parsed); header != HeaderLine::complete)
                 return header == HeaderLine::incomplete ? Status::need_more : fail(error, "too big multibulk count string");
-            // Redis's order: its only other limit on a count is INT_MAX.
-            if (parsed && !authenticated_ && count > static_cast<long long>(unauthenticated_array_length))
+            // Redis's order: a count it cannot read or past INT_MAX, then the
+            // unauthenticated limit; then ours, --max-array-length.
+            if (!parsed || count > std::numeric_limits<int>::max())
+                return fail(error, "invalid multibulk length");
+            if (!authenticated_ && count > static_cast<long long>(unauthenticated_array_length))
                 return fail(error, "unauthenticated multibulk length");
-            if (!parsed || count > static_cast<long long>(limits_.max_array_length))
+            if (count > static_cast<long long>(limits_.max_array_length))
                 return fail(error, "invalid multibulk length");
             if (count <= 0)
                 continue; // "*0" and "*-1" are empty requests, skipped as Redis does
@@ -232,10 +236,12 @@ RequestParser::Status RequestParser::parse_inline(Request& out, std::string& err
     return Status::request;
 }
 
-// Redis's sdssplitargs (sds.c), byte for byte: blanks between arguments are
-// isspace() (is_space); an unquoted argument ends at a space, tab, CR or LF
-// only, and a quote inside it opens a quoted part of the same argument; a
-// closing quote must be followed by a blank or the end.
+// Redis's sdssplitargs (sds.c): blanks between arguments are isspace()
+// (is_space); an unquoted argument ends at a space, tab, CR or LF only, and a
+// quote inside it opens a quoted part of the same argument; a closing quote
+// must be followed by a blank or the end. One difference: a NUL is a byte of
+// its argument here, where Redis's C-string search never finds the line's end
+// past it (and waits for more).
 bool split_inline(std::string_view line, Request& out)
 {
     enum class Quote : unsigned char { none, double_quote, single_quote };

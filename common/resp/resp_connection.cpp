@@ -11,13 +11,13 @@
 //              its callback at once)
 //
 //   from       event                                                  to
-//   open       protocol error, or with no reply owed unparsed input    closing
-//              over max_client_buffer: the error reply is queued;
-//              or QUIT answered (Session::close_after_reply)
+//   open       protocol error, or with no reply owed an unfinished     closing
+//              request over max_client_buffer: the error reply is
+//              queued; or QUIT answered (Session::close_after_reply)
 //   closing    the last queued byte is written                         closed
 //   open,      end of file or error on a read, a write error, the      closed
-//   closing    hang-up watch firing, drop() (stall timeout, client
-//              buffer limit), RespServer::close()
+//   closing    hang-up watch firing, drop() (stall timeout),
+//              RespServer::close()
 //
 // Call: the request being answered. Requests run only in `none` while open,
 // one at a time, so replies go out in the order the requests came.
@@ -202,8 +202,7 @@ void RespConnection::process()
     for (;;) {
         const bool more_waiting = answer_requests();
         const bool all_sent = flush();
-        // What the socket took is the client's now: only the rest counts.
-        if (life_ == Life::closed || !within_buffer_limit())
+        if (life_ == Life::closed)
             return;
         if (!more_waiting || !all_sent)
             break;
@@ -253,7 +252,8 @@ std::size_t RespConnection::read_room() const
 }
 
 // Runs every complete request it may; true if it stopped only because the
-// output reached its soft limit (more requests may be waiting).
+// replies not yet taken reached backlog_limit() (more requests may be
+// waiting).
 bool RespConnection::answer_requests()
 {
     // Never re-entered from a handler (send() there only queues).
@@ -263,8 +263,10 @@ bool RespConnection::answer_requests()
         std::string error;
         parser_.set_authenticated(session_.authenticated); // an AUTH just run lifts the limits for what follows
         const auto status = parser_.next(request_, error);
-        if (status == resp::RequestParser::Status::need_more)
+        if (status == resp::RequestParser::Status::need_more) {
+            refuse_oversized_request(); // what is left is one unfinished request
             break;
+        }
         if (status == resp::RequestParser::Status::protocol_error) {
             peer_event_log().log(LogLevel::warning, "protocol error from a client of " + server_->where + ": " + error
                 + " (" + describe_peer(socket_.native_handle()) + "); closing the connection");
@@ -276,14 +278,12 @@ bool RespConnection::answer_requests()
     }
     if (life_ == Life::closed)
         return false;
-    refuse_oversized_request();
     return unsent_bytes() >= backlog_limit() && life_ == Life::open;
 }
 
-// The backlog of replies past which a connection stops reading and running
-// requests: output_soft_limit, or the client buffer limit if that is less, so
-// that a well-behaved client's replies never reach the limit before the
-// socket has been offered them.
+// The backlog of replies not yet taken past which a connection stops reading
+// and running requests: output_soft_limit, or the client buffer limit if
+// that is less.
 std::size_t RespConnection::backlog_limit() const
 {
     return std::min(output_soft_limit, server_->config.max_client_buffer);
@@ -337,40 +337,21 @@ void RespConnection::run_handler()
         life_ = Life::closing; // QUIT: its +OK is the last reply
 }
 
-// max_client_buffer bounds what one connection holds: its unparsed input
-// plus its unread replies. A request too large for it is answered with an
-// error in its turn (and the connection closes after it).
+// max_client_buffer bounds the one request and the one reply a connection
+// holds (cap_reply). An unfinished request past it (what the parser keeps
+// once every complete request before it has run) is answered with an error
+// in its turn, and the connection closes after it. So a connection holds at
+// most backlog_limit() plus one reply of replies, one unfinished request and
+// one read of input; a client that stops reading stops its requests (the
+// backlog) and is dropped after the stall timeout.
 void RespConnection::refuse_oversized_request()
 {
     const std::size_t limit = server_->config.max_client_buffer;
-    // Behind an owed reply an error cannot be answered in order; reading
-    // ahead there stops within the limit anyway (see read_room()).
-    if (life_ == Life::open && call_ != Call::owed && parser_.buffered() > limit) {
+    if (life_ == Life::open && call_ == Call::none && parser_.buffered() > limit) {
         append_error(output_, ErrorCode::error, "request larger than the client buffer limit of "
             + std::to_string(limit) + " bytes");
         life_ = Life::closing;
     }
-}
-
-// After the socket was offered what was queued: past the limit, the client
-// is dropped. A client that reads its replies keeps their backlog short of
-// the limit (no request runs once it reaches backlog_limit(), and no one
-// reply is larger than the limit); one that leaves them unread while it
-// sends more does not. False if dropped.
-bool RespConnection::within_buffer_limit()
-{
-    const std::size_t limit = server_->config.max_client_buffer;
-    const std::size_t input = life_ == Life::closing ? 0 : parser_.buffered(); // dead input once refused
-    const std::size_t replies = unsent_bytes();
-    if (replies > limit) {
-        drop("its unread replies passed the client buffer limit");
-        return false;
-    }
-    if (input + replies > limit) {
-        drop("its unparsed requests and unread replies passed the client buffer limit");
-        return false;
-    }
-    return true;
 }
 
 void RespConnection::read_more(std::size_t room)

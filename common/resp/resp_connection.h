@@ -134,7 +134,6 @@ private:
     std::size_t backlog_limit() const;
     void cap_reply(std::size_t before);
     void refuse_oversized_request();
-    bool within_buffer_limit();
     std::size_t read_room() const;
     void read_more(std::size_t room);
     bool flush();
