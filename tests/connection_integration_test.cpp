@@ -5,10 +5,10 @@
 // refusal of transactions.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <regex>
 
 #include "daemon_fixture.h"
+#include "log.h"
 #include "reference_redis.h"
 #include "run_dir.h"
 
@@ -401,22 +401,9 @@ TEST_F(ConnectionTest, CountHeadersAndInlineLinesAreReadAsRedis70ReadsThem)
         "ECHO a\"b c\"\r\n", "ECHO a\"b c\"d\r\n", "ECHO a'b c' x\r\n", "ECHO \"a\"\x0b\"b\"\r\n", "ECHO \"a\"\x0c" "b\r\n",
         "ECHO \"\\x41\\x4\"\r\n", "ECHO \"ab\\\"\r\n", "ECHO 'a\\'b'\r\n", "ECHO \"\"\r\n", "ECHO \"a\\\r\n",
     };
-    auto shown = [](const std::string& bytes) {
-        std::string text;
-        for (unsigned char c : bytes) {
-            if (c >= 32 && c < 127) {
-                text += static_cast<char>(c);
-            } else {
-                char escaped[8];
-                std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-                text += escaped;
-            }
-        }
-        return text;
-    };
     for (const std::string& socket : { bucket_socket_, kv::registry_socket_path(daemon_.run_dir()) }) {
         for (const std::string& input : inputs)
-            EXPECT_EQ(shown(exchange_raw(socket, input)), shown(exchange_raw(redis_->socket(), input))) << socket << ": " << shown(input);
+            EXPECT_EQ(exchange_raw(socket, input), exchange_raw(redis_->socket(), input)) << socket << ": " << kv::printable(input);
     }
 }
 
