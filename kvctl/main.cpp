@@ -650,7 +650,15 @@ int main(int argc, char** argv)
     auto* history = app.add_subcommand("history", "Print the last bucket exits, newest first (all that registryd keeps, or COUNT)");
     history->add_flag("--json", json, "Print JSON");
     std::size_t history_count = 0;
-    auto* history_count_option = history->add_option("COUNT", history_count, "how many of the newest exits");
+    // Checked as text first: a size_t would take "-1" as 2^64 - 1.
+    auto* history_count_option = history->add_option("COUNT", history_count, "how many of the newest exits")
+                                     ->check(CLI::Validator(
+                                         [](std::string& text) -> std::string {
+                                             return !text.empty() && text.find_first_not_of("0123456789") == std::string::npos
+                                                 ? std::string()
+                                                 : "not a count of exits (digits, 0 or more): " + text;
+                                         },
+                                         "COUNT"));
 
     for (CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; }))
         command->footer(dash_help);

@@ -100,10 +100,11 @@ kv::ServerRole registry_role(const kv::Registry& registry, const std::string& ru
         line("history_entries", std::to_string(registry.exit_history().size()));
         line("history_size", std::to_string(registry.exit_history().capacity()));
         // The text server (--text-listen): where it listens (empty: not
-        // asked for), its textd's pid (-1 between a crash and its restart)
-        // and how many times it was restarted.
+        // asked for), its textd's pid (empty while none runs, between a crash
+        // and its restart: never -1, which `kill -9 $(...)` would take for
+        // every process) and how many times it was restarted.
         line("text_listen", text_server ? text_server->address() : "");
-        line("text_server_pid", std::to_string(text_server ? text_server->pid() : -1));
+        line("text_server_pid", text_server && text_server->pid() > 0 ? std::to_string(text_server->pid()) : "");
         line("text_server_restarts", std::to_string(text_server ? text_server->restarts() : 0));
         // --listen-tcp: the registry's TCP address as bound (its port when 0
         // was asked); empty: no TCP.

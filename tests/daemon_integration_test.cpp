@@ -288,6 +288,9 @@ TEST(Daemon, RefusedRequestsAndStopsAreLoggedWithThePeersPidAndUid)
     EXPECT_TRUE(wait_for_log(daemon, "LIMIT unable to create bucket b"));
     EXPECT_NE(line_with(daemon.log(), { " warning registryd[", "]: refused a request of a client of ", "LIMIT unable to create bucket b", this_peer() }), "")
         << daemon.log();
+    // Once: the reply is logged where it is given, not again when it is sent
+    // (both happen before the client has its reply).
+    EXPECT_EQ(count_lines_with(daemon.log(), "LIMIT unable to create bucket b"), 1u) << daemon.log();
 
     EXPECT_EQ(daemon.call({ "STOP", "a" }).text, "OK");
     EXPECT_NE(line_with(daemon.log(), { " notice registryd[", "]: STOP a asked by a client " + this_peer() }), "") << daemon.log();

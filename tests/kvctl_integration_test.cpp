@@ -195,6 +195,12 @@ TEST_F(Kvctl, EachKindOfFailureHasItsExitCodeAndAOneLineMessage)
     EXPECT_EQ(unknown.err.rfind("kvctl: unknown command frobnicate (commands: create, lookup, list, stop, ", 0), 0u) << unknown.err;
     EXPECT_NE(unknown.err.find(", delete"), std::string::npos) << unknown.err;
     EXPECT_EQ(std::count(unknown.err.begin(), unknown.err.end(), '\n'), 1) << unknown.err;
+    // A count of exits is digits: "-1" is not taken as 2^64 - 1.
+    for (const char* count : { "-1", "abc", "" }) {
+        auto history = kvctl({ "history", "--", count });
+        EXPECT_EQ(history.exit_code, 2) << count << ": " << history.err;
+        EXPECT_EQ(std::count(history.err.begin(), history.err.end(), '\n'), 1) << history.err;
+    }
     auto none = kvctl({});
     EXPECT_EQ(none.exit_code, 2);
     EXPECT_EQ(none.err.rfind("kvctl: a command is required (commands: create, lookup, ", 0), 0u) << none.err;

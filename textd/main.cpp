@@ -202,8 +202,8 @@ int main(int argc, char** argv)
             continue;
         }
         if (processes.busy() >= most) {
-            kv::log_line(kv::LogLevel::warning, "refused a client of " + address + " (" + kv::peer_address(client.get())
-                    + "): max connections reached (" + std::to_string(most) + ")");
+            kv::peer_event_log().log(kv::LogLevel::warning, "refused a client of " + address + " ("
+                + kv::peer_address(client.get()) + "): max connections reached (" + std::to_string(most) + ")");
             [[maybe_unused]] auto sent = ::send(client.get(), kv::text::error_reply.data(), kv::text::error_reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             continue;
         }

@@ -147,12 +147,12 @@ void RespConnection::deliver(std::uint64_t call, std::string reply)
     const std::size_t before = output_.size();
     output_ += reply;
     cap_reply(before);
-    log_if_refusal(std::string_view(output_).substr(before));
     note_progress(); // input queued behind the reply can move again
     if (call_ == Call::running) {
-        call_ = Call::answered; // answer_requests() goes on and flushes
+        call_ = Call::answered; // answer_requests() goes on, flushes, and run_handler() logs it
         return;
     }
+    log_if_refusal(std::string_view(output_).substr(before));
     call_ = Call::none;
     // Answered from elsewhere (another connection's request, an exit, a
     // timer): write it and run what follows on a later turn of the loop,
